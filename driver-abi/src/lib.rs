@@ -15,6 +15,7 @@
 // inside consts; both are its conventions, not ours to rename.
 #![allow(non_camel_case_types, non_local_definitions)]
 
+pub mod compat;
 pub mod error;
 mod export;
 pub mod helpers;

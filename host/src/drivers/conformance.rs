@@ -1,0 +1,513 @@
+//! `magnum-driver-manage verify`: calls every operation a driver declares on
+//! sample inputs and checks that each plan is a well-formed HOT plan that the
+//! `local` orchestrator and Heat can both take.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use magnum_driver_abi::{capability as op, payload::*, DriverError, ErrorKind, LabelType};
+use serde_json::Value;
+
+use super::call::LoadedDriver;
+
+/// One check and its outcome.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub result: Result<(), String>,
+}
+
+/// Runs the conformance suite against every tuple the driver provides.
+pub fn run(driver: &LoadedDriver) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let mut push = |name: String, result: Result<(), String>| checks.push(Check { name, result });
+    if driver.info.provides.is_empty() {
+        push("info".into(), Err("driver provides no tuple".into()));
+    }
+    for tuple in &driver.info.provides {
+        let s = Sample::new(&driver.info, tuple);
+        let tag = |what: &str| format!("{what} {tuple}");
+        let supports = |o: &str| driver.info.supports(o);
+
+        if supports(op::VALIDATE_TEMPLATE) {
+            push(tag("validate_template"), ok_or(driver.validate_template(&s.template_req())));
+            let mut bad = s.template_req();
+            bad.template.network_driver = Some("no-such-network-driver".into());
+            push(tag("validate_template rejects an unknown network driver"), expect_invalid(driver.validate_template(&bad)));
+        }
+        if supports(op::VALIDATE_CLUSTER) {
+            push(tag("validate_cluster"), ok_or(driver.validate_cluster(&s.cluster_req())));
+        }
+        let mut node_files = Vec::new();
+        if supports(op::NODE_TEMPLATE) {
+            for role in &driver.info.node_roles {
+                let req = NodeTemplateRequest { role: role.clone(), base: s.cluster_req() };
+                let res: Result<NodeTemplate, _> = driver.call(op::NODE_TEMPLATE, &req);
+                push(tag(&format!("node_template {role}")), res.as_ref().map_err(|e| e.to_string()).and_then(|t| {
+                    parse_hot(&t.file_name, &t.template).map(|_| ())
+                }));
+                if let Ok(t) = res {
+                    node_files.push(t.file_name);
+                }
+            }
+        }
+        for (operation, offered) in [(op::NETWORK_DRIVER, &driver.info.network_drivers), (op::VOLUME_DRIVER, &driver.info.volume_drivers)] {
+            if !supports(operation) {
+                continue;
+            }
+            for sub in offered.iter().filter(|d| d.coes.is_empty() || d.coes.contains(&tuple.coe)) {
+                let req = SubDriverRequest { name: Some(sub.name.clone()), coe: tuple.coe.clone(), labels: Labels::new() };
+                push(tag(&format!("{operation} {}", sub.name)), ok_or(driver.call::<_, SubDriverConfig>(operation, &req)));
+            }
+            let req = SubDriverRequest { name: Some("no-such-driver".into()), coe: tuple.coe.clone(), labels: Labels::new() };
+            push(tag(&format!("{operation} rejects an unknown name")), expect_invalid(driver.call::<_, SubDriverConfig>(operation, &req)));
+        }
+
+        let mut create_params = serde_json::Map::new();
+        for (operation, request) in s.plan_requests(&driver.info) {
+            if !supports(operation) {
+                continue;
+            }
+            let result = driver
+                .call::<_, StackPlan>(operation, &request)
+                .map_err(|e| e.to_string())
+                .and_then(|plan| {
+                    if operation == op::CREATE_CLUSTER {
+                        if let Some(first) = plan.operations.first() {
+                            create_params = first.parameters.clone();
+                        }
+                        for file in &node_files {
+                            if !plan.operations.iter().any(|o| o.files.contains_key(file)) {
+                                return Err(format!("node template {file} is not among the plan's files"));
+                            }
+                        }
+                    }
+                    check_plan(&plan, operation)
+                });
+            push(tag(operation), result);
+        }
+        if supports(op::MAP_STATUS) {
+            let req = StatusRequest {
+                base: s.cluster_req(),
+                stacks: vec![StackSnapshot {
+                    target: StackTarget::default(),
+                    stack_id: s.cluster.stack_id.clone().unwrap_or_default(),
+                    status: "CREATE_COMPLETE".into(),
+                    status_reason: "Stack CREATE completed successfully".into(),
+                    outputs: serde_json::Map::new(),
+                    parameters: create_params,
+                }],
+            };
+            push(tag(op::MAP_STATUS), ok_or(driver.map_status(&req)));
+        }
+    }
+    checks
+}
+
+fn ok_or<T>(r: Result<T, DriverError>) -> Result<(), String> {
+    r.map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn expect_invalid<T>(r: Result<T, DriverError>) -> Result<(), String> {
+    match r {
+        Err(e) if e.kind == ErrorKind::INVALID => Ok(()),
+        Err(e) => Err(format!("expected an invalid-input error, got {} error: {e}", e.kind.name())),
+        Ok(_) => Err("accepted it".into()),
+    }
+}
+
+/// Sample inputs for one tuple: one master, two workers, default labels.
+struct Sample {
+    template: ClusterTemplate,
+    cluster: Cluster,
+    nodegroups: Vec<NodeGroup>,
+}
+
+impl Sample {
+    fn new(info: &DriverInfo, tuple: &Provides) -> Self {
+        let template = ClusterTemplate {
+            uuid: "6a4a0bb5-8a40-4d3c-8b5e-0c2f2b0f1a01".into(),
+            name: "conformance-template".into(),
+            coe: tuple.coe.clone(),
+            server_type: tuple.server_type.clone(),
+            cluster_distro: tuple.os.clone(),
+            image_id: "conformance-image".into(),
+            flavor_id: Some("m1.small".into()),
+            master_flavor_id: Some("m1.medium".into()),
+            keypair_id: Some("default".into()),
+            external_network_id: Some("public".into()),
+            dns_nameserver: Some("8.8.8.8".into()),
+            driver: Some(info.name.clone()),
+            ..Default::default()
+        };
+        let cluster = Cluster {
+            uuid: "0b1f6a52-3c1d-4e7a-9f0b-2d6c8e4a5b01".into(),
+            name: "conformance".into(),
+            project_id: "conformance-project".into(),
+            keypair: Some("default".into()),
+            master_count: 1,
+            node_count: 2,
+            create_timeout: Some(60),
+            stack_id: Some("5d0c8f1e-6b7a-4c3d-9e2f-1a0b9c8d7e01".into()),
+            status: "CREATE_COMPLETE".into(),
+            ..Default::default()
+        };
+        let ng = |uuid: &str, name: &str, role: &str, count: i64| NodeGroup {
+            uuid: uuid.into(),
+            name: name.into(),
+            role: role.into(),
+            is_default: true,
+            node_count: count,
+            min_node_count: if role == "master" { 1 } else { 0 },
+            stack_id: cluster.stack_id.clone(),
+            status: "CREATE_COMPLETE".into(),
+            ..Default::default()
+        };
+        let nodegroups = vec![
+            ng("c5e1a0b2-0001-4000-8000-000000000001", "default-master", "master", 1),
+            ng("c5e1a0b2-0002-4000-8000-000000000002", "default-worker", "worker", 2),
+        ];
+        Self { template, cluster, nodegroups }
+    }
+
+    fn template_req(&self) -> TemplateRequest {
+        TemplateRequest { template: self.template.clone() }
+    }
+
+    fn cluster_req(&self) -> ClusterRequest {
+        ClusterRequest {
+            template: self.template.clone(),
+            cluster: self.cluster.clone(),
+            nodegroups: self.nodegroups.clone(),
+            context: HostContext {
+                magnum_url: Some("http://127.0.0.1:9511/v1".into()),
+                auth_url: Some("http://127.0.0.1:5000/v3".into()),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Every plan-producing operation with its request, in lifecycle order.
+    fn plan_requests(&self, info: &DriverInfo) -> Vec<(&'static str, Value)> {
+        let base = self.cluster_req();
+        let worker = self.nodegroups[1].uuid.clone();
+        let mut create = base.clone();
+        create.cluster.stack_id = None;
+        create.cluster.status = "CREATE_IN_PROGRESS".into();
+        let mut update = base.clone();
+        update.cluster.node_count = 3;
+        let resize = ResizeRequest { base: base.clone(), nodegroup: worker.clone(), node_count: 1, nodes_to_remove: vec![] };
+        let upgrade = UpgradeRequest {
+            base: base.clone(),
+            new_template: newer_template(info, &self.template),
+            nodegroup: worker,
+            max_batch_size: 1,
+        };
+        // A 0-node extra nodegroup exercises nodegroup stacks at their edge.
+        let extra = NodeGroup {
+            uuid: "c5e1a0b2-0003-4000-8000-000000000003".into(),
+            name: "extra".into(),
+            role: "worker".into(),
+            node_count: 0,
+            stack_id: Some("7e2d9a0b-1c3f-4a5e-8b6d-0f1e2d3c4b01".into()),
+            status: "CREATE_COMPLETE".into(),
+            ..Default::default()
+        };
+        let ng_req = |with_stack: bool| {
+            let mut ng = extra.clone();
+            if !with_stack {
+                ng.stack_id = None;
+            }
+            NodeGroupRequest { base: base.clone(), nodegroup: ng }
+        };
+        let json = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
+        vec![
+            (op::CREATE_CLUSTER, json(serde_json::to_value(&create))),
+            (op::UPDATE_CLUSTER, json(serde_json::to_value(&update))),
+            (op::RESIZE_CLUSTER, json(serde_json::to_value(&resize))),
+            (op::UPGRADE_CLUSTER, json(serde_json::to_value(&upgrade))),
+            (op::CREATE_NODEGROUP, json(serde_json::to_value(ng_req(false)))),
+            (op::UPDATE_NODEGROUP, json(serde_json::to_value(ng_req(true)))),
+            (op::DELETE_NODEGROUP, json(serde_json::to_value(ng_req(true)))),
+            (op::DELETE_CLUSTER, json(serde_json::to_value(&base))),
+        ]
+    }
+}
+
+/// The template with every semver label one minor above its default, which
+/// is what a legitimate upgrade looks like to any driver.
+fn newer_template(info: &DriverInfo, template: &ClusterTemplate) -> ClusterTemplate {
+    let mut newer = template.clone();
+    newer.uuid = "6a4a0bb5-8a40-4d3c-8b5e-0c2f2b0f1a02".into();
+    for spec in info.labels.iter().filter(|l| l.kind == LabelType::Semver) {
+        if let Some((major, minor, _)) = spec.default.as_deref().and_then(magnum_driver_abi::helpers::parse_version) {
+            newer.labels.insert(spec.name.clone(), format!("v{major}.{}.0", minor + 1));
+        }
+    }
+    newer
+}
+
+/// Functions the `local` orchestrator evaluates; Heat accepts all of them.
+const ALLOWED_FUNCTIONS: &[&str] = &["get_param", "get_resource", "get_attr", "str_replace", "list_join", "get_file", "if"];
+/// Condition functions, allowed inside `conditions`.
+const CONDITION_FUNCTIONS: &[&str] = &["equals", "not", "and", "or"];
+/// HOT functions that exist in Heat but which we do not evaluate.
+const OTHER_FUNCTIONS: &[&str] = &[
+    "repeat", "digest", "str_split", "map_merge", "map_replace", "yaql", "resource_facade",
+    "str_replace_strict", "str_replace_vstrict", "contains", "filter", "make_url",
+    "list_concat", "list_concat_unique", "Fn::Select", "get_input",
+];
+const PSEUDO_PARAMS: &[&str] = &["OS::stack_name", "OS::stack_id", "OS::project_id"];
+const OLDEST_HOT: &str = "2018-08-31";
+
+/// A parsed HOT file: declared parameters (name → has default), resources
+/// (name → type), and the document.
+struct Hot {
+    params: BTreeMap<String, bool>,
+    resources: BTreeMap<String, String>,
+    doc: Value,
+}
+
+fn parse_hot(name: &str, text: &str) -> Result<Hot, String> {
+    let doc: Value = serde_norway::from_str(text).map_err(|e| format!("{name}: not valid YAML: {e}"))?;
+    let version = match doc.get("heat_template_version") {
+        Some(Value::String(v)) => v.clone(),
+        Some(other) => other.to_string(),
+        None => return Err(format!("{name}: no heat_template_version")),
+    };
+    if version.as_str() < OLDEST_HOT {
+        return Err(format!("{name}: heat_template_version {version} is older than {OLDEST_HOT}"));
+    }
+    let keys = |section: &str| -> Vec<(String, &Value)> {
+        doc.get(section).and_then(Value::as_object).map(|m| m.iter().map(|(k, v)| (k.clone(), v)).collect()).unwrap_or_default()
+    };
+    let params = keys("parameters").into_iter().map(|(k, v)| (k, v.get("default").is_some())).collect();
+    let resources = keys("resources")
+        .into_iter()
+        .map(|(k, v)| (k, v.get("type").and_then(Value::as_str).unwrap_or_default().to_owned()))
+        .collect();
+    Ok(Hot { params, resources, doc })
+}
+
+/// Checks every operation of a plan; the first problem found is reported.
+pub fn check_plan(plan: &StackPlan, operation: &str) -> Result<(), String> {
+    if plan.operations.is_empty() {
+        return Err(format!("{operation} returned an empty plan"));
+    }
+    for (i, step) in plan.operations.iter().enumerate() {
+        let at = |m: String| format!("step {i} ({:?} {}): {m}", step.action, step.stack_name);
+        match step.action {
+            StackAction::Delete => {
+                if step.stack_id.is_none() && step.stack_name.is_empty() {
+                    return Err(at("delete names no stack".into()));
+                }
+                continue;
+            }
+            StackAction::Update if step.existing => {
+                if step.stack_id.is_none() {
+                    return Err(at("update names no stack_id".into()));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if step.stack_name.is_empty() {
+            return Err(at("no stack_name".into()));
+        }
+        check_files(step).map_err(at)?;
+    }
+    Ok(())
+}
+
+fn check_files(step: &StackOperation) -> Result<(), String> {
+    let mut parsed = BTreeMap::new();
+    for (name, text) in &step.files {
+        // Environment files and scripts ride along in `files`; only templates are HOT.
+        if text.contains("heat_template_version") {
+            parsed.insert(name.clone(), parse_hot(name, text)?);
+        }
+    }
+    let main = parsed.get(&step.template).ok_or_else(|| format!("template {} is not among the files", step.template))?;
+    let registry: BTreeSet<String> = step
+        .environment
+        .get("resource_registry")
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    for (name, value) in &step.environment.get("resource_registry").and_then(Value::as_object).cloned().unwrap_or_default() {
+        if let Some(target) = value.as_str() {
+            if is_file_type(target) && !step.files.contains_key(target) {
+                return Err(format!("environment maps {name} to {target}, which is not among the files"));
+            }
+        }
+    }
+    for (param, _) in step.parameters.iter() {
+        if !main.params.contains_key(param) {
+            return Err(format!("parameter {param} is passed but {} does not declare it", step.template));
+        }
+    }
+    for (param, has_default) in &main.params {
+        if !has_default && !step.parameters.contains_key(param) && !env_default(step, param) {
+            return Err(format!("{} requires parameter {param} but the plan does not pass it", step.template));
+        }
+    }
+    for (name, hot) in &parsed {
+        let mut walk = Walk { hot, file: name, files: &step.files, registry: &registry, parsed: &parsed };
+        for section in ["resources", "outputs"] {
+            if let Some(v) = hot.doc.get(section) {
+                walk.value(v, false)?;
+            }
+        }
+        if let Some(v) = hot.doc.get("conditions") {
+            walk.value(v, true)?;
+        }
+    }
+    Ok(())
+}
+
+fn env_default(step: &StackOperation, param: &str) -> bool {
+    step.environment
+        .get("parameter_defaults")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.contains_key(param))
+}
+
+fn is_file_type(t: &str) -> bool {
+    t.ends_with(".yaml") || t.ends_with(".yml") || t.ends_with(".template")
+}
+
+struct Walk<'a> {
+    hot: &'a Hot,
+    file: &'a str,
+    files: &'a BTreeMap<String, String>,
+    registry: &'a BTreeSet<String>,
+    parsed: &'a BTreeMap<String, Hot>,
+}
+
+impl Walk<'_> {
+    fn err(&self, m: String) -> Result<(), String> {
+        Err(format!("{}: {m}", self.file))
+    }
+
+    fn value(&mut self, v: &Value, in_conditions: bool) -> Result<(), String> {
+        match v {
+            Value::Array(items) => items.iter().try_for_each(|i| self.value(i, in_conditions)),
+            Value::Object(map) => {
+                if map.len() == 1 {
+                    if let Some((f, arg)) = map.iter().next() {
+                        if ALLOWED_FUNCTIONS.contains(&f.as_str()) || (in_conditions && CONDITION_FUNCTIONS.contains(&f.as_str())) {
+                            self.function(f, arg)?;
+                            return self.value(arg, in_conditions);
+                        }
+                        if OTHER_FUNCTIONS.contains(&f.as_str()) || CONDITION_FUNCTIONS.contains(&f.as_str()) {
+                            return self.err(format!("uses {f}, which the local orchestrator does not evaluate"));
+                        }
+                    }
+                }
+                if let Some(t) = map.get("type").and_then(Value::as_str) {
+                    self.resource_type(t)?;
+                    if let Some(props) = map.get("properties") {
+                        self.nested_properties(t, props)?;
+                    }
+                }
+                map.values().try_for_each(|x| self.value(x, in_conditions))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn function(&self, f: &str, arg: &Value) -> Result<(), String> {
+        let first = match arg {
+            Value::Array(a) => a.first().and_then(Value::as_str),
+            Value::String(s) => Some(s.as_str()),
+            _ => None,
+        };
+        match f {
+            "get_param" => match first {
+                Some(p) if self.hot.params.contains_key(p) || PSEUDO_PARAMS.contains(&p) => Ok(()),
+                Some(p) => self.err(format!("get_param {p}: no such parameter")),
+                None => self.err("get_param without a parameter name".into()),
+            },
+            "get_resource" | "get_attr" => match first {
+                Some(r) if self.hot.resources.contains_key(r) => Ok(()),
+                Some(r) => self.err(format!("{f} {r}: no such resource")),
+                None => self.err(format!("{f} without a resource name")),
+            },
+            "get_file" => match first {
+                Some(name) if self.files.contains_key(name) => Ok(()),
+                Some(name) => self.err(format!("get_file {name}: not among the files")),
+                None => self.err("get_file without a file name".into()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    fn resource_type(&self, t: &str) -> Result<(), String> {
+        if is_file_type(t) {
+            if !self.files.contains_key(t) {
+                return self.err(format!("resource type {t} is not among the files"));
+            }
+        } else if !t.starts_with("OS::") && !self.registry.contains(t) {
+            return self.err(format!("resource type {t} is neither an OS:: type, a file nor in the environment's resource_registry"));
+        }
+        Ok(())
+    }
+
+    /// Properties given to a nested template must be its parameters, and its
+    /// parameters without defaults must be given.
+    fn nested_properties(&self, t: &str, props: &Value) -> Result<(), String> {
+        let Some(nested) = self.parsed.get(t) else { return Ok(()) };
+        let given: BTreeSet<&str> = props.as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+        if let Some(p) = given.iter().find(|p| !nested.params.contains_key(**p)) {
+            return self.err(format!("passes property {p} to {t}, which declares no such parameter"));
+        }
+        if let Some((p, _)) = nested.params.iter().find(|(p, has_default)| !**has_default && !given.contains(p.as_str())) {
+            return self.err(format!("{t} requires parameter {p} but it is not passed"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(files: &[(&str, &str)], params: &[(&str, Value)]) -> StackPlan {
+        StackPlan {
+            operations: vec![StackOperation {
+                stack_name: "s".into(),
+                template: "cluster.yaml".into(),
+                files: files.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                parameters: params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+                ..Default::default()
+            }],
+        }
+    }
+
+    const MAIN: &str = "heat_template_version: 2018-08-31\nparameters:\n  count: {type: number}\nresources:\n  net: {type: 'OS::Neutron::Net'}\n  group:\n    type: OS::Heat::ResourceGroup\n    properties:\n      count: {get_param: count}\n      resource_def:\n        type: node.yaml\n        properties: {network: {get_resource: net}}\noutputs:\n  ips: {value: {get_attr: [group, ip]}}\n";
+    const NODE: &str = "heat_template_version: 2018-08-31\nparameters:\n  network: {type: string}\nresources:\n  server: {type: 'OS::Nova::Server', properties: {networks: [{network: {get_param: network}}]}}\n";
+
+    #[test]
+    fn a_well_formed_plan_passes() {
+        let plan = step(&[("cluster.yaml", MAIN), ("node.yaml", NODE)], &[("count", 2.into())]);
+        assert_eq!(check_plan(&plan, "create_cluster"), Ok(()));
+    }
+
+    #[test]
+    fn each_rule_is_enforced() {
+        let cases: Vec<(StackPlan, &str)> = vec![
+            (step(&[("cluster.yaml", MAIN)], &[("count", 2.into())]), "node.yaml is not among the files"),
+            (step(&[("cluster.yaml", MAIN), ("node.yaml", NODE)], &[]), "requires parameter count"),
+            (step(&[("cluster.yaml", MAIN), ("node.yaml", NODE)], &[("count", 1.into()), ("bogus", 1.into())]), "parameter bogus is passed"),
+            (step(&[("cluster.yaml", &MAIN.replace("get_param: count", "get_param: cnt")), ("node.yaml", NODE)], &[("count", 1.into())]), "get_param cnt: no such parameter"),
+            (step(&[("cluster.yaml", &MAIN.replace("get_resource: net", "get_resource: nett")), ("node.yaml", NODE)], &[("count", 1.into())]), "get_resource nett: no such resource"),
+            (step(&[("cluster.yaml", &MAIN.replace("[group, ip]", "[grp, ip]")), ("node.yaml", NODE)], &[("count", 1.into())]), "get_attr grp: no such resource"),
+            (step(&[("cluster.yaml", &MAIN.replace("{network: {get_resource: net}}", "{netw: x}")), ("node.yaml", NODE)], &[("count", 1.into())]), "passes property netw"),
+            (step(&[("cluster.yaml", &MAIN.replace("{get_param: count}", "{repeat: {}}")), ("node.yaml", NODE)], &[("count", 1.into())]), "uses repeat"),
+            (step(&[("cluster.yaml", &MAIN.replace("2018-08-31", "2016-10-14")), ("node.yaml", NODE)], &[("count", 1.into())]), "older than"),
+        ];
+        for (plan, expected) in cases {
+            let err = check_plan(&plan, "create_cluster").expect_err(expected);
+            assert!(err.contains(expected), "expected '{expected}' in '{err}'");
+        }
+    }
+}

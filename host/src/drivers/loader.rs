@@ -1,0 +1,183 @@
+//! Loading one driver library: the only place that talks to abi_stable's
+//! loader. Every failure is returned as a [`LoadError`] for that one driver.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use abi_stable::{
+    library::{lib_header_from_path, LibraryError},
+    std_types::{RResult, RStr},
+};
+use magnum_driver_abi::{
+    compat::{self, CompatError},
+    DriverBox, DriverError, DriverInfo, DriverMod_Ref,
+};
+
+use super::{
+    call::LoadedDriver,
+    manifest::{self, parse_requirement, Manifest},
+};
+
+/// Why a driver did not load. The `Display` text is the one-line reason
+/// shown in logs and by `magnum-driver-manage`.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("manifest: {0}")]
+    Manifest(String),
+    #[error("library {0} does not exist")]
+    Missing(PathBuf),
+    #[error("cannot read library {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("library {path} changed after registration: sha256 is {actual}, manifest pins {pinned}; re-register it with `magnum-driver-manage register --replace`")]
+    Checksum {
+        path: PathBuf,
+        pinned: String,
+        actual: String,
+    },
+    #[error("{path} is not a loadable shared library: {reason}")]
+    NotALibrary { path: PathBuf, reason: String },
+    #[error("{path} is a shared library but not a magnum driver (no abi_stable root module): {reason}")]
+    NoRootModule { path: PathBuf, reason: String },
+    #[error("incompatible driver ABI: library built against magnum-driver-abi {library}, this host speaks {host} (same major required)")]
+    AbiMajor { library: String, host: String },
+    #[error("library ABI {library} does not satisfy the manifest's requirement {required}")]
+    AbiRequirement { library: String, required: String },
+    #[error("incompatible driver ABI layout: {0}")]
+    AbiLayout(String),
+    #[error("driver root module failed: {0}")]
+    RootModule(String),
+    #[error("driver info: {0}")]
+    Info(String),
+    #[error("driver constructor failed: {0}")]
+    Constructor(DriverError),
+}
+
+/// Header checks shared by `register` and the loader: open the library,
+/// check the ABI version and layout, run the root-module constructor.
+pub fn open_root_module(path: &Path) -> Result<(DriverMod_Ref, String), LoadError> {
+    if !path.exists() {
+        return Err(LoadError::Missing(path.to_owned()));
+    }
+    let header = lib_header_from_path(path).map_err(|e| match e {
+        LibraryError::OpenError { .. } => LoadError::NotALibrary {
+            path: path.to_owned(),
+            reason: one_line(&e.to_string()),
+        },
+        other => LoadError::NoRootModule {
+            path: path.to_owned(),
+            reason: one_line(&other.to_string()),
+        },
+    })?;
+    let (module, version) = compat::init_root_module(header).map_err(|e| match e {
+        CompatError::Major { library, host } => LoadError::AbiMajor {
+            library: library.to_string(),
+            host: host.to_string(),
+        },
+        CompatError::RootModule(reason) => LoadError::RootModule(one_line(&reason)),
+        CompatError::Version(reason) | CompatError::Layout(reason) => {
+            LoadError::AbiLayout(summarise_layout_error(&reason))
+        }
+    })?;
+    Ok((module, version.to_string()))
+}
+
+/// Reads and parses `info()`.
+pub fn read_info(module: DriverMod_Ref) -> Result<DriverInfo, LoadError> {
+    match (module.info())() {
+        RResult::ROk(json) => serde_json::from_str(json.as_str())
+            .map_err(|e| LoadError::Info(format!("not a DriverInfo document: {e}"))),
+        RResult::RErr(e) => Err(LoadError::Info(e.to_string())),
+    }
+}
+
+/// Builds a driver instance with the manifest's config.
+pub fn construct(module: DriverMod_Ref, config_json: &str) -> Result<DriverBox, LoadError> {
+    match (module.new())(RStr::from_str(config_json)) {
+        RResult::ROk(driver) => Ok(driver),
+        RResult::RErr(e) => Err(LoadError::Constructor(e)),
+    }
+}
+
+/// Loads the driver a manifest describes, checking the pinned sha256 first so
+/// that a replaced file is never mapped into the process.
+pub fn load(manifest: &Manifest, plugins_dir: &Path) -> Result<Arc<LoadedDriver>, LoadError> {
+    let path = manifest.library_path(plugins_dir);
+    if !path.exists() {
+        return Err(LoadError::Missing(path));
+    }
+    let actual = manifest::sha256_file(&path).map_err(|e| LoadError::Unreadable {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    if !actual.eq_ignore_ascii_case(&manifest.sha256) {
+        return Err(LoadError::Checksum {
+            path,
+            pinned: manifest.sha256.clone(),
+            actual,
+        });
+    }
+    let (module, abi_version) = open_root_module(&path)?;
+    let (req_major, req_minor) =
+        parse_requirement(&manifest.abi).map_err(|e| LoadError::Manifest(e.to_string()))?;
+    if !abi_satisfies(&abi_version, req_major, req_minor) {
+        return Err(LoadError::AbiRequirement {
+            library: abi_version,
+            required: manifest.abi.clone(),
+        });
+    }
+    let info = read_info(module)?;
+    let driver = construct(module, &manifest.config_json())?;
+    Ok(Arc::new(LoadedDriver::new(
+        manifest.name.clone(),
+        info,
+        module,
+        driver,
+        path,
+        abi_version,
+    )))
+}
+
+fn abi_satisfies(version: &str, major: u64, minor: u64) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    let (v_major, v_minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    v_major == major && v_minor >= minor
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// abi_stable's layout report is many lines; keep the lines that say what
+/// differs, so the reason fits a log line.
+fn summarise_layout_error(text: &str) -> String {
+    let interesting: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("error") || l.contains("mismatch") || l.contains("expected") || l.contains("found")
+        })
+        .take(4)
+        .collect();
+    if interesting.is_empty() {
+        one_line(text).chars().take(400).collect()
+    } else {
+        one_line(&interesting.join("; ")).chars().take(400).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::abi_satisfies;
+
+    #[test]
+    fn abi_requirement_is_same_major_and_at_least_minor() {
+        assert!(abi_satisfies("1.0.0", 1, 0));
+        assert!(abi_satisfies("1.3.0", 1, 2));
+        assert!(!abi_satisfies("1.1.0", 1, 2));
+        assert!(!abi_satisfies("2.0.0", 1, 0));
+    }
+}

@@ -1,0 +1,184 @@
+//! Operator commands on `plugins.d`: register, enable, disable, unregister.
+//! They edit manifests only; running processes pick changes up on restart.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{anyhow, bail, Context};
+
+use super::{
+    loader,
+    manifest::{self, Manifest, Registered},
+    registry::{first_shared, format_provides},
+};
+
+pub struct RegisterOptions {
+    pub name: Option<String>,
+    pub enable: bool,
+    pub replace: bool,
+    pub config: BTreeMap<String, toml::Value>,
+}
+
+/// Loads the library, checks its ABI, builds it once with `config`, and writes
+/// a manifest pinning its sha256 and the metadata it reports.
+pub fn register(plugins_dir: &Path, library: &Path, opts: RegisterOptions) -> anyhow::Result<Manifest> {
+    let library = fs::canonicalize(library)
+        .map_err(|_| anyhow!("library {} does not exist", library.display()))?;
+    let sha256 = manifest::sha256_file(&library)
+        .with_context(|| format!("cannot read {}", library.display()))?;
+    let (module, abi_version) = loader::open_root_module(&library)?;
+    let info = loader::read_info(module)?;
+    let name = opts.name.unwrap_or_else(|| info.name.clone());
+    if !manifest::valid_name(&name) {
+        bail!("driver name '{name}' must be 1-64 characters of [A-Za-z0-9_-]");
+    }
+    if info.provides.is_empty() {
+        bail!("driver {name} provides no (server_type, os, coe) tuple");
+    }
+    let existing = find(plugins_dir, &name)?;
+    if existing.is_some() && !opts.replace {
+        bail!("driver {name} is already registered; use --replace to re-register it");
+    }
+    let manifest = Manifest {
+        name: name.clone(),
+        library,
+        sha256,
+        enabled: opts.enable || existing.as_ref().is_some_and(|m| m.enabled),
+        abi: requirement_for(&abi_version),
+        config: if opts.config.is_empty() {
+            existing.map(|m| m.config).unwrap_or_default()
+        } else {
+            opts.config
+        },
+        registered: Registered {
+            version: info.version.clone(),
+            abi_version,
+            description: info.description.clone(),
+            provides: info.provides.clone(),
+            capabilities: info.capabilities.clone(),
+            template_path: info.template_path.clone(),
+            beta: info.beta,
+            registered_at: now_rfc3339(),
+        },
+    };
+    // Prove the constructor works with this config before anyone relies on it.
+    loader::construct(module, &manifest.config_json())?;
+    if manifest.enabled {
+        check_conflicts(plugins_dir, &manifest)?;
+    }
+    manifest::write(plugins_dir, &manifest)?;
+    Ok(manifest)
+}
+
+/// Enables a registered driver, refusing if another enabled driver provides
+/// one of the same tuples or if the library changed since registration.
+pub fn enable(plugins_dir: &Path, name: &str) -> anyhow::Result<Manifest> {
+    let mut manifest = require(plugins_dir, name)?;
+    let path = manifest.library_path(plugins_dir);
+    let actual = manifest::sha256_file(&path)
+        .map_err(|e| anyhow!("cannot read library {}: {e}", path.display()))?;
+    if !actual.eq_ignore_ascii_case(&manifest.sha256) {
+        bail!(
+            "library {} changed after registration (sha256 {actual}, pinned {}); re-register it with --replace",
+            path.display(),
+            manifest.sha256
+        );
+    }
+    check_conflicts(plugins_dir, &manifest)?;
+    manifest.enabled = true;
+    manifest::write(plugins_dir, &manifest)?;
+    Ok(manifest)
+}
+
+pub fn disable(plugins_dir: &Path, name: &str) -> anyhow::Result<Manifest> {
+    let mut manifest = require(plugins_dir, name)?;
+    manifest.enabled = false;
+    manifest::write(plugins_dir, &manifest)?;
+    Ok(manifest)
+}
+
+pub fn unregister(plugins_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = manifest_path(plugins_dir, name);
+    if !path.exists() {
+        bail!("no driver named {name} in {}", plugins_dir.display());
+    }
+    fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+    Ok(path)
+}
+
+fn manifest_path(plugins_dir: &Path, name: &str) -> PathBuf {
+    plugins_dir.join(format!("{name}.toml"))
+}
+
+/// The manifest named `name`, if registered. A file that exists but does not
+/// parse is an error, so `--replace` is the way to repair it.
+fn find(plugins_dir: &Path, name: &str) -> anyhow::Result<Option<Manifest>> {
+    let path = manifest_path(plugins_dir, name);
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(Manifest::parse(&text).ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn require(plugins_dir: &Path, name: &str) -> anyhow::Result<Manifest> {
+    let path = manifest_path(plugins_dir, name);
+    let text = fs::read_to_string(&path)
+        .map_err(|_| anyhow!("no driver named {name} in {}", plugins_dir.display()))?;
+    Manifest::parse(&text).with_context(|| format!("bad manifest {}", path.display()))
+}
+
+fn check_conflicts(plugins_dir: &Path, candidate: &Manifest) -> anyhow::Result<()> {
+    for file in manifest::read_dir(plugins_dir)? {
+        let Ok(other) = file.manifest else { continue };
+        if other.name == candidate.name || !other.enabled {
+            continue;
+        }
+        if let Some(tuple) = first_shared(&candidate.registered.provides, &other.registered.provides) {
+            bail!(
+                "cannot enable {}: enabled driver {} already provides {tuple} (it provides {}); disable {} first",
+                candidate.name,
+                other.name,
+                format_provides(&other.registered.provides),
+                other.name
+            );
+        }
+    }
+    Ok(())
+}
+
+fn requirement_for(abi_version: &str) -> String {
+    let mut parts = abi_version.split('.');
+    let major = parts.next().unwrap_or("0");
+    let minor = parts.next().unwrap_or("0");
+    format!("^{major}.{minor}")
+}
+
+/// UTC now as RFC 3339, without pulling in a date crate for one timestamp.
+fn now_rfc3339() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

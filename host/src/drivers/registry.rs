@@ -1,0 +1,134 @@
+//! The set of drivers a process uses: every manifest in `plugins.d`, each
+//! loaded on its own; failures are recorded per driver and logged.
+
+use std::{path::Path, sync::Arc};
+
+use magnum_driver_abi::Provides;
+
+use super::{
+    call::LoadedDriver,
+    loader::{self, LoadError},
+    manifest::{self, Manifest},
+};
+
+/// What became of one manifest.
+#[derive(Debug)]
+pub enum DriverState {
+    Loaded(Arc<LoadedDriver>),
+    Disabled,
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub struct DriverEntry {
+    pub name: String,
+    pub manifest: Option<Manifest>,
+    pub state: DriverState,
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    pub entries: Vec<DriverEntry>,
+}
+
+impl Registry {
+    /// Loads every enabled driver in `plugins_dir`. Never fails as a whole
+    /// except when the directory itself cannot be read.
+    pub fn load(plugins_dir: &Path) -> anyhow::Result<Self> {
+        let mut entries: Vec<DriverEntry> = Vec::new();
+        for file in manifest::read_dir(plugins_dir)? {
+            let manifest = match file.manifest {
+                Ok(m) => m,
+                Err(reason) => {
+                    tracing::error!(driver = %file.stem, path = %file.path.display(), "driver not loaded: {reason}");
+                    entries.push(DriverEntry {
+                        name: file.stem,
+                        manifest: None,
+                        state: DriverState::Failed(reason),
+                    });
+                    continue;
+                }
+            };
+            let state = if !manifest.enabled {
+                tracing::info!(driver = %manifest.name, "driver disabled");
+                DriverState::Disabled
+            } else {
+                match load_checked(&manifest, plugins_dir, &entries) {
+                    Ok(driver) => {
+                        tracing::info!(
+                            driver = %manifest.name,
+                            version = %driver.info.version,
+                            abi = %driver.abi_version,
+                            provides = %format_provides(&driver.info.provides),
+                            "driver loaded"
+                        );
+                        DriverState::Loaded(driver)
+                    }
+                    Err(reason) => {
+                        tracing::error!(driver = %manifest.name, "driver not loaded: {reason}");
+                        DriverState::Failed(reason)
+                    }
+                }
+            };
+            entries.push(DriverEntry {
+                name: manifest.name.clone(),
+                manifest: Some(manifest),
+                state,
+            });
+        }
+        Ok(Self { entries })
+    }
+
+    pub fn loaded(&self) -> impl Iterator<Item = &Arc<LoadedDriver>> {
+        self.entries.iter().filter_map(|e| match &e.state {
+            DriverState::Loaded(d) => Some(d),
+            _ => None,
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<LoadedDriver>> {
+        self.loaded().find(|d| d.name() == name)
+    }
+
+    /// The enabled driver providing a tuple (at most one, by construction).
+    pub fn for_tuple(&self, server_type: &str, os: &str, coe: &str) -> Option<&Arc<LoadedDriver>> {
+        let wanted = Provides::new(server_type, os, coe);
+        self.loaded().find(|d| d.info.provides.contains(&wanted))
+    }
+}
+
+fn load_checked(
+    manifest: &Manifest,
+    plugins_dir: &Path,
+    earlier: &[DriverEntry],
+) -> Result<Arc<LoadedDriver>, String> {
+    let driver = loader::load(manifest, plugins_dir).map_err(|e: LoadError| e.to_string())?;
+    // Manifests edited by hand can still collide; `enable` refuses this, the
+    // loader refuses the later one (in file-name order) rather than pick silently.
+    for entry in earlier {
+        if let DriverState::Loaded(other) = &entry.state {
+            if let Some(tuple) = first_shared(&driver.info.provides, &other.info.provides) {
+                return Err(format!(
+                    "provides {tuple}, which enabled driver {} already provides; disable one of {} and {}",
+                    other.name(),
+                    other.name(),
+                    driver.name()
+                ));
+            }
+        }
+    }
+    Ok(driver)
+}
+
+/// The first tuple two drivers both provide.
+pub fn first_shared<'a>(a: &'a [Provides], b: &[Provides]) -> Option<&'a Provides> {
+    a.iter().find(|p| b.contains(p))
+}
+
+pub fn format_provides(provides: &[Provides]) -> String {
+    provides
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
