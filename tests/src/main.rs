@@ -1,1 +1,11 @@
+//! magnum-rs end-to-end tests: real driver libraries through the real loader,
+//! the real `magnum-driver-manage` and `magnumd` binaries as processes.
+//!
+//! Run through `scripts/test`, which builds the workspace (binaries and
+//! driver `.so` files) first; fixtures outside the workspace are built here.
 
+mod abi_compat;
+mod bundled;
+mod loader;
+mod support;
+mod vendor;

@@ -55,7 +55,16 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let manifest: Manifest = toml::from_str(text)?;
+        let manifest: Manifest = toml::from_str(text).map_err(|e| {
+            // toml's Display draws a multi-line caret diagram; logs want one line.
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            match line {
+                Some(line) => anyhow::anyhow!("line {line}: {}", e.message().trim()),
+                None => anyhow::anyhow!("{}", e.message().trim()),
+            }
+        })?;
         manifest.validate()?;
         Ok(manifest)
     }

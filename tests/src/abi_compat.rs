@@ -1,0 +1,73 @@
+//! ABI evolution: a driver built against the frozen 1.0 copy loads in this
+//! host and in a fixture "1.1" host, which gets Unsupported / None for what
+//! the old driver lacks; a 1.1 driver loads in this 1.0 host.
+
+use std::process::Command;
+
+use magnum_driver_abi::payload::*;
+use magnum_host::drivers::Registry;
+use serde_json::Value;
+
+use crate::support::*;
+
+const COMPAT: &str = "tests/fixtures/abi-compat";
+
+#[test]
+fn old_minor_driver_works_in_this_host_and_newer_driver_too() {
+    let out = build_external(&format!("{COMPAT}/old-driver"));
+    build_external(&format!("{COMPAT}/next-driver"));
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path();
+    for lib in ["libmagnum_fixture_old_driver.so", "libmagnum_fixture_next_driver.so"] {
+        ok(manage(plugins, &["register", out.join(lib).to_str().unwrap(), "--enable"]));
+    }
+    let registry = Registry::load(plugins).unwrap();
+    let old = registry.get("old_driver").expect("1.0 driver loads");
+    assert_eq!(old.abi_version, "1.0.0");
+    let v = old
+        .validate_template(&TemplateRequest {
+            template: ClusterTemplate { name: "t-old".into(), ..Default::default() },
+        })
+        .unwrap();
+    assert_eq!(v.warnings, ["old driver saw template t-old"]);
+
+    // A driver of a newer minor loads here too; its extra functions are unseen.
+    let next = registry.get("next_driver").expect("1.1 driver loads in a 1.0 host");
+    assert_eq!(next.abi_version, "1.1.0");
+    assert!(next.validate_template(&TemplateRequest::default()).is_ok());
+    let manifest = std::fs::read_to_string(plugins.join("next_driver.toml")).unwrap();
+    assert!(manifest.contains("abi = \"^1.1\""), "{manifest}");
+}
+
+#[test]
+fn newer_host_answers_unsupported_for_what_an_old_driver_lacks() {
+    let out = build_external(&format!("{COMPAT}/old-driver"));
+    build_external(&format!("{COMPAT}/next-driver"));
+    build_external(&format!("{COMPAT}/next-host"));
+    let run = |lib: &str| -> Value {
+        let o = Command::new(out.join("magnum-fixture-next-host"))
+            .arg(out.join(lib))
+            .output()
+            .expect("run next-host");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("JSON report")
+    };
+
+    let old = run("libmagnum_fixture_old_driver.so");
+    assert_eq!(old["info_name"], "old_driver");
+    assert_eq!(old["library_abi"], "1.0.0");
+    assert_eq!(old["validate_template"]["ok"]["warnings"][0], "old driver saw template t1");
+    assert_eq!(old["rotate_ca_certificate"]["error_kind"], "unsupported");
+    assert_eq!(old["features"], Value::Null, "a 1.1 root function is None on a 1.0 driver");
+
+    let new = run("libmagnum_fixture_next_driver.so");
+    assert_eq!(new["rotate_ca_certificate"]["ok"]["operations"][0]["existing"], true);
+    assert_eq!(new["features"][0], "ca-rotation");
+
+    build_external(&format!("{COMPAT}/major2-driver"));
+    let major2 = run("libmagnum_fixture_major2_driver.so");
+    assert!(
+        major2["load_error"].as_str().unwrap_or_default().contains("magnum-driver-abi 2.0.0"),
+        "{major2}"
+    );
+}

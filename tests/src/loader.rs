@@ -1,0 +1,199 @@
+//! Every loader failure, each with a real file or library, side by side with a
+//! good driver that must still load; duplicate tuples; panics in operations.
+
+use std::{collections::BTreeMap, fs, path::Path};
+
+use magnum_driver_abi::{capability as op, payload::*, ErrorKind, Provides};
+use magnum_host::drivers::{
+    manifest::{self, Manifest, Registered},
+    DriverState, Registry,
+};
+
+use crate::support::*;
+
+fn manifest_for(name: &str, library: &Path, config: &[(&str, &str)]) -> Manifest {
+    Manifest {
+        name: name.into(),
+        library: library.to_owned(),
+        sha256: manifest::sha256_file(library).unwrap_or_else(|_| "0".repeat(64)),
+        enabled: true,
+        abi: "^1.0".into(),
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), toml::Value::String(v.to_string())))
+            .collect::<BTreeMap<_, _>>(),
+        registered: Registered {
+            version: "0.1.0".into(),
+            abi_version: "1.0.0".into(),
+            provides: vec![Provides::new("vm", name, name)],
+            registered_at: "2026-11-22T00:00:00Z".into(),
+            ..Default::default()
+        },
+    }
+}
+
+fn reason<'a>(registry: &'a Registry, name: &str) -> &'a str {
+    let entry = registry
+        .entries
+        .iter()
+        .find(|e| e.name == name)
+        .unwrap_or_else(|| panic!("no entry {name}"));
+    match &entry.state {
+        DriverState::Failed(reason) => reason,
+        other => panic!("{name} should have failed, is {other:?}"),
+    }
+}
+
+#[test]
+fn each_broken_driver_fails_alone_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path();
+    let fake = workspace_lib("magnum_fixture_fake_driver");
+    let compat = build_external("tests/fixtures/abi-compat/major2-driver");
+    build_external("tests/fixtures/abi-compat/bad-layout");
+
+    // The good one.
+    manifest::write(plugins, &manifest_for("good", &fake, &[])).unwrap();
+    // Missing file.
+    manifest::write(plugins, &manifest_for("missing", &plugins.join("nope.so"), &[])).unwrap();
+    // Not a shared library at all.
+    let text = plugins.join("text.so");
+    fs::write(&text, "this is not an ELF file\n").unwrap();
+    manifest::write(plugins, &manifest_for("notelf", &text, &[])).unwrap();
+    // A shared library without our root module.
+    let plain = workspace_lib("magnum_fixture_no_root_module");
+    manifest::write(plugins, &manifest_for("noroot", &plain, &[])).unwrap();
+    // Built against ABI 2.0.
+    let major2 = compat.join("libmagnum_fixture_major2_driver.so");
+    manifest::write(plugins, &manifest_for("major2", &major2, &[])).unwrap();
+    // Claims ABI 1.0.0 with another root-module layout.
+    let bad = compat.join("libmagnum_fixture_bad_layout.so");
+    manifest::write(plugins, &manifest_for("layout", &bad, &[])).unwrap();
+    // A copy changed after registration.
+    let copy = plugins.join("copy.so");
+    fs::copy(&fake, &copy).unwrap();
+    manifest::write(plugins, &manifest_for("changed", &copy, &[])).unwrap();
+    let mut bytes = fs::read(&copy).unwrap();
+    bytes.extend_from_slice(b"tampered");
+    fs::write(&copy, bytes).unwrap();
+    // Constructors that fail and panic.
+    manifest::write(plugins, &manifest_for("ctorerr", &fake, &[("constructor", "error")])).unwrap();
+    manifest::write(plugins, &manifest_for("ctorpanic", &fake, &[("constructor", "panic")])).unwrap();
+    // Manifests that are not TOML, lack fields, or have unknown ones.
+    fs::write(plugins.join("nottoml.toml"), "name = \"nottoml\"\nthis is not toml").unwrap();
+    fs::write(plugins.join("partial.toml"), "name = \"partial\"\nenabled = true\n").unwrap();
+
+    let registry = Registry::load(plugins).expect("a broken driver never fails the whole load");
+    let loaded: Vec<&str> = registry.loaded().map(|d| d.name()).collect();
+    assert_eq!(loaded, ["good"], "only the good driver loads");
+
+    let expect = [
+        ("missing", "does not exist"),
+        ("notelf", "is not a loadable shared library"),
+        ("noroot", "not a magnum driver (no abi_stable root module)"),
+        ("major2", "incompatible driver ABI: library built against magnum-driver-abi 2.0.0, this host speaks 1.0.0"),
+        ("layout", "incompatible driver ABI layout"),
+        ("changed", "changed after registration"),
+        ("ctorerr", "driver constructor failed: invalid config.constructor: scripted constructor error"),
+        ("ctorpanic", "driver panicked in new: scripted constructor panic"),
+        ("nottoml", "bad manifest"),
+        ("partial", "bad manifest: line 1: missing field `library`"),
+    ];
+    for (name, text) in expect {
+        let why = reason(&registry, name);
+        assert!(why.contains(text), "{name}: expected '{text}' in '{why}'");
+        assert!(!why.contains('\n'), "{name}: reason must be one line: {why}");
+    }
+
+    // The operator sees the same reasons, one line each, and exit status 1.
+    let out = manage(plugins, &["verify"]);
+    let err = fails(out);
+    for (name, _) in expect.iter().filter(|(n, _)| !matches!(*n, "nottoml" | "partial")) {
+        assert!(err.contains(&format!("FAIL {name}:")), "verify must report {name}: {err}");
+    }
+    let listed = ok(manage(plugins, &["list-drivers", "--all", "-f", "csv"]));
+    assert!(listed.contains("\"partial\",\"broken: bad manifest"), "{listed}");
+}
+
+#[test]
+fn register_refuses_what_cannot_load_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins.d");
+    let text = dir.path().join("text.so");
+    fs::write(&text, "plain text").unwrap();
+    let plain = workspace_lib("magnum_fixture_no_root_module");
+    for (path, why) in [
+        (dir.path().join("absent.so"), "does not exist"),
+        (text, "is not a loadable shared library"),
+        (plain, "not a magnum driver"),
+    ] {
+        let err = fails(manage(&plugins, &["register", path.to_str().unwrap()]));
+        assert!(err.contains(why), "expected '{why}' in '{err}'");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+    let fake = workspace_lib("magnum_fixture_fake_driver");
+    let err = fails(manage(&plugins, &["register", fake.to_str().unwrap(), "--config", "constructor=panic"]));
+    assert!(err.contains("driver panicked in new"), "{err}");
+    assert!(manifest::read_dir(&plugins).unwrap().is_empty(), "nothing registered");
+}
+
+#[test]
+fn two_enabled_drivers_never_share_a_tuple() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path();
+    let fake = workspace_lib("magnum_fixture_fake_driver");
+    let fake = fake.to_str().unwrap();
+    ok(manage(plugins, &["register", fake, "--enable"]));
+    ok(manage(plugins, &["register", fake, "--name", "fake_copy"]));
+    let err = fails(manage(plugins, &["enable", "fake_copy"]));
+    assert!(
+        err.contains("cannot enable fake_copy: enabled driver fake already provides (vm, fake-os, fake)"),
+        "{err}"
+    );
+    let err = fails(manage(plugins, &["register", fake, "--name", "fake_third", "--enable"]));
+    assert!(err.contains("fake_third") && err.contains("enabled driver fake"), "{err}");
+
+    // After disabling the first, the copy may be enabled.
+    ok(manage(plugins, &["disable", "fake"]));
+    ok(manage(plugins, &["enable", "fake_copy"]));
+    let names = ok(manage(plugins, &["list-drivers", "-f", "value"]));
+    assert_eq!(names, "fake_copy\n");
+
+    // Hand-edited manifests that collide: the host refuses the later one by name.
+    let mut m = Manifest::parse(&fs::read_to_string(plugins.join("fake.toml")).unwrap()).unwrap();
+    m.enabled = true;
+    manifest::write(plugins, &m).unwrap();
+    let registry = Registry::load(plugins).unwrap();
+    let why = reason(&registry, "fake_copy");
+    assert!(why.contains("enabled driver fake already provides"), "{why}");
+    assert_eq!(registry.loaded().count(), 1);
+}
+
+#[test]
+fn a_panic_in_an_operation_is_an_error_for_that_operation_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path();
+    let fake = workspace_lib("magnum_fixture_fake_driver");
+    ok(manage(plugins, &["register", fake.to_str().unwrap(), "--enable", "--config", "panic_in=create_cluster"]));
+    let registry = Registry::load(plugins).unwrap();
+    let driver = registry.get("fake").expect("fake loads");
+
+    let req = ClusterRequest {
+        template: ClusterTemplate { coe: "fake".into(), ..Default::default() },
+        cluster: Cluster { name: "c1".into(), uuid: "0b1f6a52-3c1d-4e7a-9f0b-2d6c8e4a5b01".into(), node_count: 2, ..Default::default() },
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        let err = driver.create_cluster(&req).expect_err("scripted panic");
+        assert_eq!(err.kind, ErrorKind::PANICKED);
+        assert_eq!(err.operation.as_str(), op::CREATE_CLUSTER);
+        assert!(err.message.contains("scripted panic in create_cluster"), "{err}");
+    }
+    // The same driver instance still answers its other operations.
+    let plan: StackPlan = driver.call(op::DELETE_CLUSTER, &req).expect("delete still works");
+    assert_eq!(plan.operations[0].action, StackAction::Delete);
+    // Undeclared operations are refused by the host without calling the driver.
+    let err = driver.call::<_, StackPlan>(op::UPGRADE_CLUSTER, &req).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::UNSUPPORTED);
+    assert!(err.message.contains("not supported by driver fake"), "{err}");
+}
