@@ -21,7 +21,10 @@ use crate::DriverMod_Ref;
 #[derive(Debug)]
 pub enum CompatError {
     /// The library's ABI major differs from ours.
-    Major { library: VersionNumber, host: VersionNumber },
+    Major {
+        library: VersionNumber,
+        host: VersionNumber,
+    },
     /// The version strings of either side do not parse.
     Version(String),
     /// The root module's layout is incompatible in both directions.
@@ -44,8 +47,11 @@ impl std::fmt::Display for CompatError {
 
 /// This crate's ABI version.
 pub fn abi_version() -> VersionNumber {
-    VersionNumber::new(<DriverMod_Ref as RootModule>::VERSION_STRINGS)
-        .unwrap_or(VersionNumber { major: 0, minor: 0, patch: 0 })
+    VersionNumber::new(<DriverMod_Ref as RootModule>::VERSION_STRINGS).unwrap_or(VersionNumber {
+        major: 0,
+        minor: 0,
+        patch: 0,
+    })
 }
 
 /// Checks a library header against this ABI and returns its root module and

@@ -161,7 +161,10 @@ mod tests {
         labels.insert("strategy".into(), "spread".into());
         labels.insert("cidr".into(), "10.0.0.0/33".into());
         assert_eq!(
-            validate_labels(&schema, &labels).unwrap_err().field.as_str(),
+            validate_labels(&schema, &labels)
+                .unwrap_err()
+                .field
+                .as_str(),
             "labels.cidr"
         );
     }
@@ -199,7 +202,8 @@ mod tests {
         ];
         let chosen = choose_sub_driver("network_driver", &offered, "kubernetes", None).unwrap();
         assert_eq!(chosen.map(|d| d.name.as_str()), Some("flannel"));
-        let err = choose_sub_driver("network_driver", &offered, "swarm", Some("calico")).unwrap_err();
+        let err =
+            choose_sub_driver("network_driver", &offered, "swarm", Some("calico")).unwrap_err();
         assert!(err.message.contains("allowed: flannel"), "{err}");
     }
 }

@@ -19,7 +19,10 @@ use magnum_host::drivers::{
 
 const BUNDLED: [(&str, &str); 3] = [
     ("k8s_fedora_atomic_v1", "magnum_driver_k8s_fedora_atomic"),
-    ("swarm_fedora_atomic_v1", "magnum_driver_swarm_fedora_atomic"),
+    (
+        "swarm_fedora_atomic_v1",
+        "magnum_driver_swarm_fedora_atomic",
+    ),
     ("mesos_ubuntu_v1", "magnum_driver_mesos_ubuntu"),
 ];
 
@@ -83,12 +86,17 @@ fn benches(c: &mut Criterion) {
     let cold = Instant::now();
     let registry = Registry::load(dir.path()).expect("load");
     let cold = cold.elapsed();
-    assert_eq!(registry.loaded().count(), 3, "all three bundled drivers load");
+    assert_eq!(
+        registry.loaded().count(),
+        3,
+        "all three bundled drivers load"
+    );
     println!("cold load of the three bundled drivers (first dlopen in this process): {cold:?}");
 
-    c.bench_function("load three drivers (warm: sha256 + header + layout + info + new)", |b| {
-        b.iter(|| black_box(Registry::load(dir.path()).expect("load")))
-    });
+    c.bench_function(
+        "load three drivers (warm: sha256 + header + layout + info + new)",
+        |b| b.iter(|| black_box(Registry::load(dir.path()).expect("load"))),
+    );
 
     let abi = registry.get("k8s_fedora_atomic_v1").expect("k8s loaded");
     let direct = K8sFedoraAtomicDriver::new(&DriverConfig::new()).expect("driver");
@@ -99,7 +107,9 @@ fn benches(c: &mut Criterion) {
     c.bench_function("create_cluster via rlib", |b| {
         b.iter(|| black_box(direct.create_cluster(black_box(&req)).expect("plan")))
     });
-    let treq = TemplateRequest { template: req.template.clone() };
+    let treq = TemplateRequest {
+        template: req.template.clone(),
+    };
     c.bench_function("validate_template via ABI", |b| {
         b.iter(|| black_box(abi.validate_template(black_box(&treq)).expect("valid")))
     });

@@ -65,7 +65,16 @@ async fn v1(State(_state): State<Arc<AppState>>, headers: HeaderMap) -> Json<Val
             {"href": "http://docs.openstack.org/developer/magnum/dev/api-spec-v1.html", "rel": "describedby", "type": "text/html"},
         ],
     });
-    for res in ["clustertemplates", "clusters", "quotas", "certificates", "mservices", "stats", "federations", "credentials"] {
+    for res in [
+        "clustertemplates",
+        "clusters",
+        "quotas",
+        "certificates",
+        "mservices",
+        "stats",
+        "federations",
+        "credentials",
+    ] {
         doc[res] = json!([
             {"href": format!("{base}/v1/{res}/"), "rel": "self"},
             {"href": format!("{base}/{res}/"), "rel": "bookmark"},
@@ -97,7 +106,11 @@ async fn not_found(req: Request) -> Response {
         "The resource could not be found. {} is not served by this version of magnum-rs.",
         req.uri().path()
     );
-    (StatusCode::NOT_FOUND, Json(error_body(StatusCode::NOT_FOUND, &detail, &id))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Json(error_body(StatusCode::NOT_FOUND, &detail, &id)),
+    )
+        .into_response()
 }
 
 const REQUEST_ID: &str = "x-openstack-request-id";

@@ -53,9 +53,9 @@ impl Config {
             .clone()
             .or(file.bind)
             .unwrap_or_else(|| DEFAULT_BIND.to_owned());
-        let bind = bind_text
-            .parse()
-            .map_err(|_| anyhow!("bind '{bind_text}' is not an ADDRESS:PORT such as {DEFAULT_BIND}"))?;
+        let bind = bind_text.parse().map_err(|_| {
+            anyhow!("bind '{bind_text}' is not an ADDRESS:PORT such as {DEFAULT_BIND}")
+        })?;
         Ok(Self {
             bind,
             data_dir: overrides
@@ -87,7 +87,11 @@ mod tests {
     fn flags_beat_file_beat_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("magnum.toml");
-        std::fs::write(&path, "bind = \"127.0.0.1:9000\"\ndata_dir = \"/srv/magnum\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "bind = \"127.0.0.1:9000\"\ndata_dir = \"/srv/magnum\"\n",
+        )
+        .unwrap();
         let cfg = Config::load(&Overrides {
             config: Some(path.clone()),
             bind: Some("127.0.0.1:9999".into()),
@@ -104,9 +108,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("magnum.toml");
         std::fs::write(&path, "bnd = \"x\"\n").unwrap();
-        let err = Config::load(&Overrides { config: Some(path), ..Default::default() }).unwrap_err();
-        assert!(format!("{err:#}").contains("unknown field `bnd`"), "{err:#}");
-        let err = Config::load(&Overrides { bind: Some("localhost".into()), ..Default::default() }).unwrap_err();
+        let err = Config::load(&Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown field `bnd`"),
+            "{err:#}"
+        );
+        let err = Config::load(&Overrides {
+            bind: Some("localhost".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("ADDRESS:PORT"), "{err}");
     }
 }

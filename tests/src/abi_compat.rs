@@ -18,21 +18,32 @@ fn old_minor_driver_works_in_this_host_and_newer_driver_too() {
     build_external(&format!("{COMPAT}/next-driver"));
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path();
-    for lib in ["libmagnum_fixture_old_driver.so", "libmagnum_fixture_next_driver.so"] {
-        ok(manage(plugins, &["register", out.join(lib).to_str().unwrap(), "--enable"]));
+    for lib in [
+        "libmagnum_fixture_old_driver.so",
+        "libmagnum_fixture_next_driver.so",
+    ] {
+        ok(manage(
+            plugins,
+            &["register", out.join(lib).to_str().unwrap(), "--enable"],
+        ));
     }
     let registry = Registry::load(plugins).unwrap();
     let old = registry.get("old_driver").expect("1.0 driver loads");
     assert_eq!(old.abi_version, "1.0.0");
     let v = old
         .validate_template(&TemplateRequest {
-            template: ClusterTemplate { name: "t-old".into(), ..Default::default() },
+            template: ClusterTemplate {
+                name: "t-old".into(),
+                ..Default::default()
+            },
         })
         .unwrap();
     assert_eq!(v.warnings, ["old driver saw template t-old"]);
 
     // A driver of a newer minor loads here too; its extra functions are unseen.
-    let next = registry.get("next_driver").expect("1.1 driver loads in a 1.0 host");
+    let next = registry
+        .get("next_driver")
+        .expect("1.1 driver loads in a 1.0 host");
     assert_eq!(next.abi_version, "1.1.0");
     assert!(next.validate_template(&TemplateRequest::default()).is_ok());
     let manifest = std::fs::read_to_string(plugins.join("next_driver.toml")).unwrap();
@@ -56,18 +67,59 @@ fn newer_host_answers_unsupported_for_what_an_old_driver_lacks() {
     let old = run("libmagnum_fixture_old_driver.so");
     assert_eq!(old["info_name"], "old_driver");
     assert_eq!(old["library_abi"], "1.0.0");
-    assert_eq!(old["validate_template"]["ok"]["warnings"][0], "old driver saw template t1");
+    assert_eq!(
+        old["validate_template"]["ok"]["warnings"][0],
+        "old driver saw template t1"
+    );
     assert_eq!(old["rotate_ca_certificate"]["error_kind"], "unsupported");
-    assert_eq!(old["features"], Value::Null, "a 1.1 root function is None on a 1.0 driver");
+    assert_eq!(
+        old["features"],
+        Value::Null,
+        "a 1.1 root function is None on a 1.0 driver"
+    );
 
     let new = run("libmagnum_fixture_next_driver.so");
-    assert_eq!(new["rotate_ca_certificate"]["ok"]["operations"][0]["existing"], true);
+    assert_eq!(
+        new["rotate_ca_certificate"]["ok"]["operations"][0]["existing"],
+        true
+    );
     assert_eq!(new["features"][0], "ca-rotation");
 
     build_external(&format!("{COMPAT}/major2-driver"));
     let major2 = run("libmagnum_fixture_major2_driver.so");
     assert!(
-        major2["load_error"].as_str().unwrap_or_default().contains("magnum-driver-abi 2.0.0"),
+        major2["load_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("magnum-driver-abi 2.0.0"),
         "{major2}"
     );
+}
+
+/// While driver-abi is still 1.0.x, the frozen copy must be the same source:
+/// a change to the ABI crate without a version bump would otherwise go unseen.
+#[test]
+fn frozen_copy_matches_the_released_abi() {
+    let version = env!("CARGO_PKG_VERSION");
+    let abi_version = magnum_driver_abi::compat::abi_version();
+    if (abi_version.major, abi_version.minor) != (1, 0) {
+        println!("driver-abi is {abi_version}; the 1.0 copy is frozen history now ({version})");
+        return;
+    }
+    let live = workspace().join("driver-abi/src");
+    let frozen = workspace().join(COMPAT).join("abi-1.0/src");
+    let mut names: Vec<_> = std::fs::read_dir(&live)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    for name in names {
+        let a = std::fs::read_to_string(live.join(&name)).unwrap();
+        let b = std::fs::read_to_string(frozen.join(&name)).unwrap_or_default();
+        assert!(
+            a == b,
+            "driver-abi/src/{} differs from the frozen 1.0 copy: bump the ABI version (see driver-abi/CHANGELOG.md) or keep 1.0 unchanged",
+            name.to_string_lossy()
+        );
+    }
 }

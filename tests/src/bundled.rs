@@ -18,9 +18,16 @@ fn list_drivers_shows_upstream_columns_and_tuples() {
     let dir = tempfile::tempdir().unwrap();
     register_bundled(dir.path());
     let names = ok(manage(dir.path(), &["list-drivers", "-f", "value"]));
-    assert_eq!(names, "k8s_fedora_atomic_v1\nmesos_ubuntu_v1\nswarm_fedora_atomic_v1\n");
+    assert_eq!(
+        names,
+        "k8s_fedora_atomic_v1\nmesos_ubuntu_v1\nswarm_fedora_atomic_v1\n"
+    );
 
-    let json: Value = serde_json::from_str(&ok(manage(dir.path(), &["list-drivers", "-d", "-f", "json"]))).unwrap();
+    let json: Value = serde_json::from_str(&ok(manage(
+        dir.path(),
+        &["list-drivers", "-d", "-f", "json"],
+    )))
+    .unwrap();
     let tuples: Vec<(String, String, String, String)> = json
         .as_array()
         .unwrap()
@@ -34,7 +41,12 @@ fn list_drivers_shows_upstream_columns_and_tuples() {
         ("k8s_fedora_atomic_v1", "vm", "fedora-atomic", "kubernetes"),
         ("mesos_ubuntu_v1", "vm", "ubuntu", "mesos"),
         ("swarm_fedora_atomic_v1", "vm", "fedora-atomic", "swarm"),
-        ("swarm_fedora_atomic_v1", "vm", "fedora-atomic", "swarm-mode"),
+        (
+            "swarm_fedora_atomic_v1",
+            "vm",
+            "fedora-atomic",
+            "swarm-mode",
+        ),
     ];
     for (n, st, os, coe) in expected {
         assert!(
@@ -47,8 +59,11 @@ fn list_drivers_shows_upstream_columns_and_tuples() {
     let table = ok(manage(dir.path(), &["list-drivers", "-d", "-p"]));
     let header = table.lines().nth(1).unwrap();
     assert!(
-        header.contains("| Name") && header.contains("| Server_Type") && header.contains("| OS")
-            && header.contains("| COE") && header.contains("| Template Path"),
+        header.contains("| Name")
+            && header.contains("| Server_Type")
+            && header.contains("| OS")
+            && header.contains("| COE")
+            && header.contains("| Template Path"),
         "{table}"
     );
 }
@@ -58,25 +73,45 @@ fn bundled_drivers_pass_verify() {
     let dir = tempfile::tempdir().unwrap();
     register_bundled(dir.path());
     let out = ok(manage(dir.path(), &["verify"]));
-    for name in ["k8s_fedora_atomic_v1", "swarm_fedora_atomic_v1", "mesos_ubuntu_v1"] {
-        assert!(out.contains(&format!("PASS {name}: create_cluster")), "{out}");
+    for name in [
+        "k8s_fedora_atomic_v1",
+        "swarm_fedora_atomic_v1",
+        "mesos_ubuntu_v1",
+    ] {
+        assert!(
+            out.contains(&format!("PASS {name}: create_cluster")),
+            "{out}"
+        );
         assert!(out.contains(&format!("PASS {name}: map_status")), "{out}");
     }
     assert!(!out.contains("FAIL"), "{out}");
     // k8s declares nodegroups and upgrade, so verify exercised them.
-    assert!(out.contains("PASS k8s_fedora_atomic_v1: create_nodegroup"), "{out}");
-    assert!(out.contains("PASS k8s_fedora_atomic_v1: upgrade_cluster"), "{out}");
+    assert!(
+        out.contains("PASS k8s_fedora_atomic_v1: create_nodegroup"),
+        "{out}"
+    );
+    assert!(
+        out.contains("PASS k8s_fedora_atomic_v1: upgrade_cluster"),
+        "{out}"
+    );
     assert!(!out.contains("mesos_ubuntu_v1: upgrade_cluster"), "{out}");
 }
 
 fn http_get(addr: &str, path: &str) -> (String, Value) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
-    (head.to_owned(), serde_json::from_str(body.trim()).unwrap_or(Value::Null))
+    (
+        head.to_owned(),
+        serde_json::from_str(body.trim()).unwrap_or(Value::Null),
+    )
 }
 
 #[test]
@@ -106,10 +141,12 @@ fn magnumd_serves_version_documents_and_logs_loaded_drivers() {
     });
     let mut log = Vec::new();
     let addr = loop {
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("magnumd did not start; log so far:\n{}", log.join("\n"))
-        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("magnumd did not start; log so far:\n{}", log.join("\n"))
+            });
         log.push(line.clone());
         if let Some(rest) = line.split("listening=").nth(1) {
             break rest.split_whitespace().next().unwrap().to_owned();
@@ -122,12 +159,26 @@ fn magnumd_serves_version_documents_and_logs_loaded_drivers() {
     let _ = child.wait();
 
     let log = log.join("\n");
-    for name in ["k8s_fedora_atomic_v1", "swarm_fedora_atomic_v1", "mesos_ubuntu_v1"] {
-        assert!(log.contains("driver loaded") && log.contains(name), "{name} not logged as loaded:\n{log}");
+    for name in [
+        "k8s_fedora_atomic_v1",
+        "swarm_fedora_atomic_v1",
+        "mesos_ubuntu_v1",
+    ] {
+        assert!(
+            log.contains("driver loaded") && log.contains(name),
+            "{name} not logged as loaded:\n{log}"
+        );
     }
-    assert!(log.contains("driver=broken") && log.contains("bad manifest"), "{log}");
+    assert!(
+        log.contains("driver=broken") && log.contains("bad manifest"),
+        "{log}"
+    );
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("x-openstack-request-id: req-"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-openstack-request-id: req-"),
+        "{head}"
+    );
     assert_eq!(root["versions"][0]["max_version"], "1.14");
     assert_eq!(root["versions"][0]["min_version"], "1.1");
     assert_eq!(v1["id"], "v1");

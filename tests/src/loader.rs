@@ -55,7 +55,11 @@ fn each_broken_driver_fails_alone_with_its_reason() {
     // The good one.
     manifest::write(plugins, &manifest_for("good", &fake, &[])).unwrap();
     // Missing file.
-    manifest::write(plugins, &manifest_for("missing", &plugins.join("nope.so"), &[])).unwrap();
+    manifest::write(
+        plugins,
+        &manifest_for("missing", &plugins.join("nope.so"), &[]),
+    )
+    .unwrap();
     // Not a shared library at all.
     let text = plugins.join("text.so");
     fs::write(&text, "this is not an ELF file\n").unwrap();
@@ -77,11 +81,27 @@ fn each_broken_driver_fails_alone_with_its_reason() {
     bytes.extend_from_slice(b"tampered");
     fs::write(&copy, bytes).unwrap();
     // Constructors that fail and panic.
-    manifest::write(plugins, &manifest_for("ctorerr", &fake, &[("constructor", "error")])).unwrap();
-    manifest::write(plugins, &manifest_for("ctorpanic", &fake, &[("constructor", "panic")])).unwrap();
+    manifest::write(
+        plugins,
+        &manifest_for("ctorerr", &fake, &[("constructor", "error")]),
+    )
+    .unwrap();
+    manifest::write(
+        plugins,
+        &manifest_for("ctorpanic", &fake, &[("constructor", "panic")]),
+    )
+    .unwrap();
     // Manifests that are not TOML, lack fields, or have unknown ones.
-    fs::write(plugins.join("nottoml.toml"), "name = \"nottoml\"\nthis is not toml").unwrap();
-    fs::write(plugins.join("partial.toml"), "name = \"partial\"\nenabled = true\n").unwrap();
+    fs::write(
+        plugins.join("nottoml.toml"),
+        "name = \"nottoml\"\nthis is not toml",
+    )
+    .unwrap();
+    fs::write(
+        plugins.join("partial.toml"),
+        "name = \"partial\"\nenabled = true\n",
+    )
+    .unwrap();
 
     let registry = Registry::load(plugins).expect("a broken driver never fails the whole load");
     let loaded: Vec<&str> = registry.loaded().map(|d| d.name()).collect();
@@ -102,17 +122,29 @@ fn each_broken_driver_fails_alone_with_its_reason() {
     for (name, text) in expect {
         let why = reason(&registry, name);
         assert!(why.contains(text), "{name}: expected '{text}' in '{why}'");
-        assert!(!why.contains('\n'), "{name}: reason must be one line: {why}");
+        assert!(
+            !why.contains('\n'),
+            "{name}: reason must be one line: {why}"
+        );
     }
 
     // The operator sees the same reasons, one line each, and exit status 1.
     let out = manage(plugins, &["verify"]);
     let err = fails(out);
-    for (name, _) in expect.iter().filter(|(n, _)| !matches!(*n, "nottoml" | "partial")) {
-        assert!(err.contains(&format!("FAIL {name}:")), "verify must report {name}: {err}");
+    for (name, _) in expect
+        .iter()
+        .filter(|(n, _)| !matches!(*n, "nottoml" | "partial"))
+    {
+        assert!(
+            err.contains(&format!("FAIL {name}:")),
+            "verify must report {name}: {err}"
+        );
     }
     let listed = ok(manage(plugins, &["list-drivers", "--all", "-f", "csv"]));
-    assert!(listed.contains("\"partial\",\"broken: bad manifest"), "{listed}");
+    assert!(
+        listed.contains("\"partial\",\"broken: bad manifest"),
+        "{listed}"
+    );
 }
 
 #[test]
@@ -132,9 +164,20 @@ fn register_refuses_what_cannot_load_and_writes_nothing() {
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }
     let fake = workspace_lib("magnum_fixture_fake_driver");
-    let err = fails(manage(&plugins, &["register", fake.to_str().unwrap(), "--config", "constructor=panic"]));
+    let err = fails(manage(
+        &plugins,
+        &[
+            "register",
+            fake.to_str().unwrap(),
+            "--config",
+            "constructor=panic",
+        ],
+    ));
     assert!(err.contains("driver panicked in new"), "{err}");
-    assert!(manifest::read_dir(&plugins).unwrap().is_empty(), "nothing registered");
+    assert!(
+        manifest::read_dir(&plugins).unwrap().is_empty(),
+        "nothing registered"
+    );
 }
 
 #[test]
@@ -147,11 +190,19 @@ fn two_enabled_drivers_never_share_a_tuple() {
     ok(manage(plugins, &["register", fake, "--name", "fake_copy"]));
     let err = fails(manage(plugins, &["enable", "fake_copy"]));
     assert!(
-        err.contains("cannot enable fake_copy: enabled driver fake already provides (vm, fake-os, fake)"),
+        err.contains(
+            "cannot enable fake_copy: enabled driver fake already provides (vm, fake-os, fake)"
+        ),
         "{err}"
     );
-    let err = fails(manage(plugins, &["register", fake, "--name", "fake_third", "--enable"]));
-    assert!(err.contains("fake_third") && err.contains("enabled driver fake"), "{err}");
+    let err = fails(manage(
+        plugins,
+        &["register", fake, "--name", "fake_third", "--enable"],
+    ));
+    assert!(
+        err.contains("fake_third") && err.contains("enabled driver fake"),
+        "{err}"
+    );
 
     // After disabling the first, the copy may be enabled.
     ok(manage(plugins, &["disable", "fake"]));
@@ -165,7 +216,10 @@ fn two_enabled_drivers_never_share_a_tuple() {
     manifest::write(plugins, &m).unwrap();
     let registry = Registry::load(plugins).unwrap();
     let why = reason(&registry, "fake_copy");
-    assert!(why.contains("enabled driver fake already provides"), "{why}");
+    assert!(
+        why.contains("enabled driver fake already provides"),
+        "{why}"
+    );
     assert_eq!(registry.loaded().count(), 1);
 }
 
@@ -174,26 +228,53 @@ fn a_panic_in_an_operation_is_an_error_for_that_operation_only() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path();
     let fake = workspace_lib("magnum_fixture_fake_driver");
-    ok(manage(plugins, &["register", fake.to_str().unwrap(), "--enable", "--config", "panic_in=create_cluster"]));
+    ok(manage(
+        plugins,
+        &[
+            "register",
+            fake.to_str().unwrap(),
+            "--enable",
+            "--config",
+            "panic_in=create_cluster",
+        ],
+    ));
     let registry = Registry::load(plugins).unwrap();
     let driver = registry.get("fake").expect("fake loads");
 
     let req = ClusterRequest {
-        template: ClusterTemplate { coe: "fake".into(), ..Default::default() },
-        cluster: Cluster { name: "c1".into(), uuid: "0b1f6a52-3c1d-4e7a-9f0b-2d6c8e4a5b01".into(), node_count: 2, ..Default::default() },
+        template: ClusterTemplate {
+            coe: "fake".into(),
+            ..Default::default()
+        },
+        cluster: Cluster {
+            name: "c1".into(),
+            uuid: "0b1f6a52-3c1d-4e7a-9f0b-2d6c8e4a5b01".into(),
+            node_count: 2,
+            ..Default::default()
+        },
         ..Default::default()
     };
     for _ in 0..3 {
         let err = driver.create_cluster(&req).expect_err("scripted panic");
         assert_eq!(err.kind, ErrorKind::PANICKED);
         assert_eq!(err.operation.as_str(), op::CREATE_CLUSTER);
-        assert!(err.message.contains("scripted panic in create_cluster"), "{err}");
+        assert!(
+            err.message.contains("scripted panic in create_cluster"),
+            "{err}"
+        );
     }
     // The same driver instance still answers its other operations.
-    let plan: StackPlan = driver.call(op::DELETE_CLUSTER, &req).expect("delete still works");
+    let plan: StackPlan = driver
+        .call(op::DELETE_CLUSTER, &req)
+        .expect("delete still works");
     assert_eq!(plan.operations[0].action, StackAction::Delete);
     // Undeclared operations are refused by the host without calling the driver.
-    let err = driver.call::<_, StackPlan>(op::UPGRADE_CLUSTER, &req).unwrap_err();
+    let err = driver
+        .call::<_, StackPlan>(op::UPGRADE_CLUSTER, &req)
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::UNSUPPORTED);
-    assert!(err.message.contains("not supported by driver fake"), "{err}");
+    assert!(
+        err.message.contains("not supported by driver fake"),
+        "{err}"
+    );
 }

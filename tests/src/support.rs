@@ -113,7 +113,10 @@ pub fn fails(o: Output) -> String {
 pub fn register_bundled(plugins: &Path) {
     for lib in BUNDLED {
         let path = workspace_lib(lib);
-        ok(manage(plugins, &["register", path.to_str().expect("utf-8 path"), "--enable"]));
+        ok(manage(
+            plugins,
+            &["register", path.to_str().expect("utf-8 path"), "--enable"],
+        ));
     }
 }
 

@@ -10,21 +10,41 @@ fn out_of_tree_driver_builds_registers_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path();
     let said = ok(manage(plugins, &["register", lib.to_str().unwrap()]));
-    assert!(said.starts_with("registered acme_v1 0.3.0 (abi 1.0.0"), "{said}");
+    assert!(
+        said.starts_with("registered acme_v1 0.3.0 (abi 1.0.0"),
+        "{said}"
+    );
     assert!(said.contains("disabled"), "{said}");
     let verified = ok(manage(plugins, &["verify", "acme_v1"]));
-    assert!(verified.contains("PASS acme_v1: create_cluster (vm, acme-linux, acme)"), "{verified}");
-    assert!(verified.contains("PASS acme_v1: validate_template rejects an unknown network driver"), "{verified}");
+    assert!(
+        verified.contains("PASS acme_v1: create_cluster (vm, acme-linux, acme)"),
+        "{verified}"
+    );
+    assert!(
+        verified.contains("PASS acme_v1: validate_template rejects an unknown network driver"),
+        "{verified}"
+    );
     ok(manage(plugins, &["enable", "acme_v1"]));
     let listed = ok(manage(plugins, &["list-drivers", "-d", "-f", "csv"]));
-    assert_eq!(listed, "\"Name\",\"Server_Type\",\"OS\",\"COE\"\n\"acme_v1\",\"vm\",\"acme-linux\",\"acme\"\n");
+    assert_eq!(
+        listed,
+        "\"Name\",\"Server_Type\",\"OS\",\"COE\"\n\"acme_v1\",\"vm\",\"acme-linux\",\"acme\"\n"
+    );
 
     // Its dependency tree holds driver-abi and what it brings, nothing of the host.
-    let tree = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["tree", "--edges", "normal", "--prefix", "none", "--manifest-path"])
-        .arg(workspace().join("tests/fixtures/vendor-driver/Cargo.toml"))
-        .output()
-        .expect("cargo tree");
+    let tree =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "tree",
+                "--edges",
+                "normal",
+                "--prefix",
+                "none",
+                "--manifest-path",
+            ])
+            .arg(workspace().join("tests/fixtures/vendor-driver/Cargo.toml"))
+            .output()
+            .expect("cargo tree");
     let tree = String::from_utf8_lossy(&tree.stdout);
     assert!(tree.contains("magnum-driver-abi v1.0.0"), "{tree}");
     assert!(!tree.contains("magnum-host"), "{tree}");

@@ -23,7 +23,13 @@ use magnum_host::drivers::{
 #[command(name = "magnum-driver-manage", version, verbatim_doc_comment)]
 struct Cli {
     /// Directory of driver manifests.
-    #[arg(long, global = true, env = "MAGNUM_PLUGINS_DIR", default_value = "plugins.d", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "MAGNUM_PLUGINS_DIR",
+        default_value = "plugins.d",
+        value_name = "DIR"
+    )]
     plugins_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -110,13 +116,35 @@ fn one_line(s: &str) -> String {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = cli.plugins_dir;
     match cli.command {
-        Command::ListDrivers { details, paths, all, format } => {
+        Command::ListDrivers {
+            details,
+            paths,
+            all,
+            format,
+        } => {
             list(&dir, details, paths, all, format)?;
         }
-        Command::Register { path, name, enable, replace, config } => {
-            let config: BTreeMap<String, toml::Value> =
-                config.into_iter().map(|(k, v)| (k, toml::Value::String(v))).collect();
-            let m = manage::register(&dir, &path, RegisterOptions { name, enable, replace, config })?;
+        Command::Register {
+            path,
+            name,
+            enable,
+            replace,
+            config,
+        } => {
+            let config: BTreeMap<String, toml::Value> = config
+                .into_iter()
+                .map(|(k, v)| (k, toml::Value::String(v)))
+                .collect();
+            let m = manage::register(
+                &dir,
+                &path,
+                RegisterOptions {
+                    name,
+                    enable,
+                    replace,
+                    config,
+                },
+            )?;
             println!(
                 "registered {} {} (abi {}, sha256 {}){}",
                 m.name,
@@ -151,7 +179,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn registered(dir: &std::path::Path, name: &str) -> anyhow::Result<Manifest> {
     for file in manifest::read_dir(dir)? {
         if file.stem == name {
-            return file.manifest.map_err(|e| anyhow::anyhow!("driver {name}: {e}"));
+            return file
+                .manifest
+                .map_err(|e| anyhow::anyhow!("driver {name}: {e}"));
         }
     }
     anyhow::bail!("no driver named {name} in {}", dir.display())
@@ -181,7 +211,10 @@ fn verify(dir: &std::path::Path, names: Vec<String>) -> anyhow::Result<ExitCode>
                 continue;
             }
         };
-        println!("PASS {name}: loads (abi {}, sha256 pinned)", driver.abi_version);
+        println!(
+            "PASS {name}: loads (abi {}, sha256 pinned)",
+            driver.abi_version
+        );
         for check in conformance::run(&driver) {
             match check.result {
                 Ok(()) => println!("PASS {name}: {}", check.name),
@@ -199,7 +232,13 @@ fn verify(dir: &std::path::Path, names: Vec<String>) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-fn list(dir: &std::path::Path, details: bool, paths: bool, all: bool, format: Format) -> anyhow::Result<()> {
+fn list(
+    dir: &std::path::Path,
+    details: bool,
+    paths: bool,
+    all: bool,
+    format: Format,
+) -> anyhow::Result<()> {
     let mut columns = vec!["Name"];
     if details {
         columns.extend(["Server_Type", "OS", "COE"]);
@@ -224,9 +263,16 @@ fn list(dir: &std::path::Path, details: bool, paths: bool, all: bool, format: Fo
             }
             Err(_) => continue,
         };
-        let path = m.registered.template_path.clone().unwrap_or_else(|| "n/a".into());
-        let tuples: Vec<Option<&magnum_driver_abi::Provides>> =
-            if details { m.registered.provides.iter().map(Some).collect() } else { vec![None] };
+        let path = m
+            .registered
+            .template_path
+            .clone()
+            .unwrap_or_else(|| "n/a".into());
+        let tuples: Vec<Option<&magnum_driver_abi::Provides>> = if details {
+            m.registered.provides.iter().map(Some).collect()
+        } else {
+            vec![None]
+        };
         for tuple in tuples {
             let mut row = vec![m.name.clone()];
             if let Some(t) = tuple {
@@ -251,13 +297,27 @@ fn render(columns: &[&str], rows: &[Vec<String>], format: Format) -> String {
         Format::Json => {
             let items: Vec<serde_json::Map<String, serde_json::Value>> = rows
                 .iter()
-                .map(|r| columns.iter().zip(r).map(|(c, v)| (c.to_string(), v.clone().into())).collect())
+                .map(|r| {
+                    columns
+                        .iter()
+                        .zip(r)
+                        .map(|(c, v)| (c.to_string(), v.clone().into()))
+                        .collect()
+                })
                 .collect();
-            format!("{}\n", serde_json::to_string_pretty(&items).unwrap_or_default())
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&items).unwrap_or_default()
+            )
         }
         Format::Csv => {
             let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-            let mut out = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(",") + "\n";
+            let mut out = columns
+                .iter()
+                .map(|c| quote(c))
+                .collect::<Vec<_>>()
+                .join(",")
+                + "\n";
             for r in rows {
                 out += &(r.iter().map(|v| quote(v)).collect::<Vec<_>>().join(",") + "\n");
             }
@@ -268,13 +328,26 @@ fn render(columns: &[&str], rows: &[Vec<String>], format: Format) -> String {
             let widths: Vec<usize> = columns
                 .iter()
                 .enumerate()
-                .map(|(i, c)| rows.iter().map(|r| r[i].chars().count()).chain([c.len()]).max().unwrap_or(0))
+                .map(|(i, c)| {
+                    rows.iter()
+                        .map(|r| r[i].chars().count())
+                        .chain([c.len()])
+                        .max()
+                        .unwrap_or(0)
+                })
                 .collect();
-            let rule = widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+");
+            let rule = widths
+                .iter()
+                .map(|w| "-".repeat(w + 2))
+                .collect::<Vec<_>>()
+                .join("+");
             let rule = format!("+{rule}+\n");
             let line = |cells: Vec<&str>| {
-                let cells: Vec<String> =
-                    cells.iter().zip(&widths).map(|(c, w)| format!(" {c:<w$} ")).collect();
+                let cells: Vec<String> = cells
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!(" {c:<w$} "))
+                    .collect();
                 format!("|{}|\n", cells.join("|"))
             };
             let mut out = rule.clone() + &line(columns.to_vec()) + &rule;

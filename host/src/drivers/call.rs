@@ -15,7 +15,10 @@ pub struct LoadedDriver {
     pub path: PathBuf,
     /// The `magnum-driver-abi` version the library was built against.
     pub abi_version: String,
-    #[expect(dead_code, reason = "kept for root-module functions added in later minors")]
+    #[expect(
+        dead_code,
+        reason = "kept for root-module functions added in later minors"
+    )]
     module: DriverMod_Ref,
     driver: DriverBox,
 }
@@ -95,8 +98,9 @@ impl LoadedDriver {
         operation: &str,
         request: &Req,
     ) -> Result<Resp, DriverError> {
-        let json = serde_json::to_string(request)
-            .map_err(|e| DriverError::internal(format!("cannot encode {operation} request: {e}")))?;
+        let json = serde_json::to_string(request).map_err(|e| {
+            DriverError::internal(format!("cannot encode {operation} request: {e}"))
+        })?;
         let reply = self.call_json(operation, &json)?;
         serde_json::from_str(&reply).map_err(|e| {
             DriverError::internal(format!(

@@ -29,37 +29,72 @@ pub fn run(driver: &LoadedDriver) -> Vec<Check> {
         let supports = |o: &str| driver.info.supports(o);
 
         if supports(op::VALIDATE_TEMPLATE) {
-            push(tag("validate_template"), ok_or(driver.validate_template(&s.template_req())));
+            push(
+                tag("validate_template"),
+                ok_or(driver.validate_template(&s.template_req())),
+            );
             let mut bad = s.template_req();
             bad.template.network_driver = Some("no-such-network-driver".into());
-            push(tag("validate_template rejects an unknown network driver"), expect_invalid(driver.validate_template(&bad)));
+            push(
+                tag("validate_template rejects an unknown network driver"),
+                expect_invalid(driver.validate_template(&bad)),
+            );
         }
         if supports(op::VALIDATE_CLUSTER) {
-            push(tag("validate_cluster"), ok_or(driver.validate_cluster(&s.cluster_req())));
+            push(
+                tag("validate_cluster"),
+                ok_or(driver.validate_cluster(&s.cluster_req())),
+            );
         }
         let mut node_files = Vec::new();
         if supports(op::NODE_TEMPLATE) {
             for role in &driver.info.node_roles {
-                let req = NodeTemplateRequest { role: role.clone(), base: s.cluster_req() };
+                let req = NodeTemplateRequest {
+                    role: role.clone(),
+                    base: s.cluster_req(),
+                };
                 let res: Result<NodeTemplate, _> = driver.call(op::NODE_TEMPLATE, &req);
-                push(tag(&format!("node_template {role}")), res.as_ref().map_err(|e| e.to_string()).and_then(|t| {
-                    parse_hot(&t.file_name, &t.template).map(|_| ())
-                }));
+                push(
+                    tag(&format!("node_template {role}")),
+                    res.as_ref()
+                        .map_err(|e| e.to_string())
+                        .and_then(|t| parse_hot(&t.file_name, &t.template).map(|_| ())),
+                );
                 if let Ok(t) = res {
                     node_files.push(t.file_name);
                 }
             }
         }
-        for (operation, offered) in [(op::NETWORK_DRIVER, &driver.info.network_drivers), (op::VOLUME_DRIVER, &driver.info.volume_drivers)] {
+        for (operation, offered) in [
+            (op::NETWORK_DRIVER, &driver.info.network_drivers),
+            (op::VOLUME_DRIVER, &driver.info.volume_drivers),
+        ] {
             if !supports(operation) {
                 continue;
             }
-            for sub in offered.iter().filter(|d| d.coes.is_empty() || d.coes.contains(&tuple.coe)) {
-                let req = SubDriverRequest { name: Some(sub.name.clone()), coe: tuple.coe.clone(), labels: Labels::new() };
-                push(tag(&format!("{operation} {}", sub.name)), ok_or(driver.call::<_, SubDriverConfig>(operation, &req)));
+            for sub in offered
+                .iter()
+                .filter(|d| d.coes.is_empty() || d.coes.contains(&tuple.coe))
+            {
+                let req = SubDriverRequest {
+                    name: Some(sub.name.clone()),
+                    coe: tuple.coe.clone(),
+                    labels: Labels::new(),
+                };
+                push(
+                    tag(&format!("{operation} {}", sub.name)),
+                    ok_or(driver.call::<_, SubDriverConfig>(operation, &req)),
+                );
             }
-            let req = SubDriverRequest { name: Some("no-such-driver".into()), coe: tuple.coe.clone(), labels: Labels::new() };
-            push(tag(&format!("{operation} rejects an unknown name")), expect_invalid(driver.call::<_, SubDriverConfig>(operation, &req)));
+            let req = SubDriverRequest {
+                name: Some("no-such-driver".into()),
+                coe: tuple.coe.clone(),
+                labels: Labels::new(),
+            };
+            push(
+                tag(&format!("{operation} rejects an unknown name")),
+                expect_invalid(driver.call::<_, SubDriverConfig>(operation, &req)),
+            );
         }
 
         let mut create_params = serde_json::Map::new();
@@ -77,7 +112,9 @@ pub fn run(driver: &LoadedDriver) -> Vec<Check> {
                         }
                         for file in &node_files {
                             if !plan.operations.iter().any(|o| o.files.contains_key(file)) {
-                                return Err(format!("node template {file} is not among the plan's files"));
+                                return Err(format!(
+                                    "node template {file} is not among the plan's files"
+                                ));
                             }
                         }
                     }
@@ -110,7 +147,10 @@ fn ok_or<T>(r: Result<T, DriverError>) -> Result<(), String> {
 fn expect_invalid<T>(r: Result<T, DriverError>) -> Result<(), String> {
     match r {
         Err(e) if e.kind == ErrorKind::INVALID => Ok(()),
-        Err(e) => Err(format!("expected an invalid-input error, got {} error: {e}", e.kind.name())),
+        Err(e) => Err(format!(
+            "expected an invalid-input error, got {} error: {e}",
+            e.kind.name()
+        )),
         Ok(_) => Err("accepted it".into()),
     }
 }
@@ -163,14 +203,30 @@ impl Sample {
             ..Default::default()
         };
         let nodegroups = vec![
-            ng("c5e1a0b2-0001-4000-8000-000000000001", "default-master", "master", 1),
-            ng("c5e1a0b2-0002-4000-8000-000000000002", "default-worker", "worker", 2),
+            ng(
+                "c5e1a0b2-0001-4000-8000-000000000001",
+                "default-master",
+                "master",
+                1,
+            ),
+            ng(
+                "c5e1a0b2-0002-4000-8000-000000000002",
+                "default-worker",
+                "worker",
+                2,
+            ),
         ];
-        Self { template, cluster, nodegroups }
+        Self {
+            template,
+            cluster,
+            nodegroups,
+        }
     }
 
     fn template_req(&self) -> TemplateRequest {
-        TemplateRequest { template: self.template.clone() }
+        TemplateRequest {
+            template: self.template.clone(),
+        }
     }
 
     fn cluster_req(&self) -> ClusterRequest {
@@ -195,7 +251,12 @@ impl Sample {
         create.cluster.status = "CREATE_IN_PROGRESS".into();
         let mut update = base.clone();
         update.cluster.node_count = 3;
-        let resize = ResizeRequest { base: base.clone(), nodegroup: worker.clone(), node_count: 1, nodes_to_remove: vec![] };
+        let resize = ResizeRequest {
+            base: base.clone(),
+            nodegroup: worker.clone(),
+            node_count: 1,
+            nodes_to_remove: vec![],
+        };
         let upgrade = UpgradeRequest {
             base: base.clone(),
             new_template: newer_template(info, &self.template),
@@ -217,7 +278,10 @@ impl Sample {
             if !with_stack {
                 ng.stack_id = None;
             }
-            NodeGroupRequest { base: base.clone(), nodegroup: ng }
+            NodeGroupRequest {
+                base: base.clone(),
+                nodegroup: ng,
+            }
         };
         let json = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
         vec![
@@ -225,9 +289,18 @@ impl Sample {
             (op::UPDATE_CLUSTER, json(serde_json::to_value(&update))),
             (op::RESIZE_CLUSTER, json(serde_json::to_value(&resize))),
             (op::UPGRADE_CLUSTER, json(serde_json::to_value(&upgrade))),
-            (op::CREATE_NODEGROUP, json(serde_json::to_value(ng_req(false)))),
-            (op::UPDATE_NODEGROUP, json(serde_json::to_value(ng_req(true)))),
-            (op::DELETE_NODEGROUP, json(serde_json::to_value(ng_req(true)))),
+            (
+                op::CREATE_NODEGROUP,
+                json(serde_json::to_value(ng_req(false))),
+            ),
+            (
+                op::UPDATE_NODEGROUP,
+                json(serde_json::to_value(ng_req(true))),
+            ),
+            (
+                op::DELETE_NODEGROUP,
+                json(serde_json::to_value(ng_req(true))),
+            ),
             (op::DELETE_CLUSTER, json(serde_json::to_value(&base))),
         ]
     }
@@ -239,22 +312,49 @@ fn newer_template(info: &DriverInfo, template: &ClusterTemplate) -> ClusterTempl
     let mut newer = template.clone();
     newer.uuid = "6a4a0bb5-8a40-4d3c-8b5e-0c2f2b0f1a02".into();
     for spec in info.labels.iter().filter(|l| l.kind == LabelType::Semver) {
-        if let Some((major, minor, _)) = spec.default.as_deref().and_then(magnum_driver_abi::helpers::parse_version) {
-            newer.labels.insert(spec.name.clone(), format!("v{major}.{}.0", minor + 1));
+        if let Some((major, minor, _)) = spec
+            .default
+            .as_deref()
+            .and_then(magnum_driver_abi::helpers::parse_version)
+        {
+            newer
+                .labels
+                .insert(spec.name.clone(), format!("v{major}.{}.0", minor + 1));
         }
     }
     newer
 }
 
 /// Functions the `local` orchestrator evaluates; Heat accepts all of them.
-const ALLOWED_FUNCTIONS: &[&str] = &["get_param", "get_resource", "get_attr", "str_replace", "list_join", "get_file", "if"];
+const ALLOWED_FUNCTIONS: &[&str] = &[
+    "get_param",
+    "get_resource",
+    "get_attr",
+    "str_replace",
+    "list_join",
+    "get_file",
+    "if",
+];
 /// Condition functions, allowed inside `conditions`.
 const CONDITION_FUNCTIONS: &[&str] = &["equals", "not", "and", "or"];
 /// HOT functions that exist in Heat but which we do not evaluate.
 const OTHER_FUNCTIONS: &[&str] = &[
-    "repeat", "digest", "str_split", "map_merge", "map_replace", "yaql", "resource_facade",
-    "str_replace_strict", "str_replace_vstrict", "contains", "filter", "make_url",
-    "list_concat", "list_concat_unique", "Fn::Select", "get_input",
+    "repeat",
+    "digest",
+    "str_split",
+    "map_merge",
+    "map_replace",
+    "yaql",
+    "resource_facade",
+    "str_replace_strict",
+    "str_replace_vstrict",
+    "contains",
+    "filter",
+    "make_url",
+    "list_concat",
+    "list_concat_unique",
+    "Fn::Select",
+    "get_input",
 ];
 const PSEUDO_PARAMS: &[&str] = &["OS::stack_name", "OS::stack_id", "OS::project_id"];
 const OLDEST_HOT: &str = "2018-08-31";
@@ -268,24 +368,45 @@ struct Hot {
 }
 
 fn parse_hot(name: &str, text: &str) -> Result<Hot, String> {
-    let doc: Value = serde_norway::from_str(text).map_err(|e| format!("{name}: not valid YAML: {e}"))?;
+    let doc: Value =
+        serde_norway::from_str(text).map_err(|e| format!("{name}: not valid YAML: {e}"))?;
     let version = match doc.get("heat_template_version") {
         Some(Value::String(v)) => v.clone(),
         Some(other) => other.to_string(),
         None => return Err(format!("{name}: no heat_template_version")),
     };
     if version.as_str() < OLDEST_HOT {
-        return Err(format!("{name}: heat_template_version {version} is older than {OLDEST_HOT}"));
+        return Err(format!(
+            "{name}: heat_template_version {version} is older than {OLDEST_HOT}"
+        ));
     }
     let keys = |section: &str| -> Vec<(String, &Value)> {
-        doc.get(section).and_then(Value::as_object).map(|m| m.iter().map(|(k, v)| (k.clone(), v)).collect()).unwrap_or_default()
+        doc.get(section)
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v)).collect())
+            .unwrap_or_default()
     };
-    let params = keys("parameters").into_iter().map(|(k, v)| (k, v.get("default").is_some())).collect();
+    let params = keys("parameters")
+        .into_iter()
+        .map(|(k, v)| (k, v.get("default").is_some()))
+        .collect();
     let resources = keys("resources")
         .into_iter()
-        .map(|(k, v)| (k, v.get("type").and_then(Value::as_str).unwrap_or_default().to_owned()))
+        .map(|(k, v)| {
+            (
+                k,
+                v.get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
         .collect();
-    Ok(Hot { params, resources, doc })
+    Ok(Hot {
+        params,
+        resources,
+        doc,
+    })
 }
 
 /// Checks every operation of a plan; the first problem found is reported.
@@ -326,32 +447,54 @@ fn check_files(step: &StackOperation) -> Result<(), String> {
             parsed.insert(name.clone(), parse_hot(name, text)?);
         }
     }
-    let main = parsed.get(&step.template).ok_or_else(|| format!("template {} is not among the files", step.template))?;
+    let main = parsed
+        .get(&step.template)
+        .ok_or_else(|| format!("template {} is not among the files", step.template))?;
     let registry: BTreeSet<String> = step
         .environment
         .get("resource_registry")
         .and_then(Value::as_object)
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
-    for (name, value) in &step.environment.get("resource_registry").and_then(Value::as_object).cloned().unwrap_or_default() {
+    for (name, value) in &step
+        .environment
+        .get("resource_registry")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+    {
         if let Some(target) = value.as_str() {
             if is_file_type(target) && !step.files.contains_key(target) {
-                return Err(format!("environment maps {name} to {target}, which is not among the files"));
+                return Err(format!(
+                    "environment maps {name} to {target}, which is not among the files"
+                ));
             }
         }
     }
     for (param, _) in step.parameters.iter() {
         if !main.params.contains_key(param) {
-            return Err(format!("parameter {param} is passed but {} does not declare it", step.template));
+            return Err(format!(
+                "parameter {param} is passed but {} does not declare it",
+                step.template
+            ));
         }
     }
     for (param, has_default) in &main.params {
         if !has_default && !step.parameters.contains_key(param) && !env_default(step, param) {
-            return Err(format!("{} requires parameter {param} but the plan does not pass it", step.template));
+            return Err(format!(
+                "{} requires parameter {param} but the plan does not pass it",
+                step.template
+            ));
         }
     }
     for (name, hot) in &parsed {
-        let mut walk = Walk { hot, file: name, files: &step.files, registry: &registry, parsed: &parsed };
+        let mut walk = Walk {
+            hot,
+            file: name,
+            files: &step.files,
+            registry: &registry,
+            parsed: &parsed,
+        };
         for section in ["resources", "outputs"] {
             if let Some(v) = hot.doc.get(section) {
                 walk.value(v, false)?;
@@ -394,12 +537,18 @@ impl Walk<'_> {
             Value::Object(map) => {
                 if map.len() == 1 {
                     if let Some((f, arg)) = map.iter().next() {
-                        if ALLOWED_FUNCTIONS.contains(&f.as_str()) || (in_conditions && CONDITION_FUNCTIONS.contains(&f.as_str())) {
+                        if ALLOWED_FUNCTIONS.contains(&f.as_str())
+                            || (in_conditions && CONDITION_FUNCTIONS.contains(&f.as_str()))
+                        {
                             self.function(f, arg)?;
                             return self.value(arg, in_conditions);
                         }
-                        if OTHER_FUNCTIONS.contains(&f.as_str()) || CONDITION_FUNCTIONS.contains(&f.as_str()) {
-                            return self.err(format!("uses {f}, which the local orchestrator does not evaluate"));
+                        if OTHER_FUNCTIONS.contains(&f.as_str())
+                            || CONDITION_FUNCTIONS.contains(&f.as_str())
+                        {
+                            return self.err(format!(
+                                "uses {f}, which the local orchestrator does not evaluate"
+                            ));
                         }
                     }
                 }
@@ -455,12 +604,23 @@ impl Walk<'_> {
     /// Properties given to a nested template must be its parameters, and its
     /// parameters without defaults must be given.
     fn nested_properties(&self, t: &str, props: &Value) -> Result<(), String> {
-        let Some(nested) = self.parsed.get(t) else { return Ok(()) };
-        let given: BTreeSet<&str> = props.as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+        let Some(nested) = self.parsed.get(t) else {
+            return Ok(());
+        };
+        let given: BTreeSet<&str> = props
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
         if let Some(p) = given.iter().find(|p| !nested.params.contains_key(**p)) {
-            return self.err(format!("passes property {p} to {t}, which declares no such parameter"));
+            return self.err(format!(
+                "passes property {p} to {t}, which declares no such parameter"
+            ));
         }
-        if let Some((p, _)) = nested.params.iter().find(|(p, has_default)| !**has_default && !given.contains(p.as_str())) {
+        if let Some((p, _)) = nested
+            .params
+            .iter()
+            .find(|(p, has_default)| !**has_default && !given.contains(p.as_str()))
+        {
             return self.err(format!("{t} requires parameter {p} but it is not passed"));
         }
         Ok(())
@@ -476,8 +636,14 @@ mod tests {
             operations: vec![StackOperation {
                 stack_name: "s".into(),
                 template: "cluster.yaml".into(),
-                files: files.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                parameters: params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+                files: files
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                parameters: params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
                 ..Default::default()
             }],
         }
@@ -488,22 +654,103 @@ mod tests {
 
     #[test]
     fn a_well_formed_plan_passes() {
-        let plan = step(&[("cluster.yaml", MAIN), ("node.yaml", NODE)], &[("count", 2.into())]);
+        let plan = step(
+            &[("cluster.yaml", MAIN), ("node.yaml", NODE)],
+            &[("count", 2.into())],
+        );
         assert_eq!(check_plan(&plan, "create_cluster"), Ok(()));
     }
 
     #[test]
     fn each_rule_is_enforced() {
         let cases: Vec<(StackPlan, &str)> = vec![
-            (step(&[("cluster.yaml", MAIN)], &[("count", 2.into())]), "node.yaml is not among the files"),
-            (step(&[("cluster.yaml", MAIN), ("node.yaml", NODE)], &[]), "requires parameter count"),
-            (step(&[("cluster.yaml", MAIN), ("node.yaml", NODE)], &[("count", 1.into()), ("bogus", 1.into())]), "parameter bogus is passed"),
-            (step(&[("cluster.yaml", &MAIN.replace("get_param: count", "get_param: cnt")), ("node.yaml", NODE)], &[("count", 1.into())]), "get_param cnt: no such parameter"),
-            (step(&[("cluster.yaml", &MAIN.replace("get_resource: net", "get_resource: nett")), ("node.yaml", NODE)], &[("count", 1.into())]), "get_resource nett: no such resource"),
-            (step(&[("cluster.yaml", &MAIN.replace("[group, ip]", "[grp, ip]")), ("node.yaml", NODE)], &[("count", 1.into())]), "get_attr grp: no such resource"),
-            (step(&[("cluster.yaml", &MAIN.replace("{network: {get_resource: net}}", "{netw: x}")), ("node.yaml", NODE)], &[("count", 1.into())]), "passes property netw"),
-            (step(&[("cluster.yaml", &MAIN.replace("{get_param: count}", "{repeat: {}}")), ("node.yaml", NODE)], &[("count", 1.into())]), "uses repeat"),
-            (step(&[("cluster.yaml", &MAIN.replace("2018-08-31", "2016-10-14")), ("node.yaml", NODE)], &[("count", 1.into())]), "older than"),
+            (
+                step(&[("cluster.yaml", MAIN)], &[("count", 2.into())]),
+                "node.yaml is not among the files",
+            ),
+            (
+                step(&[("cluster.yaml", MAIN), ("node.yaml", NODE)], &[]),
+                "requires parameter count",
+            ),
+            (
+                step(
+                    &[("cluster.yaml", MAIN), ("node.yaml", NODE)],
+                    &[("count", 1.into()), ("bogus", 1.into())],
+                ),
+                "parameter bogus is passed",
+            ),
+            (
+                step(
+                    &[
+                        (
+                            "cluster.yaml",
+                            &MAIN.replace("get_param: count", "get_param: cnt"),
+                        ),
+                        ("node.yaml", NODE),
+                    ],
+                    &[("count", 1.into())],
+                ),
+                "get_param cnt: no such parameter",
+            ),
+            (
+                step(
+                    &[
+                        (
+                            "cluster.yaml",
+                            &MAIN.replace("get_resource: net", "get_resource: nett"),
+                        ),
+                        ("node.yaml", NODE),
+                    ],
+                    &[("count", 1.into())],
+                ),
+                "get_resource nett: no such resource",
+            ),
+            (
+                step(
+                    &[
+                        ("cluster.yaml", &MAIN.replace("[group, ip]", "[grp, ip]")),
+                        ("node.yaml", NODE),
+                    ],
+                    &[("count", 1.into())],
+                ),
+                "get_attr grp: no such resource",
+            ),
+            (
+                step(
+                    &[
+                        (
+                            "cluster.yaml",
+                            &MAIN.replace("{network: {get_resource: net}}", "{netw: x}"),
+                        ),
+                        ("node.yaml", NODE),
+                    ],
+                    &[("count", 1.into())],
+                ),
+                "passes property netw",
+            ),
+            (
+                step(
+                    &[
+                        (
+                            "cluster.yaml",
+                            &MAIN.replace("{get_param: count}", "{repeat: {}}"),
+                        ),
+                        ("node.yaml", NODE),
+                    ],
+                    &[("count", 1.into())],
+                ),
+                "uses repeat",
+            ),
+            (
+                step(
+                    &[
+                        ("cluster.yaml", &MAIN.replace("2018-08-31", "2016-10-14")),
+                        ("node.yaml", NODE),
+                    ],
+                    &[("count", 1.into())],
+                ),
+                "older than",
+            ),
         ];
         for (plan, expected) in cases {
             let err = check_plan(&plan, "create_cluster").expect_err(expected);

@@ -38,7 +38,9 @@ pub enum LoadError {
     },
     #[error("{path} is not a loadable shared library: {reason}")]
     NotALibrary { path: PathBuf, reason: String },
-    #[error("{path} is a shared library but not a magnum driver (no abi_stable root module): {reason}")]
+    #[error(
+        "{path} is a shared library but not a magnum driver (no abi_stable root module): {reason}"
+    )]
     NoRootModule { path: PathBuf, reason: String },
     #[error("incompatible driver ABI: library built against magnum-driver-abi {library}, this host speaks {host} (same major required)")]
     AbiMajor { library: String, host: String },
@@ -158,14 +160,20 @@ fn summarise_layout_error(text: &str) -> String {
         .filter(|l| !l.is_empty())
         .filter(|l| {
             let l = l.to_ascii_lowercase();
-            l.contains("error") || l.contains("mismatch") || l.contains("expected") || l.contains("found")
+            l.contains("error")
+                || l.contains("mismatch")
+                || l.contains("expected")
+                || l.contains("found")
         })
         .take(4)
         .collect();
     if interesting.is_empty() {
         one_line(text).chars().take(400).collect()
     } else {
-        one_line(&interesting.join("; ")).chars().take(400).collect()
+        one_line(&interesting.join("; "))
+            .chars()
+            .take(400)
+            .collect()
     }
 }
 

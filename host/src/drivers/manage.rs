@@ -25,7 +25,11 @@ pub struct RegisterOptions {
 
 /// Loads the library, checks its ABI, builds it once with `config`, and writes
 /// a manifest pinning its sha256 and the metadata it reports.
-pub fn register(plugins_dir: &Path, library: &Path, opts: RegisterOptions) -> anyhow::Result<Manifest> {
+pub fn register(
+    plugins_dir: &Path,
+    library: &Path,
+    opts: RegisterOptions,
+) -> anyhow::Result<Manifest> {
     let library = fs::canonicalize(library)
         .map_err(|_| anyhow!("library {} does not exist", library.display()))?;
     let sha256 = manifest::sha256_file(&library)
@@ -138,7 +142,9 @@ fn check_conflicts(plugins_dir: &Path, candidate: &Manifest) -> anyhow::Result<(
         if other.name == candidate.name || !other.enabled {
             continue;
         }
-        if let Some(tuple) = first_shared(&candidate.registered.provides, &other.registered.provides) {
+        if let Some(tuple) =
+            first_shared(&candidate.registered.provides, &other.registered.provides)
+        {
             bail!(
                 "cannot enable {}: enabled driver {} already provides {tuple} (it provides {}); disable {} first",
                 candidate.name,
