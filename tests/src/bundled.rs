@@ -155,10 +155,18 @@ fn magnumd_serves_version_documents_and_logs_loaded_drivers() {
     let (head, root) = http_get(&addr, "/");
     let (_, v1) = http_get(&addr, "/v1");
     let (missing_head, missing) = http_get(&addr, "/v1/clusters");
-    let _ = child.kill();
-    let _ = child.wait();
+    // SIGTERM is a clean shutdown.
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let status = child.wait().expect("wait");
+    log.extend(rx.iter());
+    assert!(status.success(), "magnumd exit after SIGTERM: {status}");
 
     let log = log.join("\n");
+    assert!(log.contains("shutting down"), "{log}");
     for name in [
         "k8s_fedora_atomic_v1",
         "swarm_fedora_atomic_v1",

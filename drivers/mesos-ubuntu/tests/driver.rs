@@ -1,0 +1,300 @@
+//! Behaviour of `mesos_ubuntu_v1`, called through the rlib.
+
+// One lint for the three drivers' tests; see the file's header.
+#[path = "../../k8s-fedora-atomic/tests/support/hot.rs"]
+mod hot;
+
+use magnum_driver_abi::{
+    abi_stable::std_types::RStr,
+    capability as op,
+    serde_json::{json, Value},
+    Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig, DriverError, ErrorKind,
+    NodeGroup, NodeTemplateRequest, Provides, ResizeRequest, StackAction, StackPlan, StackSnapshot,
+    StackTarget, StatusRequest, TemplateRequest,
+};
+use magnum_driver_mesos_ubuntu::{MesosUbuntuDriver, CLUSTER_FILE, DRIVER_NAME};
+
+fn driver() -> MesosUbuntuDriver {
+    MesosUbuntuDriver::new(&DriverConfig::new()).unwrap()
+}
+
+fn template() -> ClusterTemplate {
+    ClusterTemplate {
+        name: "mesos".into(),
+        coe: "mesos".into(),
+        server_type: "vm".into(),
+        cluster_distro: "ubuntu".into(),
+        image_id: "ubuntu-mesos".into(),
+        flavor_id: Some("m1.small".into()),
+        external_network_id: Some("public".into()),
+        floating_ip_enabled: true,
+        ..Default::default()
+    }
+}
+
+fn group(uuid: &str, role: &str, count: i64) -> NodeGroup {
+    NodeGroup {
+        uuid: uuid.into(),
+        name: format!("default-{role}"),
+        role: role.into(),
+        is_default: true,
+        node_count: count,
+        ..Default::default()
+    }
+}
+
+const MASTERS: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+const WORKERS: &str = "aaaaaaaa-0000-0000-0000-000000000002";
+
+fn request() -> ClusterRequest {
+    ClusterRequest {
+        template: template(),
+        cluster: Cluster {
+            uuid: "9e0c1e5a-7c55-4a8b-a1d3-5b0d8d6a9c10".into(),
+            name: "marathon".into(),
+            project_id: "p-1".into(),
+            master_count: 1,
+            node_count: 3,
+            stack_id: Some("stack-1".into()),
+            ..Default::default()
+        },
+        nodegroups: vec![group(MASTERS, "master", 1), group(WORKERS, "worker", 3)],
+        ..Default::default()
+    }
+}
+
+fn invalid(err: DriverError, field: &str) -> String {
+    assert_eq!(err.kind, ErrorKind::INVALID, "{err}");
+    assert_eq!(err.field.as_str(), field, "{err}");
+    err.message.to_string()
+}
+
+fn lint(plan: &StackPlan) {
+    for operation in &plan.operations {
+        let passed: Vec<String> = operation.parameters.keys().cloned().collect();
+        let problems = hot::lint(&operation.files, &operation.template, &passed);
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+}
+
+fn with_labels(labels: &[(&str, &str)]) -> TemplateRequest {
+    let mut t = template();
+    t.labels = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    TemplateRequest { template: t }
+}
+
+#[test]
+fn info_describes_the_driver() {
+    let info = MesosUbuntuDriver::info();
+    assert_eq!(info.name, DRIVER_NAME);
+    assert_eq!(info.provides, [Provides::new("vm", "ubuntu", "mesos")]);
+    for operation in [
+        op::UPGRADE_CLUSTER,
+        op::CREATE_NODEGROUP,
+        op::UPDATE_NODEGROUP,
+        op::DELETE_NODEGROUP,
+    ] {
+        assert!(
+            !info.supports(operation),
+            "{operation} should be unsupported"
+        );
+    }
+    assert!(info.supports(op::RESIZE_CLUSTER));
+    assert_eq!(info.network_drivers.len(), 1);
+    assert!(info.network_drivers[0].default);
+    assert_eq!(info.volume_drivers[0].name, "rexray");
+}
+
+#[test]
+fn the_library_exports_a_working_root_module() {
+    let module = magnum_driver_mesos_ubuntu::__magnum_driver_root_module();
+    assert!((module.info())().unwrap().as_str().contains(DRIVER_NAME));
+    let driver = (module.new())(RStr::from("{\"nodes_affinity_policy\": 3}"))
+        .err()
+        .unwrap();
+    assert_eq!(driver.field.as_str(), "config.nodes_affinity_policy");
+}
+
+#[test]
+fn templates_are_validated() {
+    let d = driver();
+    d.validate_template(&with_labels(&[])).unwrap();
+    let mut bad = with_labels(&[]);
+    bad.template.network_driver = Some("flannel".into());
+    let message = invalid(d.validate_template(&bad).unwrap_err(), "network_driver");
+    assert!(message.contains("allowed: docker"), "{message}");
+
+    let ok = [
+        ("mesos_slave_isolation", "filesystem/linux,docker/runtime"),
+        ("mesos_slave_image_providers", "appc,docker"),
+        ("mesos_slave_executor_env_variables", "{\"PATH\": \"/bin\"}"),
+        ("mesos_slave_work_dir", "/tmp/mesos"),
+    ];
+    d.validate_template(&with_labels(&ok)).unwrap();
+
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (
+            &[("mesos_slave_isolation", "posix/cpu,gpu/nvidia")],
+            "labels.mesos_slave_isolation",
+        ),
+        (
+            &[("mesos_slave_image_providers", "rkt")],
+            "labels.mesos_slave_image_providers",
+        ),
+        (
+            &[("mesos_slave_image_providers", "docker")],
+            "labels.mesos_slave_isolation",
+        ),
+        (
+            &[("mesos_slave_executor_env_variables", "{not json")],
+            "labels.mesos_slave_executor_env_variables",
+        ),
+    ];
+    for (labels, field) in cases {
+        invalid(
+            d.validate_template(&with_labels(labels)).unwrap_err(),
+            field,
+        );
+    }
+    let mut swarm = with_labels(&[]);
+    swarm.template.coe = "swarm".into();
+    invalid(d.validate_template(&swarm).unwrap_err(), "coe");
+}
+
+#[test]
+fn clusters_need_a_master() {
+    let mut req = request();
+    req.cluster.master_count = 0;
+    invalid(driver().validate_cluster(&req).unwrap_err(), "master_count");
+}
+
+#[test]
+fn create_plans_one_stack() {
+    let mut req = request();
+    req.template.volume_driver = Some("rexray".into());
+    req.template
+        .labels
+        .insert("mesos_slave_work_dir".into(), "/var/lib/mesos".into());
+    let plan = driver().create_cluster(&req).unwrap();
+    lint(&plan);
+    let [operation] = plan.operations.as_slice() else {
+        panic!("one operation expected: {plan:?}");
+    };
+    assert_eq!(operation.action, StackAction::Create);
+    assert_eq!(operation.stack_name, "marathon-9e0c1e5a7c55");
+    assert_eq!(operation.template, CLUSTER_FILE);
+    let files: Vec<_> = operation.files.keys().map(String::as_str).collect();
+    assert_eq!(files, ["cluster.yaml", "master.yaml", "worker.yaml"]);
+    let expected = json!({
+        "cluster_name": "marathon",
+        "tenant_name": "p-1",
+        "number_of_masters": 1,
+        "number_of_slaves": 3,
+        "slave_flavor": "m1.small",
+        "slave_image": "ubuntu-mesos",
+        "network_driver": "docker",
+        "volume_driver": "rexray",
+        "rexray_preempt": false,
+        "mesos_slave_work_dir": "/var/lib/mesos",
+    });
+    for (name, value) in expected.as_object().unwrap() {
+        assert_eq!(
+            operation.parameters.get(name),
+            Some(value),
+            "parameter {name}"
+        );
+    }
+    assert!(!operation.parameters.contains_key("mesos_slave_isolation"));
+}
+
+#[test]
+fn scaling_uses_the_slave_parameters() {
+    let d = driver();
+    let mut req = request();
+    req.cluster.node_count = 5;
+    let operation = &d.update_cluster(&req).unwrap().operations[0];
+    assert!(operation.existing);
+    assert_eq!(
+        Value::Object(operation.parameters.clone()),
+        json!({"number_of_slaves": 5})
+    );
+    let resize = ResizeRequest {
+        base: request(),
+        nodegroup: WORKERS.into(),
+        node_count: 2,
+        nodes_to_remove: vec!["marathon-9e0c1e5a7c55-default-worker-2".into()],
+    };
+    let operation = &d.resize_cluster(&resize).unwrap().operations[0];
+    assert_eq!(
+        Value::Object(operation.parameters.clone()),
+        json!({"number_of_slaves": 2, "slaves_to_remove": ["marathon-9e0c1e5a7c55-default-worker-2"]})
+    );
+    let plan = d.delete_cluster(&request()).unwrap();
+    assert_eq!(plan.operations[0].action, StackAction::Delete);
+    assert_eq!(plan.operations[0].stack_id.as_deref(), Some("stack-1"));
+}
+
+#[test]
+fn node_templates_match_the_plan_files() {
+    let d = driver();
+    let plan = d.create_cluster(&request()).unwrap();
+    for role in ["master", "worker"] {
+        let node = d
+            .node_template(&NodeTemplateRequest {
+                role: role.into(),
+                base: request(),
+            })
+            .unwrap();
+        assert_eq!(plan.operations[0].files[&node.file_name], node.template);
+    }
+}
+
+#[test]
+fn status_gives_the_bare_master_address() {
+    let outputs = json!({
+        "api_address": "172.24.4.30",
+        "mesos_master": ["172.24.4.30"],
+        "mesos_master_private": ["10.0.0.3"],
+        "mesos_slaves": ["172.24.4.31", "172.24.4.32"],
+        "mesos_slaves_private": ["10.0.0.4", "10.0.0.5"],
+    });
+    let stack = StackSnapshot {
+        target: StackTarget::default(),
+        stack_id: "stack-1".into(),
+        status: "CREATE_FAILED".into(),
+        status_reason: "Resource CREATE failed: mesos_slaves".into(),
+        outputs: outputs.as_object().unwrap().clone(),
+        parameters: json!({"number_of_slaves": 2}).as_object().unwrap().clone(),
+    };
+    let update = driver()
+        .map_status(&StatusRequest {
+            base: request(),
+            stacks: vec![stack],
+        })
+        .unwrap();
+    assert_eq!(update.cluster.api_address.as_deref(), Some("172.24.4.30"));
+    assert_eq!(update.cluster.status.as_deref(), Some("CREATE_FAILED"));
+    assert_eq!(
+        update.cluster.status_reason.as_deref(),
+        Some("Resource CREATE failed: mesos_slaves")
+    );
+    assert_eq!(update.cluster.container_version.as_deref(), Some("1.9.1"));
+    let workers = update
+        .nodegroups
+        .iter()
+        .find(|g| g.uuid == WORKERS)
+        .unwrap();
+    assert_eq!(workers.node_count, Some(2));
+    assert_eq!(workers.node_addresses.as_ref().map(Vec::len), Some(2));
+    // No stack yet: nothing to change.
+    let empty = driver()
+        .map_status(&StatusRequest {
+            base: request(),
+            stacks: vec![],
+        })
+        .unwrap();
+    assert_eq!(empty, Default::default());
+}

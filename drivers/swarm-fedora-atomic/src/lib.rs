@@ -1,0 +1,7 @@
+//! The `swarm_fedora_atomic_v1` COE driver as a magnum-rs plugin library.
+
+mod driver;
+
+pub use driver::{SwarmFedoraAtomicDriver, CLUSTER_FILE, DRIVER_NAME, HOST_PARAMETERS, TEMPLATES};
+
+magnum_driver_abi::export_driver!(driver::SwarmFedoraAtomicDriver);

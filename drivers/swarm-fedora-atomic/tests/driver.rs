@@ -1,0 +1,403 @@
+//! Behaviour of `swarm_fedora_atomic_v1`, called through the rlib.
+
+// One lint for the three drivers' tests; see the file's header.
+#[path = "../../k8s-fedora-atomic/tests/support/hot.rs"]
+mod hot;
+
+use magnum_driver_abi::{
+    abi_stable::std_types::RStr,
+    capability as op,
+    serde_json::{self, json, Map, Value},
+    Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig, DriverError, ErrorKind,
+    HostContext, NodeGroup, NodeTemplateRequest, Provides, ResizeRequest, StackAction, StackPlan,
+    StackSnapshot, StackTarget, StatusRequest, SubDriverRequest, TemplateRequest,
+};
+use magnum_driver_swarm_fedora_atomic::{SwarmFedoraAtomicDriver, CLUSTER_FILE, DRIVER_NAME};
+
+fn driver() -> SwarmFedoraAtomicDriver {
+    SwarmFedoraAtomicDriver::new(&DriverConfig::new()).unwrap()
+}
+
+fn template(coe: &str) -> ClusterTemplate {
+    ClusterTemplate {
+        name: "swarm".into(),
+        coe: coe.into(),
+        server_type: "vm".into(),
+        cluster_distro: "fedora-atomic".into(),
+        image_id: "fedora-atomic-27".into(),
+        flavor_id: Some("m1.small".into()),
+        keypair_id: Some("ops".into()),
+        external_network_id: Some("public".into()),
+        floating_ip_enabled: true,
+        ..Default::default()
+    }
+}
+
+fn group(uuid: &str, name: &str, role: &str, count: i64) -> NodeGroup {
+    NodeGroup {
+        uuid: uuid.into(),
+        name: name.into(),
+        role: role.into(),
+        is_default: true,
+        node_count: count,
+        ..Default::default()
+    }
+}
+
+const MASTERS: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+const WORKERS: &str = "aaaaaaaa-0000-0000-0000-000000000002";
+
+fn request(coe: &str) -> ClusterRequest {
+    let mut extra = Map::new();
+    extra.insert("trustee_user_id".into(), "u-1".into());
+    extra.insert("unknown".into(), "x".into());
+    ClusterRequest {
+        template: template(coe),
+        cluster: Cluster {
+            uuid: "5d12f6fd-a196-4bf0-ae4c-1f639a523a52".into(),
+            name: "swarm.test".into(),
+            master_count: 1,
+            node_count: 2,
+            create_timeout: Some(30),
+            discovery_url: Some("https://discovery.etcd.io/abc".into()),
+            stack_id: Some("stack-1".into()),
+            ..Default::default()
+        },
+        nodegroups: vec![
+            group(MASTERS, "default-master", "master", 1),
+            group(WORKERS, "default-worker", "worker", 2),
+        ],
+        context: HostContext {
+            magnum_url: Some("http://magnum:9511/v1".into()),
+            extra,
+            ..Default::default()
+        },
+    }
+}
+
+fn invalid(err: DriverError, field: &str) -> String {
+    assert_eq!(err.kind, ErrorKind::INVALID, "{err}");
+    assert_eq!(err.field.as_str(), field, "{err}");
+    err.message.to_string()
+}
+
+fn lint(plan: &StackPlan) {
+    for operation in &plan.operations {
+        let passed: Vec<String> = operation.parameters.keys().cloned().collect();
+        let problems = hot::lint(&operation.files, &operation.template, &passed);
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+}
+
+#[test]
+fn info_describes_the_driver() {
+    let info = SwarmFedoraAtomicDriver::info();
+    assert_eq!(info.name, DRIVER_NAME);
+    assert_eq!(
+        info.provides,
+        [
+            Provides::new("vm", "fedora-atomic", "swarm"),
+            Provides::new("vm", "fedora-atomic", "swarm-mode")
+        ]
+    );
+    for operation in [
+        op::UPGRADE_CLUSTER,
+        op::CREATE_NODEGROUP,
+        op::UPDATE_NODEGROUP,
+        op::DELETE_NODEGROUP,
+    ] {
+        assert!(
+            !info.supports(operation),
+            "{operation} should be unsupported"
+        );
+    }
+    assert_eq!(info.capabilities.len(), op::ABI_1_0_OPERATIONS.len() - 4);
+    let network: Vec<_> = info
+        .network_drivers
+        .iter()
+        .map(|d| (d.name.as_str(), d.default))
+        .collect();
+    assert_eq!(network, [("docker", true), ("flannel", false)]);
+    assert_eq!(info.volume_drivers[0].name, "rexray");
+}
+
+#[test]
+fn unsupported_operations_say_so_through_the_abi() {
+    let module = magnum_driver_swarm_fedora_atomic::__magnum_driver_root_module();
+    let driver = (module.new())(RStr::from("")).unwrap();
+    let err = driver.upgrade_cluster(RStr::from("{}")).unwrap_err();
+    assert!(err.is_unsupported());
+    assert_eq!(err.operation.as_str(), op::UPGRADE_CLUSTER);
+    let request = serde_json::to_string(&request("swarm")).unwrap();
+    let plan = driver.create_cluster(RStr::from(request.as_str())).unwrap();
+    assert!(plan.as_str().contains("\"number_of_nodes\":2"));
+}
+
+#[test]
+fn templates_are_validated() {
+    let d = driver();
+    for coe in ["swarm", "swarm-mode"] {
+        d.validate_template(&TemplateRequest {
+            template: template(coe),
+        })
+        .unwrap();
+    }
+    let mut t = template("swarm");
+    t.network_driver = Some("calico".into());
+    let message = invalid(
+        d.validate_template(&TemplateRequest { template: t })
+            .unwrap_err(),
+        "network_driver",
+    );
+    assert!(message.contains("allowed: docker, flannel"), "{message}");
+
+    let mut t = template("swarm");
+    t.labels.insert("swarm_strategy".into(), "foo".into());
+    let message = invalid(
+        d.validate_template(&TemplateRequest { template: t })
+            .unwrap_err(),
+        "labels.swarm_strategy",
+    );
+    assert!(message.contains("spread, binpack, random"), "{message}");
+
+    let mut t = template("swarm");
+    t.volume_driver = Some("cinder".into());
+    invalid(
+        d.validate_template(&TemplateRequest { template: t })
+            .unwrap_err(),
+        "volume_driver",
+    );
+
+    let mut t = template("swarm-mode");
+    t.labels.insert("swarm_strategy".into(), "binpack".into());
+    let ok = d
+        .validate_template(&TemplateRequest { template: t })
+        .unwrap();
+    assert_eq!(ok.warnings.len(), 1, "{ok:?}");
+
+    invalid(
+        d.validate_template(&TemplateRequest {
+            template: template("kubernetes"),
+        })
+        .unwrap_err(),
+        "coe",
+    );
+}
+
+#[test]
+fn clusters_need_a_master() {
+    let mut req = request("swarm");
+    req.cluster.master_count = 0;
+    invalid(driver().validate_cluster(&req).unwrap_err(), "master_count");
+    req.cluster.master_count = 2;
+    driver().validate_cluster(&req).unwrap();
+}
+
+#[test]
+fn create_plans_one_stack() {
+    let mut req = request("swarm");
+    req.template.network_driver = Some("flannel".into());
+    req.template.volume_driver = Some("rexray".into());
+    req.cluster
+        .labels
+        .insert("rexray_preempt".into(), "true".into());
+    let plan = driver().create_cluster(&req).unwrap();
+    lint(&plan);
+    let [operation] = plan.operations.as_slice() else {
+        panic!("one operation expected: {plan:?}");
+    };
+    assert_eq!(operation.action, StackAction::Create);
+    assert_eq!(operation.stack_name, "swarm-test-5d12f6fda196");
+    assert_eq!(operation.template, CLUSTER_FILE);
+    assert_eq!(operation.timeout_mins, Some(30));
+    let files: Vec<_> = operation.files.keys().map(String::as_str).collect();
+    assert_eq!(files, ["cluster.yaml", "master.yaml", "worker.yaml"]);
+    let expected = json!({
+        "is_cluster_stack": true,
+        "number_of_masters": 1,
+        "number_of_nodes": 2,
+        "node_flavor": "m1.small",
+        "node_image": "fedora-atomic-27",
+        "external_network": "public",
+        "network_driver": "flannel",
+        "flannel_backend": "udp",
+        "flannel_network_subnetlen": 24,
+        "volume_driver": "rexray",
+        "rexray_preempt": true,
+        "swarm_strategy": "spread",
+        "swarm_mode": false,
+        "swarm_port": 2376,
+        "discovery_url": "https://discovery.etcd.io/abc",
+        "trustee_user_id": "u-1",
+    });
+    for (name, value) in expected.as_object().unwrap() {
+        assert_eq!(
+            operation.parameters.get(name),
+            Some(value),
+            "parameter {name}"
+        );
+    }
+    assert!(!operation.parameters.contains_key("unknown"));
+
+    let plan = driver().create_cluster(&request("swarm-mode")).unwrap();
+    lint(&plan);
+    let p = &plan.operations[0].parameters;
+    assert_eq!(p["swarm_mode"], true);
+    assert_eq!(p["swarm_port"], 2375);
+    assert_eq!(p["network_driver"], "docker");
+    assert!(!p.contains_key("volume_driver"));
+}
+
+#[test]
+fn sub_drivers_resolve_like_create_does() {
+    let request = SubDriverRequest {
+        name: Some("rexray".into()),
+        coe: "swarm-mode".into(),
+        labels: Default::default(),
+    };
+    let volume = driver().volume_driver(&request).unwrap();
+    assert_eq!(
+        Value::Object(volume.parameters),
+        json!({"volume_driver": "rexray", "rexray_preempt": false})
+    );
+    let network = driver()
+        .network_driver(&SubDriverRequest {
+            name: None,
+            ..request
+        })
+        .unwrap();
+    assert_eq!(network.name, "docker");
+}
+
+#[test]
+fn update_resize_and_delete_target_the_cluster_stack() {
+    let d = driver();
+    let mut req = request("swarm");
+    req.cluster.node_count = 4;
+    let operation = &d.update_cluster(&req).unwrap().operations[0];
+    assert_eq!(operation.action, StackAction::Update);
+    assert!(operation.existing);
+    assert_eq!(operation.stack_id.as_deref(), Some("stack-1"));
+    assert_eq!(
+        Value::Object(operation.parameters.clone()),
+        json!({"number_of_nodes": 4})
+    );
+
+    let resize = |nodegroup: &str| ResizeRequest {
+        base: request("swarm"),
+        nodegroup: nodegroup.into(),
+        node_count: 1,
+        nodes_to_remove: vec!["1".into()],
+    };
+    let operation = &d.resize_cluster(&resize(WORKERS)).unwrap().operations[0];
+    assert_eq!(
+        Value::Object(operation.parameters.clone()),
+        json!({"number_of_nodes": 1, "nodes_to_remove": ["1"]})
+    );
+    invalid(d.resize_cluster(&resize(MASTERS)).unwrap_err(), "nodegroup");
+
+    let plan = d.delete_cluster(&request("swarm")).unwrap();
+    assert_eq!(plan.operations.len(), 1);
+    assert_eq!(plan.operations[0].action, StackAction::Delete);
+    let mut never_created = request("swarm");
+    never_created.cluster.stack_id = None;
+    assert!(d
+        .delete_cluster(&never_created)
+        .unwrap()
+        .operations
+        .is_empty());
+    invalid(d.update_cluster(&never_created).unwrap_err(), "stack_id");
+}
+
+#[test]
+fn node_templates_match_the_plan_files() {
+    let d = driver();
+    let plan = d.create_cluster(&request("swarm")).unwrap();
+    for role in ["master", "worker"] {
+        let node = d
+            .node_template(&NodeTemplateRequest {
+                role: role.into(),
+                base: request("swarm"),
+            })
+            .unwrap();
+        assert_eq!(plan.operations[0].files[&node.file_name], node.template);
+    }
+    let err = d
+        .node_template(&NodeTemplateRequest {
+            role: "ingress".into(),
+            base: request("swarm"),
+        })
+        .unwrap_err();
+    invalid(err, "role");
+}
+
+fn stack() -> StackSnapshot {
+    let outputs = json!({
+        "api_address": "172.24.4.20",
+        "swarm_masters": ["172.24.4.20"],
+        "swarm_masters_private": ["10.0.0.3"],
+        "swarm_nodes": ["172.24.4.21"],
+        "swarm_nodes_private": ["10.0.0.4"],
+        "discovery_url": "https://discovery.etcd.io/abc",
+    });
+    StackSnapshot {
+        target: StackTarget::default(),
+        stack_id: "stack-1".into(),
+        status: "UPDATE_COMPLETE".into(),
+        status_reason: "Stack UPDATE completed successfully".into(),
+        outputs: outputs.as_object().unwrap().clone(),
+        parameters: json!({"number_of_nodes": "1"}).as_object().unwrap().clone(),
+    }
+}
+
+#[test]
+fn status_gives_docker_api_addresses() {
+    let d = driver();
+    for (coe, address) in [
+        ("swarm", "tcp://172.24.4.20:2376"),
+        ("swarm-mode", "tcp://172.24.4.20:2375"),
+    ] {
+        let mut base = request(coe);
+        base.template.tls_disabled = true;
+        let update = d
+            .map_status(&StatusRequest {
+                base,
+                stacks: vec![stack()],
+            })
+            .unwrap();
+        assert_eq!(update.cluster.api_address.as_deref(), Some(address));
+        assert_eq!(update.cluster.status.as_deref(), Some("UPDATE_COMPLETE"));
+        assert_eq!(update.cluster.coe_version.as_deref(), Some("1.2.5"));
+        assert_eq!(
+            update.cluster.discovery_url.as_deref(),
+            Some("https://discovery.etcd.io/abc")
+        );
+        let workers = update
+            .nodegroups
+            .iter()
+            .find(|g| g.uuid == WORKERS)
+            .unwrap();
+        assert_eq!(workers.node_count, Some(1));
+        assert_eq!(
+            workers.node_addresses.as_deref(),
+            Some(&["172.24.4.21".to_owned()][..])
+        );
+    }
+    let mut base = request("swarm");
+    base.template.floating_ip_enabled = false;
+    let update = d
+        .map_status(&StatusRequest {
+            base,
+            stacks: vec![stack()],
+        })
+        .unwrap();
+    let masters = update
+        .nodegroups
+        .iter()
+        .find(|g| g.uuid == MASTERS)
+        .unwrap();
+    assert_eq!(
+        masters.node_addresses.as_deref(),
+        Some(&["10.0.0.3".to_owned()][..])
+    );
+}
