@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub plugins_dir: Option<PathBuf>,
     /// A tracing filter such as `info` or `magnum_host=debug`.
     pub log: Option<String>,
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB`.
+    pub database_url: Option<String>,
 }
 
 /// Flag/environment values (clap fills both); `None` falls through to the file.
@@ -31,6 +33,7 @@ pub struct Overrides {
     pub bind: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub plugins_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
 }
 
 /// The validated configuration.
@@ -40,6 +43,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub plugins_dir: PathBuf,
     pub log: String,
+    /// Always set: `sqlite://<data_dir>/magnum.sqlite` unless configured.
+    pub database_url: String,
 }
 
 impl Config {
@@ -56,19 +61,33 @@ impl Config {
         let bind = bind_text.parse().map_err(|_| {
             anyhow!("bind '{bind_text}' is not an ADDRESS:PORT such as {DEFAULT_BIND}")
         })?;
+        let data_dir: PathBuf = overrides
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        let database_url = overrides
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| {
+                format!(
+                    "sqlite://{}",
+                    data_dir.join(crate::db::SQLITE_FILE).display()
+                )
+            });
+        // Only the scheme is checked here; connecting is the caller's business.
+        crate::db::DbTarget::parse(&database_url)?;
         Ok(Self {
             bind,
-            data_dir: overrides
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            data_dir,
             plugins_dir: overrides
                 .plugins_dir
                 .clone()
                 .or(file.plugins_dir)
                 .unwrap_or_else(|| DEFAULT_PLUGINS_DIR.into()),
             log: file.log.unwrap_or_else(|| "info".to_owned()),
+            database_url,
         })
     }
 }
@@ -101,6 +120,36 @@ mod tests {
         assert_eq!(cfg.bind.port(), 9999);
         assert_eq!(cfg.data_dir, PathBuf::from("/srv/magnum"));
         assert_eq!(cfg.plugins_dir, PathBuf::from(DEFAULT_PLUGINS_DIR));
+        assert_eq!(cfg.database_url, "sqlite:///srv/magnum/magnum.sqlite");
+    }
+
+    #[test]
+    fn database_url_from_file_or_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("magnum.toml");
+        std::fs::write(&path, "database_url = \"postgres://magnum@db/magnum\"\n").unwrap();
+        let from_file = Config::load(&Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(from_file.database_url, "postgres://magnum@db/magnum");
+        let from_flag = Config::load(&Overrides {
+            config: Some(path),
+            database_url: Some("sqlite:///tmp/m.sqlite".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(from_flag.database_url, "sqlite:///tmp/m.sqlite");
+        let err = Config::load(&Overrides {
+            database_url: Some("mysql://root@db/magnum".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unsupported database URL"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! magnum-rs host: configuration, the driver plugin host, and the HTTP API.
+//! magnum-rs host: configuration, persistence, the driver plugin host, and the
+//! HTTP API.
 
 pub mod api;
 pub mod config;
+pub mod db;
 pub mod drivers;

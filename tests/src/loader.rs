@@ -278,3 +278,38 @@ fn a_panic_in_an_operation_is_an_error_for_that_operation_only() {
         "{err}"
     );
 }
+
+#[test]
+fn re_registration_needs_replace_and_keeps_the_operators_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path();
+    let fake = workspace_lib("magnum_fixture_fake_driver");
+    let fake = fake.to_str().unwrap();
+    ok(manage(plugins, &["register", fake, "--enable"]));
+    let err = fails(manage(plugins, &["register", fake]));
+    assert!(err.contains("already registered; use --replace"), "{err}");
+
+    ok(manage(plugins, &["disable", "fake"]));
+    let said = ok(manage(plugins, &["register", fake, "--replace"]));
+    assert!(
+        said.ends_with("disabled\n"),
+        "a disabled driver stays disabled: {said}"
+    );
+
+    // A broken manifest is repaired by --replace, and only by it.
+    fs::write(plugins.join("fake.toml"), "garbage").unwrap();
+    fails(manage(plugins, &["register", fake]));
+    ok(manage(
+        plugins,
+        &["register", fake, "--replace", "--enable"],
+    ));
+    let registry = Registry::load(plugins).unwrap();
+    assert!(registry.get("fake").is_some());
+
+    let err = fails(manage(plugins, &["enable", "nosuch"]));
+    assert!(err.contains("no driver named nosuch"), "{err}");
+    let err = fails(manage(plugins, &["unregister", "nosuch"]));
+    assert!(err.contains("no driver named nosuch"), "{err}");
+    ok(manage(plugins, &["unregister", "fake"]));
+    assert!(!plugins.join("fake.toml").exists());
+}

@@ -3,16 +3,18 @@
 //! and the default workers; every additional worker nodegroup gets its own
 //! stack built from the same template with `is_cluster_stack=false`.
 
-use std::collections::BTreeMap;
-
 use magnum_driver_abi::{
-    capability as op, helpers,
+    capability as op,
+    helpers::{
+        self, check_at_least, cluster_stack_name, default_nodegroup, effective_template,
+        find_nodegroup, label_spec as label, stack_plan, sub_driver_info, StackRef,
+    },
     serde_json::{Map, Value},
     ClusterRequest, ClusterTemplate, ClusterUpdate, CoeDriver, DriverConfig, DriverError,
-    DriverInfo, DriverResult, LabelSpec, LabelType, Labels, NodeGroup, NodeGroupRequest,
-    NodeGroupUpdate, NodeTemplate, NodeTemplateRequest, Provides, ResizeRequest, StackAction,
-    StackOperation, StackPlan, StackSnapshot, StackTarget, StatusRequest, StatusUpdate,
-    SubDriverConfig, SubDriverInfo, SubDriverRequest, TemplateRequest, UpgradeRequest, Validation,
+    DriverInfo, DriverResult, LabelType, Labels, NodeGroup, NodeGroupRequest, NodeTemplate,
+    NodeTemplateRequest, Provides, ResizeRequest, StackOperation, StackPlan, StackSnapshot,
+    StackTarget, StatusRequest, StatusUpdate, SubDriverConfig, SubDriverRequest, TemplateRequest,
+    UpgradeRequest, Validation,
 };
 
 pub const DRIVER_NAME: &str = "k8s_fedora_atomic_v1";
@@ -21,7 +23,7 @@ const OS: &str = "fedora-atomic";
 const COE: &str = "kubernetes";
 const CONTAINER_VERSION: &str = "1.12.6";
 
-const MASTER: &str = "master";
+const MASTER: &str = helpers::MASTER_ROLE;
 const WORKER: &str = "worker";
 
 /// The top-level template, the key of [`TEMPLATES`] a plan starts from.
@@ -48,13 +50,6 @@ pub const HOST_PARAMETERS: &[&str] = &[
     "trustee_username",
 ];
 
-const AFFINITY_POLICIES: &[&str] = &[
-    "affinity",
-    "anti-affinity",
-    "soft-affinity",
-    "soft-anti-affinity",
-];
-
 pub struct K8sFedoraAtomicDriver {
     info: DriverInfo,
     /// Upstream's `[trust] cluster_user_trust`: whether nodes may hold the
@@ -62,32 +57,6 @@ pub struct K8sFedoraAtomicDriver {
     cluster_user_trust: bool,
     /// Upstream's `[cluster] nodes_affinity_policy`.
     nodes_affinity_policy: String,
-}
-
-fn label(
-    name: &str,
-    kind: LabelType,
-    default: Option<&str>,
-    allowed: &[&str],
-    description: &str,
-) -> LabelSpec {
-    LabelSpec {
-        name: name.into(),
-        kind,
-        default: default.map(Into::into),
-        allowed: allowed.iter().map(|s| s.to_string()).collect(),
-        description: description.into(),
-    }
-}
-
-fn sub_driver(name: &str, default: bool, labels: &[&str], description: &str) -> SubDriverInfo {
-    SubDriverInfo {
-        name: name.into(),
-        default,
-        coes: vec![COE.into()],
-        labels: labels.iter().map(|s| s.to_string()).collect(),
-        description: description.into(),
-    }
 }
 
 impl CoeDriver for K8sFedoraAtomicDriver {
@@ -116,9 +85,10 @@ impl CoeDriver for K8sFedoraAtomicDriver {
             .map(String::from)
             .to_vec(),
             network_drivers: vec![
-                sub_driver(
+                sub_driver_info(
                     "flannel",
                     true,
+                    &[COE],
                     &[
                         "flannel_network_cidr",
                         "flannel_backend",
@@ -126,16 +96,18 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                     ],
                     "flannel overlay network",
                 ),
-                sub_driver(
+                sub_driver_info(
                     "calico",
                     false,
+                    &[COE],
                     &["calico_ipv4pool", "calico_ipv4pool_ipip"],
                     "Calico BGP network with network policies",
                 ),
             ],
-            volume_drivers: vec![sub_driver(
+            volume_drivers: vec![sub_driver_info(
                 "cinder",
                 false,
+                &[COE],
                 &[],
                 "Cinder volumes (needs the cloud provider)",
             )],
@@ -242,20 +214,10 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                 ))
             }
         };
-        let nodes_affinity_policy = match config.get("nodes_affinity_policy") {
-            None => "soft-anti-affinity".to_owned(),
-            Some(Value::String(p)) if AFFINITY_POLICIES.contains(&p.as_str()) => p.clone(),
-            Some(_) => {
-                return Err(DriverError::invalid(
-                    "config.nodes_affinity_policy",
-                    format!("must be one of {}", AFFINITY_POLICIES.join(", ")),
-                ))
-            }
-        };
         Ok(Self {
             info: Self::info(),
             cluster_user_trust,
-            nodes_affinity_policy,
+            nodes_affinity_policy: helpers::nodes_affinity_policy(config)?,
         })
     }
 
@@ -275,32 +237,32 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                 ),
             ));
         }
-        check_count("node_count", cluster.node_count)?;
+        check_at_least("node_count", cluster.node_count, 0)?;
         Ok(validation)
     }
 
     fn create_cluster(&self, req: &ClusterRequest) -> DriverResult<StackPlan> {
         self.validate_cluster(req)?;
-        let operation = create_operation(
-            StackTarget::default(),
-            cluster_stack_name(req),
+        let operation = StackRef::cluster(req).create(
+            CLUSTER_FILE,
+            &TEMPLATES,
             self.parameters(req, None)?,
             req.cluster.create_timeout,
         );
-        Ok(plan([operation]))
+        Ok(stack_plan([operation]))
     }
 
     fn update_cluster(&self, req: &ClusterRequest) -> DriverResult<StackPlan> {
-        check_count("node_count", req.cluster.node_count)?;
+        check_at_least("node_count", req.cluster.node_count, 0)?;
         let stack = StackRef::cluster(req);
-        Ok(plan([
+        Ok(stack_plan([
             stack.update(scale_parameters(req.cluster.node_count, &[]))?
         ]))
     }
 
     fn resize_cluster(&self, req: &ResizeRequest) -> DriverResult<StackPlan> {
-        let group = find_group(&req.base, &req.nodegroup)?;
-        Ok(plan([scale_group(
+        let group = find_nodegroup(&req.base, &req.nodegroup)?;
+        Ok(stack_plan([scale_group(
             &req.base,
             group,
             req.node_count,
@@ -310,7 +272,7 @@ impl CoeDriver for K8sFedoraAtomicDriver {
 
     fn upgrade_cluster(&self, req: &UpgradeRequest) -> DriverResult<StackPlan> {
         let base = &req.base;
-        let group = find_group(base, &req.nodegroup)?;
+        let group = find_nodegroup(base, &req.nodegroup)?;
         self.check_template(&req.new_template)?;
         let field = "labels.kube_tag";
         let new_tag = req.new_template.labels.get("kube_tag").ok_or_else(|| {
@@ -346,7 +308,9 @@ impl CoeDriver for K8sFedoraAtomicDriver {
         let mut parameters = Map::new();
         parameters.insert("kube_tag".into(), new_tag.as_str().into());
         parameters.insert("update_max_batch_size".into(), req.max_batch_size.into());
-        Ok(plan([StackRef::of_group(base, group).update(parameters)?]))
+        Ok(stack_plan([
+            nodegroup_stack(base, group).update(parameters)?
+        ]))
     }
 
     fn delete_cluster(&self, req: &ClusterRequest) -> DriverResult<StackPlan> {
@@ -354,8 +318,8 @@ impl CoeDriver for K8sFedoraAtomicDriver {
             .nodegroups
             .iter()
             .filter(|g| !g.is_default)
-            .map(|g| StackRef::of_group(req, g));
-        Ok(plan(
+            .map(|g| nodegroup_stack(req, g));
+        Ok(stack_plan(
             groups
                 .chain([StackRef::cluster(req)])
                 .filter_map(StackRef::delete),
@@ -370,16 +334,15 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                 "only additional worker nodegroups can be created",
             ));
         }
-        check_count("nodegroup.node_count", group.node_count)?;
+        check_at_least("nodegroup.node_count", group.node_count, 0)?;
         self.check_template(&effective_template(&req.base))?;
-        let stack = StackRef::of_group(&req.base, group);
-        let operation = create_operation(
-            stack.target,
-            stack.name,
+        let operation = nodegroup_stack(&req.base, group).create(
+            CLUSTER_FILE,
+            &TEMPLATES,
             self.parameters(&req.base, Some(group))?,
             req.base.cluster.create_timeout,
         );
-        Ok(plan([operation]))
+        Ok(stack_plan([operation]))
     }
 
     fn update_nodegroup(&self, req: &NodeGroupRequest) -> DriverResult<StackPlan> {
@@ -388,7 +351,7 @@ impl CoeDriver for K8sFedoraAtomicDriver {
         if group.role == MASTER {
             return Ok(StackPlan::default());
         }
-        Ok(plan([scale_group(
+        Ok(stack_plan([scale_group(
             &req.base,
             group,
             group.node_count,
@@ -404,25 +367,11 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                 "a default nodegroup is deleted with its cluster",
             ));
         }
-        Ok(plan(StackRef::of_group(&req.base, group).delete()))
+        Ok(stack_plan(nodegroup_stack(&req.base, group).delete()))
     }
 
     fn node_template(&self, req: &NodeTemplateRequest) -> DriverResult<NodeTemplate> {
-        let file = NODE_FILES
-            .iter()
-            .find(|(role, _)| *role == req.role)
-            .map(|(_, file)| *file)
-            .ok_or_else(|| {
-                DriverError::invalid(
-                    "role",
-                    format!("unknown role '{}'; known: {MASTER}, {WORKER}", req.role),
-                )
-            })?;
-        Ok(NodeTemplate {
-            role: req.role.clone(),
-            file_name: file.into(),
-            template: template_text(file).into(),
-        })
+        helpers::node_template(&NODE_FILES, &TEMPLATES, &req.role)
     }
 
     fn network_driver(&self, req: &SubDriverRequest) -> DriverResult<SubDriverConfig> {
@@ -445,20 +394,14 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                         (MASTER, "kube_masters", "number_of_masters"),
                         (WORKER, "kube_minions", "number_of_minions"),
                     ];
-                    for (role, output, count) in defaults {
-                        if let Some(group) = default_group(base, role) {
-                            update.nodegroups.push(group_status(
-                                &group.uuid,
-                                stack,
-                                output,
-                                count,
-                                public,
-                            ));
-                        }
-                    }
+                    update
+                        .nodegroups
+                        .extend(helpers::default_nodegroup_statuses(
+                            base, stack, public, &defaults,
+                        ));
                 }
                 Some(uuid) => {
-                    update.nodegroups.push(group_status(
+                    update.nodegroups.push(helpers::nodegroup_status(
                         uuid,
                         stack,
                         "kube_minions",
@@ -475,28 +418,12 @@ impl CoeDriver for K8sFedoraAtomicDriver {
 impl K8sFedoraAtomicDriver {
     /// Template-level rules; cluster requests pass their effective template.
     fn check_template(&self, template: &ClusterTemplate) -> DriverResult<Validation> {
-        check_provides(template)?;
+        helpers::check_provides(&self.info, template)?;
         let labels = &template.labels;
         helpers::validate_labels(&self.info.labels, labels)?;
         self.network_config(template.network_driver.as_deref(), labels)?;
         let volume = self.volume_config(template.volume_driver.as_deref(), labels)?;
-        if template
-            .external_network_id
-            .as_deref()
-            .unwrap_or_default()
-            .is_empty()
-        {
-            return Err(DriverError::invalid(
-                "external_network_id",
-                "Required parameter external_network not provided.",
-            ));
-        }
-        if template.fixed_network.is_some() && template.fixed_subnet.is_none() {
-            return Err(DriverError::invalid(
-                "fixed_subnet",
-                "fixed_subnet is required when fixed_network is set",
-            ));
-        }
+        helpers::check_networks(template)?;
         let cloud_provider = self.cloud_provider_enabled(labels);
         if cloud_provider && !self.cluster_user_trust {
             return Err(DriverError::invalid(
@@ -510,15 +437,11 @@ impl K8sFedoraAtomicDriver {
                 "the cinder volume driver needs cloud_provider_enabled=true",
             ));
         }
-        let mut validation = Validation::default();
-        if let Some(storage @ ("devicemapper" | "overlay")) =
-            template.docker_storage_driver.as_deref()
-        {
-            validation.warnings.push(format!(
-                "docker_storage_driver {storage} is deprecated; use overlay2"
-            ));
-        }
-        Ok(validation)
+        Ok(Validation {
+            warnings: helpers::storage_driver_warning(template)
+                .into_iter()
+                .collect(),
+        })
     }
 
     fn cloud_provider_enabled(&self, labels: &Labels) -> bool {
@@ -528,8 +451,7 @@ impl K8sFedoraAtomicDriver {
     }
 
     fn network_config(&self, name: Option<&str>, labels: &Labels) -> DriverResult<SubDriverConfig> {
-        let mut config =
-            self.sub_driver_config("network_driver", &self.info.network_drivers, name, labels)?;
+        let mut config = helpers::network_config(&self.info, COE, name, labels)?;
         let pods = match config.name.as_str() {
             "calico" => "calico_ipv4pool",
             _ => "flannel_network_cidr",
@@ -541,53 +463,7 @@ impl K8sFedoraAtomicDriver {
     }
 
     fn volume_config(&self, name: Option<&str>, labels: &Labels) -> DriverResult<SubDriverConfig> {
-        self.sub_driver_config("volume_driver", &self.info.volume_drivers, name, labels)
-    }
-
-    /// The chosen sub-driver's Heat parameters: its name under `field` and
-    /// the labels it reads (value or default, typed). No sub-driver (none
-    /// named and none default) adds nothing.
-    fn sub_driver_config(
-        &self,
-        field: &str,
-        offered: &[SubDriverInfo],
-        name: Option<&str>,
-        labels: &Labels,
-    ) -> DriverResult<SubDriverConfig> {
-        let Some(chosen) = helpers::choose_sub_driver(field, offered, COE, name)? else {
-            return Ok(SubDriverConfig::default());
-        };
-        let mut parameters = Map::new();
-        parameters.insert(field.into(), chosen.name.as_str().into());
-        for name in &chosen.labels {
-            if let Some(value) = self.label_value(labels, name) {
-                parameters.insert(name.clone(), value);
-            }
-        }
-        Ok(SubDriverConfig {
-            name: chosen.name.clone(),
-            parameters,
-            files: BTreeMap::new(),
-        })
-    }
-
-    /// A label's value (or schema default) as the JSON type its Heat
-    /// parameter expects. Labels are validated before plans are built.
-    fn label_value(&self, labels: &Labels, name: &str) -> Option<Value> {
-        let value = helpers::label(&self.info.labels, labels, name)?;
-        let kind = self
-            .info
-            .labels
-            .iter()
-            .find(|s| s.name == name)
-            .map(|s| s.kind);
-        Some(match kind {
-            Some(LabelType::Integer) => value
-                .parse::<i64>()
-                .map_or_else(|_| value.into(), Value::from),
-            Some(LabelType::Boolean) => value.eq_ignore_ascii_case("true").into(),
-            _ => value.into(),
-        })
+        helpers::volume_config(&self.info, COE, name, labels)
     }
 
     /// Heat parameters of the cluster stack (`group` None) or of the stack of
@@ -604,79 +480,40 @@ impl K8sFedoraAtomicDriver {
             labels.extend(group.labels.clone());
         }
         let network_name = cluster_stack_name(req);
-        let mut p = Map::new();
+        let mut p = helpers::common_parameters(req, &template, &self.nodes_affinity_policy);
+        p.extend(helpers::docker_parameters(req, &template));
         let mut set = |name: &str, value: Value| {
             p.insert(name.into(), value);
         };
         set("is_cluster_stack", group.is_none().into());
-        set("cluster_uuid", cluster.uuid.as_str().into());
-        set("fixed_network_name", network_name.as_str().into());
-        set(
-            "nodes_affinity_policy",
-            self.nodes_affinity_policy.as_str().into(),
-        );
-        set("floating_ip_enabled", template.floating_ip_enabled.into());
-        set("tls_disabled", template.tls_disabled.into());
         set(
             "kubernetes_port",
             if template.tls_disabled { 8080 } else { 6443 }.into(),
         );
-        set("registry_enabled", template.registry_enabled.into());
         set(
             "cloud_provider_enabled",
             self.cloud_provider_enabled(&labels).into(),
         );
-        set("verify_ca", req.context.verify_ca.into());
-        set("number_of_masters", cluster.master_count.into());
         set("number_of_minions", cluster.node_count.into());
-        set("master_image", template.image_id.as_str().into());
         set("minion_image", template.image_id.as_str().into());
-        let optional = [
-            ("ssh_key_name", template.keypair_id.clone()),
-            ("external_network", template.external_network_id.clone()),
-            ("fixed_network", template.fixed_network.clone()),
-            ("fixed_subnet", template.fixed_subnet.clone()),
-            ("dns_nameserver", template.dns_nameserver.clone()),
-            ("http_proxy", template.http_proxy.clone()),
-            ("https_proxy", template.https_proxy.clone()),
-            ("no_proxy", template.no_proxy.clone()),
-            ("master_flavor", template.master_flavor_id.clone()),
-            ("minion_flavor", template.flavor_id.clone()),
-            (
-                "docker_storage_driver",
-                template.docker_storage_driver.clone(),
-            ),
-            ("insecure_registry_url", template.insecure_registry.clone()),
-            ("discovery_url", cluster.discovery_url.clone()),
-            ("magnum_url", req.context.magnum_url.clone()),
-            ("auth_url", req.context.auth_url.clone()),
-        ];
-        for (name, value) in optional {
-            if let Some(value) = value {
-                set(name, value.into());
-            }
+        if let Some(flavor) = &template.flavor_id {
+            set("minion_flavor", flavor.as_str().into());
         }
-        if let Some(size) = template.docker_volume_size {
-            set("docker_volume_size", size.into());
+        if let Some(group) = default_nodegroup(req, WORKER) {
+            set("worker_role", group.role.as_str().into());
         }
-        for name in [
+        let passed_labels = [
             "kube_tag",
             "container_runtime",
             "fixed_subnet_cidr",
             "etcd_volume_size",
             "docker_volume_type",
-        ] {
-            if let Some(value) = self.label_value(&labels, name) {
-                set(name, value);
-            }
-        }
-        if let Some(group) = default_group(req, MASTER) {
-            set("master_nodegroup_name", group.name.as_str().into());
-        }
-        if let Some(group) = default_group(req, WORKER) {
-            set("worker_nodegroup_name", group.name.as_str().into());
-            set("worker_role", group.role.as_str().into());
-        }
+        ];
+        p.extend(helpers::label_parameters(
+            &self.info.labels,
+            &labels,
+            passed_labels,
+        ));
         p.extend(
             self.network_config(template.network_driver.as_deref(), &labels)?
                 .parameters,
@@ -685,11 +522,7 @@ impl K8sFedoraAtomicDriver {
             self.volume_config(template.volume_driver.as_deref(), &labels)?
                 .parameters,
         );
-        for (name, value) in &req.context.extra {
-            if HOST_PARAMETERS.contains(&name.as_str()) {
-                p.insert(name.clone(), value.clone());
-            }
-        }
+        p.extend(helpers::host_parameters(&req.context, HOST_PARAMETERS));
         p.insert(
             "create_network".into(),
             (group.is_none() && template.fixed_network.is_none()).into(),
@@ -741,8 +574,8 @@ impl K8sFedoraAtomicDriver {
 
     fn cluster_status(&self, req: &ClusterRequest, stack: &StackSnapshot) -> ClusterUpdate {
         let template = effective_template(req);
-        let api_address = output_str(stack, "api_address").map(|ip| {
-            let host = bracket_ipv6(ip);
+        let api_address = helpers::output_str(stack, "api_address").map(|ip| {
+            let host = helpers::bracket_ipv6(ip);
             if template.tls_disabled {
                 format!("http://{host}:8080")
             } else {
@@ -756,122 +589,22 @@ impl K8sFedoraAtomicDriver {
             .or_else(|| helpers::label(&self.info.labels, &template.labels, "kube_tag"))
             .map(str::to_owned);
         ClusterUpdate {
-            status: Some(stack.status.clone()),
-            status_reason: Some(stack.status_reason.clone()),
             api_address,
             coe_version,
             container_version: Some(CONTAINER_VERSION.into()),
-            discovery_url: None,
+            ..helpers::cluster_stack_status(stack)
         }
     }
 }
 
-/// The template as the cluster sees it: the cluster's own values override the
-/// template's, and its labels are merged over the template's.
-fn effective_template(req: &ClusterRequest) -> ClusterTemplate {
-    let cluster = &req.cluster;
-    let mut template = req.template.clone();
-    template.labels.extend(cluster.labels.clone());
-    let overrides = [
-        (&mut template.keypair_id, &cluster.keypair),
-        (&mut template.master_flavor_id, &cluster.master_flavor_id),
-        (&mut template.flavor_id, &cluster.flavor_id),
-        (&mut template.fixed_network, &cluster.fixed_network),
-        (&mut template.fixed_subnet, &cluster.fixed_subnet),
-    ];
-    for (field, value) in overrides {
-        if value.is_some() {
-            field.clone_from(value);
-        }
-    }
-    template.docker_volume_size = cluster.docker_volume_size.or(template.docker_volume_size);
-    template.floating_ip_enabled = cluster
-        .floating_ip_enabled
-        .unwrap_or(template.floating_ip_enabled);
-    template.master_lb_enabled = cluster
-        .master_lb_enabled
-        .unwrap_or(template.master_lb_enabled);
-    template
-}
-
-fn check_provides(template: &ClusterTemplate) -> DriverResult<()> {
-    let given = [
-        ("coe", &template.coe, COE),
-        ("server_type", &template.server_type, SERVER_TYPE),
-    ];
-    for (field, value, expected) in given {
-        if value != expected {
-            return Err(DriverError::invalid(
-                field,
-                format!("{DRIVER_NAME} provides {field} {expected}, not '{value}'"),
-            ));
-        }
-    }
-    // The distro comes from the image; a template that names none is fine.
-    if !template.cluster_distro.is_empty() && template.cluster_distro != OS {
-        return Err(DriverError::invalid(
-            "cluster_distro",
-            format!(
-                "{DRIVER_NAME} provides os {OS}, not '{}'",
-                template.cluster_distro
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn check_count(field: &str, count: i64) -> DriverResult<()> {
-    if count < 0 {
-        return Err(DriverError::invalid(
-            field,
-            format!("{field} must be at least 0, got {count}"),
-        ));
-    }
-    Ok(())
-}
-
-fn template_text(file: &str) -> &'static str {
-    TEMPLATES
-        .iter()
-        .find(|(name, _)| *name == file)
-        .map_or("", |(_, text)| *text)
-}
-
-fn plan(operations: impl IntoIterator<Item = StackOperation>) -> StackPlan {
-    StackPlan {
-        operations: operations.into_iter().collect(),
-    }
-}
-
-fn create_operation(
-    target: StackTarget,
-    stack_name: String,
-    parameters: Map<String, Value>,
-    timeout_mins: Option<i64>,
-) -> StackOperation {
-    StackOperation {
-        action: StackAction::Create,
-        target,
-        stack_name,
-        template: CLUSTER_FILE.into(),
-        files: TEMPLATES
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        parameters,
-        disable_rollback: true,
-        timeout_mins,
-        ..Default::default()
-    }
-}
-
+/// The parameters scaling the minions to `node_count`.
 fn scale_parameters(node_count: i64, nodes_to_remove: &[String]) -> Map<String, Value> {
-    let mut parameters = Map::new();
-    parameters.insert("number_of_minions".into(), node_count.into());
-    if !nodes_to_remove.is_empty() {
-        parameters.insert("minions_to_remove".into(), nodes_to_remove.to_vec().into());
-    }
-    parameters
+    helpers::scale_parameters(
+        "number_of_minions",
+        "minions_to_remove",
+        node_count,
+        nodes_to_remove,
+    )
 }
 
 /// Scales the worker group `group` (masters cannot be resized, as upstream).
@@ -887,167 +620,25 @@ fn scale_group(
             "resizing a master nodegroup is not supported",
         ));
     }
-    check_count("node_count", node_count)?;
-    let too_big = group.max_node_count.is_some_and(|max| node_count > max);
-    if node_count < group.min_node_count || too_big {
-        return Err(DriverError::invalid(
-            "node_count",
-            format!(
-                "node_count {node_count} is outside nodegroup {}'s range {}..{}",
-                group.name,
-                group.min_node_count,
-                group.max_node_count.map_or("".into(), |m| m.to_string())
-            ),
-        ));
+    helpers::check_group_node_count(group, node_count)?;
+    nodegroup_stack(req, group).update(scale_parameters(node_count, nodes_to_remove))
+}
+
+/// The stack holding `group`'s nodes: default groups live in the cluster
+/// stack; others have their own, named `<cluster[:20]>-<group[:9]>-<id>` as
+/// upstream.
+fn nodegroup_stack(req: &ClusterRequest, group: &NodeGroup) -> StackRef {
+    if group.is_default {
+        return StackRef::cluster(req);
     }
-    StackRef::of_group(req, group).update(scale_parameters(node_count, nodes_to_remove))
-}
-
-fn find_group<'a>(req: &'a ClusterRequest, uuid: &str) -> DriverResult<&'a NodeGroup> {
-    req.nodegroups
-        .iter()
-        .find(|g| g.uuid == uuid)
-        .ok_or_else(|| {
-            DriverError::invalid(
-                "nodegroup",
-                format!("nodegroup {uuid} is not part of the cluster"),
-            )
-        })
-}
-
-fn default_group<'a>(req: &'a ClusterRequest, role: &str) -> Option<&'a NodeGroup> {
-    let is_master = role == MASTER;
-    req.nodegroups
-        .iter()
-        .find(|g| g.is_default && (g.role == MASTER) == is_master)
-}
-
-fn cluster_stack_name(req: &ClusterRequest) -> String {
-    helpers::stack_name(&req.cluster.name, &req.cluster.uuid)
-}
-
-/// The Heat stack holding a set of nodes.
-struct StackRef {
-    target: StackTarget,
-    name: String,
-    id: Option<String>,
-}
-
-impl StackRef {
-    fn cluster(req: &ClusterRequest) -> Self {
-        Self {
-            target: StackTarget::default(),
-            name: cluster_stack_name(req),
-            id: req.cluster.stack_id.clone(),
-        }
-    }
-
-    /// Default groups live in the cluster stack; others have their own,
-    /// named `<cluster[:20]>-<group[:9]>-<id>` as upstream.
-    fn of_group(req: &ClusterRequest, group: &NodeGroup) -> Self {
-        if group.is_default {
-            return Self::cluster(req);
-        }
-        let prefix: String = req.cluster.name.chars().take(20).collect();
-        let suffix: String = group.name.chars().take(9).collect();
-        Self {
-            target: StackTarget {
-                nodegroup: Some(group.uuid.clone()),
-            },
-            name: helpers::stack_name(&format!("{prefix}-{suffix}"), &group.uuid),
-            id: group.stack_id.clone(),
-        }
-    }
-
-    /// Updates the stack in place, reusing its stored template.
-    fn update(self, parameters: Map<String, Value>) -> DriverResult<StackOperation> {
-        let Some(id) = self.id else {
-            return Err(DriverError::invalid(
-                "stack_id",
-                format!("stack {} has not been created yet", self.name),
-            ));
-        };
-        Ok(StackOperation {
-            action: StackAction::Update,
-            target: self.target,
-            stack_name: self.name,
-            stack_id: Some(id),
-            parameters,
-            existing: true,
-            disable_rollback: true,
-            ..Default::default()
-        })
-    }
-
-    /// Deletes the stack; a stack never created needs no operation.
-    fn delete(self) -> Option<StackOperation> {
-        Some(StackOperation {
-            action: StackAction::Delete,
-            target: self.target,
-            stack_name: self.name,
-            stack_id: Some(self.id?),
-            ..Default::default()
-        })
-    }
-}
-
-/// A nodegroup's status, addresses (`output`, or `output_private` when nodes
-/// have no floating IP) and size (stack parameter `count`).
-fn group_status(
-    uuid: &str,
-    stack: &StackSnapshot,
-    output: &str,
-    count: &str,
-    public: bool,
-) -> NodeGroupUpdate {
-    let output = if public {
-        output.to_owned()
-    } else {
-        format!("{output}_private")
-    };
-    NodeGroupUpdate {
-        uuid: uuid.into(),
-        status: Some(stack.status.clone()),
-        status_reason: Some(stack.status_reason.clone()),
-        node_addresses: stack.outputs.get(&output).and_then(string_list),
-        node_count: stack.parameters.get(count).and_then(integer),
-    }
-}
-
-fn output_str<'a>(stack: &'a StackSnapshot, name: &str) -> Option<&'a str> {
-    stack
-        .outputs
-        .get(name)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
-fn string_list(value: &Value) -> Option<Vec<String>> {
-    match value {
-        Value::Array(items) => Some(
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect(),
-        ),
-        Value::String(s) if !s.is_empty() => Some(vec![s.clone()]),
-        _ => None,
-    }
-}
-
-/// Heat reports parameters as strings; a local orchestrator may not.
-fn integer(value: &Value) -> Option<i64> {
-    value
-        .as_i64()
-        .or_else(|| value.as_str()?.trim().parse().ok())
-}
-
-fn bracket_ipv6(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
+    let prefix: String = req.cluster.name.chars().take(20).collect();
+    let suffix: String = group.name.chars().take(9).collect();
+    StackRef {
+        target: StackTarget {
+            nodegroup: Some(group.uuid.clone()),
+        },
+        name: helpers::stack_name(&format!("{prefix}-{suffix}"), &group.uuid),
+        id: group.stack_id.clone(),
     }
 }
 

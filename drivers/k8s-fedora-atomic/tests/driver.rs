@@ -1,19 +1,20 @@
 //! Behaviour of `k8s_fedora_atomic_v1`, called through the rlib.
 
 // Shared with the swarm and mesos drivers' tests; see the file's header.
-#[path = "support/hot.rs"]
-mod hot;
+mod support;
 
 use magnum_driver_abi::{
     abi_stable::std_types::RStr,
     capability as op,
     serde_json::{self, json, Map, Value},
-    Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig, DriverError, ErrorKind,
-    HostContext, NodeGroup, NodeGroupRequest, NodeTemplateRequest, ResizeRequest, StackAction,
-    StackPlan, StackSnapshot, StackTarget, StatusRequest, SubDriverRequest, TemplateRequest,
-    UpgradeRequest,
+    Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig, ErrorKind, HostContext,
+    NodeGroupRequest, NodeTemplateRequest, ResizeRequest, StackAction, StackPlan, StackSnapshot,
+    StackTarget, StatusRequest, SubDriverRequest, TemplateRequest, UpgradeRequest,
 };
 use magnum_driver_k8s_fedora_atomic::{K8sFedoraAtomicDriver, CLUSTER_FILE, DRIVER_NAME};
+use support::{
+    default_nodegroups, hot, invalid, lint, nodegroup as group, nodegroup_update, MASTERS, WORKERS,
+};
 
 fn driver() -> K8sFedoraAtomicDriver {
     K8sFedoraAtomicDriver::new(&DriverConfig::new()).unwrap()
@@ -42,19 +43,6 @@ fn template() -> ClusterTemplate {
     }
 }
 
-fn group(uuid: &str, name: &str, role: &str, is_default: bool, count: i64) -> NodeGroup {
-    NodeGroup {
-        uuid: uuid.into(),
-        name: name.into(),
-        role: role.into(),
-        is_default,
-        node_count: count,
-        ..Default::default()
-    }
-}
-
-const MASTERS: &str = "aaaaaaaa-0000-0000-0000-000000000001";
-const WORKERS: &str = "aaaaaaaa-0000-0000-0000-000000000002";
 const EXTRA: &str = "bbbbbbbb-0000-0000-0000-000000000003";
 
 fn request() -> ClusterRequest {
@@ -72,10 +60,7 @@ fn request() -> ClusterRequest {
             stack_id: Some("stack-1".into()),
             ..Default::default()
         },
-        nodegroups: vec![
-            group(MASTERS, "default-master", "master", true, 1),
-            group(WORKERS, "default-worker", "worker", true, 2),
-        ],
+        nodegroups: default_nodegroups(2),
         context: HostContext {
             magnum_url: Some("http://magnum:9511/v1".into()),
             auth_url: Some("http://keystone:5000/v3".into()),
@@ -90,20 +75,6 @@ fn with_extra_group(mut req: ClusterRequest) -> ClusterRequest {
     extra.stack_id = Some("stack-ng".into());
     req.nodegroups.push(extra);
     req
-}
-
-fn invalid(err: DriverError, field: &str) -> String {
-    assert_eq!(err.kind, ErrorKind::INVALID, "{err}");
-    assert_eq!(err.field.as_str(), field, "{err}");
-    err.message.to_string()
-}
-
-fn lint(plan: &StackPlan) {
-    for operation in &plan.operations {
-        let passed: Vec<String> = operation.parameters.keys().cloned().collect();
-        let problems = hot::lint(&operation.files, &operation.template, &passed);
-        assert!(problems.is_empty(), "{}", problems.join("\n"));
-    }
 }
 
 #[test]
@@ -527,14 +498,12 @@ fn cluster_stack() -> StackSnapshot {
     });
     let parameters =
         json!({"number_of_masters": "1", "number_of_minions": "2", "kube_tag": "v1.27.3"});
-    StackSnapshot {
-        target: StackTarget::default(),
-        stack_id: "stack-1".into(),
-        status: "CREATE_COMPLETE".into(),
-        status_reason: "Stack CREATE completed successfully".into(),
-        outputs: outputs.as_object().unwrap().clone(),
-        parameters: parameters.as_object().unwrap().clone(),
-    }
+    support::cluster_stack(
+        "CREATE_COMPLETE",
+        "Stack CREATE completed successfully",
+        outputs,
+        parameters,
+    )
 }
 
 #[test]
@@ -552,21 +521,13 @@ fn status_maps_outputs_to_cluster_and_nodegroups() {
     );
     assert_eq!(update.cluster.coe_version.as_deref(), Some("v1.27.3"));
     assert_eq!(update.cluster.container_version.as_deref(), Some("1.12.6"));
-    let workers = update
-        .nodegroups
-        .iter()
-        .find(|g| g.uuid == WORKERS)
-        .unwrap();
+    let workers = nodegroup_update(&update, WORKERS);
     assert_eq!(workers.node_count, Some(2));
     assert_eq!(
         workers.node_addresses.as_deref(),
         Some(&["172.24.4.11".to_owned(), "172.24.4.12".to_owned()][..])
     );
-    let masters = update
-        .nodegroups
-        .iter()
-        .find(|g| g.uuid == MASTERS)
-        .unwrap();
+    let masters = nodegroup_update(&update, MASTERS);
     assert_eq!(masters.node_count, Some(1));
 
     let mut private = status.clone();
@@ -577,11 +538,7 @@ fn status_maps_outputs_to_cluster_and_nodegroups() {
         update.cluster.api_address.as_deref(),
         Some("http://172.24.4.10:8080")
     );
-    let masters = update
-        .nodegroups
-        .iter()
-        .find(|g| g.uuid == MASTERS)
-        .unwrap();
+    let masters = nodegroup_update(&update, MASTERS);
     assert_eq!(
         masters.node_addresses.as_deref(),
         Some(&["10.0.0.5".to_owned()][..])

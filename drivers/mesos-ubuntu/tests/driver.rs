@@ -1,18 +1,18 @@
 //! Behaviour of `mesos_ubuntu_v1`, called through the rlib.
 
-// One lint for the three drivers' tests; see the file's header.
-#[path = "../../k8s-fedora-atomic/tests/support/hot.rs"]
-mod hot;
+// Test support shared by the three drivers' tests; see the file's header.
+#[path = "../../k8s-fedora-atomic/tests/support/mod.rs"]
+mod support;
 
 use magnum_driver_abi::{
     abi_stable::std_types::RStr,
     capability as op,
     serde_json::{json, Value},
-    Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig, DriverError, ErrorKind,
-    NodeGroup, NodeTemplateRequest, Provides, ResizeRequest, StackAction, StackPlan, StackSnapshot,
-    StackTarget, StatusRequest, TemplateRequest,
+    Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig, NodeTemplateRequest,
+    Provides, ResizeRequest, StackAction, StatusRequest, TemplateRequest,
 };
 use magnum_driver_mesos_ubuntu::{MesosUbuntuDriver, CLUSTER_FILE, DRIVER_NAME};
+use support::{cluster_stack, default_nodegroups, invalid, lint, nodegroup_update, WORKERS};
 
 fn driver() -> MesosUbuntuDriver {
     MesosUbuntuDriver::new(&DriverConfig::new()).unwrap()
@@ -32,20 +32,6 @@ fn template() -> ClusterTemplate {
     }
 }
 
-fn group(uuid: &str, role: &str, count: i64) -> NodeGroup {
-    NodeGroup {
-        uuid: uuid.into(),
-        name: format!("default-{role}"),
-        role: role.into(),
-        is_default: true,
-        node_count: count,
-        ..Default::default()
-    }
-}
-
-const MASTERS: &str = "aaaaaaaa-0000-0000-0000-000000000001";
-const WORKERS: &str = "aaaaaaaa-0000-0000-0000-000000000002";
-
 fn request() -> ClusterRequest {
     ClusterRequest {
         template: template(),
@@ -58,22 +44,8 @@ fn request() -> ClusterRequest {
             stack_id: Some("stack-1".into()),
             ..Default::default()
         },
-        nodegroups: vec![group(MASTERS, "master", 1), group(WORKERS, "worker", 3)],
+        nodegroups: default_nodegroups(3),
         ..Default::default()
-    }
-}
-
-fn invalid(err: DriverError, field: &str) -> String {
-    assert_eq!(err.kind, ErrorKind::INVALID, "{err}");
-    assert_eq!(err.field.as_str(), field, "{err}");
-    err.message.to_string()
-}
-
-fn lint(plan: &StackPlan) {
-    for operation in &plan.operations {
-        let passed: Vec<String> = operation.parameters.keys().cloned().collect();
-        let problems = hot::lint(&operation.files, &operation.template, &passed);
-        assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 }
 
@@ -261,14 +233,12 @@ fn status_gives_the_bare_master_address() {
         "mesos_slaves": ["172.24.4.31", "172.24.4.32"],
         "mesos_slaves_private": ["10.0.0.4", "10.0.0.5"],
     });
-    let stack = StackSnapshot {
-        target: StackTarget::default(),
-        stack_id: "stack-1".into(),
-        status: "CREATE_FAILED".into(),
-        status_reason: "Resource CREATE failed: mesos_slaves".into(),
-        outputs: outputs.as_object().unwrap().clone(),
-        parameters: json!({"number_of_slaves": 2}).as_object().unwrap().clone(),
-    };
+    let stack = cluster_stack(
+        "CREATE_FAILED",
+        "Resource CREATE failed: mesos_slaves",
+        outputs,
+        json!({"number_of_slaves": 2}),
+    );
     let update = driver()
         .map_status(&StatusRequest {
             base: request(),
@@ -282,11 +252,7 @@ fn status_gives_the_bare_master_address() {
         Some("Resource CREATE failed: mesos_slaves")
     );
     assert_eq!(update.cluster.container_version.as_deref(), Some("1.9.1"));
-    let workers = update
-        .nodegroups
-        .iter()
-        .find(|g| g.uuid == WORKERS)
-        .unwrap();
+    let workers = nodegroup_update(&update, WORKERS);
     assert_eq!(workers.node_count, Some(2));
     assert_eq!(workers.node_addresses.as_ref().map(Vec::len), Some(2));
     // No stack yet: nothing to change.

@@ -1,18 +1,21 @@
 //! Behaviour of `swarm_fedora_atomic_v1`, called through the rlib.
 
-// One lint for the three drivers' tests; see the file's header.
-#[path = "../../k8s-fedora-atomic/tests/support/hot.rs"]
-mod hot;
+// Test support shared by the three drivers' tests; see the file's header.
+#[path = "../../k8s-fedora-atomic/tests/support/mod.rs"]
+mod support;
 
 use magnum_driver_abi::{
     abi_stable::std_types::RStr,
     capability as op,
     serde_json::{self, json, Map, Value},
-    Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig, DriverError, ErrorKind,
-    HostContext, NodeGroup, NodeTemplateRequest, Provides, ResizeRequest, StackAction, StackPlan,
-    StackSnapshot, StackTarget, StatusRequest, SubDriverRequest, TemplateRequest,
+    Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig, HostContext,
+    NodeTemplateRequest, Provides, ResizeRequest, StackAction, StackSnapshot, StatusRequest,
+    SubDriverRequest, TemplateRequest,
 };
 use magnum_driver_swarm_fedora_atomic::{SwarmFedoraAtomicDriver, CLUSTER_FILE, DRIVER_NAME};
+use support::{
+    cluster_stack, default_nodegroups, invalid, lint, nodegroup_update, MASTERS, WORKERS,
+};
 
 fn driver() -> SwarmFedoraAtomicDriver {
     SwarmFedoraAtomicDriver::new(&DriverConfig::new()).unwrap()
@@ -33,20 +36,6 @@ fn template(coe: &str) -> ClusterTemplate {
     }
 }
 
-fn group(uuid: &str, name: &str, role: &str, count: i64) -> NodeGroup {
-    NodeGroup {
-        uuid: uuid.into(),
-        name: name.into(),
-        role: role.into(),
-        is_default: true,
-        node_count: count,
-        ..Default::default()
-    }
-}
-
-const MASTERS: &str = "aaaaaaaa-0000-0000-0000-000000000001";
-const WORKERS: &str = "aaaaaaaa-0000-0000-0000-000000000002";
-
 fn request(coe: &str) -> ClusterRequest {
     let mut extra = Map::new();
     extra.insert("trustee_user_id".into(), "u-1".into());
@@ -63,29 +52,12 @@ fn request(coe: &str) -> ClusterRequest {
             stack_id: Some("stack-1".into()),
             ..Default::default()
         },
-        nodegroups: vec![
-            group(MASTERS, "default-master", "master", 1),
-            group(WORKERS, "default-worker", "worker", 2),
-        ],
+        nodegroups: default_nodegroups(2),
         context: HostContext {
             magnum_url: Some("http://magnum:9511/v1".into()),
             extra,
             ..Default::default()
         },
-    }
-}
-
-fn invalid(err: DriverError, field: &str) -> String {
-    assert_eq!(err.kind, ErrorKind::INVALID, "{err}");
-    assert_eq!(err.field.as_str(), field, "{err}");
-    err.message.to_string()
-}
-
-fn lint(plan: &StackPlan) {
-    for operation in &plan.operations {
-        let passed: Vec<String> = operation.parameters.keys().cloned().collect();
-        let problems = hot::lint(&operation.files, &operation.template, &passed);
-        assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 }
 
@@ -340,14 +312,12 @@ fn stack() -> StackSnapshot {
         "swarm_nodes_private": ["10.0.0.4"],
         "discovery_url": "https://discovery.etcd.io/abc",
     });
-    StackSnapshot {
-        target: StackTarget::default(),
-        stack_id: "stack-1".into(),
-        status: "UPDATE_COMPLETE".into(),
-        status_reason: "Stack UPDATE completed successfully".into(),
-        outputs: outputs.as_object().unwrap().clone(),
-        parameters: json!({"number_of_nodes": "1"}).as_object().unwrap().clone(),
-    }
+    cluster_stack(
+        "UPDATE_COMPLETE",
+        "Stack UPDATE completed successfully",
+        outputs,
+        json!({"number_of_nodes": "1"}),
+    )
 }
 
 #[test]
@@ -372,11 +342,7 @@ fn status_gives_docker_api_addresses() {
             update.cluster.discovery_url.as_deref(),
             Some("https://discovery.etcd.io/abc")
         );
-        let workers = update
-            .nodegroups
-            .iter()
-            .find(|g| g.uuid == WORKERS)
-            .unwrap();
+        let workers = nodegroup_update(&update, WORKERS);
         assert_eq!(workers.node_count, Some(1));
         assert_eq!(
             workers.node_addresses.as_deref(),
@@ -391,11 +357,7 @@ fn status_gives_docker_api_addresses() {
             stacks: vec![stack()],
         })
         .unwrap();
-    let masters = update
-        .nodegroups
-        .iter()
-        .find(|g| g.uuid == MASTERS)
-        .unwrap();
+    let masters = nodegroup_update(&update, MASTERS);
     assert_eq!(
         masters.node_addresses.as_deref(),
         Some(&["10.0.0.3".to_owned()][..])

@@ -6,13 +6,15 @@ use clap::{Parser, Subcommand};
 use magnum_host::{
     api::{self, AppState},
     config::{Config, Overrides},
+    db::{self, DbPool},
     drivers::Registry,
 };
 
 /// magnum-rs: OpenStack Magnum's Container Infrastructure Management service.
 ///
-/// Settings come from --config FILE (TOML: bind, data_dir, plugins_dir, log),
-/// then MAGNUM_* environment variables, then flags, each overriding the last.
+/// Settings come from --config FILE (TOML: bind, data_dir, plugins_dir, log,
+/// database_url), then MAGNUM_* environment variables, then flags, each
+/// overriding the last.
 ///
 /// Exit status: 0 on a clean shutdown, 1 on a configuration or start-up
 /// error (the reason is printed on stderr).
@@ -31,6 +33,17 @@ struct Cli {
     /// Directory of driver manifests [default: plugins.d].
     #[arg(long, global = true, env = "MAGNUM_PLUGINS_DIR", value_name = "DIR")]
     plugins_dir: Option<PathBuf>,
+    /// Database: sqlite://PATH (or a plain file path) or
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
+    /// [default: sqlite://<data dir>/magnum.sqlite].
+    #[arg(
+        long,
+        global = true,
+        env = "MAGNUM_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,10 +52,28 @@ struct Cli {
 enum Command {
     /// Load the enabled drivers from the plugins directory and serve the API.
     ///
+    /// A SQLite database is created or migrated first. A PostgreSQL schema
+    /// is only checked: if it is behind this binary, serve refuses to start
+    /// (run `magnumd db upgrade` as a release step).
+    ///
     /// This version serves the API version documents (GET / and GET /v1)
     /// and logs which drivers loaded; the resource API and the conductor
     /// are not built yet.
     Serve,
+    /// Manage the database schema.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Apply every pending migration; print each version applied, then the
+    /// current version.
+    Upgrade,
+    /// Print the schema version (the latest applied migration), or "none".
+    Version,
 }
 
 fn main() -> ExitCode {
@@ -52,6 +83,7 @@ fn main() -> ExitCode {
         bind: cli.bind,
         data_dir: cli.data_dir,
         plugins_dir: cli.plugins_dir,
+        database_url: cli.database_url,
     };
     let config = match Config::load(&overrides) {
         Ok(c) => c,
@@ -61,15 +93,36 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config.log);
-    match cli.command {
-        Command::Serve => match serve(config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("magnumd: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+    let result = match cli.command {
+        Command::Serve => serve(config),
+        Command::Db { command } => db_command(&config, command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("magnumd: {e:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn db_command(config: &Config, command: DbCommand) -> anyhow::Result<()> {
+    let pool = DbPool::connect(&config.database_url)?;
+    let mut conn = pool.get()?;
+    match command {
+        DbCommand::Upgrade => {
+            for version in db::migrate(&mut conn)? {
+                println!("applied {version}");
+            }
+            let version = db::schema_version(&mut conn)?;
+            println!("version {}", version.as_deref().unwrap_or("none"));
+        }
+        DbCommand::Version => {
+            let version = db::schema_version(&mut conn)?;
+            println!("{}", version.as_deref().unwrap_or("none"));
+        }
+    }
+    Ok(())
 }
 
 fn init_logging(filter: &str) {
@@ -86,6 +139,17 @@ fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
     })?;
+    let pool = DbPool::connect(&config.database_url)?;
+    let applied = db::prepare_for_serve(&mut *pool.get()?)?;
+    tracing::info!(
+        database = %pool.target().display(),
+        version = db::schema_version(&mut *pool.get()?)?.as_deref().unwrap_or("none"),
+        applied = applied.len(),
+        "database ready"
+    );
+    // The resource API will take the pool into AppState; until then the
+    // check above is all serve needs from the database.
+    drop(pool);
     let registry = Registry::load(&config.plugins_dir)?;
     let loaded = registry.loaded().count();
     tracing::info!(

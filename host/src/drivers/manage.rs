@@ -43,10 +43,14 @@ pub fn register(
     if info.provides.is_empty() {
         bail!("driver {name} provides no (server_type, os, coe) tuple");
     }
-    let existing = find(plugins_dir, &name)?;
-    if existing.is_some() && !opts.replace {
+    let path = manifest_path(plugins_dir, &name);
+    if path.exists() && !opts.replace {
         bail!("driver {name} is already registered; use --replace to re-register it");
     }
+    // A broken file being replaced carries nothing over.
+    let existing = fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| Manifest::parse(&text).ok());
     let manifest = Manifest {
         name: name.clone(),
         library,
@@ -116,17 +120,6 @@ pub fn unregister(plugins_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
 
 fn manifest_path(plugins_dir: &Path, name: &str) -> PathBuf {
     plugins_dir.join(format!("{name}.toml"))
-}
-
-/// The manifest named `name`, if registered. A file that exists but does not
-/// parse is an error, so `--replace` is the way to repair it.
-fn find(plugins_dir: &Path, name: &str) -> anyhow::Result<Option<Manifest>> {
-    let path = manifest_path(plugins_dir, name);
-    match fs::read_to_string(&path) {
-        Ok(text) => Ok(Manifest::parse(&text).ok()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
 }
 
 fn require(plugins_dir: &Path, name: &str) -> anyhow::Result<Manifest> {

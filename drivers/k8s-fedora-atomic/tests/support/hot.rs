@@ -1,5 +1,6 @@
 //! A string-level lint of a plan's HOT files, shared by the three driver
-//! crates' tests (the others include this file with `#[path]`). Drivers depend
+//! crates' tests (through `support`, which the others include with
+//! `#[path]`). Drivers depend
 //! on the ABI crate alone, so there is no YAML parser here: it relies on the
 //! templates' layout (two-space indents, one key per line, intrinsic functions
 //! in flow style), which the lint itself keeps honest. The host's `verify`

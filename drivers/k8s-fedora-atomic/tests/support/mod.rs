@@ -1,0 +1,78 @@
+//! Test support shared by the three driver crates' tests: this crate's tests
+//! use it as `mod support`, the swarm and mesos drivers' include it with
+//! `#[path]` (drivers depend on the ABI crate alone, so there is no shared
+//! test crate). Each driver's tests use a subset of it.
+#![allow(dead_code)]
+
+pub mod hot;
+
+use magnum_driver_abi::{
+    serde_json::Value, DriverError, ErrorKind, NodeGroup, NodeGroupUpdate, StackPlan,
+    StackSnapshot, StackTarget, StatusUpdate,
+};
+
+/// The uuids of the default master and worker nodegroups.
+pub const MASTERS: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+pub const WORKERS: &str = "aaaaaaaa-0000-0000-0000-000000000002";
+
+pub fn nodegroup(uuid: &str, name: &str, role: &str, is_default: bool, count: i64) -> NodeGroup {
+    NodeGroup {
+        uuid: uuid.into(),
+        name: name.into(),
+        role: role.into(),
+        is_default,
+        node_count: count,
+        ..Default::default()
+    }
+}
+
+/// The default nodegroups: one master ([`MASTERS`]) and `workers` workers
+/// ([`WORKERS`]), named `default-master` and `default-worker`.
+pub fn default_nodegroups(workers: i64) -> Vec<NodeGroup> {
+    vec![
+        nodegroup(MASTERS, "default-master", "master", true, 1),
+        nodegroup(WORKERS, "default-worker", "worker", true, workers),
+    ]
+}
+
+/// The cluster stack as Heat reports it.
+pub fn cluster_stack(
+    status: &str,
+    reason: &str,
+    outputs: Value,
+    parameters: Value,
+) -> StackSnapshot {
+    StackSnapshot {
+        target: StackTarget::default(),
+        stack_id: "stack-1".into(),
+        status: status.into(),
+        status_reason: reason.into(),
+        outputs: outputs.as_object().unwrap().clone(),
+        parameters: parameters.as_object().unwrap().clone(),
+    }
+}
+
+/// Asserts `err` is `Invalid` on `field`; returns its message.
+pub fn invalid(err: DriverError, field: &str) -> String {
+    assert_eq!(err.kind, ErrorKind::INVALID, "{err}");
+    assert_eq!(err.field.as_str(), field, "{err}");
+    err.message.to_string()
+}
+
+/// Asserts every operation's HOT files pass [`hot::lint`] with its parameters.
+pub fn lint(plan: &StackPlan) {
+    for operation in &plan.operations {
+        let passed: Vec<String> = operation.parameters.keys().cloned().collect();
+        let problems = hot::lint(&operation.files, &operation.template, &passed);
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+}
+
+/// The update of nodegroup `uuid`; panics when there is none.
+pub fn nodegroup_update<'a>(update: &'a StatusUpdate, uuid: &str) -> &'a NodeGroupUpdate {
+    update
+        .nodegroups
+        .iter()
+        .find(|g| g.uuid == uuid)
+        .unwrap_or_else(|| panic!("no update for nodegroup {uuid}: {update:?}"))
+}

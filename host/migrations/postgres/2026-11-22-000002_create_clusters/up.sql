@@ -1,0 +1,42 @@
+-- No trustee password column: upstream stored it in the clear.
+CREATE TABLE cluster (
+    id SERIAL PRIMARY KEY,
+    uuid TEXT NOT NULL,
+    project_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    cluster_template_id TEXT NOT NULL REFERENCES cluster_template (uuid),
+    driver TEXT NOT NULL,
+    keypair TEXT,
+    docker_volume_size INTEGER,
+    labels TEXT NOT NULL DEFAULT '{}',
+    master_flavor_id TEXT,
+    flavor_id TEXT,
+    stack_id TEXT,
+    api_address TEXT,
+    status TEXT NOT NULL,
+    status_reason TEXT,
+    health_status TEXT,
+    health_status_reason TEXT,
+    create_timeout INTEGER,
+    discovery_url TEXT,
+    coe_version TEXT,
+    container_version TEXT,
+    ca_cert_ref TEXT,
+    magnum_cert_ref TEXT,
+    etcd_ca_cert_ref TEXT,
+    front_proxy_ca_cert_ref TEXT,
+    trust_id TEXT,
+    trustee_username TEXT,
+    trustee_user_id TEXT,
+    fixed_network TEXT,
+    fixed_subnet TEXT,
+    floating_ip_enabled BOOLEAN NOT NULL DEFAULT TRUE,
+    master_lb_enabled BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP,
+    CONSTRAINT uniq_cluster_uuid UNIQUE (uuid)
+);
+CREATE INDEX cluster_project_id_idx ON cluster (project_id);
+CREATE INDEX cluster_name_idx ON cluster (name);
+CREATE INDEX cluster_cluster_template_id_idx ON cluster (cluster_template_id);

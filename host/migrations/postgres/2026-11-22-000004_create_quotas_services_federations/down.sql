@@ -1,0 +1,3 @@
+DROP TABLE federation;
+DROP TABLE magnum_service;
+DROP TABLE quotas;

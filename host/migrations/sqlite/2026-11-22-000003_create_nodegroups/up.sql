@@ -1,0 +1,28 @@
+CREATE TABLE nodegroup (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid TEXT NOT NULL,
+    name TEXT NOT NULL,
+    cluster_id TEXT NOT NULL REFERENCES cluster (uuid) ON DELETE CASCADE,
+    project_id TEXT NOT NULL,
+    docker_volume_size INTEGER,
+    labels TEXT NOT NULL DEFAULT '{}',
+    flavor_id TEXT,
+    image_id TEXT,
+    node_addresses TEXT NOT NULL DEFAULT '[]',
+    node_count INTEGER NOT NULL DEFAULT 1,
+    role TEXT NOT NULL DEFAULT 'worker',
+    max_node_count INTEGER,
+    min_node_count INTEGER NOT NULL DEFAULT 0,
+    is_default BOOLEAN NOT NULL DEFAULT 0,
+    stack_id TEXT,
+    status TEXT,
+    status_reason TEXT,
+    version TEXT,
+    node_labels TEXT NOT NULL DEFAULT '{}',
+    node_taints TEXT NOT NULL DEFAULT '[]',
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP,
+    CONSTRAINT uniq_nodegroup_uuid UNIQUE (uuid),
+    CONSTRAINT uniq_nodegroup_cluster_id_name UNIQUE (cluster_id, name)
+);
+CREATE INDEX nodegroup_project_id_idx ON nodegroup (project_id);

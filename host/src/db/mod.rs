@@ -1,0 +1,390 @@
+//! Persistence: sync diesel over SQLite (the embedded default, a file in the
+//! data directory) or PostgreSQL (several API/conductor processes), picked
+//! from the URL scheme. One portable `schema.rs`; migrations per backend,
+//! embedded in the binary. Async code reaches the database only through
+//! [`run_blocking`].
+//!
+//! Layers: models return `diesel::QueryResult`; pool set-up and migrations
+//! return [`DbError`].
+
+pub mod models;
+pub mod schema;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use diesel::{
+    connection::SimpleConnection, pg::PgConnection, r2d2::R2D2Connection, sqlite::SqliteConnection,
+    Connection,
+};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub use diesel::r2d2::PoolError;
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// The file name of the default SQLite database inside the data directory.
+pub const SQLITE_FILE: &str = "magnum.sqlite";
+
+/// A connection to either backend. Queries written against it run on both;
+/// the few statements whose SQL differs (upserts, the job claim) match on
+/// the variant.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Postgres => "postgresql",
+            Backend::Sqlite => "sqlite",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(
+        "unsupported database URL '{0}': use sqlite://PATH (or a plain file path) \
+         or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+    )]
+    UnsupportedUrl(String),
+    #[error(
+        "an in-memory SQLite database would be a different one on every pooled \
+         connection; use a file path"
+    )]
+    InMemorySqlite,
+    // The causes below are in the message and deliberately not `source`s,
+    // so `{:#}` does not print them twice.
+    #[error("cannot create the directory {}: {reason}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+    #[error("cannot connect to the {backend} database at {url}: {}", reason.to_string().trim_end())]
+    Connect {
+        backend: Backend,
+        url: String,
+        reason: diesel::ConnectionError,
+    },
+    #[error("cannot set up the SQLite connection to {path}: {reason}")]
+    Pragmas {
+        path: String,
+        reason: diesel::result::Error,
+    },
+    #[error("database migrations failed: {0}")]
+    Migration(String),
+    #[error(
+        "the database schema is at version {current} but this magnumd needs {latest} \
+         ({pending} pending migrations): run `magnumd db upgrade` first"
+    )]
+    SchemaBehind {
+        current: String,
+        latest: String,
+        pending: usize,
+    },
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+/// Where the database is, decided by the URL scheme alone: SQLite accepts
+/// any string as a file name, so trying one backend after the other would
+/// silently create a file named like a PostgreSQL URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbTarget {
+    Postgres(String),
+    Sqlite(String),
+}
+
+impl DbTarget {
+    pub fn parse(url: &str) -> Result<Self, DbError> {
+        let url = url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        let path = if let Some(rest) = url.strip_prefix("sqlite://") {
+            rest
+        } else if let Some(rest) = url.strip_prefix("sqlite:") {
+            rest
+        } else if url.contains("://") {
+            return Err(DbError::UnsupportedUrl(redact(url)));
+        } else {
+            url
+        };
+        if path.is_empty() {
+            return Err(DbError::UnsupportedUrl(url.to_owned()));
+        }
+        if path == ":memory:" || path.contains("mode=memory") {
+            return Err(DbError::InMemorySqlite);
+        }
+        Ok(Self::Sqlite(path.to_owned()))
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Postgres(_) => Backend::Postgres,
+            Self::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// The URL with any password hidden, for messages and logs.
+    pub fn display(&self) -> String {
+        match self {
+            Self::Postgres(url) => redact(url),
+            Self::Sqlite(path) => format!("sqlite://{path}"),
+        }
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host` with `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Set on every new SQLite connection. busy_timeout comes first so that the
+/// switch to WAL waits for other connections instead of failing; WAL lets
+/// readers run beside the one writer; SQLite leaves foreign keys off unless
+/// asked, per connection.
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000;
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA foreign_keys = ON;";
+
+/// Opens one connection to `target` (with the SQLite pragmas applied).
+pub fn establish(target: &DbTarget) -> Result<DbConnection, DbError> {
+    match target {
+        DbTarget::Postgres(url) => {
+            PgConnection::establish(url)
+                .map(DbConnection::Pg)
+                .map_err(|reason| DbError::Connect {
+                    backend: Backend::Postgres,
+                    url: redact(url),
+                    reason,
+                })
+        }
+        DbTarget::Sqlite(path) => {
+            let mut conn =
+                SqliteConnection::establish(path).map_err(|reason| DbError::Connect {
+                    backend: Backend::Sqlite,
+                    url: target.display(),
+                    reason,
+                })?;
+            conn.batch_execute(SQLITE_PRAGMAS)
+                .map_err(|reason| DbError::Pragmas {
+                    path: path.clone(),
+                    reason,
+                })?;
+            Ok(DbConnection::Sqlite(conn))
+        }
+    }
+}
+
+/// The r2d2 manager. diesel's own `ConnectionManager` would establish a
+/// `MultiConnection` by trying each backend in turn, which is what
+/// [`DbTarget`] exists to avoid.
+#[derive(Debug)]
+pub struct ConnectionManager {
+    target: DbTarget,
+}
+
+impl diesel::r2d2::ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = DbError;
+
+    fn connect(&self) -> Result<DbConnection, DbError> {
+        establish(&self.target)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), DbError> {
+        conn.ping().map_err(DbError::Query)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        // A connection dropped while unwinding may be mid-transaction.
+        std::thread::panicking() || conn.is_broken()
+    }
+}
+
+pub type PooledConnection = diesel::r2d2::PooledConnection<ConnectionManager>;
+
+/// A pool of connections to one database; cheap to clone.
+#[derive(Clone)]
+pub struct DbPool {
+    pool: diesel::r2d2::Pool<ConnectionManager>,
+    target: DbTarget,
+}
+
+impl std::fmt::Debug for DbPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbPool")
+            .field("url", &self.target.display())
+            .field("state", &self.pool.state())
+            .finish()
+    }
+}
+
+impl DbPool {
+    pub const DEFAULT_MAX_SIZE: u32 = 10;
+
+    pub fn connect(url: &str) -> Result<Self, DbError> {
+        Self::connect_with(url, Self::DEFAULT_MAX_SIZE)
+    }
+
+    /// Builds the pool after one direct connection attempt, so that a wrong
+    /// URL or an unreachable server is reported at once with the driver's
+    /// message rather than as a pool timeout.
+    pub fn connect_with(url: &str, max_size: u32) -> Result<Self, DbError> {
+        let target = DbTarget::parse(url)?;
+        if let DbTarget::Sqlite(path) = &target {
+            create_parent_dir(Path::new(path))?;
+        }
+        drop(establish(&target)?);
+        let pool = diesel::r2d2::Pool::builder()
+            .max_size(max_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(30))
+            .build_unchecked(ConnectionManager {
+                target: target.clone(),
+            });
+        Ok(Self { pool, target })
+    }
+
+    pub fn get(&self) -> Result<PooledConnection, PoolError> {
+        self.pool.get()
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.target.backend()
+    }
+
+    pub fn target(&self) -> &DbTarget {
+        &self.target
+    }
+}
+
+fn create_parent_dir(path: &Path) -> Result<(), DbError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() && !parent.exists() => {
+            std::fs::create_dir_all(parent).map_err(|reason| DbError::CreateDir {
+                path: parent.to_owned(),
+                reason,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Runs `f` with a pooled connection on tokio's blocking pool, so sync
+/// diesel never stalls the async workers. A panic inside `f` is re-raised in
+/// the caller, as if `f` had been called directly.
+pub async fn run_blocking<T, E, F>(pool: &DbPool, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: From<PoolError> + Send + 'static,
+{
+    let pool = pool.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get()?;
+        f(&mut conn)
+    });
+    match task.await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Blocking tasks are only cancelled when the runtime shuts down.
+        Err(e) => panic!("database task cancelled: {e}"),
+    }
+}
+
+fn migration_error(e: impl std::fmt::Display) -> DbError {
+    DbError::Migration(e.to_string())
+}
+
+/// Applies every pending migration; returns the versions applied, oldest first.
+pub fn migrate(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
+    let applied = match conn {
+        DbConnection::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+    }
+    .map_err(migration_error)?;
+    Ok(applied.iter().map(|v| v.to_string()).collect())
+}
+
+/// The latest applied migration, `None` on an empty database.
+pub fn schema_version(conn: &mut DbConnection) -> Result<Option<String>, DbError> {
+    let applied = match conn {
+        DbConnection::Pg(c) => c.applied_migrations(),
+        DbConnection::Sqlite(c) => c.applied_migrations(),
+    }
+    .map_err(migration_error)?;
+    // Versions are fixed-width timestamps, so the largest string is the latest.
+    Ok(applied.iter().map(|v| v.to_string()).max())
+}
+
+/// Versions this binary knows but the database has not applied yet.
+pub fn pending_migrations(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
+    let pending: Vec<String> = match conn {
+        DbConnection::Pg(c) => c
+            .pending_migrations(POSTGRES_MIGRATIONS)
+            .map_err(migration_error)?
+            .iter()
+            .map(|m| m.name().version().to_string())
+            .collect(),
+        DbConnection::Sqlite(c) => c
+            .pending_migrations(SQLITE_MIGRATIONS)
+            .map_err(migration_error)?
+            .iter()
+            .map(|m| m.name().version().to_string())
+            .collect(),
+    };
+    Ok(pending)
+}
+
+/// What `magnumd serve` does before serving: SQLite is migrated in place
+/// (one process owns the file); on PostgreSQL migrations are a release step
+/// (`magnumd db upgrade`), so a schema that is behind is an error. Returns
+/// the versions applied.
+pub fn prepare_for_serve(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
+    match conn {
+        DbConnection::Sqlite(_) => migrate(conn),
+        DbConnection::Pg(_) => {
+            let pending = pending_migrations(conn)?;
+            match pending.last() {
+                None => Ok(Vec::new()),
+                Some(latest) => Err(DbError::SchemaBehind {
+                    current: schema_version(conn)?.unwrap_or_else(|| "none".to_owned()),
+                    latest: latest.clone(),
+                    pending: pending.len(),
+                }),
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::{expect_one, new_uuid, now, paginate, Page};
+use crate::db::{schema::cluster, DbConnection};
+
+/// A row of `cluster` (upstream §2.1, plus `driver`, without the trustee
+/// password). `node_count`, `master_count` and the address lists are not
+/// stored: they are sums over the cluster's nodegroups.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, AsChangeset)]
+#[diesel(table_name = cluster)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_null = true)]
+pub struct Cluster {
+    pub id: i32,
+    #[diesel(skip_update)]
+    pub uuid: String,
+    #[diesel(skip_update)]
+    pub project_id: String,
+    #[diesel(skip_update)]
+    pub user_id: String,
+    pub name: String,
+    pub cluster_template_id: String,
+    pub driver: String,
+    pub keypair: Option<String>,
+    pub docker_volume_size: Option<i32>,
+    pub labels: String,
+    pub master_flavor_id: Option<String>,
+    pub flavor_id: Option<String>,
+    pub stack_id: Option<String>,
+    pub api_address: Option<String>,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub health_status: Option<String>,
+    pub health_status_reason: Option<String>,
+    pub create_timeout: Option<i32>,
+    pub discovery_url: Option<String>,
+    pub coe_version: Option<String>,
+    pub container_version: Option<String>,
+    pub ca_cert_ref: Option<String>,
+    pub magnum_cert_ref: Option<String>,
+    pub etcd_ca_cert_ref: Option<String>,
+    pub front_proxy_ca_cert_ref: Option<String>,
+    pub trust_id: Option<String>,
+    pub trustee_username: Option<String>,
+    pub trustee_user_id: Option<String>,
+    pub fixed_network: Option<String>,
+    pub fixed_subnet: Option<String>,
+    pub floating_ip_enabled: bool,
+    pub master_lb_enabled: bool,
+    #[diesel(skip_update)]
+    pub created_at: NaiveDateTime,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Insertable)]
+#[diesel(table_name = cluster)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct NewCluster {
+    pub uuid: String,
+    pub project_id: String,
+    pub user_id: String,
+    pub name: String,
+    pub cluster_template_id: String,
+    pub driver: String,
+    pub keypair: Option<String>,
+    pub docker_volume_size: Option<i32>,
+    pub labels: String,
+    pub master_flavor_id: Option<String>,
+    pub flavor_id: Option<String>,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub create_timeout: Option<i32>,
+    pub discovery_url: Option<String>,
+    pub fixed_network: Option<String>,
+    pub fixed_subnet: Option<String>,
+    pub floating_ip_enabled: bool,
+    pub master_lb_enabled: bool,
+}
+
+impl NewCluster {
+    /// A `CREATE_IN_PROGRESS` cluster with upstream's defaults.
+    pub fn new(
+        project_id: &str,
+        user_id: &str,
+        name: &str,
+        cluster_template_id: &str,
+        driver: &str,
+    ) -> Self {
+        Self {
+            uuid: new_uuid(),
+            project_id: project_id.to_owned(),
+            user_id: user_id.to_owned(),
+            name: name.to_owned(),
+            cluster_template_id: cluster_template_id.to_owned(),
+            driver: driver.to_owned(),
+            keypair: None,
+            docker_volume_size: None,
+            labels: "{}".to_owned(),
+            master_flavor_id: None,
+            flavor_id: None,
+            status: "CREATE_IN_PROGRESS".to_owned(),
+            status_reason: None,
+            create_timeout: Some(60),
+            discovery_url: None,
+            fixed_network: None,
+            fixed_subnet: None,
+            floating_ip_enabled: true,
+            master_lb_enabled: false,
+        }
+    }
+}
+
+impl Cluster {
+    pub fn insert(conn: &mut DbConnection, new: &NewCluster) -> QueryResult<Self> {
+        diesel::insert_into(cluster::table)
+            .values((new, cluster::created_at.eq(now())))
+            .get_result(conn)
+    }
+
+    pub fn find_by_uuid(conn: &mut DbConnection, uuid: &str) -> QueryResult<Self> {
+        cluster::table
+            .filter(cluster::uuid.eq(uuid))
+            .select(Self::as_select())
+            .first(conn)
+    }
+
+    /// Every cluster with this name in the project (`None`: any project);
+    /// more than one means the name is ambiguous.
+    pub fn find_by_name(
+        conn: &mut DbConnection,
+        project_id: Option<&str>,
+        name: &str,
+    ) -> QueryResult<Vec<Self>> {
+        let mut query = cluster::table.filter(cluster::name.eq(name)).into_boxed();
+        if let Some(project_id) = project_id {
+            query = query.filter(cluster::project_id.eq(project_id));
+        }
+        query
+            .order(cluster::id.asc())
+            .select(Self::as_select())
+            .load(conn)
+    }
+
+    /// A page of the project's clusters (`None`: every project's).
+    pub fn list(
+        conn: &mut DbConnection,
+        project_id: Option<&str>,
+        page: &Page,
+    ) -> QueryResult<Vec<Self>> {
+        let marker = match &page.marker {
+            Some(uuid) => Some(Self::find_by_uuid(conn, uuid)?),
+            None => None,
+        };
+        let mut query = cluster::table.into_boxed();
+        if let Some(project_id) = project_id {
+            query = query.filter(cluster::project_id.eq(project_id));
+        }
+        paginate!(query, cluster, page, marker)
+            .select(Self::as_select())
+            .load(conn)
+    }
+
+    /// For the per-project cluster quota.
+    pub fn count_by_project(conn: &mut DbConnection, project_id: &str) -> QueryResult<i64> {
+        cluster::table
+            .filter(cluster::project_id.eq(project_id))
+            .count()
+            .get_result(conn)
+    }
+
+    /// Saves every updatable column and stamps `updated_at`.
+    pub fn update(&self, conn: &mut DbConnection) -> QueryResult<Self> {
+        let mut row = self.clone();
+        row.updated_at = Some(now());
+        diesel::update(cluster::table.find(self.id))
+            .set(&row)
+            .get_result(conn)
+    }
+
+    /// Deletes the cluster; its nodegroups and certificates go with it
+    /// (ON DELETE CASCADE).
+    pub fn delete(conn: &mut DbConnection, uuid: &str) -> QueryResult<()> {
+        expect_one(diesel::delete(cluster::table.filter(cluster::uuid.eq(uuid))).execute(conn)?)
+    }
+}

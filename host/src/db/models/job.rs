@@ -1,0 +1,185 @@
+//! The conductor's job queue, with crates.io's background-job semantics:
+//! JSON `data`, `priority` (higher first), delete on success, retries with
+//! exponential backoff. A claim is a lease (`locked_by`, `locked_at`) taken in
+//! a short transaction, so no transaction stays open while a job runs (that
+//! would block every writer on SQLite); a lease older than the caller's lease
+//! time is taken over, so a crashed worker's jobs are not lost.
+//!
+//! Times are passed in by the caller (normally [`now()`](super::now)) so the
+//! scheduling rules can be tested without waiting.
+
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::prelude::*;
+
+use super::now;
+use crate::db::{schema::jobs, DbConnection};
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = jobs)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct Job {
+    pub id: i64,
+    pub job_type: String,
+    pub data: String,
+    pub priority: i32,
+    pub retries: i32,
+    pub last_retry: Option<NaiveDateTime>,
+    /// Not claimable before this time (set by the backoff).
+    pub run_after: NaiveDateTime,
+    pub locked_by: Option<String>,
+    pub locked_at: Option<NaiveDateTime>,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Insertable)]
+#[diesel(table_name = jobs)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct NewJob {
+    pub job_type: String,
+    pub data: String,
+    pub priority: i32,
+    pub run_after: NaiveDateTime,
+}
+
+impl NewJob {
+    /// A job runnable now at the default priority; `data` is JSON.
+    pub fn new(job_type: &str, data: &str) -> Self {
+        Self {
+            job_type: job_type.to_owned(),
+            data: data.to_owned(),
+            priority: 0,
+            run_after: now(),
+        }
+    }
+}
+
+/// The backoff doubles per retry from one minute and stops growing at 2^10
+/// minutes (about 17 hours).
+const BACKOFF_BASE_SECS: i64 = 60;
+const BACKOFF_MAX_EXPONENT: i32 = 10;
+
+impl Job {
+    pub fn enqueue(conn: &mut DbConnection, new: &NewJob) -> QueryResult<Self> {
+        diesel::insert_into(jobs::table)
+            .values((new, jobs::created_at.eq(now())))
+            .get_result(conn)
+    }
+
+    pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Self> {
+        jobs::table.find(id).select(Self::as_select()).first(conn)
+    }
+
+    pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
+        jobs::table.count().get_result(conn)
+    }
+
+    /// How long a job that has failed `retries` times waits before it runs again.
+    pub fn backoff(retries: i32) -> TimeDelta {
+        let exponent = retries.clamp(0, BACKOFF_MAX_EXPONENT) as u32;
+        TimeDelta::seconds(BACKOFF_BASE_SECS * 2_i64.pow(exponent))
+    }
+
+    /// Leases the next runnable job to `worker`: the highest priority, then
+    /// the oldest, among jobs due at `at` that are unleased or whose lease
+    /// is older than `lease`. `None` when there is nothing to do.
+    ///
+    /// PostgreSQL: `SELECT … FOR UPDATE SKIP LOCKED` then `UPDATE`, in one
+    /// transaction: concurrent workers skip the row being leased instead of
+    /// waiting for it. SQLite has no row locks: `BEGIN IMMEDIATE` takes the
+    /// database's write lock before the `SELECT`, so no other claim can read
+    /// the same candidate before the `UPDATE … RETURNING` has leased it.
+    /// (A single `UPDATE … WHERE id IN (SELECT … LIMIT 1)` would do too, but
+    /// diesel's types for it made rustc use over 20 GB.)
+    pub fn claim(
+        conn: &mut DbConnection,
+        worker: &str,
+        at: NaiveDateTime,
+        lease: TimeDelta,
+    ) -> QueryResult<Option<Self>> {
+        let stale = at - lease;
+        let lease_set = (
+            jobs::locked_by.eq(Some(worker)),
+            jobs::locked_at.eq(Some(at)),
+        );
+        match conn {
+            DbConnection::Pg(c) => c.transaction::<_, diesel::result::Error, _>(|c| {
+                let candidate = jobs::table
+                    .select(jobs::id)
+                    .filter(jobs::run_after.le(at))
+                    .filter(jobs::locked_by.is_null().or(jobs::locked_at.lt(stale)))
+                    .order((jobs::priority.desc(), jobs::id.asc()))
+                    .limit(1)
+                    .for_update()
+                    .skip_locked()
+                    .get_result::<i64>(c)
+                    .optional()?;
+                match candidate {
+                    None => Ok(None),
+                    Some(id) => diesel::update(jobs::table.find(id))
+                        .set(lease_set)
+                        .returning(Self::as_returning())
+                        .get_result(c)
+                        .map(Some),
+                }
+            }),
+            DbConnection::Sqlite(c) => {
+                c.immediate_transaction::<_, diesel::result::Error, _>(|c| {
+                    let candidate = jobs::table
+                        .select(jobs::id)
+                        .filter(jobs::run_after.le(at))
+                        .filter(jobs::locked_by.is_null().or(jobs::locked_at.lt(stale)))
+                        .order((jobs::priority.desc(), jobs::id.asc()))
+                        .limit(1)
+                        .get_result::<i64>(c)
+                        .optional()?;
+                    match candidate {
+                        None => Ok(None),
+                        Some(id) => diesel::update(jobs::table.find(id))
+                            .set(lease_set)
+                            .returning(Self::as_returning())
+                            .get_result(c)
+                            .map(Some),
+                    }
+                })
+            }
+        }
+    }
+
+    /// Deletes a job `worker` finished. `false` if the lease was lost (taken
+    /// over after it went stale), in which case the other worker owns the job.
+    pub fn complete(conn: &mut DbConnection, id: i64, worker: &str) -> QueryResult<bool> {
+        let deleted = diesel::delete(
+            jobs::table
+                .filter(jobs::id.eq(id))
+                .filter(jobs::locked_by.eq(worker)),
+        )
+        .execute(conn)?;
+        Ok(deleted == 1)
+    }
+
+    /// Records a failed run of `job` (as claimed by `worker`) at `at`: one more
+    /// retry, the lease released, and not runnable again before the backoff.
+    /// `false` if the lease was lost.
+    pub fn fail(
+        conn: &mut DbConnection,
+        job: &Job,
+        worker: &str,
+        at: NaiveDateTime,
+    ) -> QueryResult<bool> {
+        let retries = job.retries.saturating_add(1);
+        let updated = diesel::update(
+            jobs::table
+                .filter(jobs::id.eq(job.id))
+                .filter(jobs::locked_by.eq(worker)),
+        )
+        .set((
+            jobs::retries.eq(retries),
+            jobs::last_retry.eq(Some(at)),
+            jobs::run_after.eq(at + Self::backoff(retries)),
+            jobs::locked_by.eq(None::<String>),
+            jobs::locked_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+        Ok(updated == 1)
+    }
+}

@@ -1,0 +1,83 @@
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::{expect_one, new_uuid, now};
+use crate::db::{schema::local_stack, DbConnection};
+
+/// A stack of the embedded `local` orchestrator (what Heat keeps upstream).
+/// `template`, `files`, `parameters` and `outputs` are JSON documents.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, AsChangeset)]
+#[diesel(table_name = local_stack)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_null = true)]
+pub struct LocalStack {
+    pub id: String,
+    pub name: String,
+    #[diesel(skip_update)]
+    pub project_id: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub template: String,
+    pub files: String,
+    pub parameters: String,
+    pub outputs: String,
+    #[diesel(skip_update)]
+    pub created_at: NaiveDateTime,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Insertable)]
+#[diesel(table_name = local_stack)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct NewLocalStack {
+    pub id: String,
+    pub name: String,
+    pub project_id: String,
+    pub status: String,
+    pub template: String,
+    pub files: String,
+    pub parameters: String,
+}
+
+impl NewLocalStack {
+    /// A `CREATE_IN_PROGRESS` stack with a fresh id.
+    pub fn new(project_id: &str, name: &str, template: &str, parameters: &str) -> Self {
+        Self {
+            id: new_uuid(),
+            name: name.to_owned(),
+            project_id: project_id.to_owned(),
+            status: "CREATE_IN_PROGRESS".to_owned(),
+            template: template.to_owned(),
+            files: "{}".to_owned(),
+            parameters: parameters.to_owned(),
+        }
+    }
+}
+
+impl LocalStack {
+    pub fn insert(conn: &mut DbConnection, new: &NewLocalStack) -> QueryResult<Self> {
+        diesel::insert_into(local_stack::table)
+            .values((new, local_stack::created_at.eq(now())))
+            .get_result(conn)
+    }
+
+    pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Self> {
+        local_stack::table
+            .find(id)
+            .select(Self::as_select())
+            .first(conn)
+    }
+
+    /// Saves every updatable column and stamps `updated_at`.
+    pub fn update(&self, conn: &mut DbConnection) -> QueryResult<Self> {
+        let mut row = self.clone();
+        row.updated_at = Some(now());
+        diesel::update(local_stack::table.find(&self.id))
+            .set(&row)
+            .get_result(conn)
+    }
+
+    pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+        expect_one(diesel::delete(local_stack::table.find(id)).execute(conn)?)
+    }
+}

@@ -1,0 +1,158 @@
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::{expect_one, new_uuid, now, paginate, Page};
+use crate::db::{schema::nodegroup, DbConnection};
+
+/// A row of `nodegroup` (upstream §1.10); `(cluster_id, name)` is unique.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, AsChangeset)]
+#[diesel(table_name = nodegroup)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_null = true)]
+pub struct NodeGroup {
+    pub id: i32,
+    #[diesel(skip_update)]
+    pub uuid: String,
+    pub name: String,
+    #[diesel(skip_update)]
+    pub cluster_id: String,
+    #[diesel(skip_update)]
+    pub project_id: String,
+    pub docker_volume_size: Option<i32>,
+    pub labels: String,
+    pub flavor_id: Option<String>,
+    pub image_id: Option<String>,
+    pub node_addresses: String,
+    pub node_count: i32,
+    pub role: String,
+    pub max_node_count: Option<i32>,
+    pub min_node_count: i32,
+    pub is_default: bool,
+    pub stack_id: Option<String>,
+    pub status: Option<String>,
+    pub status_reason: Option<String>,
+    pub version: Option<String>,
+    pub node_labels: String,
+    pub node_taints: String,
+    #[diesel(skip_update)]
+    pub created_at: NaiveDateTime,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Insertable)]
+#[diesel(table_name = nodegroup)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct NewNodeGroup {
+    pub uuid: String,
+    pub name: String,
+    pub cluster_id: String,
+    pub project_id: String,
+    pub docker_volume_size: Option<i32>,
+    pub labels: String,
+    pub flavor_id: Option<String>,
+    pub image_id: Option<String>,
+    pub node_count: i32,
+    pub role: String,
+    pub max_node_count: Option<i32>,
+    pub min_node_count: i32,
+    pub is_default: bool,
+    pub status: Option<String>,
+    pub node_labels: String,
+    pub node_taints: String,
+}
+
+impl NewNodeGroup {
+    /// A worker nodegroup of one node with upstream's defaults.
+    pub fn new(cluster_id: &str, project_id: &str, name: &str) -> Self {
+        Self {
+            uuid: new_uuid(),
+            name: name.to_owned(),
+            cluster_id: cluster_id.to_owned(),
+            project_id: project_id.to_owned(),
+            docker_volume_size: None,
+            labels: "{}".to_owned(),
+            flavor_id: None,
+            image_id: None,
+            node_count: 1,
+            role: "worker".to_owned(),
+            max_node_count: None,
+            min_node_count: 0,
+            is_default: false,
+            status: None,
+            node_labels: "{}".to_owned(),
+            node_taints: "[]".to_owned(),
+        }
+    }
+}
+
+impl NodeGroup {
+    /// A duplicate name in the cluster is `DatabaseError(UniqueViolation, _)`.
+    pub fn insert(conn: &mut DbConnection, new: &NewNodeGroup) -> QueryResult<Self> {
+        diesel::insert_into(nodegroup::table)
+            .values((new, nodegroup::created_at.eq(now())))
+            .get_result(conn)
+    }
+
+    pub fn find_by_uuid(conn: &mut DbConnection, uuid: &str) -> QueryResult<Self> {
+        nodegroup::table
+            .filter(nodegroup::uuid.eq(uuid))
+            .select(Self::as_select())
+            .first(conn)
+    }
+
+    pub fn find_by_name(
+        conn: &mut DbConnection,
+        cluster_uuid: &str,
+        name: &str,
+    ) -> QueryResult<Self> {
+        nodegroup::table
+            .filter(nodegroup::cluster_id.eq(cluster_uuid))
+            .filter(nodegroup::name.eq(name))
+            .select(Self::as_select())
+            .first(conn)
+    }
+
+    /// A page of the cluster's nodegroups, optionally of one role.
+    pub fn list_by_cluster(
+        conn: &mut DbConnection,
+        cluster_uuid: &str,
+        role: Option<&str>,
+        page: &Page,
+    ) -> QueryResult<Vec<Self>> {
+        let marker = match &page.marker {
+            Some(uuid) => Some(Self::find_by_uuid(conn, uuid)?),
+            None => None,
+        };
+        let mut query = nodegroup::table
+            .filter(nodegroup::cluster_id.eq(cluster_uuid))
+            .into_boxed();
+        if let Some(role) = role {
+            query = query.filter(nodegroup::role.eq(role));
+        }
+        paginate!(query, nodegroup, page, marker)
+            .select(Self::as_select())
+            .load(conn)
+    }
+
+    /// Every nodegroup of the cluster, in creation order.
+    pub fn all_of_cluster(conn: &mut DbConnection, cluster_uuid: &str) -> QueryResult<Vec<Self>> {
+        nodegroup::table
+            .filter(nodegroup::cluster_id.eq(cluster_uuid))
+            .order(nodegroup::id.asc())
+            .select(Self::as_select())
+            .load(conn)
+    }
+
+    /// Saves every updatable column and stamps `updated_at`.
+    pub fn update(&self, conn: &mut DbConnection) -> QueryResult<Self> {
+        let mut row = self.clone();
+        row.updated_at = Some(now());
+        diesel::update(nodegroup::table.find(self.id))
+            .set(&row)
+            .get_result(conn)
+    }
+
+    pub fn delete(conn: &mut DbConnection, uuid: &str) -> QueryResult<()> {
+        expect_one(diesel::delete(nodegroup::table.filter(nodegroup::uuid.eq(uuid))).execute(conn)?)
+    }
+}
