@@ -13,13 +13,17 @@ use axum::{
 };
 use serde_json::{json, Value};
 
-use crate::drivers::Registry;
+use crate::{
+    db::{self, DbPool},
+    drivers::Registry,
+};
 
 pub const MIN_VERSION: &str = "1.1";
 pub const MAX_VERSION: &str = "1.14";
 
 pub struct AppState {
     pub registry: Registry,
+    pub pool: DbPool,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -27,6 +31,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(root))
         .route("/v1", get(v1))
         .route("/v1/", get(v1))
+        .route("/healthcheck", get(healthcheck))
         .fallback(not_found)
         .layer(middleware::from_fn(request_id))
         .with_state(state)
@@ -85,6 +90,32 @@ async fn v1(State(_state): State<Arc<AppState>>, headers: HeaderMap) -> Json<Val
         {"href": format!("{base}/clusters/{{cluster_id}}/nodegroups"), "rel": "bookmark"},
     ]);
     Json(doc)
+}
+
+/// oslo.middleware's healthcheck: unauthenticated and cheap; 200 `OK` when
+/// the database answers, 503 with the reason (never the URL) when not.
+async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
+    let probe = db::run_blocking(&state.pool, |conn| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("SELECT 1")
+            .execute(conn)
+            .map_err(anyhow::Error::from)
+    })
+    .await;
+    let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    match probe {
+        Ok(_) => (StatusCode::OK, text_plain, "OK").into_response(),
+        Err(reason) => {
+            let reason = format!("{reason:#}");
+            tracing::warn!("healthcheck: database unreachable: {reason}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                text_plain,
+                format!("database unreachable: {reason}"),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// Magnum's error envelope; `title` is `detail` up to the first period.

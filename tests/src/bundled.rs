@@ -97,7 +97,8 @@ fn bundled_drivers_pass_verify() {
     assert!(!out.contains("mesos_ubuntu_v1: upgrade_cluster"), "{out}");
 }
 
-fn http_get(addr: &str, path: &str) -> (String, Value) {
+/// A minimal HTTP/1.1 GET (no client library needed): status head and body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
@@ -108,10 +109,11 @@ fn http_get(addr: &str, path: &str) -> (String, Value) {
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
-    (
-        head.to_owned(),
-        serde_json::from_str(body.trim()).unwrap_or(Value::Null),
-    )
+    (head.to_owned(), body.trim().to_owned())
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
 #[test]
@@ -155,6 +157,8 @@ fn magnumd_serves_version_documents_and_logs_loaded_drivers() {
     let (head, root) = http_get(&addr, "/");
     let (_, v1) = http_get(&addr, "/v1");
     let (missing_head, missing) = http_get(&addr, "/v1/clusters");
+    let (health_head, health) = http_get(&addr, "/healthcheck");
+    let (root, v1, missing) = (json(&root), json(&v1), json(&missing));
     // SIGTERM is a clean shutdown.
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -192,5 +196,11 @@ fn magnumd_serves_version_documents_and_logs_loaded_drivers() {
     assert_eq!(v1["id"], "v1");
     assert_eq!(v1["clusters"][0]["rel"], "self");
     assert!(missing_head.starts_with("HTTP/1.1 404"), "{missing_head}");
+    assert!(health_head.starts_with("HTTP/1.1 200"), "{health_head}");
+    assert_eq!(health, "OK");
+    assert!(
+        dir.path().join("var/magnum.sqlite").exists(),
+        "SQLite created in the data dir"
+    );
     assert_eq!(missing["errors"][0]["status"], 404);
 }

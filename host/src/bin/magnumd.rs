@@ -147,9 +147,6 @@ fn serve(config: Config) -> anyhow::Result<()> {
         applied = applied.len(),
         "database ready"
     );
-    // The resource API will take the pool into AppState; until then the
-    // check above is all serve needs from the database.
-    drop(pool);
     let registry = Registry::load(&config.plugins_dir)?;
     let loaded = registry.loaded().count();
     tracing::info!(
@@ -158,7 +155,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         registered = registry.entries.len(),
         "drivers ready"
     );
-    let state = Arc::new(AppState { registry });
+    let state = Arc::new(AppState { registry, pool });
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.bind)
