@@ -33,6 +33,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/", get(v1))
         .route("/healthcheck", get(healthcheck))
         .fallback(not_found)
+        .layer(middleware::from_fn(crate::microversion::layer))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -118,12 +119,20 @@ async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// Magnum's error envelope; `title` is `detail` up to the first period.
-pub fn error_body(status: StatusCode, detail: &str, request_id: &str) -> Value {
+/// Magnum's error envelope, exactly as upstream's ParsableErrorMiddleware
+/// writes it: `title` is `detail` up to the first period, `code` is `client`
+/// or `server`, and `request_id` is always empty in the body (the id travels
+/// in the `x-openstack-request-id` header).
+pub fn error_body(status: StatusCode, detail: &str) -> Value {
     let title = detail.split('.').next().unwrap_or(detail);
+    let code = if status.is_server_error() {
+        "server"
+    } else {
+        "client"
+    };
     json!({"errors": [{
-        "request_id": request_id,
-        "code": status.as_u16().to_string(),
+        "request_id": "",
+        "code": code,
         "status": status.as_u16(),
         "title": title,
         "detail": detail,
@@ -132,27 +141,18 @@ pub fn error_body(status: StatusCode, detail: &str, request_id: &str) -> Value {
 }
 
 async fn not_found(req: Request) -> Response {
-    let id = request_id_of(req.headers());
     let detail = format!(
         "The resource could not be found. {} is not served by this version of magnum-rs.",
         req.uri().path()
     );
     (
         StatusCode::NOT_FOUND,
-        Json(error_body(StatusCode::NOT_FOUND, &detail, &id)),
+        Json(error_body(StatusCode::NOT_FOUND, &detail)),
     )
         .into_response()
 }
 
 const REQUEST_ID: &str = "x-openstack-request-id";
-
-fn request_id_of(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_default()
-}
 
 /// Gives every request an id (`req-<uuid4>`) and echoes it in the response.
 async fn request_id(mut req: Request, next: Next) -> Response {

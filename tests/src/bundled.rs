@@ -99,11 +99,16 @@ fn bundled_drivers_pass_verify() {
 
 /// A minimal HTTP/1.1 GET (no client library needed): status head and body.
 fn http_get(addr: &str, path: &str) -> (String, String) {
+    http_get_with(addr, path, "")
+}
+
+/// `extra` is whole header lines, each ending in `\r\n`.
+fn http_get_with(addr: &str, path: &str, extra: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut resp = String::new();
@@ -155,10 +160,19 @@ fn magnumd_serves_version_documents_and_logs_loaded_drivers() {
         }
     };
     let (head, root) = http_get(&addr, "/");
-    let (_, v1) = http_get(&addr, "/v1");
+    let (v1_head, v1) = http_get_with(
+        &addr,
+        "/v1",
+        "OpenStack-API-Version: container-infra latest\r\n",
+    );
+    let (bad_head, bad) = http_get_with(
+        &addr,
+        "/v1",
+        "OpenStack-API-Version: container-infra 1.999\r\n",
+    );
     let (missing_head, missing) = http_get(&addr, "/v1/clusters");
     let (health_head, health) = http_get(&addr, "/healthcheck");
-    let (root, v1, missing) = (json(&root), json(&v1), json(&missing));
+    let (root, v1, missing, bad) = (json(&root), json(&v1), json(&missing), json(&bad));
     // SIGTERM is a clean shutdown.
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -203,4 +217,21 @@ fn magnumd_serves_version_documents_and_logs_loaded_drivers() {
         "SQLite created in the data dir"
     );
     assert_eq!(missing["errors"][0]["status"], 404);
+    assert_eq!(missing["errors"][0]["code"], "client");
+    assert_eq!(missing["errors"][0]["request_id"], "");
+    // Microversions: GET / has no version headers, /v1 echoes the negotiated one.
+    let lower = |h: &str| h.to_ascii_lowercase();
+    assert!(!lower(&head).contains("openstack-api-version"), "{head}");
+    assert!(
+        lower(&v1_head).contains("openstack-api-version: container-infrastructure-management 1.14"),
+        "{v1_head}"
+    );
+    assert!(
+        lower(&missing_head)
+            .contains("openstack-api-version: container-infrastructure-management 1.1\r\n"),
+        "no header means 1.1: {missing_head}"
+    );
+    assert!(bad_head.starts_with("HTTP/1.1 406"), "{bad_head}");
+    assert_eq!(bad["errors"][0]["code"], "magnum.microversion-unsupported");
+    assert_eq!(bad["errors"][0]["max_version"], "1.14");
 }
