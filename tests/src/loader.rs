@@ -169,7 +169,7 @@ fn register_refuses_what_cannot_load_and_writes_nothing() {
         &[
             "register",
             fake.to_str().unwrap(),
-            "--config",
+            "--driver-config",
             "constructor=panic",
         ],
     ));
@@ -234,7 +234,7 @@ fn a_panic_in_an_operation_is_an_error_for_that_operation_only() {
             "register",
             fake.to_str().unwrap(),
             "--enable",
-            "--config",
+            "--driver-config",
             "panic_in=create_cluster",
         ],
     ));
@@ -312,4 +312,75 @@ fn re_registration_needs_replace_and_keeps_the_operators_choice() {
     assert!(err.contains("no driver named nosuch"), "{err}");
     ok(manage(plugins, &["unregister", "fake"]));
     assert!(!plugins.join("fake.toml").exists());
+}
+
+#[test]
+fn a_driver_that_owns_clusters_is_kept_unless_forced() {
+    use magnum_host::db::{
+        self,
+        models::{
+            cluster::{Cluster, NewCluster},
+            cluster_template::{ClusterTemplate, NewClusterTemplate},
+        },
+        DbPool,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path();
+    let fake = workspace_lib("magnum_fixture_fake_driver");
+    ok(manage(
+        plugins,
+        &["register", fake.to_str().unwrap(), "--enable"],
+    ));
+
+    let url = format!("sqlite://{}", dir.path().join("magnum.sqlite").display());
+    let pool = DbPool::connect(&url).unwrap();
+    let mut conn = pool.get().unwrap();
+    db::migrate(&mut conn).unwrap();
+    let t = ClusterTemplate::insert(
+        &mut conn,
+        &NewClusterTemplate::new("p1", "u1", "t1", "fake", "img"),
+    )
+    .unwrap();
+    Cluster::insert(
+        &mut conn,
+        &NewCluster::new("p1", "u1", "c1", &t.uuid, "fake"),
+    )
+    .unwrap();
+    drop(conn);
+
+    for command in ["disable", "unregister"] {
+        let err = fails(manage(plugins, &["--database-url", &url, command, "fake"]));
+        assert!(
+            err.contains("driver fake still owns 1 cluster(s)"),
+            "{command}: {err}"
+        );
+    }
+    assert!(
+        Registry::load(plugins).unwrap().get("fake").is_some(),
+        "still enabled"
+    );
+    // An unreachable database is no licence to strand clusters either.
+    let err = fails(manage(
+        plugins,
+        &[
+            "--database-url",
+            "postgres://nobody@127.0.0.1:1/none",
+            "disable",
+            "fake",
+        ],
+    ));
+    assert!(
+        err.contains("cannot check whether clusters still use driver fake"),
+        "{err}"
+    );
+    assert!(!err.contains("password"), "{err}");
+
+    ok(manage(
+        plugins,
+        &["--database-url", &url, "disable", "fake", "--force"],
+    ));
+    ok(manage(
+        plugins,
+        &["--database-url", &url, "unregister", "fake", "--force"],
+    ));
 }

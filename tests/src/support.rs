@@ -73,6 +73,11 @@ pub fn manage(plugins: &Path, args: &[&str]) -> Output {
         .arg(plugins)
         .args(args)
         .env_remove("MAGNUM_PLUGINS_DIR")
+        .env_remove("MAGNUM_CONFIG")
+        .env_remove("MAGNUM_DATABASE_URL")
+        // The default database (for the clusters-in-use check) is then one
+        // inside this test's own directory, absent unless the test makes it.
+        .env("MAGNUM_DATA_DIR", plugins.join("var"))
         .output()
         .expect("run magnum-driver-manage")
 }

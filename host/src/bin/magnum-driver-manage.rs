@@ -3,10 +3,13 @@
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use magnum_host::drivers::{
-    conformance, loader,
-    manage::{self, RegisterOptions},
-    manifest::{self, Manifest},
+use magnum_host::{
+    config::{Config, Overrides},
+    drivers::{
+        conformance, loader,
+        manage::{self, OwnerCheck, RegisterOptions},
+        manifest::{self, Manifest},
+    },
 };
 
 /// Manage magnum-rs COE drivers: one TOML manifest per driver in the plugins
@@ -31,6 +34,22 @@ struct Cli {
         value_name = "DIR"
     )]
     plugins_dir: PathBuf,
+    /// magnumd's TOML configuration, to find its database (disable and
+    /// unregister refuse a driver that clusters still use).
+    #[arg(long, global = true, env = "MAGNUM_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// magnumd's data directory (where its default SQLite database lives).
+    #[arg(long, global = true, env = "MAGNUM_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// magnumd's database URL [default: sqlite://<data dir>/magnum.sqlite].
+    #[arg(
+        long,
+        global = true,
+        env = "MAGNUM_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,19 +90,31 @@ enum Command {
         #[arg(long)]
         enable: bool,
         /// Overwrite an existing registration of the same name (keeps its enabled
-        /// state and config unless --enable/--config are given).
+        /// state and config unless --enable/--driver-config are given).
         #[arg(long)]
         replace: bool,
         /// Driver configuration KEY=VALUE passed to its constructor; repeatable.
-        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-        config: Vec<(String, String)>,
+        #[arg(long = "driver-config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        driver_config: Vec<(String, String)>,
     },
     /// Enable a registered driver.
     Enable { name: String },
     /// Disable a driver; running services stop using it at restart.
-    Disable { name: String },
+    /// Refused while clusters created by it exist, unless --force.
+    Disable {
+        name: String,
+        /// Disable even if clusters still use it (they can then not be managed).
+        #[arg(long)]
+        force: bool,
+    },
     /// Remove a driver's manifest (the library file is left alone).
-    Unregister { name: String },
+    /// Refused while clusters created by it exist, unless --force.
+    Unregister {
+        name: String,
+        /// Unregister even if clusters still use it.
+        #[arg(long)]
+        force: bool,
+    },
     /// Check ABI and checksum, then run the conformance suite on every
     /// operation the driver declares. Default: all enabled drivers.
     Verify { names: Vec<String> },
@@ -115,6 +146,15 @@ fn one_line(s: &str) -> String {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = cli.plugins_dir;
+    let database_url = || -> anyhow::Result<String> {
+        let overrides = Overrides {
+            config: cli.config.clone(),
+            data_dir: cli.data_dir.clone(),
+            database_url: cli.database_url.clone(),
+            ..Default::default()
+        };
+        Ok(Config::load(&overrides)?.database_url)
+    };
     match cli.command {
         Command::ListDrivers {
             details,
@@ -129,9 +169,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             name,
             enable,
             replace,
-            config,
+            driver_config,
         } => {
-            let config: BTreeMap<String, toml::Value> = config
+            let config: BTreeMap<String, toml::Value> = driver_config
                 .into_iter()
                 .map(|(k, v)| (k, toml::Value::String(v)))
                 .collect();
@@ -158,12 +198,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             manage::enable(&dir, &name)?;
             println!("enabled {name}");
         }
-        Command::Disable { name } => {
-            manage::disable(&dir, &name)?;
+        Command::Disable { name, force } => {
+            let url = database_url()?;
+            manage::disable(
+                &dir,
+                &name,
+                &OwnerCheck {
+                    database_url: &url,
+                    force,
+                },
+            )?;
             println!("disabled {name}");
         }
-        Command::Unregister { name } => {
-            manage::unregister(&dir, &name)?;
+        Command::Unregister { name, force } => {
+            let url = database_url()?;
+            manage::unregister(
+                &dir,
+                &name,
+                &OwnerCheck {
+                    database_url: &url,
+                    force,
+                },
+            )?;
             println!("unregistered {name}");
         }
         Command::Verify { names } => return verify(&dir, names),

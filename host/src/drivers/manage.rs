@@ -10,6 +10,8 @@ use std::{
 
 use anyhow::{anyhow, bail, Context};
 
+use crate::db::{self, models::cluster::Cluster, DbPool, DbTarget};
+
 use super::{
     loader,
     manifest::{self, Manifest, Registered},
@@ -102,18 +104,64 @@ pub fn enable(plugins_dir: &Path, name: &str) -> anyhow::Result<Manifest> {
     Ok(manifest)
 }
 
-pub fn disable(plugins_dir: &Path, name: &str) -> anyhow::Result<Manifest> {
+/// Where to look for clusters that still use a driver, and whether to skip
+/// that check.
+pub struct OwnerCheck<'a> {
+    pub database_url: &'a str,
+    pub force: bool,
+}
+
+impl OwnerCheck<'_> {
+    /// Refuses when clusters are pinned to `name`: disabling or removing
+    /// their driver would strand them.
+    fn ensure_unused(&self, name: &str) -> anyhow::Result<()> {
+        if self.force {
+            return Ok(());
+        }
+        let count = clusters_using(self.database_url, name).with_context(|| {
+            format!(
+                "cannot check whether clusters still use driver {name} (--force skips the check)"
+            )
+        })?;
+        if count > 0 {
+            bail!(
+                "driver {name} still owns {count} cluster(s); delete them first, or use --force to strand them"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Clusters in the service's database created by driver `name`. A database
+/// that does not exist yet, or was never migrated, holds none.
+fn clusters_using(database_url: &str, name: &str) -> anyhow::Result<i64> {
+    if let DbTarget::Sqlite(path) = DbTarget::parse(database_url)? {
+        if !Path::new(&path).exists() {
+            return Ok(0);
+        }
+    }
+    let pool = DbPool::connect_with(database_url, 1)?;
+    let mut conn = pool.get()?;
+    if db::schema_version(&mut conn)?.is_none() {
+        return Ok(0);
+    }
+    Ok(Cluster::count_by_driver(&mut conn, name)?)
+}
+
+pub fn disable(plugins_dir: &Path, name: &str, owners: &OwnerCheck) -> anyhow::Result<Manifest> {
     let mut manifest = require(plugins_dir, name)?;
+    owners.ensure_unused(name)?;
     manifest.enabled = false;
     manifest::write(plugins_dir, &manifest)?;
     Ok(manifest)
 }
 
-pub fn unregister(plugins_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+pub fn unregister(plugins_dir: &Path, name: &str, owners: &OwnerCheck) -> anyhow::Result<PathBuf> {
     let path = manifest_path(plugins_dir, name);
     if !path.exists() {
         bail!("no driver named {name} in {}", plugins_dir.display());
     }
+    owners.ensure_unused(name)?;
     fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
     Ok(path)
 }

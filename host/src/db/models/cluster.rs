@@ -161,6 +161,14 @@ impl Cluster {
             .load(conn)
     }
 
+    /// Clusters pinned to a driver, which must not be disabled under them.
+    pub fn count_by_driver(conn: &mut DbConnection, driver: &str) -> QueryResult<i64> {
+        cluster::table
+            .filter(cluster::driver.eq(driver))
+            .count()
+            .get_result(conn)
+    }
+
     /// For the per-project cluster quota.
     pub fn count_by_project(conn: &mut DbConnection, project_id: &str) -> QueryResult<i64> {
         cluster::table
