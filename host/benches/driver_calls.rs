@@ -3,57 +3,14 @@
 //! bundled drivers. Run with `scripts/bench`, which builds the release `.so`
 //! files first.
 
-use std::{
-    hint::black_box,
-    path::{Path, PathBuf},
-    time::Instant,
-};
+mod support;
+
+use std::{hint::black_box, time::Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use magnum_driver_abi::{payload::*, CoeDriver, DriverConfig};
 use magnum_driver_k8s_fedora_atomic::K8sFedoraAtomicDriver;
-use magnum_host::drivers::{
-    manifest::{self, Manifest, Registered},
-    Registry,
-};
-
-const BUNDLED: [(&str, &str); 3] = [
-    ("k8s_fedora_atomic_v1", "magnum_driver_k8s_fedora_atomic"),
-    (
-        "swarm_fedora_atomic_v1",
-        "magnum_driver_swarm_fedora_atomic",
-    ),
-    ("mesos_ubuntu_v1", "magnum_driver_mesos_ubuntu"),
-];
-
-fn release_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("release")
-}
-
-/// Writes pinned manifests by hand so that the first load below is the
-/// process's first `dlopen` of each library (a cold load).
-fn plugins_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    for (name, lib) in BUNDLED {
-        let library = release_dir().join(format!("lib{lib}.so"));
-        let sha256 = manifest::sha256_file(&library)
-            .unwrap_or_else(|e| panic!("{}: {e}; run scripts/bench", library.display()));
-        let m = Manifest {
-            name: name.into(),
-            library,
-            sha256,
-            enabled: true,
-            abi: "^1.0".into(),
-            config: Default::default(),
-            registered: Registered::default(),
-        };
-        manifest::write(dir.path(), &m).expect("write manifest");
-    }
-    dir
-}
+use magnum_host::drivers::Registry;
 
 fn request() -> ClusterRequest {
     ClusterRequest {
@@ -82,7 +39,9 @@ fn request() -> ClusterRequest {
 }
 
 fn benches(c: &mut Criterion) {
-    let dir = plugins_dir();
+    // Manifests written by hand, so the first load below is the process's
+    // first `dlopen` of each library (a cold load).
+    let dir = support::plugins_dir("scripts/bench");
     let cold = Instant::now();
     let registry = Registry::load(dir.path()).expect("load");
     let cold = cold.elapsed();

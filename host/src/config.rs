@@ -24,6 +24,170 @@ pub struct FileConfig {
     pub log: Option<String>,
     /// `sqlite://PATH` or `postgres://USER@HOST/DB`.
     pub database_url: Option<String>,
+    #[serde(default)]
+    pub auth: AuthFile,
+    #[serde(default)]
+    pub api: ApiFile,
+    /// The embedded cloud's images, flavors, keypairs and networks.
+    #[serde(default)]
+    pub catalog: crate::api::catalog::CatalogFile,
+    /// The service user for `[auth] mode = "keystone"`.
+    pub keystone: Option<KeystoneFile>,
+    #[serde(default)]
+    pub conductor: ConductorFile,
+    /// The `local` orchestrator's simulated cloud (boot time, fault injection).
+    #[serde(default)]
+    pub local: crate::orchestrator::local::LocalCloudConfig,
+    /// The `heat` orchestrator (region, interface, stack timeout).
+    #[serde(default)]
+    pub heat: crate::orchestrator::heat::HeatSettings,
+    /// Cluster CAs: key algorithm, validity, CSR rules, the sealing key.
+    #[serde(default)]
+    pub certificates: crate::certs::CertificateConfig,
+}
+
+/// `[conductor]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConductorFile {
+    /// Whether `magnumd serve` runs a conductor in-process.
+    pub in_process: bool,
+    /// `local` (the embedded simulated cloud) or `heat` (a real OpenStack
+    /// Heat, called as the `[keystone]` service user).
+    pub orchestrator: String,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// Deadline of update, resize, upgrade and delete operations.
+    pub operation_timeout_minutes: u64,
+    /// The name `GET /v1/mservices` shows; the machine's hostname by default.
+    pub host: Option<String>,
+    /// A job claimed by a conductor that stopped answering (crashed) is
+    /// taken over after this many seconds. Each run of a job is one short
+    /// step, so this can be small.
+    pub lease_seconds: u64,
+    /// How often the health of complete clusters is refreshed.
+    pub health_interval_seconds: u64,
+}
+
+impl Default for ConductorFile {
+    fn default() -> Self {
+        Self {
+            in_process: true,
+            orchestrator: "local".to_owned(),
+            concurrency: 4,
+            operation_timeout_minutes: 60,
+            host: None,
+            lease_seconds: 60,
+            health_interval_seconds: 60,
+        }
+    }
+}
+
+/// `[keystone]`: the magnum service user and where Keystone is.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeystoneFile {
+    /// e.g. `http://127.0.0.1:5000/v3`.
+    pub auth_url: String,
+    pub username: String,
+    /// Also `MAGNUM_KEYSTONE_PASSWORD`, which wins; never logged.
+    #[serde(default)]
+    pub password: String,
+    pub project_name: String,
+    #[serde(default = "default_domain")]
+    pub user_domain_name: String,
+    #[serde(default = "default_domain")]
+    pub project_domain_name: String,
+    pub region: Option<String>,
+    #[serde(default = "default_interface")]
+    pub interface: String,
+    /// Seconds a validated token is trusted without asking Keystone again.
+    #[serde(default = "default_cache_ttl")]
+    pub token_cache_seconds: u64,
+}
+
+fn default_domain() -> String {
+    "Default".to_owned()
+}
+fn default_interface() -> String {
+    "public".to_owned()
+}
+fn default_cache_ttl() -> u64 {
+    300
+}
+
+impl std::fmt::Debug for KeystoneFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeystoneFile")
+            .field("auth_url", &self.auth_url)
+            .field("username", &self.username)
+            .field("password", &"***")
+            .field("project_name", &self.project_name)
+            .field("region", &self.region)
+            .field("interface", &self.interface)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeystoneFile {
+    pub fn service_auth(&self) -> crate::keystone::ServiceAuth {
+        let mut auth = crate::keystone::ServiceAuth::new(
+            &self.auth_url,
+            &self.username,
+            &self.password,
+            &self.project_name,
+        );
+        auth.user_domain_name = self.user_domain_name.clone();
+        auth.project_domain_name = self.project_domain_name.clone();
+        auth.region = self.region.clone();
+        auth.interface = self.interface.clone();
+        auth
+    }
+}
+
+/// `[auth]`: how requests are authenticated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthFile {
+    /// `noauth` (the embedded default) or `keystone`.
+    pub mode: String,
+    /// noauth: who an anonymous request acts as.
+    pub default_project_id: String,
+    pub default_user_id: String,
+    pub default_roles: Vec<String>,
+}
+
+impl Default for AuthFile {
+    fn default() -> Self {
+        Self {
+            mode: "noauth".to_owned(),
+            default_project_id: "admin".to_owned(),
+            default_user_id: "admin".to_owned(),
+            default_roles: vec!["admin".to_owned()],
+        }
+    }
+}
+
+/// `[api]`: limits and defaults of the REST API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiFile {
+    /// Clusters per project when the project has no quota row (upstream 20).
+    pub max_clusters_per_project: i64,
+    /// Seconds without a heartbeat before a service is `down` (upstream 180).
+    pub service_down_time: i64,
+    /// The URL cluster nodes use to reach this API.
+    pub public_url: Option<String>,
+}
+
+impl Default for ApiFile {
+    fn default() -> Self {
+        Self {
+            max_clusters_per_project: 20,
+            service_down_time: 180,
+            public_url: None,
+        }
+    }
 }
 
 /// Flag/environment values (clap fills both); `None` falls through to the file.
@@ -45,6 +209,14 @@ pub struct Config {
     pub log: String,
     /// Always set: `sqlite://<data_dir>/magnum.sqlite` unless configured.
     pub database_url: String,
+    pub auth: AuthFile,
+    pub api: ApiFile,
+    pub catalog: crate::api::catalog::CatalogFile,
+    pub keystone: Option<KeystoneFile>,
+    pub conductor: ConductorFile,
+    pub local: crate::orchestrator::local::LocalCloudConfig,
+    pub heat: crate::orchestrator::heat::HeatSettings,
+    pub certificates: crate::certs::CertificateConfig,
 }
 
 impl Config {
@@ -78,6 +250,90 @@ impl Config {
             });
         // Only the scheme is checked here; connecting is the caller's business.
         crate::db::DbTarget::parse(&database_url)?;
+        let mut keystone = file.keystone;
+        if !matches!(file.auth.mode.as_str(), "noauth" | "keystone") {
+            return Err(anyhow!(
+                "[auth] mode '{}' is not supported; use noauth or keystone",
+                file.auth.mode
+            ));
+        }
+        if !matches!(file.conductor.orchestrator.as_str(), "local" | "heat") {
+            return Err(anyhow!(
+                "[conductor] orchestrator '{}' is not supported; use local (the embedded simulated cloud) or heat (OpenStack Heat)",
+                file.conductor.orchestrator
+            ));
+        }
+        // A real cloud's catalog goes with a real orchestrator by default.
+        let mut catalog = file.catalog;
+        let source = catalog.source.take().unwrap_or_else(|| {
+            if file.conductor.orchestrator == "heat" {
+                "openstack".to_owned()
+            } else {
+                "embedded".to_owned()
+            }
+        });
+        if !matches!(source.as_str(), "embedded" | "openstack") {
+            return Err(anyhow!(
+                "[catalog] source '{source}' is not supported; use embedded (the [catalog] lists) or openstack (Glance, Nova and Neutron through the Keystone catalog)"
+            ));
+        }
+        if catalog.request_timeout_seconds == Some(0) {
+            return Err(anyhow!(
+                "[catalog] request_timeout_seconds must be at least 1"
+            ));
+        }
+        catalog.source = Some(source);
+        // The service user is needed by keystone authentication, by the
+        // heat orchestrator (which may run with noauth, in a test cloud) and
+        // by the openstack catalog.
+        let needs_service_user = if file.auth.mode == "keystone" {
+            Some("[auth] mode = \"keystone\"")
+        } else if file.conductor.orchestrator == "heat" {
+            Some("[conductor] orchestrator = \"heat\"")
+        } else if catalog.source.as_deref() == Some("openstack") {
+            Some("[catalog] source = \"openstack\"")
+        } else {
+            None
+        };
+        if let Some(what) = needs_service_user {
+            let ks = keystone.as_mut().ok_or_else(|| {
+                anyhow!("{what} needs a [keystone] section (auth_url, username, password, project_name): the magnum service user")
+            })?;
+            if let Ok(pw) = std::env::var("MAGNUM_KEYSTONE_PASSWORD") {
+                ks.password = pw;
+            }
+            if ks.password.is_empty() {
+                return Err(anyhow!(
+                    "[keystone] password is empty; set it in the file or MAGNUM_KEYSTONE_PASSWORD"
+                ));
+            }
+        }
+        if file.heat.stack_timeout_minutes < 1 || file.heat.request_timeout_seconds < 1 {
+            return Err(anyhow!(
+                "[heat] stack_timeout_minutes and request_timeout_seconds must be at least 1"
+            ));
+        }
+        let mut certificates = file.certificates;
+        if let Ok(key) = std::env::var("MAGNUM_CERTIFICATE_KEY") {
+            certificates.key = Some(key);
+        }
+        if certificates.validity_days == 0 {
+            return Err(anyhow!("[certificates] validity_days must be at least 1"));
+        }
+        if file.api.max_clusters_per_project < 0 || file.api.service_down_time <= 0 {
+            return Err(anyhow!(
+                "[api] max_clusters_per_project must be >= 0 and service_down_time > 0"
+            ));
+        }
+        if file.conductor.concurrency == 0
+            || file.conductor.operation_timeout_minutes == 0
+            || file.conductor.lease_seconds == 0
+            || file.conductor.health_interval_seconds == 0
+        {
+            return Err(anyhow!(
+                "[conductor] concurrency, operation_timeout_minutes, lease_seconds and health_interval_seconds must be at least 1"
+            ));
+        }
         Ok(Self {
             bind,
             data_dir,
@@ -88,6 +344,14 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_PLUGINS_DIR.into()),
             log: file.log.unwrap_or_else(|| "info".to_owned()),
             database_url,
+            auth: file.auth,
+            api: file.api,
+            catalog,
+            keystone,
+            conductor: file.conductor,
+            local: file.local,
+            heat: file.heat,
+            certificates,
         })
     }
 }
@@ -150,6 +414,52 @@ mod tests {
             err.to_string().contains("unsupported database URL"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn heat_needs_the_service_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("magnum.toml");
+        std::fs::write(&path, "[conductor]\norchestrator = \"heat\"\n").unwrap();
+        let load = || {
+            Config::load(&Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let err = load().unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("orchestrator = \"heat\" needs a [keystone] section"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "[conductor]\norchestrator = \"heat\"\n[keystone]\nauth_url = \"http://127.0.0.1:5000/v3\"\nusername = \"magnum\"\npassword = \"pw\"\nproject_name = \"service\"\n[heat]\nregion = \"RegionTwo\"\n[heat.resource_registry]\n\"OS::Nova::Server\" = \"OS::Heat::None\"\n",
+        )
+        .unwrap();
+        let cfg = load().unwrap();
+        assert_eq!(cfg.conductor.orchestrator, "heat");
+        assert_eq!(cfg.heat.region.as_deref(), Some("RegionTwo"));
+        assert_eq!(cfg.heat.stack_timeout_minutes, 60);
+        assert_eq!(cfg.heat.resource_registry.len(), 1);
+        // A real cloud's catalog by default with heat, the lists otherwise.
+        assert_eq!(cfg.catalog.source.as_deref(), Some("openstack"));
+        std::fs::write(&path, "[conductor]\norchestrator = \"nova\"\n").unwrap();
+        let err = load().unwrap_err();
+        assert!(err.to_string().contains("use local"), "{err}");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(load().unwrap().catalog.source.as_deref(), Some("embedded"));
+        std::fs::write(&path, "[catalog]\nsource = \"openstack\"\n").unwrap();
+        let err = load().unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("source = \"openstack\" needs a [keystone] section"),
+            "{err}"
+        );
+        std::fs::write(&path, "[catalog]\nsource = \"glance\"\n").unwrap();
+        let err = load().unwrap_err();
+        assert!(err.to_string().contains("use embedded"), "{err}");
     }
 
     #[test]

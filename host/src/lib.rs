@@ -2,7 +2,11 @@
 //! HTTP API.
 
 pub mod api;
+pub mod certs;
+pub mod conductor;
 pub mod config;
 pub mod db;
 pub mod drivers;
+pub mod keystone;
 pub mod microversion;
+pub mod orchestrator;

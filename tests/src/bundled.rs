@@ -2,10 +2,8 @@
 //! upstream listing, the conformance run, and `magnumd serve`.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
-    process::{Command, Stdio},
-    sync::mpsc,
     time::Duration,
 };
 
@@ -128,37 +126,8 @@ fn magnumd_serves_version_documents_and_logs_loaded_drivers() {
     register_bundled(&plugins);
     // A broken manifest beside them must not stop the service.
     std::fs::write(plugins.join("broken.toml"), "not toml at all [").unwrap();
-    let mut child = Command::new(bin("magnumd"))
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .arg("--plugins-dir")
-        .arg(&plugins)
-        .arg("--data-dir")
-        .arg(dir.path().join("var"))
-        .env("MAGNUM_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start magnumd");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| {
-                let _ = child.kill();
-                panic!("magnumd did not start; log so far:\n{}", log.join("\n"))
-            });
-        log.push(line.clone());
-        if let Some(rest) = line.split("listening=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
+    let server = Magnumd::start(&plugins, &dir.path().join("var"));
+    let addr = server.addr.clone();
     let (head, root) = http_get(&addr, "/");
     let (v1_head, v1) = http_get_with(
         &addr,
@@ -170,20 +139,13 @@ fn magnumd_serves_version_documents_and_logs_loaded_drivers() {
         "/v1",
         "OpenStack-API-Version: container-infra 1.999\r\n",
     );
-    let (missing_head, missing) = http_get(&addr, "/v1/clusters");
+    let (missing_head, missing) = http_get(&addr, "/v1/no-such-resource");
     let (health_head, health) = http_get(&addr, "/healthcheck");
     let (root, v1, missing, bad) = (json(&root), json(&v1), json(&missing), json(&bad));
     // SIGTERM is a clean shutdown.
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(term.success());
-    let status = child.wait().expect("wait");
-    log.extend(rx.iter());
+    let (status, log) = server.stop();
     assert!(status.success(), "magnumd exit after SIGTERM: {status}");
 
-    let log = log.join("\n");
     assert!(log.contains("shutting down"), "{log}");
     for name in [
         "k8s_fedora_atomic_v1",

@@ -1,11 +1,16 @@
 //! magnum-rs end-to-end tests: real driver libraries through the real loader,
-//! the real `magnum-driver-manage` and `magnumd` binaries as processes.
+//! the real `magnum-driver-manage` and `magnumd` binaries as processes, and
+//! the real OpenStack CLI against `magnumd` (tests/clients/).
 //!
 //! Run through `scripts/test`, which builds the workspace (binaries and
 //! driver `.so` files) first; fixtures outside the workspace are built here.
 
 mod abi_compat;
+mod api;
 mod bundled;
+mod certificates;
+mod clients;
+mod conductor;
 mod loader;
 mod support;
 mod vendor;

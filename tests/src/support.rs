@@ -1,9 +1,11 @@
 //! Paths, fixture builds and process helpers shared by the tests.
 
 use std::{
+    io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},
-    process::{Command, Output},
-    sync::{Mutex, OnceLock},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    sync::{mpsc, Mutex, OnceLock},
+    time::Duration,
 };
 
 pub fn workspace() -> PathBuf {
@@ -130,3 +132,169 @@ pub const BUNDLED: [&str; 3] = [
     "magnum_driver_swarm_fedora_atomic",
     "magnum_driver_mesos_ubuntu",
 ];
+
+/// A `magnumd serve` on `127.0.0.1:0` (or a `magnumd conductor`) with its
+/// own plugins and data dirs, killed on drop if the test did not
+/// [`stop`](Magnumd::stop) it.
+pub struct Magnumd {
+    child: Option<Child>,
+    /// `127.0.0.1:PORT`, from the `listening=` log line.
+    pub addr: String,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Magnumd {
+    /// Starts the server and waits (30 s at most) for its `listening=` line.
+    pub fn start(plugins: &Path, data_dir: &Path) -> Self {
+        Self::start_with(plugins, data_dir, None)
+    }
+
+    /// As [`start`](Self::start), with a TOML config file.
+    pub fn start_with(plugins: &Path, data_dir: &Path, config: Option<&Path>) -> Self {
+        Self::spawn("serve", plugins, data_dir, config)
+    }
+
+    /// A `magnumd conductor` process (no API; `addr` stays empty), once it
+    /// logged "conductor started".
+    pub fn conductor(plugins: &Path, data_dir: &Path, config: &Path) -> Self {
+        Self::spawn("conductor", plugins, data_dir, Some(config))
+    }
+
+    fn spawn(subcommand: &str, plugins: &Path, data_dir: &Path, config: Option<&Path>) -> Self {
+        let mut cmd = Command::new(bin("magnumd"));
+        if let Some(config) = config {
+            // The file's `log` filter applies (info when it has none).
+            cmd.arg("--config").arg(config).env_remove("MAGNUM_LOG");
+        } else {
+            cmd.env("MAGNUM_LOG", "info");
+        }
+        let mut child = cmd
+            .args([subcommand, "--bind", "127.0.0.1:0"])
+            .arg("--plugins-dir")
+            .arg(plugins)
+            .arg("--data-dir")
+            .arg(data_dir)
+            // Only the flags above configure it, whatever the caller's shell has.
+            .env_remove("MAGNUM_CONFIG")
+            .env_remove("MAGNUM_DATABASE_URL")
+            .env_remove("MAGNUM_BIND")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start magnumd");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = Self {
+            child: Some(child),
+            addr: String::new(),
+            lines,
+            log: Vec::new(),
+        };
+        server.addr = loop {
+            let Ok(line) = server.lines.recv_timeout(Duration::from_secs(30)) else {
+                panic!(
+                    "magnumd did not start; log so far:\n{}",
+                    server.log.join("\n")
+                )
+            };
+            server.log.push(line.clone());
+            if subcommand == "conductor" && line.contains("conductor started") {
+                break String::new();
+            }
+            if let Some(rest) = line.split("listening=").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+        };
+        server
+    }
+
+    /// The log lines printed so far.
+    pub fn log(&mut self) -> String {
+        self.log.extend(self.lines.try_iter());
+        self.log.join("\n")
+    }
+
+    /// SIGTERM (a clean shutdown), then the exit status and the whole log.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        let term = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(term.success(), "kill -TERM magnumd");
+        let status = child.wait().expect("wait for magnumd");
+        // The reader thread ends at EOF, which closes the channel.
+        self.log.extend(self.lines.iter());
+        (status, self.log.join("\n"))
+    }
+}
+
+impl Magnumd {
+    /// `kill -9` now (what dropping does too).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Magnumd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `cmd` to completion with stdout and stderr captured, killing it once
+/// `limit` has passed (the output then ends with a note saying so).
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = std::time::Instant::now() + limit;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().expect("wait");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut stderr = err.join().unwrap_or_default();
+    if timed_out {
+        stderr.extend_from_slice(format!("\n(killed after {limit:?})\n").as_bytes());
+    }
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr,
+    }
+}

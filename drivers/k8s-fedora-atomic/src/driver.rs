@@ -17,11 +17,19 @@ use magnum_driver_abi::{
     UpgradeRequest, Validation,
 };
 
+#[path = "../../common/environment.rs"]
+mod environment;
+
 pub const DRIVER_NAME: &str = "k8s_fedora_atomic_v1";
 const SERVER_TYPE: &str = "vm";
 const OS: &str = "fedora-atomic";
 const COE: &str = "kubernetes";
 const CONTAINER_VERSION: &str = "1.12.6";
+
+/// The service network (the template's portal_network_cidr) and CoreDNS's
+/// default address in it.
+const PORTAL_NETWORK: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(10, 254, 0, 0), 16);
+const DNS_SERVICE_IP: &str = "10.254.0.10";
 
 const MASTER: &str = helpers::MASTER_ROLE;
 const WORKER: &str = "worker";
@@ -30,17 +38,61 @@ const WORKER: &str = "worker";
 pub const CLUSTER_FILE: &str = "cluster.yaml";
 /// `(role, file)` of the node templates the cluster template nests.
 const NODE_FILES: [(&str, &str); 2] = [(MASTER, "master.yaml"), (WORKER, "worker.yaml")];
-/// Every file of a stack, as `(file name, HOT text)`.
-pub const TEMPLATES: [(&str, &str); 3] = [
+/// Every file of a stack, as `(file name, text)`: the HOT templates, and the
+/// node bootstrap fragments the node templates' user data takes with
+/// `get_file` (the nodes read their values from /etc/sysconfig/heat-params).
+pub const TEMPLATES: [(&str, &str); 16] = [
     (CLUSTER_FILE, include_str!("templates/cluster.yaml")),
+    environment::NETWORK_FILES[0],
+    environment::NETWORK_FILES[1],
+    environment::MASTER_PORT_FILE,
     ("master.yaml", include_str!("templates/master.yaml")),
     ("worker.yaml", include_str!("templates/worker.yaml")),
+    (
+        "fragments/lib-common.sh",
+        include_str!("../../common/fragments/lib-common.sh"),
+    ),
+    ("fragments/lib.sh", include_str!("fragments/lib.sh")),
+    (
+        "fragments/make-certs.sh",
+        include_str!("fragments/make-certs.sh"),
+    ),
+    (
+        "fragments/configure-etcd.sh",
+        include_str!("../../common/fragments/configure-etcd.sh"),
+    ),
+    (
+        "fragments/configure-master.sh",
+        include_str!("fragments/configure-master.sh"),
+    ),
+    (
+        "fragments/install-cri.sh",
+        include_str!("fragments/install-cri.sh"),
+    ),
+    (
+        "fragments/configure-dns.sh",
+        include_str!("fragments/configure-dns.sh"),
+    ),
+    (
+        "fragments/configure-node.sh",
+        include_str!("fragments/configure-node.sh"),
+    ),
+    (
+        "fragments/configure-network.sh",
+        include_str!("fragments/configure-network.sh"),
+    ),
+    (
+        "fragments/configure-storage.sh",
+        include_str!("../../common/fragments/configure-storage.sh"),
+    ),
 ];
 
 /// Host-supplied parameters (`HostContext::extra`) that the cluster template
 /// declares. Heat rejects a stack given an undeclared parameter, so any other
 /// key is not passed on.
 pub const HOST_PARAMETERS: &[&str] = &[
+    "ca_rotation_id",
+    "cluster_credential",
     "openstack_ca",
     "ssh_public_key",
     "trust_id",
@@ -49,6 +101,10 @@ pub const HOST_PARAMETERS: &[&str] = &[
     "trustee_user_id",
     "trustee_username",
 ];
+
+/// Host parameters that change when the host rotates the cluster's CAs or
+/// credential; an update passes them to every stack so nodes pick them up.
+const ROTATION_PARAMETERS: &[&str] = &["ca_rotation_id", "cluster_credential"];
 
 pub struct K8sFedoraAtomicDriver {
     info: DriverInfo,
@@ -81,6 +137,9 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                 op::NETWORK_DRIVER,
                 op::VOLUME_DRIVER,
                 op::MAP_STATUS,
+                // Rotations are updates whose host context changed.
+                op::ROTATE_CA_CERTIFICATE,
+                op::ROTATE_CREDENTIAL,
             ]
             .map(String::from)
             .to_vec(),
@@ -124,7 +183,35 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                     LabelType::String,
                     Some("host-docker"),
                     &["host-docker", "docker", "containerd"],
-                    "container runtime of the nodes (docker is host-docker)",
+                    "container runtime of the nodes: containerd, or the host's Docker behind cri-dockerd (docker is host-docker)",
+                ),
+                label(
+                    "containerd_version",
+                    LabelType::String,
+                    Some("1.7.3"),
+                    &[],
+                    "containerd release installed with container_runtime containerd",
+                ),
+                label(
+                    "coredns_tag",
+                    LabelType::String,
+                    Some("1.10.1"),
+                    &[],
+                    "CoreDNS image tag",
+                ),
+                label(
+                    "dns_service_ip",
+                    LabelType::String,
+                    Some(DNS_SERVICE_IP),
+                    &[],
+                    "CoreDNS's service address, inside the service network 10.254.0.0/16",
+                ),
+                label(
+                    "dns_cluster_domain",
+                    LabelType::String,
+                    Some("cluster.local"),
+                    &[],
+                    "the cluster's DNS domain",
                 ),
                 label(
                     "flannel_network_cidr",
@@ -243,21 +330,36 @@ impl CoeDriver for K8sFedoraAtomicDriver {
 
     fn create_cluster(&self, req: &ClusterRequest) -> DriverResult<StackPlan> {
         self.validate_cluster(req)?;
-        let operation = StackRef::cluster(req).create(
+        let parameters = self.parameters(req, None)?;
+        let mut operation = StackRef::cluster(req).create(
             CLUSTER_FILE,
             &TEMPLATES,
-            self.parameters(req, None)?,
+            parameters,
             req.cluster.create_timeout,
         );
+        // A private network unless the cluster names one.
+        let private_network = effective_template(req).fixed_network.is_none();
+        operation.environment =
+            optional_pieces(&operation.parameters, private_network).environment();
         Ok(stack_plan([operation]))
     }
 
     fn update_cluster(&self, req: &ClusterRequest) -> DriverResult<StackPlan> {
         check_at_least("node_count", req.cluster.node_count, 0)?;
-        let stack = StackRef::cluster(req);
-        Ok(stack_plan([
-            stack.update(scale_parameters(req.cluster.node_count, &[]))?
-        ]))
+        let rotation = helpers::host_parameters(&req.context, ROTATION_PARAMETERS);
+        let mut parameters = scale_parameters(req.cluster.node_count, &[]);
+        parameters.extend(rotation.clone());
+        let mut operations = vec![StackRef::cluster(req).update(parameters)?];
+        if !rotation.is_empty() {
+            for group in req
+                .nodegroups
+                .iter()
+                .filter(|g| !g.is_default && g.stack_id.is_some())
+            {
+                operations.push(nodegroup_stack(req, group).update(rotation.clone())?);
+            }
+        }
+        Ok(stack_plan(operations))
     }
 
     fn resize_cluster(&self, req: &ResizeRequest) -> DriverResult<StackPlan> {
@@ -336,12 +438,14 @@ impl CoeDriver for K8sFedoraAtomicDriver {
         }
         check_at_least("nodegroup.node_count", group.node_count, 0)?;
         self.check_template(&effective_template(&req.base))?;
-        let operation = nodegroup_stack(&req.base, group).create(
+        let mut operation = nodegroup_stack(&req.base, group).create(
             CLUSTER_FILE,
             &TEMPLATES,
             self.parameters(&req.base, Some(group))?,
             req.base.cluster.create_timeout,
         );
+        // The group's nodes join the cluster's network.
+        operation.environment = optional_pieces(&operation.parameters, false).environment();
         Ok(stack_plan([operation]))
     }
 
@@ -424,6 +528,7 @@ impl K8sFedoraAtomicDriver {
         self.network_config(template.network_driver.as_deref(), labels)?;
         let volume = self.volume_config(template.volume_driver.as_deref(), labels)?;
         helpers::check_networks(template)?;
+        check_dns_labels(labels)?;
         let cloud_provider = self.cloud_provider_enabled(labels);
         if cloud_provider && !self.cluster_user_trust {
             return Err(DriverError::invalid(
@@ -494,6 +599,19 @@ impl K8sFedoraAtomicDriver {
             "cloud_provider_enabled",
             self.cloud_provider_enabled(&labels).into(),
         );
+        // The API load balancer belongs to the cluster stack; a nodegroup's
+        // workers reach the API at the cluster's api_address.
+        let master_lb = group.is_none() && template.master_lb_enabled;
+        let lb_floating_ip = labels
+            .get("master_lb_floating_ip_enabled")
+            .map_or(template.floating_ip_enabled, |v| {
+                v.eq_ignore_ascii_case("true")
+            });
+        set("master_lb_enabled", master_lb.into());
+        set(
+            "master_lb_floating_ip_enabled",
+            (master_lb && lb_floating_ip).into(),
+        );
         set("number_of_minions", cluster.node_count.into());
         set("minion_image", template.image_id.as_str().into());
         if let Some(flavor) = &template.flavor_id {
@@ -508,6 +626,10 @@ impl K8sFedoraAtomicDriver {
             "fixed_subnet_cidr",
             "etcd_volume_size",
             "docker_volume_type",
+            "containerd_version",
+            "coredns_tag",
+            "dns_service_ip",
+            "dns_cluster_domain",
         ];
         p.extend(helpers::label_parameters(
             &self.info.labels,
@@ -523,10 +645,6 @@ impl K8sFedoraAtomicDriver {
                 .parameters,
         );
         p.extend(helpers::host_parameters(&req.context, HOST_PARAMETERS));
-        p.insert(
-            "create_network".into(),
-            (group.is_none() && template.fixed_network.is_none()).into(),
-        );
         if let Some(group) = group {
             // The group's nodes join the network and security group the
             // cluster stack created (or the cluster's own fixed network).
@@ -569,6 +687,17 @@ impl K8sFedoraAtomicDriver {
                 p.insert("docker_volume_size".into(), size.into());
             }
         }
+        // Volumes are made only for a positive size.
+        for (enabled, size) in [
+            ("docker_volume_enabled", "docker_volume_size"),
+            ("etcd_volume_enabled", "etcd_volume_size"),
+        ] {
+            let positive = p
+                .get(size)
+                .and_then(helpers::integer)
+                .is_some_and(|n| n > 0);
+            p.insert(enabled.into(), positive.into());
+        }
         Ok(p)
     }
 
@@ -594,6 +723,63 @@ impl K8sFedoraAtomicDriver {
             container_version: Some(CONTAINER_VERSION.into()),
             ..helpers::cluster_stack_status(stack)
         }
+    }
+}
+
+/// CoreDNS's labels: its address must be a host of the service network (and
+/// not the network's first address, the API's service), its domain a DNS
+/// name.
+fn check_dns_labels(labels: &Labels) -> DriverResult<()> {
+    if let Some(value) = labels.get("dns_service_ip") {
+        let (network, prefix) = PORTAL_NETWORK;
+        let mask = u32::MAX << (32 - prefix);
+        let inside = value.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| {
+            let ip = u32::from(ip);
+            let host = ip & !mask;
+            ip & mask == u32::from(network) && host > 1 && host < !mask
+        });
+        if !inside {
+            return Err(DriverError::invalid(
+                "labels.dns_service_ip",
+                format!(
+                    "dns_service_ip must be a host address of the service network {network}/{prefix} other than the API's, got '{value}'"
+                ),
+            ));
+        }
+    }
+    if let Some(domain) = labels.get("dns_cluster_domain") {
+        let valid = !domain.is_empty()
+            && domain.split('.').all(|part| {
+                !part.is_empty()
+                    && part.len() <= 63
+                    && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !part.starts_with('-')
+                    && !part.ends_with('-')
+            });
+        if !valid {
+            return Err(DriverError::invalid(
+                "labels.dns_cluster_domain",
+                format!("dns_cluster_domain must be a DNS name, got '{domain}'"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The optional pieces of a stack, switched by its environment, read from
+/// the stack's parameters so that both always agree.
+fn optional_pieces(
+    parameters: &Map<String, Value>,
+    private_network: bool,
+) -> environment::Optional {
+    let flag = |name: &str| parameters.get(name).and_then(Value::as_bool) == Some(true);
+    environment::Optional {
+        private_network,
+        floating_ip: flag("floating_ip_enabled"),
+        master_lb: flag("master_lb_enabled"),
+        master_lb_floating_ip: flag("master_lb_floating_ip_enabled"),
+        docker_volume: flag("docker_volume_enabled"),
+        etcd_volume: Some(flag("etcd_volume_enabled")),
     }
 }
 

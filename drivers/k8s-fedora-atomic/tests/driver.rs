@@ -242,11 +242,36 @@ fn create_plans_one_cluster_stack() {
     assert_eq!(operation.template, CLUSTER_FILE);
     assert_eq!(operation.timeout_mins, Some(60));
     let files: Vec<_> = operation.files.keys().map(String::as_str).collect();
-    assert_eq!(files, ["cluster.yaml", "master.yaml", "worker.yaml"]);
+    assert_eq!(
+        files,
+        [
+            "cluster.yaml",
+            "fragments/configure-dns.sh",
+            "fragments/configure-etcd.sh",
+            "fragments/configure-master.sh",
+            "fragments/configure-network.sh",
+            "fragments/configure-node.sh",
+            "fragments/configure-storage.sh",
+            "fragments/install-cri.sh",
+            "fragments/lib-common.sh",
+            "fragments/lib.sh",
+            "fragments/make-certs.sh",
+            "master.yaml",
+            "master_port.yaml",
+            "network_existing.yaml",
+            "network_private.yaml",
+            "worker.yaml"
+        ]
+    );
+    let registry = &operation.environment["resource_registry"];
+    assert_eq!(registry["Magnum::NetworkSwitcher"], "network_private.yaml");
+    assert_eq!(
+        registry["Magnum::Optional::Neutron::FloatingIP"],
+        "OS::Neutron::FloatingIP"
+    );
     let p = &operation.parameters;
     let expected = json!({
         "is_cluster_stack": true,
-        "create_network": true,
         "cluster_uuid": "3f2a9c1e-77aa-4b0e-9d1f-0123456789ab",
         "fixed_network_name": "prod-k8s-3f2a9c1e77aa",
         "ssh_key_name": "ops",
@@ -262,6 +287,10 @@ fn create_plans_one_cluster_stack() {
         "flannel_backend": "vxlan",
         "flannel_network_subnetlen": 24,
         "kube_tag": "v1.27.3",
+        "container_runtime": "host-docker",
+        "coredns_tag": "1.10.1",
+        "dns_service_ip": "10.254.0.10",
+        "dns_cluster_domain": "cluster.local",
         "tls_disabled": false,
         "kubernetes_port": 6443,
         "magnum_url": "http://magnum:9511/v1",
@@ -290,7 +319,10 @@ fn calico_and_tls_off_change_the_parameters() {
     assert_eq!(p["pods_network_cidr"], "10.100.0.0/16");
     assert_eq!(p["calico_ipv4pool_ipip"], "Off");
     assert_eq!(p["kubernetes_port"], 8080);
-    assert_eq!(p["create_network"], false);
+    assert_eq!(
+        plan.operations[0].environment["resource_registry"]["Magnum::NetworkSwitcher"],
+        "network_existing.yaml"
+    );
     assert_eq!(p["fixed_network"], "shared-net");
     assert!(!p.contains_key("flannel_backend"));
 }
@@ -424,7 +456,13 @@ fn nodegroups_get_their_own_stacks() {
     assert_eq!(operation.target.nodegroup.as_deref(), Some(EXTRA));
     let p = &operation.parameters;
     assert_eq!(p["is_cluster_stack"], false);
-    assert_eq!(p["create_network"], false);
+    // The group joins the cluster's network, behind no load balancer.
+    let registry = &operation.environment["resource_registry"];
+    assert_eq!(registry["Magnum::NetworkSwitcher"], "network_existing.yaml");
+    assert_eq!(
+        registry["Magnum::Optional::Neutron::LBaaS::LoadBalancer"],
+        "OS::Heat::None"
+    );
     assert_eq!(p["fixed_network"], "prod-k8s-3f2a9c1e77aa");
     assert_eq!(p["existing_security_group"], "prod-k8s-3f2a9c1e77aa-minion");
     assert_eq!(p["existing_master_address"], "172.24.4.10");
@@ -570,20 +608,34 @@ fn the_template_lint_catches_broken_plans() {
     let mut files = operation.files.clone();
     let cluster = files["cluster.yaml"]
         .replace("count: {get_param: number_of_minions}", "count: {get_param: number_of_minionz}")
-        .replace("router: {get_resource: router}", "router: {get_resource: routr}")
-        .replace("condition: manage_network\n    properties:\n      name:", "condition: managed\n    properties:\n      name:")
+        .replace("secgroup: {get_resource: secgroup_kube_master}", "secgroup: {get_resource: secgroup_kube_mastr}")
+        .replace("condition: create_cluster_resources\n    properties:\n      name:\n        str_replace:\n          template: $NAME-master", "condition: managed\n    properties:\n      name:\n        str_replace:\n          template: $NAME-master")
+        .replace("type: Magnum::NetworkSwitcher", "type: Magnum::NetworkSwitch")
         .replace("value: {get_attr: [kube_minions, kube_minion_ip]}", "value: {equals: [1, 1]}")
-        .replace("          ssh_key_name: {get_param: ssh_key_name}\n          external_network: {get_param: external_network}\n          fixed_network: {if: [manage_network, {get_resource: network}, {get_param: fixed_network}]}\n          fixed_subnet: {if: [manage_network, {get_resource: subnet}, {get_param: fixed_subnet}]}\n          secgroup: {if",
-                 "          ssh_key_nam: {get_param: ssh_key_name}\n          external_network: {get_param: external_network}\n          fixed_network: {if: [manage_network, {get_resource: network}, {get_param: fixed_network}]}\n          fixed_subnet: {if: [manage_network, {get_resource: subnet}, {get_param: fixed_subnet}]}\n          secgroup: {if");
+        .replace("          ssh_key_name: {get_param: ssh_key_name}\n          external_network: {get_param: external_network}\n          fixed_network: {get_attr: [network, fixed_network]}\n          fixed_subnet: {get_attr: [network, fixed_subnet]}\n          secgroup: {if",
+                 "          ssh_key_nam: {get_param: ssh_key_name}\n          external_network: {get_param: external_network}\n          fixed_network: {get_attr: [network, fixed_network]}\n          fixed_subnet: {get_attr: [network, fixed_subnet]}\n          secgroup: {if");
+    let mut registry: std::collections::BTreeMap<String, String> = operation.environment
+        ["resource_registry"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    registry.insert(
+        "Magnum::Optional::Cinder::Volume".into(),
+        "volume.yaml".into(),
+    );
     files.insert("cluster.yaml".into(), cluster);
     files.remove("master.yaml");
     let mut passed: Vec<String> = operation.parameters.keys().cloned().collect();
     passed.retain(|p| p != "cluster_uuid");
     passed.push("bogus".into());
-    let problems = hot::lint(&files, "cluster.yaml", &passed).join("\n");
+    let problems = hot::lint(&files, "cluster.yaml", &passed, &registry).join("\n");
     for expected in [
         "`get_param: number_of_minionz` names no declared parameter",
-        "`get_resource: routr` names no declared resource",
+        "`get_resource: secgroup_kube_mastr` names no declared resource",
+        "type Magnum::NetworkSwitch is not in the environment",
+        "Magnum::Optional::Cinder::Volume maps to volume.yaml, not in files",
         "`condition: managed` names no declared condition",
         "function equals is not allowed",
         "worker.yaml: parameter ssh_key_nam is passed but not declared",

@@ -15,6 +15,11 @@ use magnum_driver_abi::{
     TemplateRequest, Validation,
 };
 
+#[path = "../../common/environment.rs"]
+mod environment;
+#[path = "../../common/rexray.rs"]
+mod rexray;
+
 pub const DRIVER_NAME: &str = "mesos_ubuntu_v1";
 const SERVER_TYPE: &str = "vm";
 const OS: &str = "ubuntu";
@@ -42,11 +47,37 @@ const WORKER: &str = "worker";
 pub const CLUSTER_FILE: &str = "cluster.yaml";
 /// `(role, file)` of the node templates the cluster template nests.
 const NODE_FILES: [(&str, &str); 2] = [(MASTER, "master.yaml"), (WORKER, "worker.yaml")];
-/// Every file of the stack, as `(file name, HOT text)`.
-pub const TEMPLATES: [(&str, &str); 3] = [
+/// Every file of the stack, as `(file name, text)`: the HOT templates, and
+/// the node bootstrap fragments the node templates' user data takes with
+/// `get_file` (the nodes read their values from /etc/sysconfig/heat-params).
+pub const TEMPLATES: [(&str, &str); 12] = [
     (CLUSTER_FILE, include_str!("templates/cluster.yaml")),
+    environment::NETWORK_FILES[0],
+    environment::NETWORK_FILES[1],
+    environment::MASTER_PORT_FILE,
     ("master.yaml", include_str!("templates/master.yaml")),
     ("worker.yaml", include_str!("templates/worker.yaml")),
+    (
+        "fragments/lib-common.sh",
+        include_str!("../../common/fragments/lib-common.sh"),
+    ),
+    ("fragments/lib.sh", include_str!("fragments/lib.sh")),
+    (
+        "fragments/configure-storage.sh",
+        include_str!("../../common/fragments/configure-storage.sh"),
+    ),
+    (
+        "fragments/configure-rexray.sh",
+        include_str!("../../common/fragments/configure-rexray.sh"),
+    ),
+    (
+        "fragments/configure-master.sh",
+        include_str!("fragments/configure-master.sh"),
+    ),
+    (
+        "fragments/configure-slave.sh",
+        include_str!("fragments/configure-slave.sh"),
+    ),
 ];
 
 /// Host-supplied parameters (`HostContext::extra`) that the cluster template
@@ -69,6 +100,9 @@ pub struct MesosUbuntuDriver {
     info: DriverInfo,
     /// Upstream's `[cluster] nodes_affinity_policy`.
     nodes_affinity_policy: String,
+    /// Upstream's `[trust] cluster_user_trust`: whether nodes get the
+    /// user's trust, which the rexray volume driver needs.
+    cluster_user_trust: bool,
 }
 
 impl CoeDriver for MesosUbuntuDriver {
@@ -136,6 +170,7 @@ impl CoeDriver for MesosUbuntuDriver {
         Ok(Self {
             info: Self::info(),
             nodes_affinity_policy: helpers::nodes_affinity_policy(config)?,
+            cluster_user_trust: rexray::cluster_user_trust(config)?,
         })
     }
 
@@ -152,12 +187,13 @@ impl CoeDriver for MesosUbuntuDriver {
 
     fn create_cluster(&self, req: &ClusterRequest) -> DriverResult<StackPlan> {
         self.validate_cluster(req)?;
-        let operation = StackRef::cluster(req).create(
+        let mut operation = StackRef::cluster(req).create(
             CLUSTER_FILE,
             &TEMPLATES,
             self.parameters(req)?,
             req.cluster.create_timeout,
         );
+        operation.environment = optional_pieces(&effective_template(req)).environment();
         Ok(stack_plan([operation]))
     }
 
@@ -221,10 +257,14 @@ impl MesosUbuntuDriver {
         helpers::check_provides(&self.info, template)?;
         let labels = &template.labels;
         helpers::validate_labels(&self.info.labels, labels)?;
-        helpers::template_sub_drivers(&self.info, template, labels)?;
+        let (_, volume) = helpers::template_sub_drivers(&self.info, template, labels)?;
         helpers::check_networks(template)?;
         check_mesos_labels(labels)?;
-        Ok(Validation::default())
+        Ok(Validation {
+            warnings: rexray::trust_warning(&volume.name, self.cluster_user_trust)
+                .into_iter()
+                .collect(),
+        })
     }
 
     fn parameters(&self, req: &ClusterRequest) -> DriverResult<Map<String, Value>> {
@@ -236,7 +276,16 @@ impl MesosUbuntuDriver {
             p.insert(name.into(), value);
         };
         set("is_cluster_stack", true.into());
-        set("create_network", template.fixed_network.is_none().into());
+        let optional = optional_pieces(&template);
+        set("master_lb_enabled", optional.master_lb.into());
+        set("docker_volume_enabled", optional.docker_volume.into());
+        if let Some(size) = template.docker_volume_size {
+            set("docker_volume_size", size.into());
+        }
+        set(
+            "master_lb_floating_ip_enabled",
+            (optional.master_lb && optional.master_lb_floating_ip).into(),
+        );
         set("cluster_name", cluster.name.as_str().into());
         set("tenant_name", cluster.project_id.as_str().into());
         set("number_of_slaves", cluster.node_count.into());
@@ -260,7 +309,27 @@ impl MesosUbuntuDriver {
         p.extend(network.parameters);
         p.extend(volume.parameters);
         p.extend(helpers::host_parameters(&req.context, HOST_PARAMETERS));
+        // The trustee's password and the trust reach the slaves only for
+        // the rexray volume driver, the one node service that calls
+        // OpenStack with them.
+        if volume.name != rexray::REXRAY {
+            p.remove("trustee_password");
+            p.remove("trust_id");
+        }
         Ok(p)
+    }
+}
+
+/// The optional pieces of the cluster stack, switched by its environment.
+/// The load balancer has a floating IP when the nodes have.
+fn optional_pieces(template: &ClusterTemplate) -> environment::Optional {
+    environment::Optional {
+        private_network: template.fixed_network.is_none(),
+        floating_ip: template.floating_ip_enabled,
+        master_lb: template.master_lb_enabled,
+        master_lb_floating_ip: template.floating_ip_enabled,
+        docker_volume: template.docker_volume_size.is_some_and(|size| size > 0),
+        etcd_volume: None,
     }
 }
 

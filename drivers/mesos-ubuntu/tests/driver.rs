@@ -159,7 +159,29 @@ fn create_plans_one_stack() {
     assert_eq!(operation.stack_name, "marathon-9e0c1e5a7c55");
     assert_eq!(operation.template, CLUSTER_FILE);
     let files: Vec<_> = operation.files.keys().map(String::as_str).collect();
-    assert_eq!(files, ["cluster.yaml", "master.yaml", "worker.yaml"]);
+    assert_eq!(
+        files,
+        [
+            "cluster.yaml",
+            "fragments/configure-master.sh",
+            "fragments/configure-rexray.sh",
+            "fragments/configure-slave.sh",
+            "fragments/configure-storage.sh",
+            "fragments/lib-common.sh",
+            "fragments/lib.sh",
+            "master.yaml",
+            "master_port.yaml",
+            "network_existing.yaml",
+            "network_private.yaml",
+            "worker.yaml"
+        ]
+    );
+    let registry = &operation.environment["resource_registry"];
+    assert_eq!(registry["Magnum::NetworkSwitcher"], "network_private.yaml");
+    assert_eq!(
+        registry["Magnum::Optional::Neutron::LBaaS::Listener"],
+        "OS::Heat::None"
+    );
     let expected = json!({
         "cluster_name": "marathon",
         "tenant_name": "p-1",
@@ -180,6 +202,36 @@ fn create_plans_one_stack() {
         );
     }
     assert!(!operation.parameters.contains_key("mesos_slave_isolation"));
+}
+
+#[test]
+fn slaves_get_docker_volumes_and_rexray_the_trust() {
+    let mut req = request();
+    req.template.docker_volume_size = Some(15);
+    req.context
+        .extra
+        .insert("trustee_password".into(), "secret".into());
+    req.context.extra.insert("trust_id".into(), "t-1".into());
+    let plan = driver().create_cluster(&req).unwrap();
+    lint(&plan);
+    let operation = &plan.operations[0];
+    let registry = &operation.environment["resource_registry"];
+    assert_eq!(
+        registry["Magnum::Optional::Cinder::Volume"],
+        "OS::Cinder::Volume"
+    );
+    let p = &operation.parameters;
+    assert_eq!(p["docker_volume_size"], 15);
+    assert_eq!(p["docker_volume_enabled"], true);
+    // No rexray: the trustee's password stays off the slaves.
+    assert!(!p.contains_key("trustee_password"));
+    assert!(!p.contains_key("trust_id"));
+
+    req.template.volume_driver = Some("rexray".into());
+    let plan = driver().create_cluster(&req).unwrap();
+    let p = &plan.operations[0].parameters;
+    assert_eq!(p["trustee_password"], "secret");
+    assert_eq!(p["trust_id"], "t-1");
 }
 
 #[test]

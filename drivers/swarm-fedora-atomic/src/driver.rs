@@ -15,6 +15,11 @@ use magnum_driver_abi::{
     StatusRequest, StatusUpdate, SubDriverConfig, SubDriverRequest, TemplateRequest, Validation,
 };
 
+#[path = "../../common/environment.rs"]
+mod environment;
+#[path = "../../common/rexray.rs"]
+mod rexray;
+
 pub const DRIVER_NAME: &str = "swarm_fedora_atomic_v1";
 const SERVER_TYPE: &str = "vm";
 const OS: &str = "fedora-atomic";
@@ -30,17 +35,56 @@ const WORKER: &str = "worker";
 pub const CLUSTER_FILE: &str = "cluster.yaml";
 /// `(role, file)` of the node templates the cluster template nests.
 const NODE_FILES: [(&str, &str); 2] = [(MASTER, "master.yaml"), (WORKER, "worker.yaml")];
-/// Every file of the stack, as `(file name, HOT text)`.
-pub const TEMPLATES: [(&str, &str); 3] = [
+/// Every file of the stack, as `(file name, text)`: the HOT templates, and
+/// the node bootstrap fragments the node templates' user data takes with
+/// `get_file` (the nodes read their values from /etc/sysconfig/heat-params).
+pub const TEMPLATES: [(&str, &str); 15] = [
     (CLUSTER_FILE, include_str!("templates/cluster.yaml")),
+    environment::NETWORK_FILES[0],
+    environment::NETWORK_FILES[1],
+    environment::MASTER_PORT_FILE,
     ("master.yaml", include_str!("templates/master.yaml")),
     ("worker.yaml", include_str!("templates/worker.yaml")),
+    (
+        "fragments/lib-common.sh",
+        include_str!("../../common/fragments/lib-common.sh"),
+    ),
+    ("fragments/lib.sh", include_str!("fragments/lib.sh")),
+    (
+        "fragments/make-certs.sh",
+        include_str!("fragments/make-certs.sh"),
+    ),
+    (
+        "fragments/configure-etcd.sh",
+        include_str!("../../common/fragments/configure-etcd.sh"),
+    ),
+    (
+        "fragments/configure-flannel.sh",
+        include_str!("fragments/configure-flannel.sh"),
+    ),
+    (
+        "fragments/configure-docker.sh",
+        include_str!("fragments/configure-docker.sh"),
+    ),
+    (
+        "fragments/configure-storage.sh",
+        include_str!("../../common/fragments/configure-storage.sh"),
+    ),
+    (
+        "fragments/configure-rexray.sh",
+        include_str!("../../common/fragments/configure-rexray.sh"),
+    ),
+    (
+        "fragments/configure-swarm.sh",
+        include_str!("fragments/configure-swarm.sh"),
+    ),
 ];
 
 /// Host-supplied parameters (`HostContext::extra`) that the cluster template
 /// declares. Heat rejects a stack given an undeclared parameter, so any other
 /// key is not passed on.
 pub const HOST_PARAMETERS: &[&str] = &[
+    "cluster_credential",
     "openstack_ca",
     "ssh_public_key",
     "trust_id",
@@ -54,6 +98,9 @@ pub struct SwarmFedoraAtomicDriver {
     info: DriverInfo,
     /// Upstream's `[cluster] nodes_affinity_policy`.
     nodes_affinity_policy: String,
+    /// Upstream's `[trust] cluster_user_trust`: whether nodes get the
+    /// user's trust, which the rexray volume driver needs.
+    cluster_user_trust: bool,
 }
 
 impl CoeDriver for SwarmFedoraAtomicDriver {
@@ -163,6 +210,7 @@ impl CoeDriver for SwarmFedoraAtomicDriver {
         Ok(Self {
             info: Self::info(),
             nodes_affinity_policy: helpers::nodes_affinity_policy(config)?,
+            cluster_user_trust: rexray::cluster_user_trust(config)?,
         })
     }
 
@@ -179,12 +227,13 @@ impl CoeDriver for SwarmFedoraAtomicDriver {
 
     fn create_cluster(&self, req: &ClusterRequest) -> DriverResult<StackPlan> {
         self.validate_cluster(req)?;
-        let operation = StackRef::cluster(req).create(
+        let mut operation = StackRef::cluster(req).create(
             CLUSTER_FILE,
             &TEMPLATES,
             self.parameters(req)?,
             req.cluster.create_timeout,
         );
+        operation.environment = optional_pieces(&effective_template(req)).environment();
         Ok(stack_plan([operation]))
     }
 
@@ -262,9 +311,12 @@ impl SwarmFedoraAtomicDriver {
         helpers::check_provides(&self.info, template)?;
         let labels = &template.labels;
         helpers::validate_labels(&self.info.labels, labels)?;
-        helpers::template_sub_drivers(&self.info, template, labels)?;
+        let (_, volume) = helpers::template_sub_drivers(&self.info, template, labels)?;
         helpers::check_networks(template)?;
         let mut validation = Validation::default();
+        validation
+            .warnings
+            .extend(rexray::trust_warning(&volume.name, self.cluster_user_trust));
         if template.coe == SWARM_MODE && labels.contains_key("swarm_strategy") {
             validation
                 .warnings
@@ -287,7 +339,13 @@ impl SwarmFedoraAtomicDriver {
             p.insert(name.into(), value);
         };
         set("is_cluster_stack", true.into());
-        set("create_network", template.fixed_network.is_none().into());
+        let optional = optional_pieces(&template);
+        set("master_lb_enabled", optional.master_lb.into());
+        set("docker_volume_enabled", optional.docker_volume.into());
+        set(
+            "master_lb_floating_ip_enabled",
+            (optional.master_lb && optional.master_lb_floating_ip).into(),
+        );
         set("swarm_mode", swarm_mode.into());
         set("swarm_port", if swarm_mode { 2375 } else { 2376 }.into());
         set("number_of_nodes", cluster.node_count.into());
@@ -304,7 +362,31 @@ impl SwarmFedoraAtomicDriver {
         p.extend(network.parameters);
         p.extend(volume.parameters);
         p.extend(helpers::host_parameters(&req.context, HOST_PARAMETERS));
+        forward_trust_only_to_rexray(&mut p, &volume.name);
         Ok(p)
+    }
+}
+
+/// The trustee's password and the trust reach the nodes only for the rexray
+/// volume driver, the one node service that calls OpenStack with them.
+fn forward_trust_only_to_rexray(parameters: &mut Map<String, Value>, volume_driver: &str) {
+    if volume_driver != rexray::REXRAY {
+        parameters.remove("trustee_password");
+        parameters.remove("trust_id");
+    }
+}
+
+/// The optional pieces of the cluster stack, switched by its environment.
+/// The load balancer has a floating IP when the nodes have (upstream's
+/// `floating_ip_enabled`).
+fn optional_pieces(template: &ClusterTemplate) -> environment::Optional {
+    environment::Optional {
+        private_network: template.fixed_network.is_none(),
+        floating_ip: template.floating_ip_enabled,
+        master_lb: template.master_lb_enabled,
+        master_lb_floating_ip: template.floating_ip_enabled,
+        docker_volume: template.docker_volume_size.is_some_and(|size| size > 0),
+        etcd_volume: None,
     }
 }
 

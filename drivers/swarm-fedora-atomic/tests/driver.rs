@@ -39,6 +39,8 @@ fn template(coe: &str) -> ClusterTemplate {
 fn request(coe: &str) -> ClusterRequest {
     let mut extra = Map::new();
     extra.insert("trustee_user_id".into(), "u-1".into());
+    extra.insert("trustee_password".into(), "secret".into());
+    extra.insert("trust_id".into(), "t-1".into());
     extra.insert("unknown".into(), "x".into());
     ClusterRequest {
         template: template(coe),
@@ -183,7 +185,36 @@ fn create_plans_one_stack() {
     assert_eq!(operation.template, CLUSTER_FILE);
     assert_eq!(operation.timeout_mins, Some(30));
     let files: Vec<_> = operation.files.keys().map(String::as_str).collect();
-    assert_eq!(files, ["cluster.yaml", "master.yaml", "worker.yaml"]);
+    assert_eq!(
+        files,
+        [
+            "cluster.yaml",
+            "fragments/configure-docker.sh",
+            "fragments/configure-etcd.sh",
+            "fragments/configure-flannel.sh",
+            "fragments/configure-rexray.sh",
+            "fragments/configure-storage.sh",
+            "fragments/configure-swarm.sh",
+            "fragments/lib-common.sh",
+            "fragments/lib.sh",
+            "fragments/make-certs.sh",
+            "master.yaml",
+            "master_port.yaml",
+            "network_existing.yaml",
+            "network_private.yaml",
+            "worker.yaml"
+        ]
+    );
+    let registry = &operation.environment["resource_registry"];
+    assert_eq!(registry["Magnum::NetworkSwitcher"], "network_private.yaml");
+    assert_eq!(
+        registry["Magnum::Optional::Neutron::FloatingIP"],
+        "OS::Neutron::FloatingIP"
+    );
+    assert_eq!(
+        registry["Magnum::Optional::Neutron::LBaaS::LoadBalancer"],
+        "OS::Heat::None"
+    );
     let expected = json!({
         "is_cluster_stack": true,
         "number_of_masters": 1,
@@ -201,6 +232,9 @@ fn create_plans_one_stack() {
         "swarm_port": 2376,
         "discovery_url": "https://discovery.etcd.io/abc",
         "trustee_user_id": "u-1",
+        "trustee_password": "secret",
+        "trust_id": "t-1",
+        "docker_volume_enabled": false,
     });
     for (name, value) in expected.as_object().unwrap() {
         assert_eq!(
@@ -218,6 +252,44 @@ fn create_plans_one_stack() {
     assert_eq!(p["swarm_port"], 2375);
     assert_eq!(p["network_driver"], "docker");
     assert!(!p.contains_key("volume_driver"));
+    // Without rexray the nodes never get the trustee's password.
+    assert_eq!(p["trustee_user_id"], "u-1");
+    assert!(!p.contains_key("trustee_password"));
+    assert!(!p.contains_key("trust_id"));
+
+    // A fixed network, no floating IPs, a load balancer: the environment
+    // switches each piece.
+    let mut req = request("swarm-mode");
+    req.template.fixed_network = Some("net-1".into());
+    req.template.fixed_subnet = Some("subnet-1".into());
+    req.template.floating_ip_enabled = false;
+    req.template.master_lb_enabled = true;
+    req.template.docker_volume_size = Some(20);
+    let plan = driver().create_cluster(&req).unwrap();
+    lint(&plan);
+    let operation = &plan.operations[0];
+    let registry = &operation.environment["resource_registry"];
+    assert_eq!(registry["Magnum::NetworkSwitcher"], "network_existing.yaml");
+    assert_eq!(
+        registry["Magnum::Optional::Neutron::FloatingIP"],
+        "OS::Heat::None"
+    );
+    assert_eq!(
+        registry["Magnum::Optional::Neutron::LBaaS::Pool"],
+        "OS::Octavia::Pool"
+    );
+    assert_eq!(
+        registry["Magnum::Optional::Neutron::LBaaS::FloatingIP"],
+        "OS::Heat::None"
+    );
+    assert_eq!(
+        registry["Magnum::Optional::Cinder::Volume"],
+        "OS::Cinder::Volume"
+    );
+    assert_eq!(operation.parameters["docker_volume_enabled"], true);
+    assert_eq!(operation.parameters["docker_volume_size"], 20);
+    assert_eq!(operation.parameters["master_lb_enabled"], true);
+    assert_eq!(operation.parameters["fixed_network"], "net-1");
 }
 
 #[test]

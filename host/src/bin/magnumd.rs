@@ -56,10 +56,12 @@ enum Command {
     /// is only checked: if it is behind this binary, serve refuses to start
     /// (run `magnumd db upgrade` as a release step).
     ///
-    /// This version serves the API version documents (GET / and GET /v1)
-    /// and logs which drivers loaded; the resource API and the conductor
-    /// are not built yet.
+    /// Runs a conductor in the same process (unless `[conductor]
+    /// in_process = false`), driving clusters through the `local`
+    /// orchestrator, a simulated cloud that creates no real machines.
     Serve,
+    /// Run only a conductor (several may share one PostgreSQL database).
+    Conductor,
     /// Manage the database schema.
     Db {
         #[command(subcommand)]
@@ -94,7 +96,8 @@ fn main() -> ExitCode {
     };
     init_logging(&config.log);
     let result = match cli.command {
-        Command::Serve => serve(config),
+        Command::Serve => serve(config, true),
+        Command::Conductor => serve(config, false),
         Command::Db { command } => db_command(&config, command),
     };
     match result {
@@ -135,11 +138,13 @@ fn init_logging(filter: &str) {
         .init();
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(config: Config, api_enabled: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
     })?;
-    let pool = DbPool::connect(&config.database_url)?;
+    // Every running conductor job holds a connection: leave room for the API.
+    let pool_size = DbPool::DEFAULT_MAX_SIZE.max(config.conductor.concurrency as u32 + 6);
+    let pool = DbPool::connect_with(&config.database_url, pool_size)?;
     let applied = db::prepare_for_serve(&mut *pool.get()?)?;
     tracing::info!(
         database = %pool.target().display(),
@@ -155,19 +160,147 @@ fn serve(config: Config) -> anyhow::Result<()> {
         registered = registry.entries.len(),
         "drivers ready"
     );
-    let state = Arc::new(AppState { registry, pool });
+    let state = Arc::new(app_state(&config, registry, pool)?);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
-        let listening = listener.local_addr()?;
-        tracing::info!(%listening, "serving the Magnum API version documents");
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let conductor = if config.conductor.in_process || !api_enabled {
+            let mut settings = magnum_host::conductor::Settings {
+                concurrency: config.conductor.concurrency,
+                operation_timeout: std::time::Duration::from_secs(
+                    config.conductor.operation_timeout_minutes * 60,
+                ),
+                lease: std::time::Duration::from_secs(config.conductor.lease_seconds),
+                health_interval: std::time::Duration::from_secs(
+                    config.conductor.health_interval_seconds,
+                ),
+                ..Default::default()
+            };
+            if let Some(host) = &config.conductor.host {
+                settings.host = host.clone();
+            }
+            let conductor = Arc::new(magnum_host::conductor::Conductor::new(
+                state.clone(),
+                orchestrator(&config)?,
+                settings,
+            ));
+            Some(tokio::spawn(conductor.run(stop_rx)))
+        } else {
+            None
+        };
+        if api_enabled {
+            let listener = tokio::net::TcpListener::bind(config.bind)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
+            let listening = listener.local_addr()?;
+            tracing::info!(%listening, "serving the Magnum v1 API");
+            axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+        } else {
+            shutdown_signal().await;
+        }
+        let _ = stop_tx.send(true);
+        if let Some(task) = conductor {
+            let _ = task.await;
+        }
         Ok(())
     })
+}
+
+/// The conductor's orchestrator from `[conductor] orchestrator` (validated
+/// by `Config::load`). Call inside the runtime: `heat` keeps its handle.
+fn orchestrator(config: &Config) -> anyhow::Result<Arc<dyn magnum_host::conductor::Orchestrator>> {
+    if config.conductor.orchestrator != "heat" {
+        let cloud = magnum_host::orchestrator::local::LocalCloud::new(config.local.clone());
+        return Ok(Arc::new(cloud));
+    }
+    let ks = config
+        .keystone
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("the heat orchestrator needs a [keystone] section"))?;
+    // [heat] region/interface pick the orchestration endpoint; [keystone]'s
+    // are the default.
+    let mut auth = ks.service_auth();
+    if let Some(region) = &config.heat.region {
+        auth.region = Some(region.clone());
+    }
+    if let Some(interface) = &config.heat.interface {
+        auth.interface = interface.clone();
+    }
+    let (interface, region) = (auth.interface.clone(), auth.region.clone());
+    let client = magnum_host::keystone::KeystoneClient::new(auth)?;
+    let heat = magnum_host::orchestrator::HeatOrchestrator::new(
+        client,
+        config.heat.clone(),
+        &interface,
+        region.as_deref(),
+        tokio::runtime::Handle::current(),
+    )?;
+    tracing::info!(auth_url = %ks.auth_url, user = %ks.username, ?region, %interface, "orchestrator: heat");
+    Ok(Arc::new(heat))
+}
+
+/// `[catalog] source` (resolved by `Config::load`): the embedded lists, or
+/// Glance, Nova and Neutron found through `[keystone]`'s catalog.
+fn catalog(config: &Config) -> anyhow::Result<api::CloudCatalog> {
+    if config.catalog.source.as_deref() != Some("openstack") {
+        return Ok(api::CloudCatalog::Embedded(api::Catalog::from_file(
+            config.catalog.clone(),
+        )));
+    }
+    let ks = config.keystone.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("[catalog] source = \"openstack\" needs a [keystone] section")
+    })?;
+    let client = magnum_host::keystone::KeystoneClient::new(ks.service_auth())?;
+    let timeout =
+        std::time::Duration::from_secs(config.catalog.request_timeout_seconds.unwrap_or(10));
+    tracing::info!(auth_url = %ks.auth_url, region = ?ks.region, interface = %ks.interface, "catalog: openstack (Glance, Nova, Neutron)");
+    Ok(api::CloudCatalog::OpenStack(api::OpenStackCatalog::new(
+        client, timeout,
+    )?))
+}
+
+fn app_state(config: &Config, registry: Registry, pool: DbPool) -> anyhow::Result<AppState> {
+    let mut state = AppState::new(registry, pool);
+    state.catalog = catalog(config)?;
+    state.identity = match &config.keystone {
+        Some(ks) if config.auth.mode == "keystone" => {
+            let options = magnum_host::keystone::KeystoneOptions {
+                cache_max_ttl: std::time::Duration::from_secs(ks.token_cache_seconds),
+                ..Default::default()
+            };
+            let client =
+                magnum_host::keystone::KeystoneClient::with_options(ks.service_auth(), options)?;
+            tracing::info!(auth_url = %ks.auth_url, user = %ks.username, "authentication: keystone");
+            api::Identity::Keystone(client)
+        }
+        _ => {
+            tracing::info!(
+                project = %config.auth.default_project_id,
+                "authentication: noauth (X-Project-Id / X-User-Id / X-Roles override the defaults)"
+            );
+            api::Identity::NoAuth {
+                project_id: config.auth.default_project_id.clone(),
+                user_id: config.auth.default_user_id.clone(),
+                roles: config.auth.default_roles.clone(),
+            }
+        }
+    };
+    state.settings = api::Settings {
+        max_clusters_per_project: config.api.max_clusters_per_project,
+        service_down_time: config.api.service_down_time,
+        public_url: config.api.public_url.clone(),
+        // Heat creates the stacks in the user's project through a trust;
+        // without Keystone there is no user to take one from.
+        cluster_trusts: matches!(state.identity, api::Identity::Keystone(_))
+            && config.conductor.orchestrator == "heat",
+    };
+    state.certs = Arc::new(magnum_host::certs::Authority::load(
+        config.certificates.clone(),
+        &config.data_dir,
+    )?);
+    Ok(state)
 }
 
 /// Resolves on SIGINT or SIGTERM (what systemd and container runtimes send).

@@ -9,8 +9,8 @@
 
 pub mod models;
 pub mod schema;
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -387,4 +387,54 @@ pub fn prepare_for_serve(conn: &mut DbConnection) -> Result<Vec<String>, DbError
             }
         }
     }
+}
+
+/// Serialises writers of one project until the surrounding transaction
+/// ends, so a count-then-insert (the cluster quota) cannot race. PostgreSQL
+/// takes a transaction-scoped advisory lock; SQLite needs nothing, because
+/// its first write in a transaction already holds the database's only
+/// write lock until commit.
+pub fn lock_project(conn: &mut DbConnection, project_id: &str) -> diesel::QueryResult<()> {
+    if let DbConnection::Pg(c) = conn {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind::<diesel::sql_types::Text, _>(project_id)
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// Locks one row of `table` (by `uuid`) until the transaction ends, so a
+/// read-modify-write of it cannot lose a concurrent update. PostgreSQL
+/// only: on SQLite `write_transaction` already holds the database's lock.
+pub fn lock_row(conn: &mut DbConnection, table: &str, uuid: &str) -> diesel::QueryResult<()> {
+    if let DbConnection::Pg(c) = conn {
+        use diesel::RunQueryDsl;
+        // `table` is one of ours, never input.
+        diesel::sql_query(format!("SELECT 1 FROM {table} WHERE uuid = $1 FOR UPDATE"))
+            .bind::<diesel::sql_types::Text, _>(uuid)
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// A transaction that will write. On SQLite it takes the database's write
+/// lock with its first statement: a deferred transaction that reads first
+/// fails with "database is locked" when it later writes after another
+/// writer committed (WAL snapshots cannot be upgraded), whereas a first
+/// write waits for the lock (`busy_timeout`). PostgreSQL needs nothing.
+pub fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::Connection;
+    conn.transaction(|conn| {
+        if let DbConnection::Sqlite(c) = conn {
+            use diesel::RunQueryDsl;
+            // A write statement that changes nothing still takes the lock.
+            diesel::sql_query("UPDATE jobs SET id = id WHERE 1 = 0").execute(c)?;
+        }
+        f(conn)
+    })
 }

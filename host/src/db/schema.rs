@@ -208,6 +208,21 @@ diesel::table! {
         outputs -> Text,
         created_at -> Timestamp,
         updated_at -> Nullable<Timestamp>,
+        /// The local orchestrator's working state (JSON).
+        state -> Text,
+    }
+}
+
+diesel::table! {
+    /// Address pools of the local orchestrator's simulated cloud.
+    local_ipam (id) {
+        id -> Text,
+        name -> Text,
+        network -> Text,
+        stack_id -> Nullable<Text>,
+        cidr -> Text,
+        allocated -> BigInt,
+        created_at -> Timestamp,
     }
 }
 
@@ -221,4 +236,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     certificate,
     jobs,
     local_stack,
+    local_ipam,
 );

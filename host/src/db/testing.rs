@@ -22,10 +22,8 @@ pub struct TestDatabase {
 }
 
 enum Cleanup {
-    Sqlite(
-        #[expect(dead_code, reason = "held only to delete the directory on drop")]
-        tempfile::TempDir,
-    ),
+    /// Held to delete the directory on drop.
+    Sqlite(tempfile::TempDir),
     Postgres {
         admin_url: String,
         schema: String,
@@ -107,6 +105,24 @@ impl TestDatabase {
         Some(db)
     }
 
+    /// The URL other processes (a `magnumd`) open this database with.
+    pub fn url(&self) -> String {
+        match &self.cleanup {
+            Cleanup::Sqlite(dir) => {
+                format!("sqlite://{}", dir.path().join("magnum.sqlite").display())
+            }
+            Cleanup::Postgres { admin_url, schema } => with_search_path(admin_url, schema),
+        }
+    }
+
+    /// The SQLite database file (for tests that read it raw).
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        match &self.cleanup {
+            Cleanup::Sqlite(dir) => Some(dir.path().join("magnum.sqlite")),
+            Cleanup::Postgres { .. } => None,
+        }
+    }
+
     pub fn conn(&self) -> PooledConnection {
         self.pool.get().expect("pooled connection")
     }
@@ -157,6 +173,7 @@ impl Drop for TestDatabase {
 
 /// Defines `mod $name { fn sqlite(); fn postgres(); }`, each running the body
 /// `|db: &TestDatabase| { … }` on a fresh, migrated database of that backend.
+#[cfg(test)]
 macro_rules! db_test {
     ($name:ident, $body:expr) => {
         mod $name {
@@ -189,4 +206,5 @@ macro_rules! db_test {
     };
 }
 
+#[cfg(test)]
 pub(crate) use db_test;

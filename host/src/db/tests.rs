@@ -18,12 +18,13 @@ use super::{
     *,
 };
 
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
     "certificate",
     "cluster",
     "cluster_template",
     "federation",
     "jobs",
+    "local_ipam",
     "local_stack",
     "magnum_service",
     "nodegroup",
@@ -186,7 +187,7 @@ db_test!(migrations_go_up_down_and_up_again, |db: &TestDatabase| {
 fn serve_migrates_sqlite_but_only_checks_postgres() {
     let db = TestDatabase::empty(Backend::Sqlite).unwrap();
     let applied = prepare_for_serve(&mut db.conn()).unwrap();
-    assert_eq!(applied.len(), 7);
+    assert_eq!(applied.len(), 8);
     assert!(prepare_for_serve(&mut db.conn()).unwrap().is_empty());
 
     let Some(db) = TestDatabase::empty(Backend::Postgres) else {
@@ -194,7 +195,7 @@ fn serve_migrates_sqlite_but_only_checks_postgres() {
     };
     let err = prepare_for_serve(&mut db.conn()).unwrap_err();
     assert!(
-        matches!(err, DbError::SchemaBehind { pending: 7, .. }),
+        matches!(err, DbError::SchemaBehind { pending: 8, .. }),
         "{err}"
     );
     assert!(err.to_string().contains("magnumd db upgrade"), "{err}");
@@ -541,6 +542,19 @@ db_test!(nodegroup_round_trip_and_unique_name, |db: &TestDatabase| {
     let updated = changed.update(conn).unwrap();
     assert_eq!(NodeGroup::find_by_uuid(conn, &extra.uuid).unwrap(), updated);
     assert_eq!(updated.max_node_count, Some(5));
+
+    // The conductor's write of a copy it read before that PATCH keeps the
+    // PATCH (bounds, labels) and sets only its own columns.
+    let mut progress = extra.clone();
+    progress.status = Some("UPDATE_COMPLETE".into());
+    progress.node_count = 3;
+    progress.node_addresses = r#"["10.0.0.5"]"#.into();
+    let saved = progress.save_progress(conn).unwrap();
+    assert_eq!(saved.max_node_count, Some(5));
+    assert_eq!(saved.node_labels, r#"{"gpu":"true"}"#);
+    assert_eq!(saved.status.as_deref(), Some("UPDATE_COMPLETE"));
+    assert_eq!(saved.node_count, 3);
+    assert_eq!(saved.node_addresses, r#"["10.0.0.5"]"#);
 
     NodeGroup::delete(conn, &extra.uuid).unwrap();
     assert_eq!(

@@ -495,10 +495,17 @@ fn check_files(step: &StackOperation) -> Result<(), String> {
             registry: &registry,
             parsed: &parsed,
         };
-        for section in ["resources", "outputs"] {
-            if let Some(v) = hot.doc.get(section) {
-                walk.value(v, false)?;
+        // Only `resources.<name>.type` names a resource type; a `type` key
+        // elsewhere (an Octavia monitor's `type: TCP`, a value's `type`
+        // property) is a property.
+        if let Some(resources) = hot.doc.get("resources").and_then(Value::as_object) {
+            for def in resources.values() {
+                walk.resource_def(def)?;
+                walk.value(def, false)?;
             }
+        }
+        if let Some(v) = hot.doc.get("outputs") {
+            walk.value(v, false)?;
         }
         if let Some(v) = hot.doc.get("conditions") {
             walk.value(v, true)?;
@@ -531,6 +538,18 @@ impl Walk<'_> {
         Err(format!("{}: {m}", self.file))
     }
 
+    /// A resource definition: its type must exist, and a nested template's
+    /// properties must match its parameters.
+    fn resource_def(&mut self, def: &Value) -> Result<(), String> {
+        if let Some(t) = def.get("type").and_then(Value::as_str) {
+            self.resource_type(t)?;
+            if let Some(props) = def.get("properties") {
+                self.nested_properties(t, props)?;
+            }
+        }
+        Ok(())
+    }
+
     fn value(&mut self, v: &Value, in_conditions: bool) -> Result<(), String> {
         match v {
             Value::Array(items) => items.iter().try_for_each(|i| self.value(i, in_conditions)),
@@ -552,11 +571,9 @@ impl Walk<'_> {
                         }
                     }
                 }
-                if let Some(t) = map.get("type").and_then(Value::as_str) {
-                    self.resource_type(t)?;
-                    if let Some(props) = map.get("properties") {
-                        self.nested_properties(t, props)?;
-                    }
+                // A ResourceGroup's member is a resource definition too.
+                if let Some(def) = map.get("resource_def") {
+                    self.resource_def(def)?;
                 }
                 map.values().try_for_each(|x| self.value(x, in_conditions))
             }

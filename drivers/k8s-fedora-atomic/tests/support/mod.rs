@@ -59,11 +59,22 @@ pub fn invalid(err: DriverError, field: &str) -> String {
     err.message.to_string()
 }
 
-/// Asserts every operation's HOT files pass [`hot::lint`] with its parameters.
+/// Asserts every operation's HOT files pass [`hot::lint`] with its parameters
+/// and environment.
 pub fn lint(plan: &StackPlan) {
     for operation in &plan.operations {
         let passed: Vec<String> = operation.parameters.keys().cloned().collect();
-        let problems = hot::lint(&operation.files, &operation.template, &passed);
+        let registry = operation
+            .environment
+            .get("resource_registry")
+            .and_then(Value::as_object)
+            .map(|map| {
+                map.iter()
+                    .filter_map(|(from, to)| Some((from.clone(), to.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let problems = hot::lint(&operation.files, &operation.template, &passed, &registry);
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 }
@@ -75,4 +86,20 @@ pub fn nodegroup_update<'a>(update: &'a StatusUpdate, uuid: &str) -> &'a NodeGro
         .iter()
         .find(|g| g.uuid == uuid)
         .unwrap_or_else(|| panic!("no update for nodegroup {uuid}: {update:?}"))
+}
+
+/// A plan as its snapshots show it: every field, each file's text replaced
+/// by the file's name (the templates and scripts are reviewed as files).
+pub fn plan_snapshot(plan: &StackPlan) -> Value {
+    let mut value = magnum_driver_abi::serde_json::to_value(plan).expect("plans serialize");
+    if let Some(operations) = value["operations"].as_array_mut() {
+        for operation in operations {
+            let names: Vec<Value> = operation["files"]
+                .as_object()
+                .map(|files| files.keys().cloned().map(Value::from).collect())
+                .unwrap_or_default();
+            operation["files"] = Value::Array(names);
+        }
+    }
+    value
 }

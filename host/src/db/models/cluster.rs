@@ -161,6 +161,15 @@ impl Cluster {
             .load(conn)
     }
 
+    /// Every cluster in one of `statuses` (the health pass reads the complete ones).
+    pub fn with_status(conn: &mut DbConnection, statuses: &[&str]) -> QueryResult<Vec<Self>> {
+        cluster::table
+            .filter(cluster::status.eq_any(statuses))
+            .order(cluster::id.asc())
+            .select(Self::as_select())
+            .load(conn)
+    }
+
     /// Clusters pinned to a driver, which must not be disabled under them.
     pub fn count_by_driver(conn: &mut DbConnection, driver: &str) -> QueryResult<i64> {
         cluster::table
@@ -184,6 +193,43 @@ impl Cluster {
         diesel::update(cluster::table.find(self.id))
             .set(&row)
             .get_result(conn)
+    }
+
+    /// Saves the row only if its status is still `expected` (no API request
+    /// changed it meanwhile, e.g. a delete); `false` when it was changed.
+    pub fn update_if_status(&self, conn: &mut DbConnection, expected: &str) -> QueryResult<bool> {
+        let mut row = self.clone();
+        row.updated_at = Some(now());
+        let n = diesel::update(
+            cluster::table
+                .filter(cluster::id.eq(self.id))
+                .filter(cluster::status.eq(expected)),
+        )
+        .set(&row)
+        .execute(conn)?;
+        Ok(n == 1)
+    }
+
+    /// Sets only the health columns, and only while the cluster is in one of
+    /// `statuses` (the health pass must never write back a stale status).
+    pub fn set_health(
+        conn: &mut DbConnection,
+        uuid: &str,
+        statuses: &[&str],
+        health: &str,
+        reason: &str,
+    ) -> QueryResult<bool> {
+        let n = diesel::update(
+            cluster::table
+                .filter(cluster::uuid.eq(uuid))
+                .filter(cluster::status.eq_any(statuses)),
+        )
+        .set((
+            cluster::health_status.eq(Some(health)),
+            cluster::health_status_reason.eq(Some(reason)),
+        ))
+        .execute(conn)?;
+        Ok(n == 1)
     }
 
     /// Deletes the cluster; its nodegroups and certificates go with it

@@ -154,6 +154,14 @@ impl ClusterTemplate {
             .get_result(conn)
     }
 
+    /// The templates with these uuids (for the clusters of one page).
+    pub fn find_many(conn: &mut DbConnection, uuids: &[String]) -> QueryResult<Vec<Self>> {
+        cluster_template::table
+            .filter(cluster_template::uuid.eq_any(uuids))
+            .select(Self::as_select())
+            .load(conn)
+    }
+
     pub fn find_by_uuid(conn: &mut DbConnection, uuid: &str) -> QueryResult<Self> {
         cluster_template::table
             .filter(cluster_template::uuid.eq(uuid))

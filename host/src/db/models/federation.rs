@@ -1,7 +1,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::{expect_one, new_uuid, now};
+use super::{expect_one, new_uuid, now, paginate, Page};
 use crate::db::{schema::federation, DbConnection};
 
 /// A row of `federation` (upstream §2.1). Upstream's conductor never
@@ -66,6 +66,43 @@ impl Federation {
             .filter(federation::uuid.eq(uuid))
             .select(Self::as_select())
             .first(conn)
+    }
+
+    /// Every federation with this name in the project (`None`: any project).
+    pub fn find_by_name(
+        conn: &mut DbConnection,
+        project_id: Option<&str>,
+        name: &str,
+    ) -> QueryResult<Vec<Self>> {
+        let mut query = federation::table
+            .filter(federation::name.eq(name))
+            .into_boxed();
+        if let Some(p) = project_id {
+            query = query.filter(federation::project_id.eq(p));
+        }
+        query
+            .order(federation::id.asc())
+            .select(Self::as_select())
+            .load(conn)
+    }
+
+    /// A page of the project's federations (`None`: every project's).
+    pub fn list(
+        conn: &mut DbConnection,
+        project_id: Option<&str>,
+        page: &Page,
+    ) -> QueryResult<Vec<Self>> {
+        let marker = match &page.marker {
+            Some(uuid) => Some(Self::find_by_uuid(conn, uuid)?),
+            None => None,
+        };
+        let mut query = federation::table.into_boxed();
+        if let Some(p) = project_id {
+            query = query.filter(federation::project_id.eq(p));
+        }
+        paginate!(query, federation, page, marker)
+            .select(Self::as_select())
+            .load(conn)
     }
 
     pub fn update(&self, conn: &mut DbConnection) -> QueryResult<Self> {

@@ -53,9 +53,11 @@ impl NewJob {
     }
 }
 
-/// The backoff doubles per retry from one minute and stops growing at 2^10
-/// minutes (about 17 hours).
-const BACKOFF_BASE_SECS: i64 = 60;
+/// The backoff doubles per retry from 5 s and stops growing at 2^10 × 5 s
+/// (about 85 minutes). Short at first: most failures are transient (an
+/// orchestrator answering 409 while it holds a stack's lock); operations
+/// still end at their own deadline.
+const BACKOFF_BASE_SECS: i64 = 5;
 const BACKOFF_MAX_EXPONENT: i32 = 10;
 
 impl Job {
@@ -181,5 +183,59 @@ impl Job {
         ))
         .execute(conn)?;
         Ok(updated == 1)
+    }
+
+    /// Replaces the job's data (kept while it is leased to `worker`).
+    pub fn set_data(
+        conn: &mut DbConnection,
+        id: i64,
+        worker: &str,
+        data: &str,
+    ) -> QueryResult<bool> {
+        let updated = diesel::update(
+            jobs::table
+                .filter(jobs::id.eq(id))
+                .filter(jobs::locked_by.eq(worker)),
+        )
+        .set(jobs::data.eq(data))
+        .execute(conn)?;
+        Ok(updated == 1)
+    }
+
+    /// Releases `job` without counting a failure and makes it runnable again
+    /// at `run_after` with new `data`: how a job that tracks a long
+    /// operation polls. `false` if the lease was lost.
+    pub fn reschedule(
+        conn: &mut DbConnection,
+        id: i64,
+        worker: &str,
+        run_after: NaiveDateTime,
+        data: &str,
+    ) -> QueryResult<bool> {
+        let updated = diesel::update(
+            jobs::table
+                .filter(jobs::id.eq(id))
+                .filter(jobs::locked_by.eq(worker)),
+        )
+        .set((
+            jobs::data.eq(data),
+            jobs::run_after.eq(run_after),
+            jobs::locked_by.eq(None::<String>),
+            jobs::locked_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+        Ok(updated == 1)
+    }
+
+    /// Whether a job older than `id` has data containing `needle` (e.g. the
+    /// same cluster): jobs on one cluster run in the order they were queued.
+    pub fn older_exists(conn: &mut DbConnection, id: i64, needle: &str) -> QueryResult<bool> {
+        let pattern = format!("%{needle}%");
+        diesel::select(diesel::dsl::exists(
+            jobs::table
+                .filter(jobs::id.lt(id))
+                .filter(jobs::data.like(pattern)),
+        ))
+        .get_result(conn)
     }
 }

@@ -5,7 +5,8 @@ use super::{expect_one, new_uuid, now};
 use crate::db::{schema::local_stack, DbConnection};
 
 /// A stack of the embedded `local` orchestrator (what Heat keeps upstream).
-/// `template`, `files`, `parameters` and `outputs` are JSON documents.
+/// `files`, `parameters`, `outputs` and `state` are JSON documents;
+/// `template` is the top-level template's text.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, AsChangeset)]
 #[diesel(table_name = local_stack)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
@@ -24,6 +25,8 @@ pub struct LocalStack {
     #[diesel(skip_update)]
     pub created_at: NaiveDateTime,
     pub updated_at: Option<NaiveDateTime>,
+    /// The orchestrator's working state (`crate::orchestrator::local`).
+    pub state: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
@@ -34,9 +37,12 @@ pub struct NewLocalStack {
     pub name: String,
     pub project_id: String,
     pub status: String,
+    pub status_reason: Option<String>,
     pub template: String,
     pub files: String,
     pub parameters: String,
+    pub outputs: String,
+    pub state: String,
 }
 
 impl NewLocalStack {
@@ -47,18 +53,55 @@ impl NewLocalStack {
             name: name.to_owned(),
             project_id: project_id.to_owned(),
             status: "CREATE_IN_PROGRESS".to_owned(),
+            status_reason: None,
             template: template.to_owned(),
             files: "{}".to_owned(),
             parameters: parameters.to_owned(),
+            outputs: "{}".to_owned(),
+            state: "{}".to_owned(),
         }
     }
 }
 
 impl LocalStack {
     pub fn insert(conn: &mut DbConnection, new: &NewLocalStack) -> QueryResult<Self> {
+        Self::insert_at(conn, new, now())
+    }
+
+    /// Inserts with an explicit creation time (the orchestrator's clock).
+    pub fn insert_at(
+        conn: &mut DbConnection,
+        new: &NewLocalStack,
+        created_at: NaiveDateTime,
+    ) -> QueryResult<Self> {
         diesel::insert_into(local_stack::table)
-            .values((new, local_stack::created_at.eq(now())))
+            .values((new, local_stack::created_at.eq(created_at)))
             .get_result(conn)
+    }
+
+    /// Like [`Self::find`], locking the row until the transaction ends on
+    /// PostgreSQL (SQLite's writers are serialised anyway), so two
+    /// processes cannot both start an action on one stack.
+    pub fn find_for_update(conn: &mut DbConnection, id: &str) -> QueryResult<Self> {
+        match conn {
+            DbConnection::Pg(c) => local_stack::table
+                .find(id)
+                .select(Self::as_select())
+                .for_update()
+                .first(c),
+            DbConnection::Sqlite(c) => local_stack::table
+                .find(id)
+                .select(Self::as_select())
+                .first(c),
+        }
+    }
+
+    /// The stack named `name` (names are unique).
+    pub fn find_by_name(conn: &mut DbConnection, name: &str) -> QueryResult<Self> {
+        local_stack::table
+            .filter(local_stack::name.eq(name))
+            .select(Self::as_select())
+            .first(conn)
     }
 
     pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Self> {

@@ -134,6 +134,28 @@ impl NodeGroup {
             .load(conn)
     }
 
+    /// The nodegroups of several clusters (one page of them), in id order.
+    pub fn of_clusters(
+        conn: &mut DbConnection,
+        cluster_uuids: &[String],
+    ) -> QueryResult<Vec<Self>> {
+        nodegroup::table
+            .filter(nodegroup::cluster_id.eq_any(cluster_uuids))
+            .order(nodegroup::id.asc())
+            .select(Self::as_select())
+            .load(conn)
+    }
+
+    /// Sum of `node_count` over nodegroups, of one project or all (stats).
+    pub fn node_total(conn: &mut DbConnection, project_id: Option<&str>) -> QueryResult<i64> {
+        let mut query = nodegroup::table.into_boxed();
+        if let Some(p) = project_id {
+            query = query.filter(nodegroup::project_id.eq(p));
+        }
+        let counts: Vec<i32> = query.select(nodegroup::node_count).load(conn)?;
+        Ok(counts.into_iter().map(i64::from).sum())
+    }
+
     /// Every nodegroup of the cluster, in creation order.
     pub fn all_of_cluster(conn: &mut DbConnection, cluster_uuid: &str) -> QueryResult<Vec<Self>> {
         nodegroup::table
@@ -149,6 +171,22 @@ impl NodeGroup {
         row.updated_at = Some(now());
         diesel::update(nodegroup::table.find(self.id))
             .set(&row)
+            .get_result(conn)
+    }
+
+    /// Writes only the columns the conductor owns (status, reason,
+    /// addresses, node count, stack id): a bounds or labels PATCH the API
+    /// commits meanwhile is kept, not overwritten with a stale copy.
+    pub fn save_progress(&self, conn: &mut DbConnection) -> QueryResult<Self> {
+        diesel::update(nodegroup::table.find(self.id))
+            .set((
+                nodegroup::status.eq(&self.status),
+                nodegroup::status_reason.eq(&self.status_reason),
+                nodegroup::node_addresses.eq(&self.node_addresses),
+                nodegroup::node_count.eq(self.node_count),
+                nodegroup::stack_id.eq(&self.stack_id),
+                nodegroup::updated_at.eq(Some(now())),
+            ))
             .get_result(conn)
     }
 

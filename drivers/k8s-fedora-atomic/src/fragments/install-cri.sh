@@ -1,0 +1,103 @@
+#!/bin/bash
+# Installs the CRI runtime kubelet talks to (upstream's install-cri.sh), as
+# the container_runtime label picks it: containerd (CONTAINERD_VERSION, with
+# runc) runs the pods itself; host-docker (the default, alias docker) keeps
+# the host's Docker and puts cri-dockerd (CRI_DOCKERD_TAG) in front of it,
+# since kubelet has no dockershim from Kubernetes 1.24 on. Both use the
+# cgroupfs driver, kubelet's default.
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
+. /var/lib/magnum/lib.sh
+
+umask 022
+
+install_containerd() {
+    if ! command -v containerd >/dev/null 2>&1; then
+        log "downloading containerd $CONTAINERD_VERSION"
+        curl -fsSL --retry 5 --retry-delay 5 \
+            "$CONTAINERD_DOWNLOAD_URL/v$CONTAINERD_VERSION/containerd-$CONTAINERD_VERSION-linux-$(arch).tar.gz" |
+            tar -xz -C /usr/local bin/
+    fi
+    if ! command -v runc >/dev/null 2>&1; then
+        install_binary runc "$RUNC_DOWNLOAD_URL/$RUNC_TAG/runc.$(arch)"
+    fi
+    install -d -m 0755 /etc/containerd
+    if [ ! -s /etc/containerd/config.toml ]; then
+        containerd config default >/etc/containerd/config.toml
+    fi
+    if [ ! -e /usr/lib/systemd/system/containerd.service ]; then
+        install_unit containerd <<UNIT
+[Unit]
+Description=containerd container runtime
+After=network-online.target local-fs.target
+Wants=network-online.target
+
+[Service]
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=$(command -v containerd)
+Delegate=yes
+KillMode=process
+Restart=always
+RestartSec=5
+LimitNOFILE=infinity
+TasksMax=infinity
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    fi
+    systemctl enable --now containerd.service
+    log "containerd $(containerd --version | awk '{print $3}') serves CRI"
+}
+
+install_cri_dockerd() {
+    if [ ! -x "$BIN_DIR/cri-dockerd" ]; then
+        log "downloading cri-dockerd $CRI_DOCKERD_TAG"
+        curl -fsSL --retry 5 --retry-delay 5 \
+            "$CRI_DOCKERD_DOWNLOAD_URL/v$CRI_DOCKERD_TAG/cri-dockerd-$CRI_DOCKERD_TAG.$(arch).tgz" |
+            tar -xz -C "$BIN_DIR" --strip-components=1 cri-dockerd/cri-dockerd
+    fi
+    systemctl enable --now docker.service
+    cat >/etc/systemd/system/cri-docker.socket <<'SOCKET'
+[Unit]
+Description=CRI Docker Socket for the API
+PartOf=cri-docker.service
+
+[Socket]
+ListenStream=%t/cri-dockerd.sock
+SocketMode=0660
+SocketUser=root
+SocketGroup=root
+
+[Install]
+WantedBy=sockets.target
+SOCKET
+    cat >/etc/systemd/system/cri-docker.service <<UNIT
+[Unit]
+Description=CRI interface for Docker (cri-dockerd)
+After=network-online.target docker.service cri-docker.socket
+Wants=network-online.target
+Requires=docker.service cri-docker.socket
+
+[Service]
+ExecStart=$BIN_DIR/cri-dockerd --container-runtime-endpoint fd:// --network-plugin=cni \\
+  --cni-bin-dir=/opt/cni/bin --cni-conf-dir=/etc/cni/net.d
+Restart=always
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    systemctl daemon-reload
+    systemctl enable --now cri-docker.socket cri-docker.service
+    log "cri-dockerd $CRI_DOCKERD_TAG serves CRI in front of Docker"
+}
+
+case "$CONTAINER_RUNTIME" in
+containerd) install_containerd ;;
+host-docker | docker) install_cri_dockerd ;;
+*)
+    log "unknown container runtime $CONTAINER_RUNTIME"
+    exit 1
+    ;;
+esac

@@ -1,0 +1,263 @@
+//! Who is calling: the request context built from the identity mode, and
+//! upstream's "new default" policy rules (admin, project member, project
+//! reader) over it.
+
+use std::sync::Arc;
+
+use axum::{extract::FromRequestParts, http::request::Parts, http::HeaderMap};
+
+use super::{error::ApiError, AppState};
+use crate::keystone::{KeystoneError, SecretToken};
+use crate::microversion::{Version, MIN};
+
+/// How requests are authenticated.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// No authentication: every request acts as `default_*`, unless it
+    /// names itself with `X-Project-Id` / `X-User-Id` / `X-Roles` (for local
+    /// testing, as keystonemiddleware would set them).
+    NoAuth {
+        project_id: String,
+        user_id: String,
+        roles: Vec<String>,
+    },
+    /// `X-Auth-Token` validated against Keystone v3 (cached until expiry);
+    /// project, user and roles come from the token.
+    Keystone(crate::keystone::KeystoneClient),
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Self::NoAuth {
+            project_id: "admin".to_owned(),
+            user_id: "admin".to_owned(),
+            roles: vec!["admin".to_owned()],
+        }
+    }
+}
+
+/// The caller of one request and the negotiated microversion.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub project_id: String,
+    pub user_id: String,
+    pub roles: Vec<String>,
+    pub version: Version,
+    /// Set when the caller presented a cluster credential (a node of that
+    /// cluster): it has no role, only the certificate routes of its cluster.
+    pub cluster: Option<String>,
+    /// The caller's validated Keystone token (keystone mode only), for the
+    /// calls made on the user's behalf (a cluster's trust). Its `Debug`
+    /// prints `***`, so it never reaches a log.
+    auth_token: Option<SecretToken>,
+}
+
+impl Ctx {
+    /// The caller's Keystone token: `None` in noauth mode and for nodes.
+    pub fn auth_token(&self) -> Option<&SecretToken> {
+        self.auth_token.as_ref()
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.has_role("admin")
+    }
+
+    fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r.eq_ignore_ascii_case(role))
+    }
+
+    /// `project_member`: member (or admin) of the target's project.
+    pub fn is_member(&self) -> bool {
+        self.is_admin() || self.has_role("member")
+    }
+
+    /// `project_reader`: any of reader, member, admin.
+    pub fn is_reader(&self) -> bool {
+        self.is_member() || self.has_role("reader")
+    }
+
+    /// The project filter for queries: admins see every project (upstream's
+    /// `*_all_projects` rules), everyone else only their own.
+    pub fn scope(&self) -> Option<&str> {
+        if self.is_admin() {
+            None
+        } else {
+            Some(&self.project_id)
+        }
+    }
+
+    /// Whether the caller may see a row of `project_id`.
+    pub fn can_see(&self, project_id: &str) -> bool {
+        self.is_admin() || self.project_id == project_id
+    }
+
+    pub fn require_reader(&self, action: &str) -> Result<(), ApiError> {
+        if self.is_reader() {
+            Ok(())
+        } else {
+            Err(ApiError::policy(action))
+        }
+    }
+
+    pub fn require_member(&self, action: &str) -> Result<(), ApiError> {
+        if self.is_member() {
+            Ok(())
+        } else {
+            Err(ApiError::policy(action))
+        }
+    }
+
+    pub fn require_admin(&self, action: &str) -> Result<(), ApiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::policy(action))
+        }
+    }
+
+    /// A reader, or a node of `cluster` presenting its credential.
+    pub fn require_reader_or_node(&self, action: &str, cluster: &str) -> Result<(), ApiError> {
+        match &self.cluster {
+            Some(own) if own == cluster => Ok(()),
+            Some(_) => Err(ApiError::policy(action)),
+            None => self.require_reader(action),
+        }
+    }
+
+    /// A member, or a node of `cluster` presenting its credential.
+    pub fn require_member_or_node(&self, action: &str, cluster: &str) -> Result<(), ApiError> {
+        match &self.cluster {
+            Some(own) if own == cluster => Ok(()),
+            Some(_) => Err(ApiError::policy(action)),
+            None => self.require_member(action),
+        }
+    }
+
+    /// Refuses a route below the microversion that introduced it.
+    pub fn require_version(&self, min: Version, method: &str) -> Result<(), ApiError> {
+        if self.version >= min {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                axum::http::StatusCode::NOT_ACCEPTABLE,
+                format!(
+                    "Version {} was requested but the requested API {method} is not supported for this version.",
+                    self.version
+                ),
+            ))
+        }
+    }
+}
+
+fn unauthorized(detail: &str) -> ApiError {
+    ApiError::new(axum::http::StatusCode::UNAUTHORIZED, detail)
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// The context of a node presenting its cluster's credential.
+async fn node_ctx(state: &Arc<AppState>, token: String, version: Version) -> Result<Ctx, ApiError> {
+    let certs = state.certs.clone();
+    let found = crate::db::run_blocking(&state.pool, move |conn| -> Result<_, ApiError> {
+        let Some(uuid) = certs.check_credential(conn, &token)? else {
+            return Ok(None);
+        };
+        use diesel::OptionalExtension;
+        let cluster = crate::db::models::Cluster::find_by_uuid(conn, &uuid).optional()?;
+        Ok(cluster.map(|c| (uuid, c.project_id)))
+    })
+    .await?;
+    match found {
+        Some((uuid, project_id)) => Ok(Ctx {
+            project_id,
+            user_id: format!("cluster:{uuid}"),
+            roles: Vec::new(),
+            version,
+            cluster: Some(uuid),
+            auth_token: None,
+        }),
+        None => Err(unauthorized(
+            "The request you have made requires authentication: the cluster credential is invalid or was rotated.",
+        )),
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let version = parts.extensions.get::<Version>().copied().unwrap_or(MIN);
+        // A cluster credential is checked here, in either identity mode, and
+        // never sent to Keystone.
+        if let Some(token) = header(&parts.headers, "x-auth-token")
+            .filter(|t| t.starts_with(crate::certs::CREDENTIAL_PREFIX))
+        {
+            return node_ctx(state, token, version).await;
+        }
+        match &state.identity {
+            Identity::NoAuth {
+                project_id,
+                user_id,
+                roles,
+            } => {
+                let h = &parts.headers;
+                let roles = header(h, "x-roles")
+                    .map(|r| {
+                        r.split(',')
+                            .map(|s| s.trim().to_owned())
+                            .filter(|s| !s.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_else(|| roles.clone());
+                Ok(Ctx {
+                    project_id: header(h, "x-project-id").unwrap_or_else(|| project_id.clone()),
+                    user_id: header(h, "x-user-id").unwrap_or_else(|| user_id.clone()),
+                    roles,
+                    version,
+                    cluster: None,
+                    auth_token: None,
+                })
+            }
+            Identity::Keystone(client) => {
+                let Some(token) = header(&parts.headers, "x-auth-token") else {
+                    return Err(unauthorized(
+                        "The request you have made requires authentication.",
+                    ));
+                };
+                match client.validate(&token).await {
+                    Ok(info) => Ok(Ctx {
+                        // A token without a project scope acts in no project:
+                        // it sees nothing but what its roles allow globally.
+                        project_id: info.project_id.unwrap_or_default(),
+                        user_id: info.user_id,
+                        roles: info.roles,
+                        version,
+                        cluster: None,
+                        auth_token: Some(SecretToken::new(token)),
+                    }),
+                    Err(KeystoneError::InvalidToken) => Err(unauthorized(
+                        "The request you have made requires authentication: the token is invalid or expired.",
+                    )),
+                    Err(KeystoneError::Unavailable(reason)) => {
+                        tracing::warn!("keystone unavailable: {reason}");
+                        Err(ApiError::new(
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "The identity service is unavailable; the token could not be validated.",
+                        ))
+                    }
+                    Err(e) => Err(ApiError::internal(format!("token validation: {e}"))),
+                }
+            }
+        }
+    }
+}

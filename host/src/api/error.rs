@@ -1,0 +1,124 @@
+//! The one error type of every handler: a status and the sentence the user
+//! reads, rendered in Magnum's envelope (see [`super::error_body`]).
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+
+use crate::db::DbError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub detail: String,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, detail)
+    }
+
+    pub fn policy(action: &str) -> Self {
+        Self::forbidden(format!("Policy doesn't allow {action} to be performed."))
+    }
+
+    /// A server-side failure: the cause goes to the log, the client gets a
+    /// generic sentence (causes may name hosts or paths).
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!("request failed: {cause}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "An internal error occurred; the request id in x-openstack-request-id identifies it in the server log.",
+        )
+    }
+
+    /// The "Invalid input for field/attribute" sentence wsme writes.
+    pub fn invalid_field(field: &str, value: &serde_json::Value, why: &str) -> Self {
+        let shown = match value {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        Self::bad_request(format!(
+            "Invalid input for field/attribute {field}. Value: '{}'. {why}",
+            truncate(&shown, 64)
+        ))
+    }
+}
+
+/// Echoing a huge value back would make the error itself huge.
+pub fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(super::error_body(self.status, &self.detail)),
+        )
+            .into_response()
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::internal(format!("database: {e}"))
+    }
+}
+
+impl From<crate::db::PoolError> for ApiError {
+    fn from(e: crate::db::PoolError) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("The database is unavailable: {}", DbError::Pool(e)),
+        )
+    }
+}
+
+impl From<magnum_driver_abi::DriverError> for ApiError {
+    fn from(e: magnum_driver_abi::DriverError) -> Self {
+        use magnum_driver_abi::ErrorKind;
+        let message = e.message.to_string();
+        match e.kind {
+            ErrorKind::INVALID => Self::bad_request(message),
+            ErrorKind::UNSUPPORTED => Self::bad_request(message),
+            _ => Self::internal(format!("driver: {message}")),
+        }
+    }
+}
+
+impl From<crate::certs::CertError> for ApiError {
+    fn from(e: crate::certs::CertError) -> Self {
+        match e {
+            crate::certs::CertError::Invalid(detail) => ApiError::bad_request(detail),
+            crate::certs::CertError::Db(e) => e.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The Magnum v1 REST API (upstream §1): version documents, the resource
+//! routes, and the layers every request passes (request id, microversion,
+//! body limit, error envelope).
+
+pub mod catalog;
+pub mod clusters;
+pub mod common;
+pub mod context;
+pub mod error;
+pub mod input;
+pub mod jobs;
+mod nodegroups;
+mod other;
+pub mod templates;
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{DefaultBodyLimit, Request, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, patch, post},
+    Json, Router,
+};
+use serde_json::{json, Value};
+
+use crate::{
+    db::{self, DbPool},
+    drivers::Registry,
+};
+use common::base_url;
+
+pub use catalog::{Catalog, CloudCatalog, OpenStackCatalog};
+pub use context::Identity;
+
+pub const MIN_VERSION: &str = "1.1";
+pub const MAX_VERSION: &str = "1.14";
+
+/// Limits and defaults of the API (upstream's `[quotas]` and service settings).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `[quotas] max_clusters_per_project` when a project has no quota row.
+    pub max_clusters_per_project: i64,
+    /// Seconds without a heartbeat after which a service shows `down`.
+    pub service_down_time: i64,
+    /// The URL nodes use to reach this API (given to drivers).
+    pub public_url: Option<String>,
+    /// Create a Keystone trust from the requesting user to the service user
+    /// for each new cluster (keystone identity with the `heat`
+    /// orchestrator): the conductor creates the cluster's stacks in the
+    /// user's project through it, and deletes it with the cluster.
+    pub cluster_trusts: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_clusters_per_project: 20,
+            service_down_time: 180,
+            public_url: None,
+            cluster_trusts: false,
+        }
+    }
+}
+
+pub struct AppState {
+    pub registry: Registry,
+    pub pool: DbPool,
+    pub catalog: CloudCatalog,
+    pub identity: Identity,
+    pub settings: Settings,
+    /// Cluster CAs and credentials, and the key that seals them.
+    pub certs: Arc<crate::certs::Authority>,
+}
+
+impl AppState {
+    /// The embedded defaults: noauth as admin, the default catalog.
+    pub fn new(registry: Registry, pool: DbPool) -> Self {
+        Self {
+            registry,
+            pool,
+            catalog: CloudCatalog::default(),
+            identity: Identity::default(),
+            settings: Settings::default(),
+            certs: Arc::new(crate::certs::Authority::ephemeral(
+                crate::certs::CertificateConfig::default(),
+            )),
+        }
+    }
+
+    pub fn host_context(&self) -> magnum_driver_abi::payload::HostContext {
+        magnum_driver_abi::payload::HostContext {
+            magnum_url: self.settings.public_url.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The API. Paths whose first segment is not `v1` are served as if under
+/// `/v1` (upstream's root controller does the same), which is what the
+/// `bookmark` links depend on.
+pub fn router(state: Arc<AppState>) -> Router {
+    let inner = routes(state);
+    let rewritten = tower::ServiceBuilder::new()
+        .map_request(prefix_v1)
+        .service(inner);
+    Router::new().fallback_service(rewritten)
+}
+
+const UNPREFIXED: [&str; 2] = ["v1", "healthcheck"];
+
+/// Also drops a trailing slash: python-magnumclient asks for
+/// `/v1/clusters/{id}/nodegroups/` and `/v1/clusters/{id}/?rollback=…`.
+fn prefix_v1(mut req: Request) -> Request {
+    let path = req.uri().path();
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let prefix = if first.is_empty() || UNPREFIXED.contains(&first) {
+        ""
+    } else {
+        "/v1"
+    };
+    let trimmed = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    if prefix.is_empty() && trimmed.len() == path.len() {
+        return req;
+    }
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    if let Ok(uri) = format!("{prefix}{trimmed}{query}").parse() {
+        *req.uri_mut() = uri;
+    }
+    req
+}
+
+fn routes(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/v1", get(v1))
+        .route("/v1/", get(v1))
+        .route("/healthcheck", get(healthcheck))
+        .route(
+            "/v1/clustertemplates",
+            get(templates::list).post(templates::create),
+        )
+        .route("/v1/clustertemplates/detail", get(templates::detail))
+        .route(
+            "/v1/clustertemplates/{ident}",
+            get(templates::get_one)
+                .patch(templates::patch)
+                .delete(templates::delete),
+        )
+        .route("/v1/clusters", get(clusters::list).post(clusters::create))
+        .route("/v1/clusters/detail", get(clusters::detail))
+        .route(
+            "/v1/clusters/{ident}",
+            get(clusters::get_one)
+                .patch(clusters::patch)
+                .delete(clusters::delete),
+        )
+        .route(
+            "/v1/clusters/{ident}/actions/resize",
+            post(clusters::resize),
+        )
+        .route(
+            "/v1/clusters/{ident}/actions/upgrade",
+            post(clusters::upgrade),
+        )
+        .route(
+            "/v1/clusters/{ident}/nodegroups",
+            get(nodegroups::list).post(nodegroups::create),
+        )
+        .route(
+            "/v1/clusters/{ident}/nodegroups/{ng}",
+            get(nodegroups::get_one)
+                .patch(nodegroups::patch)
+                .delete(nodegroups::delete),
+        )
+        .route(
+            "/v1/quotas",
+            get(other::quota_list).post(other::quota_create),
+        )
+        .route(
+            "/v1/quotas/{project_id}/{resource}",
+            get(other::quota_get)
+                .patch(other::quota_update)
+                .delete(other::quota_delete),
+        )
+        .route("/v1/stats", get(other::stats))
+        .route("/v1/mservices", get(other::mservices))
+        .route(
+            "/v1/federations",
+            get(other::federation_list).post(other::federation_create),
+        )
+        .route("/v1/federations/detail", get(other::federation_detail))
+        .route(
+            "/v1/federations/{ident}",
+            get(other::federation_get)
+                .patch(other::federation_patch)
+                .delete(other::federation_delete),
+        )
+        .route("/v1/certificates", post(other::certificate_sign))
+        .route(
+            "/v1/certificates/{ident}",
+            get(other::certificate_get).patch(other::certificate_rotate),
+        )
+        .route("/v1/credentials/{ident}", patch(other::credential_rotate))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(input::MAX_BODY))
+        .layer(middleware::from_fn(crate::microversion::layer))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+async fn root(headers: HeaderMap) -> Json<Value> {
+    let base = base_url(&headers);
+    Json(json!({
+        "name": "OpenStack Magnum API",
+        "description": "Magnum is an OpenStack project which aims to provide container cluster management.",
+        "versions": [{
+            "id": "v1",
+            "status": "CURRENT",
+            "min_version": MIN_VERSION,
+            "max_version": MAX_VERSION,
+            "links": [{"href": format!("{base}/v1/"), "rel": "self"}],
+        }],
+    }))
+}
+
+async fn v1(State(_state): State<Arc<AppState>>, headers: HeaderMap) -> Json<Value> {
+    let base = base_url(&headers);
+    let mut doc = json!({
+        "id": "v1",
+        "media_types": [{"base": "application/json", "type": "application/vnd.openstack.magnum.v1+json"}],
+        "links": [
+            {"href": format!("{base}/v1/"), "rel": "self"},
+            {"href": "http://docs.openstack.org/developer/magnum/dev/api-spec-v1.html", "rel": "describedby", "type": "text/html"},
+        ],
+    });
+    for res in [
+        "clustertemplates",
+        "clusters",
+        "quotas",
+        "certificates",
+        "mservices",
+        "stats",
+        "federations",
+        "credentials",
+    ] {
+        doc[res] = json!([
+            {"href": format!("{base}/v1/{res}/"), "rel": "self"},
+            {"href": format!("{base}/{res}/"), "rel": "bookmark"},
+        ]);
+    }
+    doc["nodegroups"] = json!([
+        {"href": format!("{base}/v1/clusters/{{cluster_id}}/nodegroups"), "rel": "self"},
+        {"href": format!("{base}/clusters/{{cluster_id}}/nodegroups"), "rel": "bookmark"},
+    ]);
+    Json(doc)
+}
+
+/// oslo.middleware's healthcheck: unauthenticated and cheap; 200 `OK` when
+/// the database answers, 503 with the reason (never the URL) when not.
+async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
+    let probe = db::run_blocking(&state.pool, |conn| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("SELECT 1")
+            .execute(conn)
+            .map_err(anyhow::Error::from)
+    })
+    .await;
+    let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    match probe {
+        Ok(_) => (StatusCode::OK, text_plain, "OK").into_response(),
+        Err(reason) => {
+            let reason = format!("{reason:#}");
+            tracing::warn!("healthcheck: database unreachable: {reason}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                text_plain,
+                format!("database unreachable: {reason}"),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Magnum's error envelope, exactly as upstream's ParsableErrorMiddleware
+/// writes it: `title` is `detail` up to the first period, `code` is `client`
+/// or `server`, and `request_id` is always empty in the body (the id travels
+/// in the `x-openstack-request-id` header).
+pub fn error_body(status: StatusCode, detail: &str) -> Value {
+    let title = detail.split('.').next().unwrap_or(detail);
+    let code = if status.is_server_error() {
+        "server"
+    } else {
+        "client"
+    };
+    json!({"errors": [{
+        "request_id": "",
+        "code": code,
+        "status": status.as_u16(),
+        "title": title,
+        "detail": detail,
+        "links": [],
+    }]})
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let detail = format!(
+        "Method {} is not allowed on {}.",
+        req.method(),
+        req.uri().path()
+    );
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(error_body(StatusCode::METHOD_NOT_ALLOWED, &detail)),
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request) -> Response {
+    let detail = format!(
+        "The resource could not be found. {} is not a path of the Magnum v1 API.",
+        req.uri().path()
+    );
+    (
+        StatusCode::NOT_FOUND,
+        Json(error_body(StatusCode::NOT_FOUND, &detail)),
+    )
+        .into_response()
+}
+
+const REQUEST_ID: &str = "x-openstack-request-id";
+
+/// Gives every request an id (`req-<uuid4>`) and echoes it in the response.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = format!("req-{}", uuid::Uuid::new_v4());
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert(REQUEST_ID, v.clone());
+        let mut resp = next.run(req).await;
+        resp.headers_mut().insert(REQUEST_ID, v);
+        resp
+    } else {
+        next.run(req).await
+    }
+}

@@ -1,0 +1,258 @@
+//! The conductor: claims the jobs the API queued and drives each cluster
+//! operation to a terminal state through the driver and an orchestrator.
+//!
+//! Tracking is per job, not a global scan (upstream pain point 1): a job
+//! that waits on a stack reschedules itself with its own next poll time
+//! (1 s doubling to `poll_cap`), so idle and finished clusters cost nothing.
+//! Jobs of one cluster run in queue order. Every operation has a deadline
+//! after which it fails with a reason saying what timed out (pain point 3),
+//! and a crash anywhere resumes from the database: leases expire, and a
+//! stack is looked up by its deterministic name before one is created.
+
+mod local;
+mod ops;
+pub mod orchestrator;
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::NaiveDateTime;
+use serde_json::Value;
+use tokio::sync::{watch, Semaphore};
+
+use crate::{
+    api::AppState,
+    db::{
+        self,
+        models::{now, Job, MagnumService},
+    },
+};
+pub use orchestrator::{Orchestrator, OrchestratorError};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `magnum_service.host`: what `GET /v1/mservices` shows.
+    pub host: String,
+    /// Jobs run at once (each may call the orchestrator).
+    pub concurrency: usize,
+    /// How often an idle conductor looks for new jobs.
+    pub idle_poll: Duration,
+    /// The longest wait between two polls of one stack.
+    pub poll_cap: Duration,
+    /// A job claimed longer than this by a silent worker is taken over.
+    pub lease: Duration,
+    /// Deadline of operations other than create (which uses the cluster's
+    /// `create_timeout`).
+    pub operation_timeout: Duration,
+    pub heartbeat: Duration,
+    /// How often complete clusters' health is refreshed.
+    pub health_interval: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            host: hostname(),
+            concurrency: 4,
+            idle_poll: Duration::from_millis(250),
+            poll_cap: Duration::from_secs(10),
+            lease: Duration::from_secs(60),
+            operation_timeout: Duration::from_secs(60 * 60),
+            heartbeat: Duration::from_secs(30),
+            health_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// What became of one run of a job.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Finished (successfully or with the cluster marked failed): delete it.
+    Done,
+    /// Waiting on the orchestrator: run again after `after` with `data`.
+    Poll { after: Duration, data: Value },
+    /// A transient failure (database, orchestrator unreachable): retry with
+    /// the queue's backoff.
+    Retry(String),
+}
+
+pub struct Conductor {
+    pub state: Arc<AppState>,
+    pub orchestrator: Arc<dyn Orchestrator>,
+    pub settings: Settings,
+    /// Unique per process: leases name it.
+    pub worker: String,
+}
+
+impl Conductor {
+    pub fn new(
+        state: Arc<AppState>,
+        orchestrator: Arc<dyn Orchestrator>,
+        settings: Settings,
+    ) -> Self {
+        let worker = format!(
+            "{}:{}:{}",
+            settings.host,
+            std::process::id(),
+            &uuid::Uuid::new_v4().to_string()[..8]
+        );
+        Self {
+            state,
+            orchestrator,
+            settings,
+            worker,
+        }
+    }
+
+    /// Runs until `shutdown` turns true; jobs in flight finish first.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(worker = %self.worker, orchestrator = self.orchestrator.name(), "conductor started");
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let heartbeat = tokio::spawn(self.clone().heartbeat_loop(shutdown.clone()));
+        let health = tokio::spawn(self.clone().health_loop(shutdown.clone()));
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let me = self.clone();
+            let claimed =
+                db::run_blocking(&self.state.pool, move |conn| -> Result<_, db::DbError> {
+                    let lease = chrono::TimeDelta::from_std(me.settings.lease)
+                        .unwrap_or(chrono::TimeDelta::MAX);
+                    Ok(Job::claim(conn, &me.worker, now(), lease)?)
+                })
+                .await;
+            match claimed {
+                Ok(Some(job)) => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        me.process(job).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.settings.idle_poll) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    drop(permit);
+                    tracing::warn!("conductor: cannot claim jobs: {e}");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+        // Wait for running jobs: every permit back.
+        let _ = permits
+            .acquire_many(self.settings.concurrency.max(1) as u32)
+            .await;
+        heartbeat.abort();
+        health.abort();
+        tracing::info!(worker = %self.worker, "conductor stopped");
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let host = self.settings.host.clone();
+            let r = db::run_blocking(&self.state.pool, move |conn| -> Result<_, db::DbError> {
+                Ok(MagnumService::report(conn, &host, "magnum-conductor")?)
+            })
+            .await;
+            if let Err(e) = r {
+                tracing::warn!("conductor heartbeat failed: {e}");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.heartbeat) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn health_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.health_interval) => {}
+                _ = shutdown.changed() => return,
+            }
+            let me = self.clone();
+            let pass = tokio::task::spawn_blocking(move || {
+                let mut conn = me.state.pool.get().map_err(|e| e.to_string())?;
+                ops::health_pass(&me, &mut conn).map_err(|e| e.to_string())
+            })
+            .await;
+            match pass {
+                Ok(Ok(changed)) if changed > 0 => tracing::info!(changed, "cluster health updated"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("health pass failed: {e}"),
+                Err(e) => tracing::warn!("health pass task failed: {e}"),
+            }
+        }
+    }
+
+    /// Runs one job on the blocking pool; a panic is caught and retried.
+    async fn process(self: Arc<Self>, job: Job) {
+        let me = self.clone();
+        let id = job.id;
+        let job_type = job.job_type.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut conn = match me.state.pool.get() {
+                Ok(c) => c,
+                Err(e) => return Outcome::Retry(format!("database: {e}")),
+            };
+            let at = now();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                ops::run(&me, &mut conn, &job, at)
+            }))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default();
+                Outcome::Retry(format!("job panicked: {what}"))
+            });
+            let finish = match &outcome {
+                Outcome::Done => Job::complete(&mut conn, job.id, &me.worker),
+                Outcome::Poll { after, data } => Job::reschedule(
+                    &mut conn,
+                    job.id,
+                    &me.worker,
+                    at + chrono::TimeDelta::from_std(*after)
+                        .unwrap_or(chrono::TimeDelta::seconds(1)),
+                    &data.to_string(),
+                ),
+                Outcome::Retry(_) => Job::fail(&mut conn, &job, &me.worker, at),
+            };
+            if let Err(e) = finish {
+                tracing::warn!(job = job.id, "cannot record the job's outcome: {e}");
+            }
+            outcome
+        })
+        .await;
+        match result {
+            Ok(Outcome::Retry(reason)) => {
+                tracing::warn!(job = id, %job_type, "job will be retried: {reason}")
+            }
+            Ok(Outcome::Done) => tracing::debug!(job = id, %job_type, "job done"),
+            Ok(Outcome::Poll { .. }) => {}
+            Err(e) => tracing::error!(job = id, %job_type, "job task failed: {e}"),
+        }
+    }
+}
+
+/// Seconds since `t` (negative if `t` is in the future).
+pub(crate) fn elapsed(t: NaiveDateTime, at: NaiveDateTime) -> chrono::TimeDelta {
+    at - t
+}

@@ -1,0 +1,1016 @@
+//! One run of each job type: plan with the driver, act through the
+//! orchestrator, then poll the stacks and let the driver map them onto the
+//! rows, until a terminal status or the deadline.
+
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use diesel::OptionalExtension;
+use magnum_driver_abi::{capability as op, payload::*, DriverError};
+use serde_json::{json, Value};
+
+use super::{elapsed, Conductor, OrchestratorError, Outcome};
+use crate::{
+    api::{clusters, jobs, templates},
+    db::{
+        models::{Cluster, ClusterTemplate, Job, NodeGroup},
+        DbConnection,
+    },
+    drivers::LoadedDriver,
+};
+
+type Conn = DbConnection;
+
+/// The job's JSON data as an object (a malformed one ends the job).
+fn data_of(job: &Job) -> Option<serde_json::Map<String, Value>> {
+    match serde_json::from_str(&job.data) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
+    }
+}
+
+fn str_field<'a>(data: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a str> {
+    data.get(key).and_then(Value::as_str)
+}
+
+pub fn run(c: &Conductor, conn: &mut Conn, job: &Job, at: NaiveDateTime) -> Outcome {
+    let Some(mut data) = data_of(job) else {
+        tracing::error!(job = job.id, "job data is not a JSON object; dropped");
+        return Outcome::Done;
+    };
+    let Some(cluster_uuid) = str_field(&data, "cluster").map(str::to_owned) else {
+        tracing::error!(job = job.id, "job names no cluster; dropped");
+        return Outcome::Done;
+    };
+    // Jobs of one cluster run in the order they were queued.
+    match Job::older_exists(conn, job.id, &format!("\"cluster\":\"{cluster_uuid}\"")) {
+        Ok(true) => return poll(data, Duration::from_secs(1)),
+        Ok(false) => {}
+        Err(e) => return Outcome::Retry(format!("database: {e}")),
+    }
+    // The first run records when the operation started; a run that ends in
+    // a retry keeps that record, so an orchestrator that stays unavailable
+    // still meets the operation's deadline instead of restarting its clock.
+    let first_run = !data.contains_key("started_at");
+    data.entry("started_at")
+        .or_insert_with(|| json!(at.and_utc().timestamp()));
+    let started = first_run.then(|| Value::Object(data.clone()).to_string());
+    let result = match job.job_type.as_str() {
+        jobs::CLUSTER_CREATE => cluster_create(c, conn, &cluster_uuid, data, at),
+        jobs::CLUSTER_UPDATE
+        | jobs::CLUSTER_RESIZE
+        | jobs::CLUSTER_UPGRADE
+        | jobs::ROTATE_CA
+        | jobs::ROTATE_CREDENTIAL => {
+            cluster_update(c, conn, &job.job_type, &cluster_uuid, data, at)
+        }
+        jobs::CLUSTER_DELETE => cluster_delete(c, conn, &cluster_uuid, data, at),
+        jobs::NODEGROUP_CREATE | jobs::NODEGROUP_DELETE => {
+            nodegroup_op(c, conn, &job.job_type, &cluster_uuid, data, at)
+        }
+        // Nodegroup PATCH changes bounds and node labels only, which no
+        // bundled driver turns into a stack change.
+        jobs::NODEGROUP_UPDATE => Ok(Outcome::Done),
+        other => {
+            tracing::error!(job = job.id, "unknown job type {other}; dropped");
+            Ok(Outcome::Done)
+        }
+    };
+    let outcome = result.unwrap_or_else(|e| e);
+    if let (Outcome::Retry(_), Some(started)) = (&outcome, started) {
+        if let Err(e) = Job::set_data(conn, job.id, &c.worker, &started) {
+            tracing::warn!(job = job.id, "cannot record the operation's start: {e}");
+        }
+    }
+    outcome
+}
+
+/// Early exits of a step: `Err(outcome)` ends the run with that outcome.
+type Step<T> = Result<T, Outcome>;
+
+fn db<T>(r: diesel::QueryResult<T>) -> Step<T> {
+    r.map_err(|e| Outcome::Retry(format!("database: {e}")))
+}
+
+fn poll(data: serde_json::Map<String, Value>, after: Duration) -> Outcome {
+    Outcome::Poll {
+        after,
+        data: Value::Object(data),
+    }
+}
+
+/// 1 s, 2 s, 4 s … up to the cap; the count lives in the job data.
+fn next_poll(c: &Conductor, mut data: serde_json::Map<String, Value>) -> Outcome {
+    let polls = data.get("polls").and_then(Value::as_u64).unwrap_or(0);
+    data.insert("polls".into(), json!(polls + 1));
+    let after = Duration::from_secs(1u64 << polls.min(10)).min(c.settings.poll_cap);
+    poll(data, after)
+}
+
+struct Loaded {
+    cluster: Cluster,
+    template: ClusterTemplate,
+    groups: Vec<NodeGroup>,
+}
+
+fn load(conn: &mut Conn, uuid: &str) -> Step<Option<Loaded>> {
+    let Some(cluster) = db(Cluster::find_by_uuid(conn, uuid).optional())? else {
+        return Ok(None);
+    };
+    let template = db(ClusterTemplate::find_by_uuid(
+        conn,
+        &cluster.cluster_template_id,
+    ))?;
+    let groups = db(NodeGroup::all_of_cluster(conn, uuid))?;
+    Ok(Some(Loaded {
+        cluster,
+        template,
+        groups,
+    }))
+}
+
+fn driver(c: &Conductor, cluster: &Cluster) -> Result<std::sync::Arc<LoadedDriver>, String> {
+    c.state
+        .registry
+        .get(&cluster.driver)
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "driver {} that created the cluster is not enabled on conductor {}",
+                cluster.driver, c.settings.host
+            )
+        })
+}
+
+fn request(c: &Conductor, l: &Loaded) -> ClusterRequest {
+    clusters::request(&c.state, &l.template, &l.cluster, &l.groups)
+}
+
+/// The request of an operation that boots or changes nodes: it also carries
+/// what nodes need from the host (the cluster credential, the CA rotation).
+fn node_request(c: &Conductor, conn: &mut Conn, l: &Loaded) -> Result<ClusterRequest, String> {
+    let mut req = request(c, l);
+    let extra = c
+        .state
+        .certs
+        .host_extra(conn, &l.cluster.uuid)
+        .map_err(|e| e.to_string())?;
+    req.context.extra.extend(extra);
+    // The cluster's Keystone trust (keystone identity with the heat
+    // orchestrator): the drivers pass it to the stacks as `trust_id`, and
+    // the heat orchestrator creates them in the user's project through it.
+    if let Some(trust) = l.cluster.trust_id.as_deref().filter(|t| !t.is_empty()) {
+        req.context.extra.insert("trust_id".into(), json!(trust));
+    }
+    Ok(req)
+}
+
+/// Deletes the cluster's trust once its stacks are gone (Heat may still need
+/// it while it deletes a stack). Through the service user's Keystone client
+/// of the keystone identity mode, the one that created it. A trust already
+/// gone counts as deleted; any failure is logged and never blocks the
+/// delete. Runs on the conductor's blocking pool, as the orchestrators do.
+fn release_trust(c: &Conductor, cluster: &Cluster) {
+    let Some(trust) = cluster.trust_id.as_deref().filter(|t| !t.is_empty()) else {
+        return;
+    };
+    let crate::api::Identity::Keystone(client) = &c.state.identity else {
+        tracing::warn!(
+            cluster = %cluster.uuid,
+            trust = %trust,
+            "cluster trust not deleted: this conductor has no Keystone client ([auth] mode is not keystone)"
+        );
+        return;
+    };
+    let handle = match tokio::runtime::Handle::try_current() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(cluster = %cluster.uuid, trust = %trust, "cluster trust not deleted: {e}");
+            return;
+        }
+    };
+    match handle.block_on(client.delete_trust(trust)) {
+        Ok(()) => tracing::info!(cluster = %cluster.uuid, trust = %trust, "cluster trust deleted"),
+        Err(e) => tracing::warn!(
+            cluster = %cluster.uuid,
+            trust = %trust,
+            "cluster trust could not be deleted (delete it in Keystone): {e}"
+        ),
+    }
+}
+
+/// Marks the cluster failed with `reason` (and the nodegroups still in
+/// progress with it), ending the job.
+fn fail(conn: &mut Conn, cluster: &mut Cluster, status: &str, reason: &str) -> Outcome {
+    tracing::warn!(cluster = %cluster.uuid, %status, "{reason}");
+    let expected = cluster.status.clone();
+    cluster.status = status.to_owned();
+    cluster.status_reason = Some(reason.to_owned());
+    match cluster.update_if_status(conn, &expected) {
+        Ok(true) => {}
+        // A request (a delete) changed the cluster meanwhile: its job decides.
+        Ok(false) => return Outcome::Done,
+        Err(e) => return Outcome::Retry(format!("database: {e}")),
+    }
+    if let Ok(groups) = NodeGroup::all_of_cluster(conn, &cluster.uuid) {
+        for mut g in groups {
+            if g.status
+                .as_deref()
+                .is_some_and(|s| s.ends_with("_IN_PROGRESS"))
+            {
+                g.status = Some(status.to_owned());
+                g.status_reason = Some(reason.to_owned());
+                let _ = g.save_progress(conn);
+            }
+        }
+    }
+    Outcome::Done
+}
+
+fn orchestrator_error(e: OrchestratorError) -> Result<String, Outcome> {
+    match e {
+        OrchestratorError::Rejected(reason) => Ok(reason),
+        OrchestratorError::Unavailable(reason) => {
+            Err(Outcome::Retry(format!("orchestrator: {reason}")))
+        }
+    }
+}
+
+fn driver_error(e: DriverError) -> String {
+    let field = e.field.to_string();
+    if field.is_empty() {
+        e.message.to_string()
+    } else {
+        format!("{} ({field})", e.message)
+    }
+}
+
+/// Has the operation outlived its deadline?
+fn overdue(data: &serde_json::Map<String, Value>, at: NaiveDateTime, limit: Duration) -> bool {
+    let started = data
+        .get("started_at")
+        .and_then(Value::as_i64)
+        .unwrap_or(i64::MAX);
+    at.and_utc().timestamp().saturating_sub(started) > limit.as_secs() as i64
+}
+
+/// Saves the cluster if no request changed its status since it was loaded
+/// (`expected`); otherwise this run ends and the newer request's job decides.
+fn save(conn: &mut Conn, cluster: &Cluster, expected: &str) -> Step<()> {
+    if db(cluster.update_if_status(conn, expected))? {
+        Ok(())
+    } else {
+        tracing::info!(cluster = %cluster.uuid, "cluster changed by a newer request; this job ends");
+        Err(Outcome::Done)
+    }
+}
+
+/// Creates the stacks of `plan` that do not exist yet (found by name first,
+/// so a retry after a crash reuses them) and records their ids.
+fn create_stacks(
+    c: &Conductor,
+    conn: &mut Conn,
+    l: &mut Loaded,
+    plan: &StackPlan,
+) -> Step<Result<(), String>> {
+    for operation in &plan.operations {
+        if operation.action != StackAction::Create {
+            continue;
+        }
+        let found =
+            match c
+                .orchestrator
+                .find(conn, &operation.stack_name, l.cluster.trust_id.as_deref())
+            {
+                Ok(f) => f,
+                Err(e) => return Ok(Err(orchestrator_error(e)?)),
+            };
+        let id = match found {
+            Some(id) => id,
+            None => match c
+                .orchestrator
+                .create(conn, &l.cluster.project_id, operation)
+            {
+                Ok(id) => id,
+                Err(e) => return Ok(Err(orchestrator_error(e)?)),
+            },
+        };
+        match &operation.target.nodegroup {
+            None => {
+                l.cluster.stack_id = Some(id.clone());
+                let status = l.cluster.status.clone();
+                save(conn, &l.cluster, &status)?;
+                // Upstream: the default nodegroups live in the cluster stack.
+                for g in l.groups.iter_mut().filter(|g| g.is_default) {
+                    g.stack_id = Some(id.clone());
+                    db(g.save_progress(conn))?;
+                }
+            }
+            Some(ng) => {
+                if let Some(g) = l.groups.iter_mut().find(|g| &g.uuid == ng) {
+                    g.stack_id = Some(id.clone());
+                    db(g.save_progress(conn))?;
+                }
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Reads every stack of the cluster and applies the driver's mapping to the
+/// rows. `Ok(None)` when a stack is gone.
+fn refresh(
+    c: &Conductor,
+    conn: &mut Conn,
+    l: &mut Loaded,
+    drv: &LoadedDriver,
+) -> Step<Result<StatusUpdate, String>> {
+    let mut stacks = Vec::new();
+    let mut seen = Vec::new();
+    let mut targets: Vec<(Option<String>, String)> = Vec::new();
+    if let Some(id) = &l.cluster.stack_id {
+        targets.push((None, id.clone()));
+    }
+    for g in &l.groups {
+        if let Some(id) = &g.stack_id {
+            if Some(id) != l.cluster.stack_id.as_ref() {
+                targets.push((Some(g.uuid.clone()), id.clone()));
+            }
+        }
+    }
+    for (target, id) in targets {
+        if seen.contains(&id) {
+            continue;
+        }
+        seen.push(id.clone());
+        match c.orchestrator.get(conn, &id) {
+            Ok(Some(mut snap)) => {
+                snap.target = StackTarget { nodegroup: target };
+                stacks.push(snap);
+            }
+            Ok(None) => {
+                return Ok(Err(format!(
+                    "stack {id} no longer exists in the orchestrator"
+                )))
+            }
+            Err(e) => return Ok(Err(orchestrator_error(e)?)),
+        }
+    }
+    let update = match drv.map_status(&StatusRequest {
+        base: request(c, l),
+        stacks,
+    }) {
+        Ok(u) => u,
+        Err(e) => return Ok(Err(driver_error(e))),
+    };
+    Ok(Ok(update))
+}
+
+/// Writes a StatusUpdate's nodegroup part; the cluster part is the caller's.
+fn apply_groups(conn: &mut Conn, l: &mut Loaded, update: &StatusUpdate) -> Step<()> {
+    for u in &update.nodegroups {
+        let Some(g) = l.groups.iter_mut().find(|g| g.uuid == u.uuid) else {
+            continue;
+        };
+        if let Some(s) = &u.status {
+            g.status = Some(s.clone());
+        }
+        g.status_reason = u.status_reason.clone().filter(|r| !r.is_empty());
+        if let Some(a) = &u.node_addresses {
+            g.node_addresses = serde_json::to_string(a).unwrap_or_else(|_| "[]".to_owned());
+        }
+        if let Some(n) = u.node_count {
+            g.node_count = i32::try_from(n).unwrap_or(g.node_count);
+        }
+        db(g.save_progress(conn))?;
+    }
+    Ok(())
+}
+
+fn apply_cluster(conn: &mut Conn, l: &mut Loaded, u: &ClusterUpdate) -> Step<()> {
+    let expected = l.cluster.status.clone();
+    let c = &mut l.cluster;
+    if let Some(s) = &u.status {
+        c.status = s.clone();
+    }
+    c.status_reason = u.status_reason.clone().filter(|r| !r.is_empty());
+    for (field, value) in [
+        (&mut c.api_address, &u.api_address),
+        (&mut c.coe_version, &u.coe_version),
+        (&mut c.container_version, &u.container_version),
+        (&mut c.discovery_url, &u.discovery_url),
+    ] {
+        if value.is_some() {
+            *field = value.clone();
+        }
+    }
+    save(conn, c, &expected)?;
+    Ok(())
+}
+
+/// Polls the cluster's stacks until the cluster status is a terminal one of
+/// `action` (e.g. `CREATE`), then ends the job.
+fn track_cluster(
+    c: &Conductor,
+    conn: &mut Conn,
+    l: &mut Loaded,
+    drv: &LoadedDriver,
+    action: &str,
+    data: serde_json::Map<String, Value>,
+) -> Step<Outcome> {
+    let update = match refresh(c, conn, l, drv)? {
+        Ok(u) => u,
+        Err(reason) => {
+            return Ok(fail(
+                conn,
+                &mut l.cluster,
+                &format!("{action}_FAILED"),
+                &reason,
+            ))
+        }
+    };
+    let status = update.cluster.status.clone().unwrap_or_default();
+    // Right after an update call a stack may still show its previous
+    // terminal status: only a status of this action counts.
+    if !status.starts_with(action) {
+        return Ok(next_poll(c, data));
+    }
+    apply_groups(conn, l, &update)?;
+    apply_cluster(conn, l, &update.cluster)?;
+    if status.ends_with("_IN_PROGRESS") {
+        return Ok(next_poll(c, data));
+    }
+    if status.ends_with("_FAILED") && l.cluster.status_reason.is_none() {
+        l.cluster.status_reason = Some(format!("stack {action} failed"));
+        let status = l.cluster.status.clone();
+        save(conn, &l.cluster, &status)?;
+    }
+    tracing::info!(cluster = %l.cluster.uuid, %status, "operation finished");
+    Ok(Outcome::Done)
+}
+
+fn cluster_create(
+    c: &Conductor,
+    conn: &mut Conn,
+    uuid: &str,
+    data: serde_json::Map<String, Value>,
+    at: NaiveDateTime,
+) -> Step<Outcome> {
+    let Some(mut l) = load(conn, uuid)? else {
+        return Ok(Outcome::Done);
+    };
+    if l.cluster.status != "CREATE_IN_PROGRESS" {
+        return Ok(Outcome::Done);
+    }
+    let minutes = l.cluster.create_timeout.filter(|m| *m > 0).unwrap_or(60);
+    if elapsed(l.cluster.created_at, at) > chrono::TimeDelta::minutes(minutes.into()) {
+        let reason = format!(
+            "Timed out after {minutes} minutes (create_timeout) waiting for the cluster's stacks to be created"
+        );
+        return Ok(fail(conn, &mut l.cluster, "CREATE_FAILED", &reason));
+    }
+    let drv = match driver(c, &l.cluster) {
+        Ok(d) => d,
+        Err(reason) => return Ok(fail(conn, &mut l.cluster, "CREATE_FAILED", &reason)),
+    };
+    if l.cluster.stack_id.is_none() {
+        // Upstream generates the certificates before the stack: nodes fetch
+        // the CA as they boot. Idempotent, so a resumed create reuses them.
+        let name = if l.cluster.name.is_empty() {
+            l.cluster.uuid.clone()
+        } else {
+            l.cluster.name.clone()
+        };
+        let tls = !l.template.tls_disabled;
+        match c
+            .state
+            .certs
+            .ensure_cluster(conn, &l.cluster.uuid, &name, tls)
+        {
+            Ok(()) => {}
+            Err(crate::certs::CertError::Db(e)) => {
+                return Err(Outcome::Retry(format!("database: {e}")))
+            }
+            Err(e) => {
+                let reason = format!("cluster certificates: {e}");
+                return Ok(fail(conn, &mut l.cluster, "CREATE_FAILED", &reason));
+            }
+        }
+        let req = match node_request(c, conn, &l) {
+            Ok(r) => r,
+            Err(reason) => return Ok(fail(conn, &mut l.cluster, "CREATE_FAILED", &reason)),
+        };
+        let plan = match drv.create_cluster(&req) {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(fail(
+                    conn,
+                    &mut l.cluster,
+                    "CREATE_FAILED",
+                    &driver_error(e),
+                ))
+            }
+        };
+        if let Err(reason) = create_stacks(c, conn, &mut l, &plan)? {
+            return Ok(fail(conn, &mut l.cluster, "CREATE_FAILED", &reason));
+        }
+        return Ok(poll(data, Duration::from_secs(1)));
+    }
+    track_cluster(c, conn, &mut l, &drv, "CREATE", data)
+}
+
+fn cluster_update(
+    c: &Conductor,
+    conn: &mut Conn,
+    kind: &str,
+    uuid: &str,
+    mut data: serde_json::Map<String, Value>,
+    at: NaiveDateTime,
+) -> Step<Outcome> {
+    let Some(mut l) = load(conn, uuid)? else {
+        return Ok(Outcome::Done);
+    };
+    if l.cluster.status != "UPDATE_IN_PROGRESS" {
+        return Ok(Outcome::Done);
+    }
+    let restore =
+        |conn: &mut Conn, l: &mut Loaded, data: &serde_json::Map<String, Value>| -> Step<()> {
+            let (Some(ng), Some(prev)) = (
+                str_field(data, "nodegroup"),
+                data.get("previous_node_count").and_then(Value::as_i64),
+            ) else {
+                return Ok(());
+            };
+            if let Some(g) = l.groups.iter_mut().find(|g| g.uuid == ng) {
+                g.node_count = prev as i32;
+                g.status = Some("UPDATE_FAILED".to_owned());
+                db(g.save_progress(conn))?;
+            }
+            Ok(())
+        };
+    if overdue(&data, at, c.settings.operation_timeout) {
+        restore(conn, &mut l, &data)?;
+        let reason = format!(
+            "Timed out after {} minutes waiting for the {kind} to finish",
+            c.settings.operation_timeout.as_secs() / 60
+        );
+        return Ok(fail(conn, &mut l.cluster, "UPDATE_FAILED", &reason));
+    }
+    let drv = match driver(c, &l.cluster) {
+        Ok(d) => d,
+        Err(reason) => return Ok(fail(conn, &mut l.cluster, "UPDATE_FAILED", &reason)),
+    };
+    if str_field(&data, "phase") != Some("track") {
+        let base = match node_request(c, conn, &l) {
+            Ok(r) => r,
+            Err(reason) => {
+                restore(conn, &mut l, &data)?;
+                return Ok(fail(conn, &mut l.cluster, "UPDATE_FAILED", &reason));
+            }
+        };
+        let ng = str_field(&data, "nodegroup").unwrap_or_default().to_owned();
+        let plan = match kind {
+            // A rotation is an update whose host context changed (new
+            // credential, new CA id); the driver declared it takes part.
+            jobs::CLUSTER_UPDATE | jobs::ROTATE_CA | jobs::ROTATE_CREDENTIAL => {
+                drv.call::<_, StackPlan>(op::UPDATE_CLUSTER, &base)
+            }
+            jobs::CLUSTER_RESIZE => {
+                let node_count = data.get("node_count").and_then(Value::as_i64).unwrap_or(1);
+                let nodes_to_remove = data
+                    .get("nodes_to_remove")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                drv.call::<_, StackPlan>(
+                    op::RESIZE_CLUSTER,
+                    &ResizeRequest {
+                        base,
+                        nodegroup: ng,
+                        node_count,
+                        nodes_to_remove,
+                    },
+                )
+            }
+            _ => {
+                let tmpl = str_field(&data, "cluster_template").unwrap_or_default();
+                let new_template = db(ClusterTemplate::find_by_uuid(conn, tmpl).optional())?;
+                let Some(new_template) = new_template else {
+                    return Ok(fail(
+                        conn,
+                        &mut l.cluster,
+                        "UPDATE_FAILED",
+                        &format!("cluster template {tmpl} no longer exists"),
+                    ));
+                };
+                let max_batch_size = data
+                    .get("max_batch_size")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1);
+                drv.call::<_, StackPlan>(
+                    op::UPGRADE_CLUSTER,
+                    &UpgradeRequest {
+                        base,
+                        new_template: templates::payload(&c.state, &new_template),
+                        nodegroup: ng,
+                        max_batch_size,
+                    },
+                )
+            }
+        };
+        let plan = match plan {
+            Ok(p) => p,
+            Err(e) => {
+                restore(conn, &mut l, &data)?;
+                return Ok(fail(
+                    conn,
+                    &mut l.cluster,
+                    "UPDATE_FAILED",
+                    &driver_error(e),
+                ));
+            }
+        };
+        for operation in &plan.operations {
+            let Some(id) = &operation.stack_id else {
+                continue;
+            };
+            if let Err(e) = c.orchestrator.update(conn, id, operation) {
+                let reason = orchestrator_error(e)?;
+                restore(conn, &mut l, &data)?;
+                return Ok(fail(conn, &mut l.cluster, "UPDATE_FAILED", &reason));
+            }
+        }
+        data.insert("phase".into(), json!("track"));
+        return Ok(poll(data, Duration::from_secs(1)));
+    }
+    let outcome = track_cluster(c, conn, &mut l, &drv, "UPDATE", data.clone())?;
+    if matches!(outcome, Outcome::Done)
+        && kind == jobs::CLUSTER_UPGRADE
+        && l.cluster.status == "UPDATE_COMPLETE"
+    {
+        // The cluster now runs the new template's version.
+        if let Some(tmpl) = str_field(&data, "cluster_template") {
+            if let Some(new_template) = db(ClusterTemplate::find_by_uuid(conn, tmpl).optional())? {
+                let new_labels = templates::labels(&new_template);
+                let mut labels = crate::api::common::labels_of(&l.cluster.labels);
+                if let Some(tag) = new_labels.get("kube_tag") {
+                    labels.insert("kube_tag".into(), tag.clone());
+                }
+                l.cluster.labels = crate::api::common::labels_text(&labels);
+                l.cluster.cluster_template_id = new_template.uuid.clone();
+                let status = l.cluster.status.clone();
+                save(conn, &l.cluster, &status)?;
+            }
+        }
+    }
+    if matches!(outcome, Outcome::Done) && l.cluster.status == "UPDATE_FAILED" {
+        restore(conn, &mut l, &data)?;
+    }
+    Ok(outcome)
+}
+
+fn cluster_delete(
+    c: &Conductor,
+    conn: &mut Conn,
+    uuid: &str,
+    mut data: serde_json::Map<String, Value>,
+    at: NaiveDateTime,
+) -> Step<Outcome> {
+    let Some(mut l) = load(conn, uuid)? else {
+        return Ok(Outcome::Done);
+    };
+    if l.cluster.status != "DELETE_IN_PROGRESS" {
+        return Ok(Outcome::Done);
+    }
+    if overdue(&data, at, c.settings.operation_timeout) {
+        let reason = format!(
+            "Timed out after {} minutes waiting for the cluster's stacks to be deleted",
+            c.settings.operation_timeout.as_secs() / 60
+        );
+        return Ok(fail(conn, &mut l.cluster, "DELETE_FAILED", &reason));
+    }
+    let drv = match driver(c, &l.cluster) {
+        Ok(d) => d,
+        Err(reason) => return Ok(fail(conn, &mut l.cluster, "DELETE_FAILED", &reason)),
+    };
+    if !data.contains_key("stacks") {
+        // A create interrupted before it recorded its stack: find it by name.
+        if l.cluster.stack_id.is_none() {
+            let name = magnum_driver_abi::helpers::stack_name(&l.cluster.name, &l.cluster.uuid);
+            match c
+                .orchestrator
+                .find(conn, &name, l.cluster.trust_id.as_deref())
+            {
+                Ok(found) => l.cluster.stack_id = found,
+                Err(e) => {
+                    let reason = orchestrator_error(e)?;
+                    return Ok(fail(conn, &mut l.cluster, "DELETE_FAILED", &reason));
+                }
+            }
+        }
+        let plan = match drv.call::<_, StackPlan>(op::DELETE_CLUSTER, &request(c, &l)) {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(fail(
+                    conn,
+                    &mut l.cluster,
+                    "DELETE_FAILED",
+                    &driver_error(e),
+                ))
+            }
+        };
+        let ids: Vec<String> = plan
+            .operations
+            .iter()
+            .filter_map(|o| o.stack_id.clone())
+            .collect();
+        data.insert("stacks".into(), json!(ids));
+        data.insert("step".into(), json!(0));
+        data.insert("issued".into(), json!(false));
+    }
+    let ids: Vec<String> = data["stacks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let step = data.get("step").and_then(Value::as_u64).unwrap_or(0) as usize;
+    if let Some(id) = ids.get(step) {
+        if data.get("issued") != Some(&json!(true)) {
+            if let Err(e) = c.orchestrator.delete(conn, id) {
+                let reason = orchestrator_error(e)?;
+                return Ok(fail(conn, &mut l.cluster, "DELETE_FAILED", &reason));
+            }
+            data.insert("issued".into(), json!(true));
+            return Ok(poll(data, Duration::from_secs(1)));
+        }
+        match c.orchestrator.get(conn, id) {
+            Ok(None) => {}
+            Ok(Some(s)) if s.status == "DELETE_COMPLETE" => {}
+            Ok(Some(s)) if s.status == "DELETE_FAILED" => {
+                let reason = format!("stack {id}: {}", s.status_reason);
+                return Ok(fail(conn, &mut l.cluster, "DELETE_FAILED", &reason));
+            }
+            Ok(Some(_)) => return Ok(next_poll(c, data)),
+            Err(e) => {
+                let reason = orchestrator_error(e)?;
+                return Ok(fail(conn, &mut l.cluster, "DELETE_FAILED", &reason));
+            }
+        }
+        data.insert("step".into(), json!(step + 1));
+        data.insert("issued".into(), json!(false));
+        data.insert("polls".into(), json!(0));
+        return Ok(poll(data, Duration::from_millis(10)));
+    }
+    // Every stack is gone: the trust goes, then the rows (nodegroups and
+    // certificates cascade). In this order a crash in between deletes the
+    // trust again on the rerun (a 404 is fine) rather than leaking it.
+    release_trust(c, &l.cluster);
+    db(Cluster::delete(conn, &l.cluster.uuid).or_else(|e| match e {
+        diesel::result::Error::NotFound => Ok(()),
+        e => Err(e),
+    }))?;
+    tracing::info!(cluster = %uuid, "cluster deleted");
+    Ok(Outcome::Done)
+}
+
+fn nodegroup_op(
+    c: &Conductor,
+    conn: &mut Conn,
+    kind: &str,
+    uuid: &str,
+    mut data: serde_json::Map<String, Value>,
+    at: NaiveDateTime,
+) -> Step<Outcome> {
+    let Some(mut l) = load(conn, uuid)? else {
+        return Ok(Outcome::Done);
+    };
+    let ng_uuid = str_field(&data, "nodegroup").unwrap_or_default().to_owned();
+    let Some(idx) = l.groups.iter().position(|g| g.uuid == ng_uuid) else {
+        return Ok(Outcome::Done);
+    };
+    let creating = kind == jobs::NODEGROUP_CREATE;
+    let failed = if creating {
+        "CREATE_FAILED"
+    } else {
+        "DELETE_FAILED"
+    };
+    let finish_cluster =
+        |conn: &mut Conn, l: &mut Loaded, ok: bool, reason: Option<String>| -> Step<()> {
+            if l.cluster.status == "UPDATE_IN_PROGRESS" {
+                l.cluster.status = if ok {
+                    "UPDATE_COMPLETE"
+                } else {
+                    "UPDATE_FAILED"
+                }
+                .to_owned();
+                l.cluster.status_reason = reason;
+                save(conn, &l.cluster, "UPDATE_IN_PROGRESS")?;
+            }
+            Ok(())
+        };
+    let fail_group = |conn: &mut Conn, l: &mut Loaded, reason: String| -> Step<Outcome> {
+        let g = &mut l.groups[idx];
+        g.status = Some(failed.to_owned());
+        g.status_reason = Some(reason.clone());
+        db(g.save_progress(conn))?;
+        let why = format!("{} failed: {reason}", l.groups[idx].name);
+        finish_cluster(conn, l, false, Some(why))?;
+        Ok(Outcome::Done)
+    };
+    if l.cluster.status.ends_with("_FAILED") && l.cluster.stack_id.is_none()
+        || l.cluster.status.starts_with("DELETE")
+    {
+        let reason = format!("cluster {} is {}", l.cluster.uuid, l.cluster.status);
+        return fail_group(conn, &mut l, reason);
+    }
+    if overdue(&data, at, c.settings.operation_timeout) {
+        return fail_group(
+            conn,
+            &mut l,
+            "Timed out waiting for the nodegroup stack".to_owned(),
+        );
+    }
+    let drv = match driver(c, &l.cluster) {
+        Ok(d) => d,
+        Err(reason) => return fail_group(conn, &mut l, reason),
+    };
+    if str_field(&data, "phase") != Some("track") {
+        let base = match node_request(c, conn, &l) {
+            Ok(r) => r,
+            Err(reason) => return fail_group(conn, &mut l, reason),
+        };
+        let req = NodeGroupRequest {
+            base,
+            nodegroup: clusters::nodegroup_payload(&l.groups[idx]),
+        };
+        let operation = if creating {
+            op::CREATE_NODEGROUP
+        } else {
+            op::DELETE_NODEGROUP
+        };
+        let plan = match drv.call::<_, StackPlan>(operation, &req) {
+            Ok(p) => p,
+            Err(e) => return fail_group(conn, &mut l, driver_error(e)),
+        };
+        if creating {
+            if let Err(reason) = create_stacks(c, conn, &mut l, &plan)? {
+                return fail_group(conn, &mut l, reason);
+            }
+        } else {
+            for operation in &plan.operations {
+                if let Some(id) = &operation.stack_id {
+                    if let Err(e) = c.orchestrator.delete(conn, id) {
+                        let reason = orchestrator_error(e)?;
+                        return fail_group(conn, &mut l, reason);
+                    }
+                }
+            }
+        }
+        data.insert("phase".into(), json!("track"));
+        return Ok(poll(data, Duration::from_secs(1)));
+    }
+    let Some(stack_id) = l.groups[idx].stack_id.clone() else {
+        if creating {
+            return fail_group(
+                conn,
+                &mut l,
+                "the nodegroup stack was never created".to_owned(),
+            );
+        }
+        db(NodeGroup::delete(conn, &ng_uuid))?;
+        finish_cluster(conn, &mut l, true, None)?;
+        return Ok(Outcome::Done);
+    };
+    let snapshot = match c.orchestrator.get(conn, &stack_id) {
+        Ok(s) => s,
+        Err(e) => {
+            let reason = orchestrator_error(e)?;
+            return fail_group(conn, &mut l, reason);
+        }
+    };
+    if !creating {
+        return match snapshot {
+            None => {
+                db(NodeGroup::delete(conn, &ng_uuid))?;
+                finish_cluster(conn, &mut l, true, None)?;
+                Ok(Outcome::Done)
+            }
+            Some(s) if s.status == "DELETE_COMPLETE" => {
+                db(NodeGroup::delete(conn, &ng_uuid))?;
+                finish_cluster(conn, &mut l, true, None)?;
+                Ok(Outcome::Done)
+            }
+            Some(s) if s.status == "DELETE_FAILED" => fail_group(conn, &mut l, s.status_reason),
+            Some(_) => Ok(next_poll(c, data)),
+        };
+    }
+    if snapshot.is_none() {
+        return fail_group(
+            conn,
+            &mut l,
+            format!("stack {stack_id} no longer exists in the orchestrator"),
+        );
+    }
+    let update = match refresh(c, conn, &mut l, &drv)? {
+        Ok(u) => u,
+        Err(reason) => return fail_group(conn, &mut l, reason),
+    };
+    let Some(ng_update) = update
+        .nodegroups
+        .iter()
+        .find(|u| u.uuid == ng_uuid)
+        .cloned()
+    else {
+        return Ok(next_poll(c, data));
+    };
+    let status = ng_update.status.clone().unwrap_or_default();
+    if !status.starts_with("CREATE") || status.ends_with("_IN_PROGRESS") {
+        return Ok(next_poll(c, data));
+    }
+    apply_groups(
+        conn,
+        &mut l,
+        &StatusUpdate {
+            nodegroups: vec![ng_update.clone()],
+            ..Default::default()
+        },
+    )?;
+    if status.ends_with("_COMPLETE") {
+        finish_cluster(conn, &mut l, true, None)?;
+    } else {
+        let reason = ng_update
+            .status_reason
+            .unwrap_or_else(|| "stack create failed".to_owned());
+        let why = format!("{} failed: {reason}", l.groups[idx].name);
+        finish_cluster(conn, &mut l, false, Some(why))?;
+    }
+    Ok(Outcome::Done)
+}
+
+/// Refreshes `health_status` of complete clusters from what the
+/// orchestrator knows of their servers; writes only what changed. Returns
+/// how many clusters changed.
+pub fn health_pass(c: &Conductor, conn: &mut Conn) -> diesel::QueryResult<usize> {
+    let mut changed = 0;
+    for cluster in Cluster::with_status(conn, crate::api::common::UPDATE_ALLOWED)? {
+        let groups = NodeGroup::all_of_cluster(conn, &cluster.uuid)?;
+        let mut ids: Vec<String> = cluster.stack_id.iter().cloned().collect();
+        for g in &groups {
+            if let Some(id) = &g.stack_id {
+                if !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+            }
+        }
+        let mut nodes = Vec::new();
+        let mut known = true;
+        for id in &ids {
+            match c.orchestrator.node_health(conn, id) {
+                Ok(Some(n)) => nodes.extend(n),
+                Ok(None) => known = false,
+                Err(e) => {
+                    tracing::debug!(cluster = %cluster.uuid, "health: {e}");
+                    known = false;
+                }
+            }
+        }
+        let (status, reason) = if !known || nodes.is_empty() {
+            ("UNKNOWN", serde_json::Map::new())
+        } else {
+            let mut reason = serde_json::Map::new();
+            reason.insert("api".into(), json!("ok"));
+            for (name, ok) in &nodes {
+                reason.insert(
+                    format!("{name}.Ready"),
+                    json!(if *ok { "True" } else { "False" }),
+                );
+            }
+            let healthy = nodes.iter().all(|(_, ok)| *ok);
+            (if healthy { "HEALTHY" } else { "UNHEALTHY" }, reason)
+        };
+        let reason_text = Value::Object(reason).to_string();
+        if cluster.health_status.as_deref() != Some(status)
+            || cluster.health_status_reason.as_deref() != Some(reason_text.as_str())
+        {
+            // Only the health columns, and only while still complete: a
+            // whole-row write here could undo a request made meanwhile.
+            if Cluster::set_health(
+                conn,
+                &cluster.uuid,
+                crate::api::common::UPDATE_ALLOWED,
+                status,
+                &reason_text,
+            )? {
+                changed += 1;
+            }
+        }
+    }
+    Ok(changed)
+}

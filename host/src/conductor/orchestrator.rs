@@ -1,0 +1,72 @@
+//! What the conductor needs from an orchestrator: stacks created, found by
+//! their deterministic name, read, updated and deleted. Calls are sync: the
+//! conductor runs every job on the blocking pool, and the `local` cloud
+//! works on the database connection it is given.
+
+use magnum_driver_abi::payload::{StackOperation, StackSnapshot};
+
+use crate::db::DbConnection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    /// The orchestrator refused the request (bad template or parameters):
+    /// retrying cannot help; the operation fails with this reason.
+    #[error("{0}")]
+    Rejected(String),
+    /// The orchestrator could not be reached or failed internally: the job
+    /// is retried later.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+pub trait Orchestrator: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Starts creating the stack `op` describes; returns its id.
+    fn create(
+        &self,
+        conn: &mut DbConnection,
+        project_id: &str,
+        op: &StackOperation,
+    ) -> Result<String, OrchestratorError>;
+
+    /// The id of the stack with this name, if one exists (so a retried
+    /// create never makes a second stack). `trust_id` is the cluster's
+    /// trust: its stacks live in the user's project, where only a
+    /// trust-scoped call sees them by name.
+    fn find(
+        &self,
+        conn: &mut DbConnection,
+        name: &str,
+        trust_id: Option<&str>,
+    ) -> Result<Option<String>, OrchestratorError>;
+
+    /// The stack as it is now; `None` when it no longer exists (Heat's 404).
+    fn get(
+        &self,
+        conn: &mut DbConnection,
+        id: &str,
+    ) -> Result<Option<StackSnapshot>, OrchestratorError>;
+
+    /// Starts an update (`existing` semantics: parameters merged).
+    fn update(
+        &self,
+        conn: &mut DbConnection,
+        id: &str,
+        op: &StackOperation,
+    ) -> Result<(), OrchestratorError>;
+
+    /// Per-server health of a stack (server name, healthy) where the
+    /// orchestrator can tell; `None` leaves the cluster's health UNKNOWN
+    /// (real Heat cannot see inside the COE).
+    fn node_health(
+        &self,
+        _conn: &mut DbConnection,
+        _id: &str,
+    ) -> Result<Option<Vec<(String, bool)>>, OrchestratorError> {
+        Ok(None)
+    }
+
+    /// Starts deleting the stack; deleting a missing stack is not an error.
+    fn delete(&self, conn: &mut DbConnection, id: &str) -> Result<(), OrchestratorError>;
+}

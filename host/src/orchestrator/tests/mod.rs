@@ -1,0 +1,59 @@
+//! Tests of the evaluator (`hot`), the `local` cloud on both databases
+//! (`cloud`) and the bundled drivers' real plans run through it (`drivers`).
+
+mod cloud;
+mod drivers;
+mod hot;
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+/// A JSON object literal as a map.
+fn map(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+/// Files from `(name, text)` pairs.
+fn files(list: &[(&str, &str)]) -> BTreeMap<String, String> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A HOT template from its body (the version line added).
+fn hot(body: &str) -> String {
+    format!("heat_template_version: 2018-08-31\n{body}")
+}
+
+/// One node: a port, an optional floating IP, a server.
+pub(super) const NODE: &str = r#"
+heat_template_version: 2018-08-31
+parameters:
+  name: {type: string}
+  subnet: {type: string}
+  public: {type: boolean, default: true}
+  role: {type: string, default: worker, constraints: [{allowed_values: [worker, master]}]}
+  peer: {type: string, default: ""}
+conditions:
+  public: {get_param: public}
+resources:
+  port:
+    type: OS::Neutron::Port
+    properties: {network: private, fixed_ips: [{subnet: {get_param: subnet}}]}
+  fip:
+    type: OS::Neutron::FloatingIP
+    condition: public
+    properties: {floating_network: public, port_id: {get_resource: port}}
+  server:
+    type: OS::Nova::Server
+    properties: {name: {get_param: name}, networks: [{port: {get_resource: port}}]}
+outputs:
+  ip: {value: {get_attr: [port, fixed_ips, 0, ip_address]}}
+  external_ip: {value: {if: [public, {get_attr: [fip, floating_ip_address]}, {get_attr: [port, fixed_ips, 0, ip_address]}]}}
+  name: {value: {get_attr: [server, name]}}
+  OS::stack_id: {value: {get_resource: server}}
+"#;

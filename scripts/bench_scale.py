@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Scale benchmark of the conductor (issue 5): N clusters created through the
+API against the `local` orchestrator with a zero boot time. Reports the time
+until all are CREATE_COMPLETE, the conductor process's CPU time per cluster
+and RSS, and the conductor's idle CPU once everything is complete.
+
+Runs `magnumd serve` (API only, [conductor] in_process = false) and a separate
+`magnumd conductor` process on the same SQLite database, so the conductor's
+CPU is measured on its own. Every loop is bounded in count and time.
+
+Usage: bench_scale.py --bin target/release --plugins DIR [--clusters N]
+"""
+import argparse, http.client, json, os, sqlite3, subprocess, sys, tempfile, time
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def request(conn, method, path, body=None):
+    headers = {"Content-Type": "application/json", "OpenStack-API-Version": "container-infra latest"}
+    conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    return resp.status, (json.loads(data) if data else None)
+
+
+def start(cmd, log):
+    return subprocess.Popen(cmd, stderr=log, stdout=log, env={**os.environ, "MAGNUM_LOG": "warn", "NO_COLOR": "1"})
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--plugins", required=True)
+    ap.add_argument("--clusters", type=int, default=10000)
+    ap.add_argument("--port", type=int, default=19711)
+    ap.add_argument("--timeout", type=int, default=1800)
+    ap.add_argument("--idle-seconds", type=int, default=30)
+    ap.add_argument("--key-algorithm", default="rsa-2048", choices=["rsa-2048", "ecdsa-p256"],
+                    help="the clusters' CA keys ([certificates] key_algorithm)")
+    a = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="magnum-scale-")
+    cfg = os.path.join(work, "magnum.toml")
+    with open(cfg, "w") as f:
+        f.write(
+            "[local]\nboot_seconds = 0.0\ndelete_seconds = 0.0\nfloating_ip_cidr = \"100.64.0.0/10\"\n"
+            "[api]\nmax_clusters_per_project = 1000000\n"
+            "[conductor]\nin_process = false\nconcurrency = 4\nhealth_interval_seconds = 600\n"
+            f"[certificates]\nkey_algorithm = \"{a.key_algorithm}\"\n"
+        )
+    common = ["--config", cfg, "--plugins-dir", a.plugins, "--data-dir", os.path.join(work, "var")]
+    log = open(os.path.join(work, "magnumd.log"), "w")
+    api = start([os.path.join(a.bin, "magnumd"), *common, "serve", "--bind", f"127.0.0.1:{a.port}"], log)
+    conductor = None
+    try:
+        conn = None
+        for _ in range(100):
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=30)
+                if request(conn, "GET", "/v1")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        status, body = request(conn, "POST", "/v1/clustertemplates", {
+            "name": "k8s", "coe": "kubernetes", "image_id": "fedora-atomic-latest",
+            "external_network_id": "public", "flavor_id": "m1.small"})
+        assert status == 201, (status, body)
+        conductor = start([os.path.join(a.bin, "magnumd"), *common, "conductor"], log)
+        t0 = time.time()
+        for i in range(a.clusters):
+            status, body = request(conn, "POST", "/v1/clusters", {"name": f"c{i}", "cluster_template_id": "k8s", "node_count": 1})
+            assert status == 202, (i, status, body)
+        t_api = time.time() - t0
+        done = 0
+        deadline = t0 + a.timeout
+        db = sqlite3.connect(f"file:{os.path.join(work, 'var', 'magnum.sqlite')}?mode=ro", uri=True, timeout=30)
+        failed = 0
+        while time.time() < deadline:
+            # Read the counts from the database: the API pages 1000 at a time.
+            counts = dict(db.execute("SELECT status, COUNT(*) FROM cluster GROUP BY status").fetchall())
+            done = counts.get("CREATE_COMPLETE", 0)
+            failed = sum(n for s, n in counts.items() if s.endswith("FAILED"))
+            if done + failed == a.clusters:
+                break
+            time.sleep(1)
+        t_all = time.time() - t0
+        cpu_busy = cpu_seconds(conductor.pid)
+        rss = rss_mib(conductor.pid)
+        time.sleep(a.idle_seconds)
+        cpu_idle = cpu_seconds(conductor.pid) - cpu_busy
+        api_rss = rss_mib(api.pid)
+        print(f"clusters                      {a.clusters} (CA keys {a.key_algorithm})")
+        print(f"CREATE_COMPLETE               {done}  (failed {failed})")
+        print(f"API accepted all creates in   {t_api:.1f} s ({a.clusters / t_api:.0f} creates/s)")
+        print(f"all terminal after            {t_all:.1f} s (from the first create)")
+        print(f"conductor CPU                 {cpu_busy:.1f} s = {1000 * cpu_busy / a.clusters:.2f} ms per cluster")
+        print(f"conductor RSS                 {rss:.0f} MiB (API process {api_rss:.0f} MiB)")
+        print(f"conductor idle CPU            {cpu_idle:.2f} s over {a.idle_seconds} s with every cluster complete ({100 * cpu_idle / a.idle_seconds:.2f}% of a core)")
+        print(f"database                      {os.path.getsize(os.path.join(work, 'var', 'magnum.sqlite')) / 2**20:.0f} MiB")
+        return 0 if done == a.clusters else 1
+    finally:
+        for p in (conductor, api):
+            if p:
+                p.terminate()
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
