@@ -47,16 +47,17 @@ POLL_INTERVAL = 2.0
 
 
 class Result:
-    def __init__(self, args, rc, out, err):
+    def __init__(self, args, rc, out, err, seconds):
         self.args, self.rc, self.out, self.err = args, rc, out, err
+        self.seconds = seconds
 
     @property
     def text(self):
         return self.out + self.err
 
     def describe(self):
-        return "`openstack %s` exit %s\n  stdout: %s\n  stderr: %s" % (
-            " ".join(self.args), self.rc, self.out.strip()[-1500:] or "(empty)",
+        return "`openstack %s` exit %s after %.1f s\n  stdout: %s\n  stderr: %s" % (
+            " ".join(self.args), self.rc, self.seconds, self.out.strip()[-1500:] or "(empty)",
             self.err.strip()[-1500:] or "(empty)")
 
 
@@ -67,6 +68,7 @@ class Harness:
         self.verbose = verbose
         self.passed = 0
         self.failed = 0
+        self.started = time.monotonic()
         # Nothing from the caller's cloud config may redirect the CLI.
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith("OS_")}
@@ -81,14 +83,17 @@ class Harness:
         args = tuple("<unknown>" if a is None else str(a) for a in args)
         argv = [self.openstack, "--os-auth-type", "none",
                 "--os-endpoint", self.endpoint, "coe", *args]
+        t0 = time.monotonic()
         try:
             p = subprocess.run(argv, capture_output=True, text=True,
                                timeout=CMD_TIMEOUT, env=self.env,
                                stdin=subprocess.DEVNULL)
-            res = Result(["coe", *args], p.returncode, p.stdout, p.stderr)
+            res = Result(["coe", *args], p.returncode, p.stdout, p.stderr,
+                         time.monotonic() - t0)
         except subprocess.TimeoutExpired as e:
             res = Result(["coe", *args], "timeout",
-                         _s(e.stdout), _s(e.stderr) + "\n(timed out after %ss)" % CMD_TIMEOUT)
+                         _s(e.stdout), _s(e.stderr) + "\n(timed out after %ss)" % CMD_TIMEOUT,
+                         time.monotonic() - t0)
         if self.verbose:
             print("# " + res.describe().replace("\n", "\n# "))
         return res
@@ -109,6 +114,7 @@ class Harness:
         else:
             self.failed += 1
             print("FAIL - %s" % name)
+            print("    (%.1f s into the run)" % (time.monotonic() - self.started))
             if detail:
                 for line in str(detail).splitlines():
                     print("    " + line)
@@ -237,7 +243,7 @@ def main():
     except Exception as e:  # a bug in the script, reported, not a traceback
         h.check(False, "harness ran to the end", "%s: %s" % (type(e).__name__, e))
 
-    print("%d passed, %d failed" % (h.passed, h.failed))
+    print("%d passed, %d failed in %.0f s" % (h.passed, h.failed, time.monotonic() - h.started))
     return 1 if h.failed else 0
 
 

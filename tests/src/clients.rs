@@ -11,7 +11,11 @@
 //! WAIT_FOR_COMPLETE=1: clusters must reach CREATE_COMPLETE, and update,
 //! resize and nodegroups run on complete clusters.
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{
+    path::PathBuf,
+    process::{Command, Output, Stdio},
+    time::Duration,
+};
 
 use crate::support::*;
 
@@ -82,10 +86,10 @@ fn openstack_coe_cli_against_magnumd() {
     println!("{report}");
     if !out.status.success() {
         let log = server.log();
-        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        // The failed checks with their details, in the panic message itself:
-        // a CI log that keeps only the end of the output still shows them.
+        // The failed checks with their details come last in the panic
+        // message: a CI log that keeps only the end of the output shows them.
         let mut failures = Vec::new();
         let mut in_failure = false;
         for line in report.lines() {
@@ -99,16 +103,16 @@ fn openstack_coe_cli_against_magnumd() {
             }
         }
         panic!(
-            "coe_cli_test.py failed ({}): {}\nfailed checks:\n{}\nstderr: {}\nmagnumd log (last 60 lines):\n{}",
+            "coe_cli_test.py failed ({}): {}\nstderr: {}\nmagnumd log (last 40 lines):\n{}\n\nfailed checks:\n{}",
             out.status,
             report
                 .lines()
                 .rev()
                 .find(|l| l.contains(" passed, "))
                 .unwrap_or("no summary line"),
-            failures.join("\n"),
             stderr(&out),
-            tail.join("\n")
+            tail.join("\n"),
+            failures.join("\n"),
         );
     }
     let (status, log) = server.stop();
@@ -135,4 +139,48 @@ fn openstack_coe_cli_against_magnumd() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "{}", key_file.display());
+}
+
+/// Runs `cmd` to completion with stdout and stderr captured, killing it once
+/// `limit` has passed (the output then ends with a note saying so).
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = std::time::Instant::now() + limit;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().expect("wait");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut stderr = err.join().unwrap_or_default();
+    if timed_out {
+        stderr.extend_from_slice(format!("\n(killed after {limit:?})\n").as_bytes());
+    }
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr,
+    }
 }

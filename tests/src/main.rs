@@ -1,6 +1,7 @@
 //! magnum-rs end-to-end tests: real driver libraries through the real loader,
 //! the real `magnum-driver-manage` and `magnumd` binaries as processes, and
-//! the real OpenStack CLI against `magnumd` (tests/clients/).
+//! the real OpenStack CLI against `magnumd` (tests/clients/, in the `clients`
+//! test binary: src/clients_main.rs).
 //!
 //! Run through `scripts/test`, which builds the workspace (binaries and
 //! driver `.so` files) first; fixtures outside the workspace are built here.
@@ -9,7 +10,6 @@ mod abi_compat;
 mod api;
 mod bundled;
 mod certificates;
-mod clients;
 mod conductor;
 mod loader;
 mod support;

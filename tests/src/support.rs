@@ -1,7 +1,7 @@
 //! Paths, fixture builds and process helpers shared by the tests.
 
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
     sync::{mpsc, Mutex, OnceLock},
@@ -252,49 +252,5 @@ impl Magnumd {
 impl Drop for Magnumd {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// Runs `cmd` to completion with stdout and stderr captured, killing it once
-/// `limit` has passed (the output then ends with a note saying so).
-pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
-    let deadline = std::time::Instant::now() + limit;
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if std::time::Instant::now() >= deadline {
-            timed_out = true;
-            let _ = child.kill();
-            break child.wait().expect("wait");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let mut stderr = err.join().unwrap_or_default();
-    if timed_out {
-        stderr.extend_from_slice(format!("\n(killed after {limit:?})\n").as_bytes());
-    }
-    Output {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr,
     }
 }
