@@ -515,7 +515,7 @@ pub async fn create(
         .into_iter()
         .flatten()
     {
-        catalog.flavor(&ctx, fl).await?;
+        catalog.bootable_flavor(&ctx, fl, &labels).await?;
     }
     catalog
         .fixed(

@@ -293,8 +293,9 @@ async fn check_cloud(
     let catalog = &state.catalog;
     let image = catalog.image(ctx, &t.image_id).await?;
     t.cluster_distro = image.os_distro;
+    let labels = labels(t);
     for f in [&t.flavor_id, &t.master_flavor_id].into_iter().flatten() {
-        catalog.flavor(ctx, f).await?;
+        catalog.bootable_flavor(ctx, f, &labels).await?;
     }
     if let Some(net) = &t.external_network_id {
         catalog.external_network(ctx, net).await?;

@@ -479,3 +479,85 @@ api_test!(visibility_public_hidden_and_projects, |app: &TestApp| {
         StatusCode::FORBIDDEN
     );
 });
+
+/// Upstream §5.1 step 11: a flavor without a root disk boots nothing unless
+/// `boot_volume_size` asks for a volume; template create, template update
+/// and cluster create refuse it with upstream's 400, and store nothing.
+mod zero_disk_flavor {
+    use super::*;
+    use magnum_host::api::catalog::{Catalog, CloudCatalog, Flavor};
+
+    const REFUSED: &str =
+        "Flavor with zero root volume size is not supported when boot_volume_size is zero.";
+
+    fn app(db: TestDatabase) -> TestApp {
+        TestApp::with(db, |state| {
+            let mut catalog = Catalog::default();
+            catalog.flavors.push(Flavor {
+                id: "diskless-id".into(),
+                name: "m1.diskless".into(),
+                vcpus: 1,
+                ram_mb: 2048,
+                disk_gb: 0,
+            });
+            state.catalog = CloudCatalog::Embedded(catalog);
+        })
+    }
+
+    fn body(app: &TestApp) {
+        let mut t = template_body("diskless", "kubernetes", "fedora-atomic-latest");
+        t["flavor_id"] = json!("m1.diskless");
+        let r = app.post("/v1/clustertemplates", t.clone());
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+        assert_eq!(r.detail(), REFUSED);
+        t["master_flavor_id"] = json!("diskless-id");
+        t["flavor_id"] = json!("m1.small");
+        assert_eq!(app.post("/v1/clustertemplates", t.clone()).detail(), REFUSED);
+        assert_eq!(app.count("cluster_template"), 0);
+
+        // With a boot volume the same flavor is fine.
+        t["labels"] = json!({"boot_volume_size": "10"});
+        let r = app.post("/v1/clustertemplates", t);
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+
+        // PATCH to the diskless flavor on a template without a boot volume.
+        app.k8s_template("plain");
+        let r = app.patch(
+            "/v1/clustertemplates/plain",
+            json!([{"op": "replace", "path": "/flavor_id", "value": "m1.diskless"}]),
+        );
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+        assert_eq!(r.detail(), REFUSED);
+        assert_eq!(app.get("/v1/clustertemplates/plain").body["flavor_id"], "m1.small");
+
+        // A cluster that picks the flavor itself, or drops the boot volume.
+        let r = app.post(
+            "/v1/clusters",
+            json!({"name": "c1", "cluster_template_id": "plain", "flavor_id": "m1.diskless"}),
+        );
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+        assert_eq!(r.detail(), REFUSED);
+        let r = app.post(
+            "/v1/clusters",
+            json!({"name": "c2", "cluster_template_id": "diskless",
+                   "labels": {"boot_volume_size": "0"}}),
+        );
+        assert_eq!(r.detail(), REFUSED);
+        assert_eq!(app.count("cluster"), 0);
+        assert_eq!(app.count("jobs"), 0);
+    }
+
+    #[test]
+    fn sqlite() {
+        if let Some(db) = TestDatabase::new(magnum_host::db::Backend::Sqlite) {
+            body(&app(db));
+        }
+    }
+
+    #[test]
+    fn postgres() {
+        if let Some(db) = TestDatabase::new(magnum_host::db::Backend::Postgres) {
+            body(&app(db));
+        }
+    }
+}

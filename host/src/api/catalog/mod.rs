@@ -6,6 +6,8 @@
 
 pub mod openstack;
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use super::{context::Ctx, error::ApiError};
@@ -44,6 +46,29 @@ impl CloudCatalog {
             Self::Embedded(c) => c.flavor(ident).cloned(),
             Self::OpenStack(c) => c.flavor(ctx, ident).await,
         }
+    }
+
+    /// A flavor the nodes can boot from (upstream §5.1 step 11, for
+    /// templates and clusters): one without a root disk only with a boot
+    /// volume, the `boot_volume_size` label (default 0, as upstream's
+    /// `[cinder] default_boot_volume_size`).
+    pub async fn bootable_flavor(
+        &self,
+        ctx: &Ctx,
+        ident: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Flavor, ApiError> {
+        let flavor = self.flavor(ctx, ident).await?;
+        let boot_volume_size = labels
+            .get("boot_volume_size")
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        if flavor.disk_gb == 0 && boot_volume_size <= 0 {
+            return Err(ApiError::bad_request(
+                "Flavor with zero root volume size is not supported when boot_volume_size is zero.",
+            ));
+        }
+        Ok(flavor)
     }
 
     pub async fn keypair(&self, ctx: &Ctx, name: &str) -> Result<(), ApiError> {
