@@ -1340,6 +1340,11 @@ fn catalog_checks(h: &Harness, rt: &tokio::runtime::Runtime, times: &mut Times) 
             "Flavor m1.nope could not be found.",
         ),
         (
+            json!({"flavor_id": "m1.diskless"}),
+            400,
+            "Flavor with zero root volume size is not supported when boot_volume_size is zero.",
+        ),
+        (
             json!({"external_network_id": "internal"}),
             400,
             "Network internal is not an external network (router:external is false).",

@@ -227,6 +227,8 @@ FLAVORS = [
     ("FLAVOR_SMALL_ID", "m1.small", 1, 2048, 20),
     ("FLAVOR_MEDIUM_ID", "m1.medium", 2, 4096, 40),
     ("FLAVOR_LARGE_ID", "m1.large", 4, 8192, 80),
+    # No root disk: magnum refuses it unless boot_volume_size > 0.
+    ("FLAVOR_DISKLESS_ID", "m1.diskless", 1, 2048, 0),
 ]
 
 
@@ -322,9 +324,9 @@ def check(ks_url):
     _, body = demo.call("compute", "/flavors/detail")
     fl = {f["name"]: (f["vcpus"], f["ram"], f["disk"]) for f in body["flavors"]}
     print("nova GET /v2.1/flavors/detail ->", json.dumps(fl, sort_keys=True))
-    expect("flavors m1.small/medium/large with the seeded sizes",
+    expect("flavors m1.small/medium/large/diskless with the seeded sizes",
            fl.get("m1.small") == (1, 2048, 20) and fl.get("m1.medium") == (2, 4096, 40)
-           and fl.get("m1.large") == (4, 8192, 80))
+           and fl.get("m1.large") == (4, 8192, 80) and fl.get("m1.diskless") == (1, 2048, 0))
     _, body = demo.call("compute", "/os-keypairs/default")
     kp = body["keypair"]
     print("nova GET /v2.1/os-keypairs/default ->",
