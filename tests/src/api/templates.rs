@@ -512,7 +512,10 @@ mod zero_disk_flavor {
         assert_eq!(r.detail(), REFUSED);
         t["master_flavor_id"] = json!("diskless-id");
         t["flavor_id"] = json!("m1.small");
-        assert_eq!(app.post("/v1/clustertemplates", t.clone()).detail(), REFUSED);
+        assert_eq!(
+            app.post("/v1/clustertemplates", t.clone()).detail(),
+            REFUSED
+        );
         assert_eq!(app.count("cluster_template"), 0);
 
         // With a boot volume the same flavor is fine.
@@ -528,7 +531,10 @@ mod zero_disk_flavor {
         );
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
         assert_eq!(r.detail(), REFUSED);
-        assert_eq!(app.get("/v1/clustertemplates/plain").body["flavor_id"], "m1.small");
+        assert_eq!(
+            app.get("/v1/clustertemplates/plain").body["flavor_id"],
+            "m1.small"
+        );
 
         // A cluster that picks the flavor itself, or drops the boot volume.
         let r = app.post(
