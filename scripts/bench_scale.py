@@ -10,7 +10,7 @@ CPU is measured on its own. Every loop is bounded in count and time.
 
 Usage: bench_scale.py --bin target/release --plugins DIR [--clusters N]
 """
-import argparse, http.client, json, os, sqlite3, subprocess, sys, tempfile, time
+import argparse, http.client, json, os, shutil, sqlite3, subprocess, sys, tempfile, time
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -123,6 +123,8 @@ def main():
                     p.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     p.kill()
+        # The database of 10,000 clusters is hundreds of MiB; the log stays.
+        shutil.rmtree(os.path.join(work, "var"), ignore_errors=True)
 
 
 if __name__ == "__main__":

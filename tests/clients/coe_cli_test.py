@@ -737,10 +737,19 @@ def subject(cert_file):
 
 def certificates(h, cluster):
     """ca show / ca sign / cluster config / ca rotate, every certificate
-    checked with openssl."""
-    import base64
+    checked with openssl, in a temporary directory removed afterwards (it
+    holds private keys)."""
+    import shutil
     import tempfile
     d = tempfile.mkdtemp(prefix="coe-certs-")
+    try:
+        certificates_in(h, cluster, d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def certificates_in(h, cluster, d):
+    import base64
 
     def write(name, text):
         path = os.path.join(d, name)
