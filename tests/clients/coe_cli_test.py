@@ -73,6 +73,10 @@ class Harness:
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith("OS_")}
         self.env["OS_CLIENT_CONFIG_FILE"] = os.devnull
+        # `coe cluster config` reads $SHELL (a KeyError without it) to pick
+        # the export syntax; CI's environment has none. The checks expect
+        # the Bourne shell's `export`.
+        self.env["SHELL"] = "/bin/bash"
         self.env.setdefault("PYTHONWARNINGS", "ignore")
 
     # -- running -------------------------------------------------------------
