@@ -444,6 +444,12 @@ fn service_project_lifecycle(
         "cccccccc-1111-0000-0000-000000000001",
         Map::new(),
     );
+    // Nodes boot from volumes: Heat parses the node templates' HOT
+    // 2021-04-16 two-argument `if`s (server image omitted, a block device
+    // mapping added) and resolves them in every member's properties.
+    req.cluster
+        .labels
+        .extend([("boot_volume_size".to_owned(), "10".to_owned())]);
     let op = mapped(driver.create_cluster(&req).expect("create plan"));
     let name = op.stack_name.clone();
 

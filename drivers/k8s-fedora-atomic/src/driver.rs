@@ -17,6 +17,8 @@ use magnum_driver_abi::{
     UpgradeRequest, Validation,
 };
 
+#[path = "../../common/boot_volume.rs"]
+mod boot_volume;
 #[path = "../../common/environment.rs"]
 mod environment;
 
@@ -283,7 +285,10 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                     &[],
                     "give the API load balancer a floating IP; defaults to floating_ip_enabled",
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain(boot_volume::label_specs())
+            .collect(),
             node_roles: vec![MASTER.into(), WORKER.into()],
             template_path: Some(format!("templates/{CLUSTER_FILE}")),
             beta: false,
@@ -525,6 +530,7 @@ impl K8sFedoraAtomicDriver {
         helpers::check_provides(&self.info, template)?;
         let labels = &template.labels;
         helpers::validate_labels(&self.info.labels, labels)?;
+        boot_volume::check(labels)?;
         self.network_config(template.network_driver.as_deref(), labels)?;
         let volume = self.volume_config(template.volume_driver.as_deref(), labels)?;
         helpers::check_networks(template)?;
@@ -634,7 +640,7 @@ impl K8sFedoraAtomicDriver {
         p.extend(helpers::label_parameters(
             &self.info.labels,
             &labels,
-            passed_labels,
+            passed_labels.into_iter().chain(boot_volume::LABELS),
         ));
         p.extend(
             self.network_config(template.network_driver.as_deref(), &labels)?

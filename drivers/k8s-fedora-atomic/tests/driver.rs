@@ -13,7 +13,8 @@ use magnum_driver_abi::{
 };
 use magnum_driver_k8s_fedora_atomic::{K8sFedoraAtomicDriver, CLUSTER_FILE, DRIVER_NAME};
 use support::{
-    default_nodegroups, hot, invalid, lint, nodegroup as group, nodegroup_update, MASTERS, WORKERS,
+    assert_nodes_can_boot_from_volumes, default_nodegroups, hot, invalid, lint, nodegroup as group,
+    nodegroup_update, MASTERS, WORKERS,
 };
 
 fn driver() -> K8sFedoraAtomicDriver {
@@ -303,6 +304,50 @@ fn create_plans_one_cluster_stack() {
     assert!(!p.contains_key("not_a_template_parameter"));
     assert!(!p.contains_key("volume_driver"));
     assert!(!p.contains_key("calico_ipv4pool"));
+}
+
+/// Nodes boot from a Cinder volume made from the image when the
+/// boot_volume_size label is above 0: the size reaches the templates as a
+/// number (0 by default), the volume type only when a label sets it.
+#[test]
+fn boot_volume_labels_reach_every_node() {
+    let d = driver();
+    let plan = d.create_cluster(&request()).unwrap();
+    let p = &plan.operations[0].parameters;
+    assert_eq!(p["boot_volume_size"], 0);
+    assert!(!p.contains_key("boot_volume_type"));
+    assert_nodes_can_boot_from_volumes(&plan);
+
+    let mut req = request();
+    req.template
+        .labels
+        .insert("boot_volume_size".into(), "20".into());
+    req.cluster
+        .labels
+        .insert("boot_volume_type".into(), "ssd".into());
+    let plan = d.create_cluster(&req).unwrap();
+    lint(&plan);
+    let p = &plan.operations[0].parameters;
+    assert_eq!(p["boot_volume_size"], 20);
+    assert_eq!(p["boot_volume_type"], "ssd");
+
+    // A nodegroup's stack (the same cluster.yaml) gets them too, its own
+    // labels over the cluster's.
+    let mut nodegroup = group(EXTRA, "gpu_nodes", "worker", false, 2);
+    nodegroup
+        .labels
+        .insert("boot_volume_size".into(), "50".into());
+    let plan = d
+        .create_nodegroup(&NodeGroupRequest {
+            base: req,
+            nodegroup,
+        })
+        .unwrap();
+    lint(&plan);
+    let p = &plan.operations[0].parameters;
+    assert_eq!(p["boot_volume_size"], 50);
+    assert_eq!(p["boot_volume_type"], "ssd");
+    assert_nodes_can_boot_from_volumes(&plan);
 }
 
 #[test]
@@ -612,6 +657,7 @@ fn the_template_lint_catches_broken_plans() {
         .replace("condition: create_cluster_resources\n    properties:\n      name:\n        str_replace:\n          template: $NAME-master", "condition: managed\n    properties:\n      name:\n        str_replace:\n          template: $NAME-master")
         .replace("type: Magnum::NetworkSwitcher", "type: Magnum::NetworkSwitch")
         .replace("value: {get_attr: [kube_minions, kube_minion_ip]}", "value: {equals: [1, 1]}")
+        .replace("api_pool: {if: [master_lb, {get_resource: api_pool}, \"\"]}", "api_pool: {if: [master_lb, {get_resource: api_pool}]}")
         .replace("          ssh_key_name: {get_param: ssh_key_name}\n          external_network: {get_param: external_network}\n          fixed_network: {get_attr: [network, fixed_network]}\n          fixed_subnet: {get_attr: [network, fixed_subnet]}\n          secgroup: {if",
                  "          ssh_key_nam: {get_param: ssh_key_name}\n          external_network: {get_param: external_network}\n          fixed_network: {get_attr: [network, fixed_network]}\n          fixed_subnet: {get_attr: [network, fixed_subnet]}\n          secgroup: {if");
     let mut registry: std::collections::BTreeMap<String, String> = operation.environment
@@ -626,6 +672,17 @@ fn the_template_lint_catches_broken_plans() {
         "volume.yaml".into(),
     );
     files.insert("cluster.yaml".into(), cluster);
+    // worker.yaml is HOT 2021-04-16, where `if` may take two arguments.
+    let worker = files["worker.yaml"]
+        .replace(
+            "          - boot_from_volume\n",
+            "          - boot_from_volumes\n",
+        )
+        .replace(
+            "image: {if: [image_based, {get_param: server_image}]}",
+            "image: {if: [image_based, {get_param: server_image}, \"\", \"\"]}",
+        );
+    files.insert("worker.yaml".into(), worker);
     files.remove("master.yaml");
     let mut passed: Vec<String> = operation.parameters.keys().cloned().collect();
     passed.retain(|p| p != "cluster_uuid");
@@ -638,6 +695,9 @@ fn the_template_lint_catches_broken_plans() {
         "Magnum::Optional::Cinder::Volume maps to volume.yaml, not in files",
         "`condition: managed` names no declared condition",
         "function equals is not allowed",
+        "cluster.yaml: two-argument `if` on `master_lb` needs heat_template_version 2021-04-16",
+        "worker.yaml: `if` on `boot_from_volumes` names no declared condition",
+        "worker.yaml: `if` on `image_based` has 4 arguments",
         "worker.yaml: parameter ssh_key_nam is passed but not declared",
         "nested master.yaml is not in files",
         "parameter bogus is passed but not declared",

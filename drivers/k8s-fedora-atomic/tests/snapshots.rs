@@ -121,6 +121,17 @@ fn plan_with_volumes() {
     insta::assert_json_snapshot!(plan_snapshot(&create(&trusted_driver(), &req)));
 }
 
+/// Every node boots from a Cinder volume made from the image.
+#[test]
+fn plan_with_boot_volumes() {
+    let mut req = request();
+    let labels = [("boot_volume_size", "20"), ("boot_volume_type", "ssd")];
+    for (name, value) in labels {
+        req.template.labels.insert(name.into(), value.into());
+    }
+    insta::assert_json_snapshot!(plan_snapshot(&create(&driver(), &req)));
+}
+
 #[test]
 fn plan_of_an_empty_nodegroup() {
     let mut base = request();

@@ -223,3 +223,49 @@ fn coredns_lives_in_the_service_network_under_a_dns_domain() {
     d.validate_template(&with_label("dns_cluster_domain", "k8s.example.org"))
         .unwrap();
 }
+
+#[test]
+fn boot_volume_size_is_a_size_in_gb() {
+    let d = driver();
+    for bad in ["-1", "-20"] {
+        refused(
+            &d,
+            &with_label("boot_volume_size", bad),
+            "labels.boot_volume_size",
+            &["boot_volume_size", "at least 0", bad],
+        );
+    }
+    refused(
+        &d,
+        &with_label("boot_volume_size", "big"),
+        "labels.boot_volume_size",
+        &["integer"],
+    );
+    for good in ["0", "20"] {
+        d.validate_template(&with_label("boot_volume_size", good))
+            .unwrap();
+    }
+    d.validate_template(&with_label("boot_volume_type", "ssd"))
+        .unwrap();
+    // A cluster's own labels are checked too.
+    let mut cluster = Cluster {
+        uuid: "3f2a9c1e-77aa-4b0e-9d1f-0123456789ab".into(),
+        name: "k".into(),
+        master_count: 1,
+        node_count: 1,
+        ..Default::default()
+    };
+    cluster
+        .labels
+        .insert("boot_volume_size".into(), "-5".into());
+    let req = ClusterRequest {
+        template: template(),
+        cluster,
+        nodegroups: default_nodegroups(1),
+        ..Default::default()
+    };
+    invalid(
+        d.validate_cluster(&req).unwrap_err(),
+        "labels.boot_volume_size",
+    );
+}

@@ -15,6 +15,8 @@ use magnum_driver_abi::{
     TemplateRequest, Validation,
 };
 
+#[path = "../../common/boot_volume.rs"]
+mod boot_volume;
 #[path = "../../common/environment.rs"]
 mod environment;
 #[path = "../../common/rexray.rs"]
@@ -159,7 +161,10 @@ impl CoeDriver for MesosUbuntuDriver {
                     &[],
                     "CIDR of the private subnet the driver creates",
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain(boot_volume::label_specs())
+            .collect(),
             node_roles: vec![MASTER.into(), WORKER.into()],
             template_path: Some(format!("templates/{CLUSTER_FILE}")),
             beta: false,
@@ -257,6 +262,7 @@ impl MesosUbuntuDriver {
         helpers::check_provides(&self.info, template)?;
         let labels = &template.labels;
         helpers::validate_labels(&self.info.labels, labels)?;
+        boot_volume::check(labels)?;
         let (_, volume) = helpers::template_sub_drivers(&self.info, template, labels)?;
         helpers::check_networks(template)?;
         check_mesos_labels(labels)?;
@@ -303,7 +309,7 @@ impl MesosUbuntuDriver {
         p.extend(helpers::label_parameters(
             &self.info.labels,
             labels,
-            passed_labels,
+            passed_labels.into_iter().chain(boot_volume::LABELS),
         ));
         let (network, volume) = helpers::template_sub_drivers(&self.info, &template, labels)?;
         p.extend(network.parameters);

@@ -95,6 +95,17 @@ fn plan_with_volumes() {
     insta::assert_json_snapshot!(create(&req));
 }
 
+/// Every node boots from a Cinder volume made from the image.
+#[test]
+fn plan_with_boot_volumes() {
+    let mut req = request();
+    let labels = [("boot_volume_size", "20"), ("boot_volume_type", "ssd")];
+    for (name, value) in labels {
+        req.template.labels.insert(name.into(), value.into());
+    }
+    insta::assert_json_snapshot!(create(&req));
+}
+
 /// Mesos has no additional nodegroups (as upstream): the empty group is the
 /// default worker group at zero slaves.
 #[test]

@@ -184,3 +184,27 @@ fn rexray_without_the_users_trust_is_warned_about() {
         .warnings
         .is_empty());
 }
+
+#[test]
+fn boot_volume_size_is_a_size_in_gb() {
+    for bad in ["-1", "-20"] {
+        refused(
+            &template(&[("boot_volume_size", bad)]),
+            "labels.boot_volume_size",
+            &["boot_volume_size", "at least 0", bad],
+        );
+    }
+    refused(
+        &template(&[("boot_volume_size", "big")]),
+        "labels.boot_volume_size",
+        &["integer"],
+    );
+    for good in ["0", "20"] {
+        driver()
+            .validate_template(&template(&[
+                ("boot_volume_size", good),
+                ("boot_volume_type", "ssd"),
+            ]))
+            .unwrap();
+    }
+}

@@ -15,6 +15,8 @@ use magnum_driver_abi::{
     StatusRequest, StatusUpdate, SubDriverConfig, SubDriverRequest, TemplateRequest, Validation,
 };
 
+#[path = "../../common/boot_volume.rs"]
+mod boot_volume;
 #[path = "../../common/environment.rs"]
 mod environment;
 #[path = "../../common/rexray.rs"]
@@ -199,7 +201,10 @@ impl CoeDriver for SwarmFedoraAtomicDriver {
                     &[],
                     "CIDR of the private subnet the driver creates",
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain(boot_volume::label_specs())
+            .collect(),
             node_roles: vec![MASTER.into(), WORKER.into()],
             template_path: Some(format!("templates/{CLUSTER_FILE}")),
             beta: false,
@@ -311,6 +316,7 @@ impl SwarmFedoraAtomicDriver {
         helpers::check_provides(&self.info, template)?;
         let labels = &template.labels;
         helpers::validate_labels(&self.info.labels, labels)?;
+        boot_volume::check(labels)?;
         let (_, volume) = helpers::template_sub_drivers(&self.info, template, labels)?;
         helpers::check_networks(template)?;
         let mut validation = Validation::default();
@@ -356,7 +362,9 @@ impl SwarmFedoraAtomicDriver {
         p.extend(helpers::label_parameters(
             &self.info.labels,
             labels,
-            ["swarm_strategy", "fixed_subnet_cidr", "docker_volume_type"],
+            ["swarm_strategy", "fixed_subnet_cidr", "docker_volume_type"]
+                .into_iter()
+                .chain(boot_volume::LABELS),
         ));
         let (network, volume) = helpers::template_sub_drivers(&self.info, &template, labels)?;
         p.extend(network.parameters);

@@ -173,3 +173,25 @@ fn rexray_without_the_users_trust_is_warned_about() {
         .warnings
         .is_empty());
 }
+
+#[test]
+fn boot_volume_size_is_a_size_in_gb() {
+    let with = |value: &str| {
+        let mut req = template("swarm-mode");
+        req.template
+            .labels
+            .insert("boot_volume_size".into(), value.into());
+        req
+    };
+    for bad in ["-1", "-20"] {
+        refused(
+            &with(bad),
+            "labels.boot_volume_size",
+            &["boot_volume_size", "at least 0", bad],
+        );
+    }
+    refused(&with("big"), "labels.boot_volume_size", &["integer"]);
+    for good in ["0", "20"] {
+        driver().validate_template(&with(good)).unwrap();
+    }
+}

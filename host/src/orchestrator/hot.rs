@@ -45,7 +45,8 @@ use sha2::{Digest, Sha256};
 /// Template files by name, as in a [`magnum_driver_abi::StackOperation`].
 pub type Files = BTreeMap<String, String>;
 
-/// The HOT versions accepted (all are read with 2018-08-31 semantics).
+/// The HOT versions accepted (all are read with 2018-08-31 semantics, but
+/// for the two-argument `if` of 2021-04-16).
 pub const HOT_VERSIONS: &[&str] = &[
     "2013-05-23",
     "2014-10-16",
@@ -461,6 +462,12 @@ impl Template {
             resources,
             outputs,
         })
+    }
+
+    /// Whether `if` may take two arguments, the missing "else" omitting
+    /// the key or item (Heat's `IfNullable`, from HOT 2021-04-16 on).
+    fn nullable_if(&self) -> bool {
+        matches!(self.version.as_str(), "2021-04-16" | "wallaby")
     }
 
     /// The declared parameters that are hidden (shown as `******`).
@@ -2055,12 +2062,20 @@ impl Scope<'_> {
                                 found.insert(name.clone());
                             }
                         }
-                        "if" => {
-                            if let Some([condition, yes, no]) = args.as_array().map(Vec::as_slice) {
+                        "if" => match args.as_array().map(Vec::as_slice) {
+                            Some([condition, yes, no]) => {
                                 let chosen = if self.condition(condition)? { yes } else { no };
                                 return self.references(chosen, found);
                             }
-                        }
+                            Some([condition, yes]) if self.template.nullable_if() => {
+                                return if self.condition(condition)? {
+                                    self.references(yes, found)
+                                } else {
+                                    Ok(())
+                                };
+                            }
+                            _ => {}
+                        },
                         _ => {}
                     }
                     return self.references(args, found);
@@ -2072,23 +2087,59 @@ impl Scope<'_> {
     }
 
     fn resolve(&self, value: &Value) -> R<Value> {
+        Ok(self.resolve_or_omit(value)?.unwrap_or(Value::Null))
+    }
+
+    /// `None` when `value` is a two-argument `if` whose condition is false
+    /// (HOT 2021-04-16): the list item or map key holding it is dropped, as
+    /// if the template had not mentioned it.
+    fn resolve_or_omit(&self, value: &Value) -> R<Option<Value>> {
         match value {
-            Value::Array(items) => items
-                .iter()
-                .map(|i| self.resolve(i))
-                .collect::<R<Vec<_>>>()
-                .map(Value::Array),
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    if let Some(v) = self.resolve_or_omit(item)? {
+                        out.push(v);
+                    }
+                }
+                Ok(Some(Value::Array(out)))
+            }
             Value::Object(map) => {
                 if let Some((function, args)) = call(map) {
-                    return self.function(function, args);
+                    if function == "if" {
+                        return self.if_function(args);
+                    }
+                    return self.function(function, args).map(Some);
                 }
                 let mut out = Map::new();
                 for (k, v) in map {
-                    out.insert(k.clone(), self.resolve(v)?);
+                    if let Some(v) = self.resolve_or_omit(v)? {
+                        out.insert(k.clone(), v);
+                    }
                 }
-                Ok(Value::Object(out))
+                Ok(Some(Value::Object(out)))
             }
-            other => Ok(other.clone()),
+            other => Ok(Some(other.clone())),
+        }
+    }
+
+    fn if_function(&self, args: &Value) -> R<Option<Value>> {
+        match args.as_array().map(Vec::as_slice) {
+            Some([condition, yes, no]) => {
+                let chosen = if self.condition(condition)? { yes } else { no };
+                self.resolve_or_omit(chosen)
+            }
+            Some([condition, yes]) if self.template.nullable_if() => {
+                if self.condition(condition)? {
+                    self.resolve_or_omit(yes)
+                } else {
+                    Ok(None)
+                }
+            }
+            _ if self.template.nullable_if() => err(
+                "Arguments to \"if\" must be of the form: [condition_name, value_if_true] or [condition_name, value_if_true, value_if_false]",
+            ),
+            _ => err("Arguments to \"if\" must be of the form: [condition_name, value_if_true, value_if_false]"),
         }
     }
 
@@ -2100,13 +2151,7 @@ impl Scope<'_> {
             "str_replace" => self.str_replace(args),
             "list_join" => self.list_join(args),
             "get_file" => self.get_file(args),
-            "if" => match args.as_array().map(Vec::as_slice) {
-                Some([condition, yes, no]) => {
-                    let chosen = if self.condition(condition)? { yes } else { no };
-                    self.resolve(chosen)
-                }
-                _ => err("Arguments to \"if\" must be of the form: [condition_name, value_if_true, value_if_false]"),
-            },
+            "if" => Ok(self.if_function(args)?.unwrap_or(Value::Null)),
             f if CONDITION_FUNCTIONS.contains(&f) => err(format!(
                 "\"{f}\" is a condition function: use it in the conditions section, a condition or the condition of \"if\""
             )),

@@ -147,6 +147,9 @@ pub struct SimServer {
     pub id: String,
     pub name: String,
     pub addresses: Vec<String>,
+    /// The image it booted from; empty for one booted from a volume, as
+    /// Nova shows it.
+    pub image: String,
     /// `BUILD` until it has booted, then `ACTIVE`.
     pub status: String,
 }
@@ -487,6 +490,13 @@ impl LocalCloud {
                     id: r.ref_id.clone(),
                     name: text("name"),
                     addresses,
+                    image: r
+                        .attributes
+                        .get("show")
+                        .and_then(|show| show.get("image"))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
                     status: if r.ready_ms <= now_ms {
                         "ACTIVE"
                     } else {

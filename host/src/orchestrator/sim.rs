@@ -220,6 +220,39 @@ fn prop_str(properties: &Map<String, Value>, names: &[&str]) -> Option<String> {
     })
 }
 
+/// Heat's validation of a server's boot source, with its messages: the
+/// `image`, or exactly one `block_device_mapping_v2` entry from a volume,
+/// snapshot or image with `boot_index` 0 (or none), never both.
+fn check_boot_source(p: &Map<String, Value>, resource: &str) -> Result<(), ProviderError> {
+    let image = prop(p, &["image"]);
+    let mut sources = usize::from(image.is_some());
+    if let Some(mappings) = prop(p, &["block_device_mapping_v2"]) {
+        let Value::Array(mappings) = mappings else {
+            return Err(ProviderError::Invalid(format!(
+                "Property error: {resource}.Properties.block_device_mapping_v2: must be a list"
+            )));
+        };
+        for mapping in mappings {
+            let source = ["volume_id", "snapshot_id", "image", "image_id"]
+                .iter()
+                .any(|k| mapping.get(*k).is_some_and(|v| !v.is_null()));
+            let boot_index = mapping.get("boot_index").and_then(Value::as_i64);
+            if source && matches!(boot_index, None | Some(0)) {
+                sources += 1;
+            }
+        }
+    }
+    match sources {
+        0 => Err(ProviderError::Invalid(format!(
+            "Neither image nor bootable volume is specified for instance {resource}"
+        ))),
+        1 => Ok(()),
+        _ => Err(ProviderError::Invalid(format!(
+            "Multiple bootable sources for instance {resource}."
+        ))),
+    }
+}
+
 fn short(id: &str) -> String {
     id.chars().filter(|c| *c != '-').take(12).collect()
 }
@@ -362,6 +395,7 @@ impl<I: Ipam> SimProvider<I> {
         let mut ready = start;
         let mut attributes = match request.type_name {
             SERVER => {
+                check_boot_source(p, request.name)?;
                 let (networks, addresses) = match (kept("networks"), kept("addresses")) {
                     (Some(n), Some(a)) => (n, a),
                     _ => self.server_addresses(p)?,
@@ -378,7 +412,9 @@ impl<I: Ipam> SimProvider<I> {
                 }
                 let show = json!({
                     "id": id, "name": name, "status": "ACTIVE", "addresses": addresses,
-                    "image": prop(p, &["image"]), "flavor": prop(p, &["flavor"]),
+                    // Nova shows a volume-backed server's image as "".
+                    "image": prop(p, &["image"]).cloned().unwrap_or_else(|| json!("")),
+                    "flavor": prop(p, &["flavor"]),
                     "key_name": prop(p, &["key_name"]), "metadata": prop(p, &["metadata"]).cloned().unwrap_or_else(|| json!({})),
                 });
                 json!({

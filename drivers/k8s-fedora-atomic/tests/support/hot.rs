@@ -3,10 +3,15 @@
 //! `#[path]`). Drivers depend
 //! on the ABI crate alone, so there is no YAML parser here: it relies on the
 //! templates' layout (two-space indents, one key per line, intrinsic functions
-//! in flow style), which the lint itself keeps honest. The host's `verify`
-//! does the full structural check.
+//! in flow style but for block-style `if`), which the lint itself keeps
+//! honest. The host's `verify` does the full structural check.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+/// The versions a plan's templates may declare. In 2021-04-16 (Heat's
+/// wallaby) `if` may take two arguments, dropping its key or item when false.
+const VERSIONS: &[&str] = &["2018-08-31", "2021-04-16"];
+const NULLABLE_IF_VERSION: &str = "2021-04-16";
 
 const ALLOWED_FUNCTIONS: &[&str] = &[
     "get_param",
@@ -17,6 +22,8 @@ const ALLOWED_FUNCTIONS: &[&str] = &[
     "get_file",
     "if",
 ];
+/// Functions valid only in the `conditions` section.
+const CONDITION_FUNCTIONS: &[&str] = &["equals", "not", "and", "or"];
 const OTHER_FUNCTIONS: &[&str] = &[
     "Fn::",
     "get_input",
@@ -107,6 +114,82 @@ pub fn references(text: &str, pattern: &str) -> Vec<String> {
         .collect()
 }
 
+/// The text of a top-level section, and the text without it.
+fn split_section(text: &str, name: &str) -> (String, String) {
+    let header = format!("{name}:");
+    let (mut inside, mut outside) = (String::new(), String::new());
+    let mut in_section = false;
+    for line in text.lines() {
+        if indent(line) == 0 && !is_blank(line) {
+            in_section = line == header;
+        }
+        let target = if in_section {
+            &mut inside
+        } else {
+            &mut outside
+        };
+        target.push_str(line);
+        target.push('\n');
+    }
+    (inside, outside)
+}
+
+/// `(condition, number of arguments)` of every `if`, in flow style
+/// (`{if: [c, a, b]}`) or block style (`if:` then one `- ` line per
+/// argument).
+fn if_calls(text: &str) -> Vec<(String, usize)> {
+    let mut calls = Vec::new();
+    for (at, pattern) in text.match_indices("if: [") {
+        let mut arguments = vec![String::new()];
+        let mut depth = 0usize;
+        let mut quote = None;
+        for c in text[at + pattern.len()..].chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '[' | '{') => depth += 1,
+                (None, ']' | '}') if depth == 0 => break,
+                (None, ']' | '}') => depth -= 1,
+                (None, ',') if depth == 0 => {
+                    arguments.push(String::new());
+                    continue;
+                }
+                _ => {}
+            }
+            if let Some(last) = arguments.last_mut() {
+                last.push(c);
+            }
+        }
+        calls.push((arguments[0].trim().to_owned(), arguments.len()));
+    }
+    let lines: Vec<&str> = text.lines().filter(|l| !is_blank(l)).collect();
+    for (i, line) in lines.iter().enumerate() {
+        let key = line.trim_start().trim_start_matches("- ");
+        if key != "if:" {
+            continue;
+        }
+        let level = indent(line);
+        let Some(first) = lines.get(i + 1).filter(|l| indent(l) > level) else {
+            calls.push((String::new(), 0));
+            continue;
+        };
+        let item = indent(first);
+        let arguments: Vec<&str> = lines[i + 1..]
+            .iter()
+            .take_while(|l| indent(l) >= item)
+            .filter(|l| indent(l) == item && l.trim_start().starts_with("- "))
+            .copied()
+            .collect();
+        let condition = arguments
+            .first()
+            .map(|l| l.trim_start()[2..].trim().to_owned())
+            .unwrap_or_default();
+        calls.push((condition, arguments.len()));
+    }
+    calls
+}
+
 /// `(file, properties)` of every nested template a resource uses, directly
 /// or through `registry` (the environment's `resource_registry`, type to
 /// type or file).
@@ -158,9 +241,16 @@ pub fn lint(
     // Bootstrap scripts ride along in `files` for `get_file`; only the
     // templates are HOT.
     for (file, text) in files.iter().filter(|(name, _)| !name.ends_with(".sh")) {
-        if !text.starts_with("heat_template_version: 2018-08-31\n") {
-            problems.push(format!("{file}: not heat_template_version 2018-08-31"));
+        let version = VERSIONS
+            .iter()
+            .find(|v| text.starts_with(&format!("heat_template_version: {v}\n")));
+        if version.is_none() {
+            problems.push(format!(
+                "{file}: not heat_template_version {}",
+                VERSIONS.join(" or ")
+            ));
         }
+        let nullable_if = version == Some(&NULLABLE_IF_VERSION);
         let params = parameters(text);
         let resources = names(text, "resources");
         let conditions = names(text, "conditions");
@@ -187,7 +277,6 @@ pub fn lint(
             ("get_resource: ", "resource", resources.clone()),
             ("get_attr: [", "resource", resources),
             ("condition: ", "condition", conditions.clone()),
-            ("if: [", "condition", conditions),
         ];
         for (pattern, kind, declared) in checks {
             for name in references(text, pattern) {
@@ -198,19 +287,47 @@ pub fn lint(
                 }
             }
         }
-        for function in references(text, "{") {
-            let function = function.trim_end_matches(':');
-            if !function.is_empty() && !ALLOWED_FUNCTIONS.contains(&function) {
-                problems.push(format!("{file}: function {function} is not allowed"));
+        for (condition, arguments) in if_calls(text) {
+            if !conditions.contains(&condition) {
+                problems.push(format!(
+                    "{file}: `if` on `{condition}` names no declared condition"
+                ));
+            }
+            match arguments {
+                3 => {}
+                2 if nullable_if => {}
+                2 => problems.push(format!(
+                    "{file}: two-argument `if` on `{condition}` needs heat_template_version {NULLABLE_IF_VERSION}"
+                )),
+                n => problems.push(format!(
+                    "{file}: `if` on `{condition}` has {n} arguments"
+                )),
             }
         }
-        for line in text.lines() {
-            let key = line.trim_start().trim_start_matches("- ");
-            if OTHER_FUNCTIONS
-                .iter()
-                .any(|f| key.starts_with(&format!("{f}:")) || key.starts_with("Fn::"))
-            {
-                problems.push(format!("{file}: disallowed function in `{}`", line.trim()));
+        // Condition functions belong to the conditions section only.
+        let (condition_text, other_text) = split_section(text, "conditions");
+        for (part, extra) in [
+            (&condition_text, CONDITION_FUNCTIONS),
+            (&other_text, &[][..]),
+        ] {
+            for function in references(part, "{") {
+                let function = function.trim_end_matches(':');
+                if !function.is_empty()
+                    && !ALLOWED_FUNCTIONS.contains(&function)
+                    && !extra.contains(&function)
+                {
+                    problems.push(format!("{file}: function {function} is not allowed"));
+                }
+            }
+            for line in part.lines() {
+                let key = line.trim_start().trim_start_matches("- ");
+                let disallowed = OTHER_FUNCTIONS
+                    .iter()
+                    .filter(|f| !extra.contains(f))
+                    .any(|f| key.starts_with(&format!("{f}:")));
+                if disallowed || key.starts_with("Fn::") {
+                    problems.push(format!("{file}: disallowed function in `{}`", line.trim()));
+                }
             }
         }
         for (nested_file, properties) in nested(text, registry) {

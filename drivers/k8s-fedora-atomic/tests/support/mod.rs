@@ -79,6 +79,35 @@ pub fn lint(plan: &StackPlan) {
     }
 }
 
+/// Asserts every node template of the plan's operations is given
+/// `boot_volume_size` and `boot_volume_type` by the top-level template, and
+/// boots its one server from the image or from a volume made from it.
+pub fn assert_nodes_can_boot_from_volumes(plan: &StackPlan) {
+    for operation in &plan.operations {
+        let top = &operation.files[&operation.template];
+        let nested = hot::nested(top, &Default::default());
+        let nodes: Vec<_> = nested
+            .iter()
+            .filter(|(file, _)| file == "master.yaml" || file == "worker.yaml")
+            .collect();
+        assert!(!nodes.is_empty(), "no node templates in {nested:?}");
+        for (file, properties) in nodes {
+            for name in ["boot_volume_size", "boot_volume_type"] {
+                assert!(properties.contains(&name.to_owned()), "{file}: {name}");
+            }
+            let text = &operation.files[file];
+            assert_eq!(text.matches("type: OS::Nova::Server").count(), 1, "{file}");
+            for line in [
+                "condition: boot_from_volume",
+                "image: {if: [image_based, {get_param: server_image}]}",
+                "- - volume_id: {get_resource: boot_volume}",
+            ] {
+                assert!(text.contains(line), "{file} lacks {line}");
+            }
+        }
+    }
+}
+
 /// The update of nodegroup `uuid`; panics when there is none.
 pub fn nodegroup_update<'a>(update: &'a StatusUpdate, uuid: &str) -> &'a NodeGroupUpdate {
     update

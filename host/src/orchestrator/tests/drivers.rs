@@ -441,6 +441,13 @@ db_test!(
                 if lb {
                     req.template.master_lb_enabled = true;
                     req.template.docker_volume_size = Some(10);
+                    // And every node boots from a volume made from the image.
+                    req.template
+                        .labels
+                        .insert("boot_volume_size".into(), "20".into());
+                    req.template
+                        .labels
+                        .insert("boot_volume_type".into(), "ssd".into());
                     req.cluster.master_count = 3;
                     req.nodegroups[0].node_count = 3;
                 } else {
@@ -476,6 +483,11 @@ db_test!(
                         .unwrap_or_else(|| panic!("{coe}: no master {index}: {servers:?}"));
                     let private = private.as_str().unwrap_or_default().to_owned();
                     assert!(server.addresses.contains(&private), "{coe}: {server:?}");
+                }
+                let image = if lb { "" } else { "image-1" };
+                assert!(!servers.is_empty(), "{coe}: {stack:?}");
+                for server in &servers {
+                    assert_eq!(server.image, image, "{coe} lb={lb}: {server:?}");
                 }
                 if lb {
                     assert_eq!(masters.len(), 3, "{coe}: {stack:?}");

@@ -268,7 +268,7 @@ parameters:
   b: {type: string, default: template}
   c: {type: string, default: template}
 resources:
-  server: {type: OS::Nova::Server}
+  server: {type: OS::Nova::Server, properties: {image: fedora}}
   volume: {type: My::Volume}
   nested: {type: My::Nested}
 outputs:
@@ -537,6 +537,7 @@ resources:
     type: OS::Nova::Server
     properties:
       name: node-0
+      image: fedora
       networks: [{port: {get_resource: port}}]
   after:
     type: OS::Heat::Value
@@ -1015,4 +1016,109 @@ fn python_renderings_match_heat() {
         "wraps"
     );
     assert!(nth_address("fd00::/64", 3, 1).is_err());
+}
+
+#[test]
+fn two_argument_if_omits_the_key_or_item_from_hot_2021_04_16() {
+    let body = r#"
+parameters:
+  size: {type: number, default: 0}
+  kind: {type: string, default: ""}
+conditions:
+  image_based: {equals: [{get_param: size}, 0]}
+  from_volume: {not: image_based}
+  kind_set: {not: {equals: [{get_param: kind}, ""]}}
+resources:
+  value:
+    type: OS::Heat::Value
+    properties:
+      value:
+        image: {if: [image_based, fedora]}
+        volumes:
+          - {if: [from_volume, {size: {get_param: size}, type: {if: [kind_set, {get_param: kind}]}}]}
+          - always
+        chosen: {if: [image_based, image, volume]}
+  server:
+    type: OS::Nova::Server
+    properties:
+      image: {if: [image_based, fedora]}
+      flavor: m1.small
+      block_device_mapping_v2:
+        if:
+          - from_volume
+          - - image: fedora
+              volume_size: {get_param: size}
+              volume_type: {if: [kind_set, {get_param: kind}]}
+              boot_index: 0
+outputs:
+  value: {value: {get_attr: [value, value]}}
+  shown_image: {value: {get_attr: [server, show, image]}}
+  omitted: {value: {if: [from_volume, volume]}}
+"#;
+    let run = |parameters: Value| {
+        let files = files(&[(
+            "main.yaml",
+            &format!("heat_template_version: 2021-04-16\n{body}"),
+        )]);
+        match run_with(&mut provider(), &files, json!({}), parameters, None, T0) {
+            Ok(e) => Value::Object(e.outputs),
+            Err(e) => panic!("evaluation failed: {e}"),
+        }
+    };
+    let image = run(json!({}));
+    assert_eq!(
+        image["value"],
+        json!({"image": "fedora", "volumes": ["always"], "chosen": "image"})
+    );
+    assert_eq!(image["shown_image"], json!("fedora"));
+    assert_eq!(image["omitted"], Value::Null, "an omitted output is null");
+    // Parameters arrive as strings, as through Heat's API; a number
+    // parameter compares as a number.
+    assert_eq!(run(json!({"size": "0"}))["value"]["chosen"], json!("image"));
+    let volume = run(json!({"size": "20", "kind": "ssd"}));
+    assert_eq!(
+        volume["value"],
+        json!({"volumes": [{"size": 20, "type": "ssd"}, "always"], "chosen": "volume"})
+    );
+    assert_eq!(
+        volume["shown_image"],
+        json!(""),
+        "volume-backed, as Nova shows it"
+    );
+    assert_eq!(
+        run(json!({"size": 20}))["value"]["volumes"][0],
+        json!({"size": 20})
+    );
+
+    // Before 2021-04-16, Heat wants all three arguments.
+    assert_eq!(
+        error("outputs:\n  o: {value: {if: [{equals: [1, 1]}, x]}}\n", json!({})),
+        "outputs.o: Arguments to \"if\" must be of the form: [condition_name, value_if_true, value_if_false]"
+    );
+}
+
+#[test]
+fn a_server_needs_exactly_one_boot_source() {
+    let server = |properties: &str| {
+        format!("resources:\n  node:\n    type: OS::Nova::Server\n    properties: {properties}\n")
+    };
+    let neither = error(&server("{flavor: m1.small}"), json!({}));
+    assert!(
+        neither.contains("Neither image nor bootable volume is specified for instance node"),
+        "{neither}"
+    );
+    let both = error(
+        &server("{image: fedora, flavor: m1.small, block_device_mapping_v2: [{image: fedora, volume_size: 10}]}"),
+        json!({}),
+    );
+    assert!(
+        both.contains("Multiple bootable sources for instance node."),
+        "{both}"
+    );
+    // A non-boot volume beside the image is fine.
+    eval(
+        &server("{image: fedora, flavor: m1.small, block_device_mapping_v2: [{volume_id: v1, boot_index: 1}]}"),
+        json!({}),
+    )
+    .expect("image plus a data volume");
 }

@@ -50,7 +50,7 @@ resources:
     properties: {floating_network: public, port_id: {get_resource: port}}
   server:
     type: OS::Nova::Server
-    properties: {name: {get_param: name}, networks: [{port: {get_resource: port}}]}
+    properties: {name: {get_param: name}, image: fedora, networks: [{port: {get_resource: port}}]}
 outputs:
   ip: {value: {get_attr: [port, fixed_ips, 0, ip_address]}}
   external_ip: {value: {if: [public, {get_attr: [fip, floating_ip_address]}, {get_attr: [port, fixed_ips, 0, ip_address]}]}}
