@@ -551,6 +551,19 @@ mod zero_disk_flavor {
         assert_eq!(r.detail(), REFUSED);
         assert_eq!(app.count("cluster"), 0);
         assert_eq!(app.count("jobs"), 0);
+
+        // The driver checks the label itself: a size, never negative.
+        for (size, why) in [("-5", "must be at least 0, got -5"), ("ten", "integer")] {
+            let mut t = template_body("bad-size", "kubernetes", "fedora-atomic-latest");
+            t["labels"] = json!({"boot_volume_size": size});
+            let r = app.post("/v1/clustertemplates", t);
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+            assert!(
+                r.detail().contains("boot_volume_size") && r.detail().contains(why),
+                "{}",
+                r.detail()
+            );
+        }
     }
 
     #[test]
