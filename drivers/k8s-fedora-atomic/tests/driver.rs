@@ -13,8 +13,8 @@ use magnum_driver_abi::{
 };
 use magnum_driver_k8s_fedora_atomic::{K8sFedoraAtomicDriver, CLUSTER_FILE, DRIVER_NAME};
 use support::{
-    assert_nodes_can_boot_from_volumes, default_nodegroups, hot, invalid, lint, nodegroup as group,
-    nodegroup_update, MASTERS, WORKERS,
+    assert_nodes_can_boot_from_volumes, check_boot_volume_labels, default_nodegroups, hot, invalid,
+    lint, nodegroup as group, nodegroup_update, MASTERS, WORKERS,
 };
 
 fn driver() -> K8sFedoraAtomicDriver {
@@ -306,30 +306,11 @@ fn create_plans_one_cluster_stack() {
     assert!(!p.contains_key("calico_ipv4pool"));
 }
 
-/// Nodes boot from a Cinder volume made from the image when the
-/// boot_volume_size label is above 0: the size reaches the templates as a
-/// number (0 by default), the volume type only when a label sets it.
+/// The boot-volume labels reach every node, nodegroup stacks' too.
 #[test]
 fn boot_volume_labels_reach_every_node() {
     let d = driver();
-    let plan = d.create_cluster(&request()).unwrap();
-    let p = &plan.operations[0].parameters;
-    assert_eq!(p["boot_volume_size"], 0);
-    assert!(!p.contains_key("boot_volume_type"));
-    assert_nodes_can_boot_from_volumes(&plan);
-
-    let mut req = request();
-    req.template
-        .labels
-        .insert("boot_volume_size".into(), "20".into());
-    req.cluster
-        .labels
-        .insert("boot_volume_type".into(), "ssd".into());
-    let plan = d.create_cluster(&req).unwrap();
-    lint(&plan);
-    let p = &plan.operations[0].parameters;
-    assert_eq!(p["boot_volume_size"], 20);
-    assert_eq!(p["boot_volume_type"], "ssd");
+    let req = check_boot_volume_labels(request(), |r| d.create_cluster(r).unwrap());
 
     // A nodegroup's stack (the same cluster.yaml) gets them too, its own
     // labels over the cluster's.

@@ -13,8 +13,8 @@ use magnum_driver_abi::{
 };
 use magnum_driver_mesos_ubuntu::{MesosUbuntuDriver, CLUSTER_FILE, DRIVER_NAME};
 use support::{
-    assert_nodes_can_boot_from_volumes, cluster_stack, default_nodegroups, invalid, lint,
-    nodegroup_update, WORKERS,
+    check_boot_volume_labels, cluster_stack, default_nodegroups, invalid, lint, nodegroup_update,
+    WORKERS,
 };
 
 fn driver() -> MesosUbuntuDriver {
@@ -207,29 +207,9 @@ fn create_plans_one_stack() {
     assert!(!operation.parameters.contains_key("mesos_slave_isolation"));
 }
 
-/// Nodes boot from a Cinder volume made from the image when the
-/// boot_volume_size label is above 0: the size reaches the templates as a
-/// number (0 by default), the volume type only when a label sets it.
 #[test]
 fn boot_volume_labels_reach_every_node() {
-    let plan = driver().create_cluster(&request()).unwrap();
-    let p = &plan.operations[0].parameters;
-    assert_eq!(p["boot_volume_size"], 0);
-    assert!(!p.contains_key("boot_volume_type"));
-    assert_nodes_can_boot_from_volumes(&plan);
-
-    let mut req = request();
-    req.template
-        .labels
-        .insert("boot_volume_size".into(), "20".into());
-    req.cluster
-        .labels
-        .insert("boot_volume_type".into(), "ssd".into());
-    let plan = driver().create_cluster(&req).unwrap();
-    lint(&plan);
-    let p = &plan.operations[0].parameters;
-    assert_eq!(p["boot_volume_size"], 20);
-    assert_eq!(p["boot_volume_type"], "ssd");
+    check_boot_volume_labels(request(), |r| driver().create_cluster(r).unwrap());
 }
 
 #[test]

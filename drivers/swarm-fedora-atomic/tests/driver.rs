@@ -14,8 +14,8 @@ use magnum_driver_abi::{
 };
 use magnum_driver_swarm_fedora_atomic::{SwarmFedoraAtomicDriver, CLUSTER_FILE, DRIVER_NAME};
 use support::{
-    assert_nodes_can_boot_from_volumes, cluster_stack, default_nodegroups, invalid, lint,
-    nodegroup_update, MASTERS, WORKERS,
+    check_boot_volume_labels, cluster_stack, default_nodegroups, invalid, lint, nodegroup_update,
+    MASTERS, WORKERS,
 };
 
 fn driver() -> SwarmFedoraAtomicDriver {
@@ -293,30 +293,10 @@ fn create_plans_one_stack() {
     assert_eq!(operation.parameters["fixed_network"], "net-1");
 }
 
-/// Nodes boot from a Cinder volume made from the image when the
-/// boot_volume_size label is above 0: the size reaches the templates as a
-/// number (0 by default), the volume type only when a label sets it.
 #[test]
 fn boot_volume_labels_reach_every_node() {
     for coe in ["swarm", "swarm-mode"] {
-        let plan = driver().create_cluster(&request(coe)).unwrap();
-        let p = &plan.operations[0].parameters;
-        assert_eq!(p["boot_volume_size"], 0);
-        assert!(!p.contains_key("boot_volume_type"));
-        assert_nodes_can_boot_from_volumes(&plan);
-
-        let mut req = request(coe);
-        req.template
-            .labels
-            .insert("boot_volume_size".into(), "20".into());
-        req.cluster
-            .labels
-            .insert("boot_volume_type".into(), "ssd".into());
-        let plan = driver().create_cluster(&req).unwrap();
-        lint(&plan);
-        let p = &plan.operations[0].parameters;
-        assert_eq!(p["boot_volume_size"], 20);
-        assert_eq!(p["boot_volume_type"], "ssd");
+        check_boot_volume_labels(request(coe), |r| driver().create_cluster(r).unwrap());
     }
 }
 

@@ -7,8 +7,8 @@
 pub mod hot;
 
 use magnum_driver_abi::{
-    serde_json::Value, DriverError, ErrorKind, NodeGroup, NodeGroupUpdate, StackPlan,
-    StackSnapshot, StackTarget, StatusUpdate,
+    serde_json::Value, ClusterRequest, DriverError, ErrorKind, NodeGroup, NodeGroupUpdate,
+    StackPlan, StackSnapshot, StackTarget, StatusUpdate,
 };
 
 /// The uuids of the default master and worker nodegroups.
@@ -77,6 +77,38 @@ pub fn lint(plan: &StackPlan) {
         let problems = hot::lint(&operation.files, &operation.template, &passed, &registry);
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
+}
+
+/// Nodes boot from a Cinder volume made from the image when the
+/// boot_volume_size label is above 0: the size reaches the cluster stack as
+/// a number (0 by default), the volume type only when a label sets it, and
+/// every node template can boot either way. Returns `request` with both
+/// labels set (the size on the template, the type on the cluster).
+pub fn check_boot_volume_labels(
+    request: ClusterRequest,
+    create: impl Fn(&ClusterRequest) -> StackPlan,
+) -> ClusterRequest {
+    let plan = create(&request);
+    let p = &plan.operations[0].parameters;
+    assert_eq!(p["boot_volume_size"], 0);
+    assert!(!p.contains_key("boot_volume_type"));
+    assert_nodes_can_boot_from_volumes(&plan);
+
+    let mut request = request;
+    request
+        .template
+        .labels
+        .insert("boot_volume_size".into(), "20".into());
+    request
+        .cluster
+        .labels
+        .insert("boot_volume_type".into(), "ssd".into());
+    let plan = create(&request);
+    lint(&plan);
+    let p = &plan.operations[0].parameters;
+    assert_eq!(p["boot_volume_size"], 20);
+    assert_eq!(p["boot_volume_type"], "ssd");
+    request
 }
 
 /// Asserts every node template of the plan's operations is given
