@@ -550,10 +550,7 @@ fn hundred_operations_with_kills(procs: &mut Crashable, conn: &mut magnum_host::
     }
     let clusters = settle(&procs.addr(), "creates");
     assert_eq!(clusters.len(), 100);
-    assert!(
-        clusters.iter().all(|c| c["status"] == "CREATE_COMPLETE"),
-        "{clusters:?}"
-    );
+    assert_all(&procs.addr(), &clusters, "CREATE_COMPLETE", 1);
 
     for (i, uuid) in uuids.iter().enumerate() {
         if i % 2 == 0 {
@@ -579,12 +576,7 @@ fn hundred_operations_with_kills(procs: &mut Crashable, conn: &mut magnum_host::
     }
     let clusters = settle(&procs.addr(), "resizes and deletes");
     assert_eq!(clusters.len(), 50, "the deleted half is gone");
-    assert!(
-        clusters
-            .iter()
-            .all(|c| c["status"] == "UPDATE_COMPLETE" && c["node_count"] == 2),
-        "{clusters:?}"
-    );
+    assert_all(&procs.addr(), &clusters, "UPDATE_COMPLETE", 2);
 
     use diesel::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
@@ -622,6 +614,30 @@ fn hundred_operations_with_kills(procs: &mut Crashable, conn: &mut magnum_host::
         .expect("count")
         .n;
     assert_eq!(certs, 50 * 5, "the deleted clusters' certificates are gone");
+}
+
+/// Every cluster is `status` with `node_count` nodes; the message names
+/// the others with their status_reason (from the detail view).
+fn assert_all(addr: &str, clusters: &[Value], status: &str, node_count: i64) {
+    let wrong: Vec<String> = clusters
+        .iter()
+        .filter(|c| c["status"] != status || c["node_count"] != node_count)
+        .map(|c| {
+            let uuid = c["uuid"].as_str().unwrap_or_default();
+            let detail = curl(addr, "GET", &format!("/v1/clusters/{uuid}"), None);
+            format!(
+                "{} {uuid}: {} node_count {} ({})",
+                c["name"], c["status"], c["node_count"], detail["status_reason"]
+            )
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} clusters are not {status} with {node_count} nodes:\n{}",
+        wrong.len(),
+        clusters.len(),
+        wrong.join("\n")
+    );
 }
 
 // ECDSA CAs: the test is about crashes; 400 RSA keys would make it mostly a
@@ -699,13 +715,25 @@ fn two_conductor_processes_on_postgres_survive_repeated_kill_9() {
 }
 
 /// The local cloud behind a switch: while `down`, every call answers as an
-/// orchestrator that cannot be reached (an outage, injected).
+/// orchestrator that cannot be reached (an outage, injected). Each stack
+/// create takes `create_delay` longer, and is counted in `creates`.
 struct Outage {
     cloud: LocalCloud,
     down: std::sync::atomic::AtomicBool,
+    create_delay: Duration,
+    creates: std::sync::atomic::AtomicUsize,
 }
 
 impl Outage {
+    fn new(create_delay: Duration) -> Self {
+        Self {
+            cloud: LocalCloud::new(fast_cloud()),
+            down: std::sync::atomic::AtomicBool::new(false),
+            create_delay,
+            creates: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
     fn check(&self) -> Result<(), magnum_host::conductor::OrchestratorError> {
         if self.down.load(std::sync::atomic::Ordering::SeqCst) {
             Err(magnum_host::conductor::OrchestratorError::Unavailable(
@@ -728,6 +756,9 @@ impl magnum_host::conductor::Orchestrator for Outage {
         op: &magnum_driver_abi::payload::StackOperation,
     ) -> Result<String, magnum_host::conductor::OrchestratorError> {
         self.check()?;
+        self.creates
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(self.create_delay);
         magnum_host::conductor::Orchestrator::create(&self.cloud, conn, project_id, op)
     }
     fn find(
@@ -777,10 +808,7 @@ fn an_unreachable_orchestrator_meets_the_deadline() {
         return;
     };
     let app = TestApp::new(db);
-    let outage = Arc::new(Outage {
-        cloud: LocalCloud::new(fast_cloud()),
-        down: std::sync::atomic::AtomicBool::new(false),
-    });
+    let outage = Arc::new(Outage::new(Duration::ZERO));
     let conductor = Arc::new(Conductor::new(
         app.state.clone(),
         outage.clone(),
@@ -814,4 +842,65 @@ fn an_unreachable_orchestrator_meets_the_deadline() {
     assert_eq!(done["status"], "UPDATE_FAILED", "{done}");
     let reason = done["status_reason"].as_str().unwrap_or_default();
     assert!(reason.contains("Timed out"), "{reason}");
+}
+
+/// A run that outlasts its lease keeps it: with a 300 ms lease and stack
+/// creates that take 2 s, a second conductor on the same database never
+/// starts the same create (which would make a second stack, or fail the
+/// cluster on the name the first one took).
+fn long_runs_keep_their_lease(db: TestDatabase) {
+    let app = TestApp::new(db);
+    let cloud = Arc::new(Outage::new(Duration::from_secs(2)));
+    for host in ["lease-a", "lease-b"] {
+        let conductor = Arc::new(Conductor::new(
+            app.state.clone(),
+            cloud.clone(),
+            Settings {
+                host: host.to_owned(),
+                idle_poll: Duration::from_millis(50),
+                poll_cap: Duration::from_millis(500),
+                lease: Duration::from_millis(300),
+                concurrency: 2,
+                ..Default::default()
+            },
+        ));
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        std::mem::forget(tx);
+        app.spawn(conductor.run(rx));
+    }
+    app.k8s_template("k8s");
+    let uuids: Vec<String> = (0..2)
+        .map(|i| {
+            app.cluster(&format!("slow{i}"), "k8s", json!({"node_count": 1}))["uuid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for uuid in &uuids {
+        let done = wait_for(&app, &format!("/v1/clusters/{uuid}"), |b| {
+            b["status"] != "CREATE_IN_PROGRESS"
+        });
+        assert_eq!(done["status"], "CREATE_COMPLETE", "{done}");
+    }
+    assert_eq!(
+        cloud.creates.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one stack create per cluster"
+    );
+    assert_eq!(app.count("local_stack"), 2);
+}
+
+#[test]
+fn long_runs_keep_their_lease_on_sqlite() {
+    if let Some(db) = TestDatabase::new(magnum_host::db::Backend::Sqlite) {
+        long_runs_keep_their_lease(db);
+    }
+}
+
+#[test]
+fn long_runs_keep_their_lease_on_postgres() {
+    if let Some(db) = TestDatabase::new(magnum_host::db::Backend::Postgres) {
+        long_runs_keep_their_lease(db);
+    }
 }

@@ -206,6 +206,7 @@ impl Conductor {
         let me = self.clone();
         let id = job.id;
         let job_type = job.job_type.clone();
+        let renewal = tokio::spawn(self.clone().renew_lease(id));
         let result = tokio::task::spawn_blocking(move || {
             let mut conn = match me.state.pool.get() {
                 Ok(c) => c,
@@ -241,6 +242,7 @@ impl Conductor {
             outcome
         })
         .await;
+        renewal.abort();
         match result {
             Ok(Outcome::Retry(reason)) => {
                 tracing::warn!(job = id, %job_type, "job will be retried: {reason}")
@@ -248,6 +250,42 @@ impl Conductor {
             Ok(Outcome::Done) => tracing::debug!(job = id, %job_type, "job done"),
             Ok(Outcome::Poll { .. }) => {}
             Err(e) => tracing::error!(job = id, %job_type, "job task failed: {e}"),
+        }
+    }
+}
+
+impl Conductor {
+    /// Keeps the lease on job `id` while this process runs it: a run may
+    /// outlast the lease (a slow orchestrator call, a loaded machine), and
+    /// another conductor must not start the same step meanwhile. Only a
+    /// process that died, or a run stuck past the operation timeout, lets
+    /// its lease lapse.
+    async fn renew_lease(self: Arc<Self>, id: i64) {
+        let every = (self.settings.lease / 3).max(Duration::from_millis(100));
+        let until = tokio::time::Instant::now() + self.settings.operation_timeout;
+        loop {
+            tokio::time::sleep(every).await;
+            if tokio::time::Instant::now() >= until {
+                tracing::warn!(
+                    job = id,
+                    "job still running after the operation timeout; its lease lapses"
+                );
+                return;
+            }
+            let me = self.clone();
+            let renewed =
+                db::run_blocking(&self.state.pool, move |conn| -> Result<_, db::DbError> {
+                    Ok(Job::renew(conn, id, &me.worker, now())?)
+                })
+                .await;
+            match renewed {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(job = id, "lease lost to another conductor");
+                    return;
+                }
+                Err(e) => tracing::warn!(job = id, "cannot renew the job's lease: {e}"),
+            }
         }
     }
 }

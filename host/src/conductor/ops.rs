@@ -292,7 +292,23 @@ fn create_stacks(
                 .create(conn, &l.cluster.project_id, operation)
             {
                 Ok(id) => id,
-                Err(e) => return Ok(Err(orchestrator_error(e)?)),
+                Err(e) => {
+                    let reason = orchestrator_error(e)?;
+                    // Refused because a stack of this name appeared since the
+                    // lookup: another run of this step made it (stack names
+                    // carry the cluster's uuid). It is this cluster's.
+                    match c.orchestrator.find(
+                        conn,
+                        &operation.stack_name,
+                        l.cluster.trust_id.as_deref(),
+                    ) {
+                        Ok(Some(id)) => {
+                            tracing::info!(cluster = %l.cluster.uuid, stack = %id, "stack made by another run of this create; adopted");
+                            id
+                        }
+                        _ => return Ok(Err(reason)),
+                    }
+                }
             },
         };
         match &operation.target.nodegroup {

@@ -159,6 +159,25 @@ impl Job {
         Ok(deleted == 1)
     }
 
+    /// Extends `worker`'s lease on job `id` to `at`, so that a run longer
+    /// than the lease is not taken over while it is still going. `false` if
+    /// the lease was lost.
+    pub fn renew(
+        conn: &mut DbConnection,
+        id: i64,
+        worker: &str,
+        at: NaiveDateTime,
+    ) -> QueryResult<bool> {
+        let updated = diesel::update(
+            jobs::table
+                .filter(jobs::id.eq(id))
+                .filter(jobs::locked_by.eq(worker)),
+        )
+        .set(jobs::locked_at.eq(Some(at)))
+        .execute(conn)?;
+        Ok(updated == 1)
+    }
+
     /// Records a failed run of `job` (as claimed by `worker`) at `at`: one more
     /// retry, the lease released, and not runnable again before the backoff.
     /// `false` if the lease was lost.
