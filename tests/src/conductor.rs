@@ -188,6 +188,61 @@ conductor_test!(kubernetes_lifecycle, fast_cloud(), |app: &TestApp| {
     assert_eq!(mservices["mservices"][0]["state"], "up");
 });
 
+conductor_test!(
+    health_passes_read_only_what_changed,
+    fast_cloud(),
+    |app: &TestApp| {
+        app.k8s_template("k8s");
+        let paths: Vec<String> = ["ha", "hb"]
+            .iter()
+            .map(|name| {
+                let c = app.cluster(name, "k8s", json!({"node_count": 1}));
+                format!("/v1/clusters/{}", c["uuid"].as_str().unwrap())
+            })
+            .collect();
+        for path in &paths {
+            wait_for(app, path, |b| b["health_status"] == "HEALTHY");
+        }
+        // A second conductor on the same database and cloud, whose passes the
+        // test runs itself; the running one keeps doing its own.
+        let observer = Conductor::new(
+            app.state.clone(),
+            Arc::new(LocalCloud::new(fast_cloud())),
+            Settings::default(),
+        );
+        let pass = || observer.health_pass().expect("health pass");
+        let first = pass();
+        assert_eq!((first.clusters, first.examined, first.changed), (2, 2, 0));
+        let second = pass();
+        assert_eq!(
+            (second.clusters, second.examined),
+            (2, 0),
+            "nothing changed"
+        );
+
+        let r = app.post(
+            &format!("{}/actions/resize", paths[0]),
+            json!({"node_count": 2}),
+        );
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        let resized = wait_for(app, &paths[0], |b| b["status"] == "UPDATE_COMPLETE");
+        let third = pass();
+        assert_eq!(
+            (third.clusters, third.examined),
+            (2, 1),
+            "only the resized one"
+        );
+        // The running conductor's passes saw the change too: api, the master
+        // and both nodes.
+        let healthy = wait_for(app, &paths[0], |b| {
+            b["health_status_reason"].as_object().map(|r| r.len()) == Some(4)
+        });
+        assert_eq!(healthy["health_status"], "HEALTHY", "{resized}");
+        let fourth = pass();
+        assert_eq!((fourth.clusters, fourth.examined), (2, 0));
+    }
+);
+
 conductor_test!(swarm_and_mesos_complete, fast_cloud(), |app: &TestApp| {
     for (name, coe, image, prefix) in [
         ("swarm", "swarm", "fedora-atomic-latest", "tcp://"),

@@ -1,10 +1,15 @@
 //! The `local` simulated cloud as the conductor's orchestrator.
 
+use std::collections::HashMap;
+
 use magnum_driver_abi::payload::{StackOperation, StackSnapshot};
 
 use super::{Orchestrator, OrchestratorError};
 use crate::{
-    db::{models::now, DbConnection},
+    db::{
+        models::{now, LocalStack},
+        DbConnection,
+    },
     orchestrator::local::{LocalCloud, LocalError},
 };
 
@@ -78,6 +83,24 @@ impl Orchestrator for LocalCloud {
                 .map(|s| (s.name, s.status == "ACTIVE"))
                 .collect(),
         ))
+    }
+
+    fn stack_versions(
+        &self,
+        conn: &mut DbConnection,
+        ids: &[String],
+    ) -> Result<HashMap<String, String>, OrchestratorError> {
+        let heads = LocalStack::heads(conn, ids).map_err(|e| map(e.into()))?;
+        // A stored terminal status is final until an action rewrites the
+        // row; one stored in progress may have finished by the clock alone.
+        Ok(heads
+            .into_iter()
+            .filter(|h| !h.status.ends_with("_IN_PROGRESS"))
+            .map(|h| {
+                let version = format!("{}@{}", h.status, h.updated_at.unwrap_or(h.created_at));
+                (h.id, version)
+            })
+            .collect())
     }
 
     fn delete(&self, conn: &mut DbConnection, id: &str) -> Result<(), OrchestratorError> {

@@ -9,6 +9,7 @@
 //! and a crash anywhere resumes from the database: leases expire, and a
 //! stack is looked up by its deterministic name before one is created.
 
+mod health;
 mod local;
 mod ops;
 pub mod orchestrator;
@@ -26,6 +27,7 @@ use crate::{
         models::{now, Job, MagnumService},
     },
 };
+pub use health::HealthPass;
 pub use orchestrator::{Orchestrator, OrchestratorError};
 
 #[derive(Debug, Clone)]
@@ -89,6 +91,7 @@ pub struct Conductor {
     pub settings: Settings,
     /// Unique per process: leases name it.
     pub worker: String,
+    health_seen: health::Seen,
 }
 
 impl Conductor {
@@ -108,7 +111,14 @@ impl Conductor {
             orchestrator,
             settings,
             worker,
+            health_seen: health::Seen::default(),
         }
+    }
+
+    /// One health pass (the conductor runs one every `health_interval`).
+    pub fn health_pass(&self) -> Result<HealthPass, String> {
+        let mut conn = self.state.pool.get().map_err(|e| e.to_string())?;
+        health::pass(self, &mut conn).map_err(|e| e.to_string())
     }
 
     /// Runs until `shutdown` turns true; jobs in flight finish first.
@@ -187,13 +197,14 @@ impl Conductor {
                 _ = shutdown.changed() => return,
             }
             let me = self.clone();
-            let pass = tokio::task::spawn_blocking(move || {
-                let mut conn = me.state.pool.get().map_err(|e| e.to_string())?;
-                ops::health_pass(&me, &mut conn).map_err(|e| e.to_string())
-            })
-            .await;
+            let pass = tokio::task::spawn_blocking(move || me.health_pass()).await;
             match pass {
-                Ok(Ok(changed)) if changed > 0 => tracing::info!(changed, "cluster health updated"),
+                Ok(Ok(p)) if p.changed > 0 => tracing::info!(
+                    changed = p.changed,
+                    examined = p.examined,
+                    clusters = p.clusters,
+                    "cluster health updated"
+                ),
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::warn!("health pass failed: {e}"),
                 Err(e) => tracing::warn!("health pass task failed: {e}"),

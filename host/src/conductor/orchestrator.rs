@@ -3,6 +3,8 @@
 //! conductor runs every job on the blocking pool, and the `local` cloud
 //! works on the database connection it is given.
 
+use std::collections::HashMap;
+
 use magnum_driver_abi::payload::{StackOperation, StackSnapshot};
 
 use crate::db::DbConnection;
@@ -65,6 +67,20 @@ pub trait Orchestrator: Send + Sync {
         _id: &str,
     ) -> Result<Option<Vec<(String, bool)>>, OrchestratorError> {
         Ok(None)
+    }
+
+    /// For the stacks among `ids` that are settled (not in progress), a
+    /// version that changes whenever the stack does. The health pass skips
+    /// a cluster whose rows and stack versions are unchanged since it last
+    /// looked, so an orchestrator that answers [`Self::node_health`] from
+    /// stack state must implement this too. Stacks left out are looked at
+    /// on every pass; the default leaves out all.
+    fn stack_versions(
+        &self,
+        _conn: &mut DbConnection,
+        _ids: &[String],
+    ) -> Result<HashMap<String, String>, OrchestratorError> {
+        Ok(HashMap::new())
     }
 
     /// Starts deleting the stack; deleting a missing stack is not an error.

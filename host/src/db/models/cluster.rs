@@ -53,6 +53,20 @@ pub struct Cluster {
     pub updated_at: Option<NaiveDateTime>,
 }
 
+/// What the health pass reads of a cluster: enough to tell whether it
+/// changed, without its labels and addresses.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = cluster)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct HealthRow {
+    pub uuid: String,
+    pub status: String,
+    pub stack_id: Option<String>,
+    pub updated_at: Option<NaiveDateTime>,
+    pub health_status: Option<String>,
+    pub health_status_reason: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = cluster)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
@@ -167,6 +181,15 @@ impl Cluster {
             .filter(cluster::status.eq_any(statuses))
             .order(cluster::id.asc())
             .select(Self::as_select())
+            .load(conn)
+    }
+
+    /// [`HealthRow`]s of the clusters in one of `statuses`, in id order.
+    pub fn health_rows(conn: &mut DbConnection, statuses: &[&str]) -> QueryResult<Vec<HealthRow>> {
+        cluster::table
+            .filter(cluster::status.eq_any(statuses))
+            .order(cluster::id.asc())
+            .select(HealthRow::as_select())
             .load(conn)
     }
 

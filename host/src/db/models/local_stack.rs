@@ -29,6 +29,17 @@ pub struct LocalStack {
     pub state: String,
 }
 
+/// What tells whether a stack changed, without its JSON documents.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = local_stack)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct StackHead {
+    pub id: String,
+    pub status: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = local_stack)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
@@ -109,6 +120,21 @@ impl LocalStack {
             .find(id)
             .select(Self::as_select())
             .first(conn)
+    }
+
+    /// The heads of the stacks among `ids` that exist.
+    pub fn heads(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<StackHead>> {
+        let mut heads = Vec::with_capacity(ids.len());
+        // Bounded IN lists: SQLite and PostgreSQL cap bind parameters.
+        for chunk in ids.chunks(1000) {
+            heads.extend(
+                local_stack::table
+                    .filter(local_stack::id.eq_any(chunk))
+                    .select(StackHead::as_select())
+                    .load(conn)?,
+            );
+        }
+        Ok(heads)
     }
 
     /// Saves every updatable column and stamps `updated_at`.

@@ -19,12 +19,12 @@ pub mod nodegroup;
 pub mod quota;
 
 pub use certificate::{Certificate, NewCertificate};
-pub use cluster::{Cluster, NewCluster};
+pub use cluster::{Cluster, HealthRow, NewCluster};
 pub use cluster_template::{ClusterTemplate, NewClusterTemplate, TemplateScope};
 pub use federation::{Federation, NewFederation};
 pub use job::{Job, NewJob};
 pub use local_ipam::LocalIpam;
-pub use local_stack::{LocalStack, NewLocalStack};
+pub use local_stack::{LocalStack, NewLocalStack, StackHead};
 pub use magnum_service::MagnumService;
 pub use nodegroup::{NewNodeGroup, NodeGroup};
 pub use quota::Quota;

@@ -2,7 +2,10 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::{expect_one, new_uuid, now, paginate, Page};
-use crate::db::{schema::nodegroup, DbConnection};
+use crate::db::{
+    schema::{cluster, nodegroup},
+    DbConnection,
+};
 
 /// A row of `nodegroup` (upstream §1.10); `(cluster_id, name)` is unique.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, AsChangeset)]
@@ -144,6 +147,27 @@ impl NodeGroup {
             .order(nodegroup::id.asc())
             .select(Self::as_select())
             .load(conn)
+    }
+
+    /// `(cluster_id, stack_id)` of every nodegroup with a stack whose
+    /// cluster is in one of `statuses`, in id order.
+    pub fn stacks_of_clusters_in(
+        conn: &mut DbConnection,
+        statuses: &[&str],
+    ) -> QueryResult<Vec<(String, String)>> {
+        let clusters = cluster::table
+            .filter(cluster::status.eq_any(statuses))
+            .select(cluster::uuid);
+        let rows: Vec<(String, Option<String>)> = nodegroup::table
+            .filter(nodegroup::cluster_id.eq_any(clusters))
+            .filter(nodegroup::stack_id.is_not_null())
+            .order(nodegroup::id.asc())
+            .select((nodegroup::cluster_id, nodegroup::stack_id))
+            .load(conn)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(cluster, stack)| Some((cluster, stack?)))
+            .collect())
     }
 
     /// Sum of `node_count` over nodegroups, of one project or all (stats).
