@@ -175,15 +175,6 @@ impl Cluster {
             .load(conn)
     }
 
-    /// Every cluster in one of `statuses` (the health pass reads the complete ones).
-    pub fn with_status(conn: &mut DbConnection, statuses: &[&str]) -> QueryResult<Vec<Self>> {
-        cluster::table
-            .filter(cluster::status.eq_any(statuses))
-            .order(cluster::id.asc())
-            .select(Self::as_select())
-            .load(conn)
-    }
-
     /// [`HealthRow`]s of the clusters in one of `statuses`, in id order.
     pub fn health_rows(conn: &mut DbConnection, statuses: &[&str]) -> QueryResult<Vec<HealthRow>> {
         cluster::table
