@@ -512,7 +512,7 @@ fn settle(addr: &str, what: &str) -> Vec<Value> {
 /// The processes of a crash test: the API (with or without a conductor in
 /// it) and any `magnumd conductor` processes; `crash` SIGKILLs one and
 /// starts it again.
-struct Crashable {
+pub(crate) struct Crashable {
     plugins: std::path::PathBuf,
     data: std::path::PathBuf,
     api_config: std::path::PathBuf,
@@ -523,7 +523,7 @@ struct Crashable {
 }
 
 impl Crashable {
-    fn start(
+    pub(crate) fn start(
         plugins: std::path::PathBuf,
         data: std::path::PathBuf,
         api_config: std::path::PathBuf,
@@ -545,13 +545,13 @@ impl Crashable {
         }
     }
 
-    fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         self.api.addr.clone()
     }
 
     /// `kill -9` of the process that runs conductors (the API process when
     /// it is the only one, else the conductors in turn), then a restart.
-    fn crash(&mut self) {
+    pub(crate) fn crash(&mut self) {
         self.kills += 1;
         if self.conductors.is_empty() {
             // The new process reuses the data directory.

@@ -21,6 +21,8 @@ use magnum_driver_abi::{
 mod boot_volume;
 #[path = "../../common/environment.rs"]
 mod environment;
+#[path = "../../common/scale.rs"]
+mod scale;
 
 pub const DRIVER_NAME: &str = "k8s_fedora_atomic_v1";
 const SERVER_TYPE: &str = "vm";
@@ -350,9 +352,10 @@ impl CoeDriver for K8sFedoraAtomicDriver {
     }
 
     fn update_cluster(&self, req: &ClusterRequest) -> DriverResult<StackPlan> {
-        check_at_least("node_count", req.cluster.node_count, 0)?;
+        let workers = scale::default_worker_count(req);
+        check_at_least("node_count", workers, 0)?;
         let rotation = helpers::host_parameters(&req.context, ROTATION_PARAMETERS);
-        let mut parameters = scale_parameters(req.cluster.node_count, &[]);
+        let mut parameters = scale_parameters(workers, &[]);
         parameters.extend(rotation.clone());
         let mut operations = vec![StackRef::cluster(req).update(parameters)?];
         if !rotation.is_empty() {
@@ -618,7 +621,7 @@ impl K8sFedoraAtomicDriver {
             "master_lb_floating_ip_enabled",
             (master_lb && lb_floating_ip).into(),
         );
-        set("number_of_minions", cluster.node_count.into());
+        set("number_of_minions", scale::default_worker_count(req).into());
         set("minion_image", template.image_id.as_str().into());
         if let Some(flavor) = &template.flavor_id {
             set("minion_flavor", flavor.as_str().into());

@@ -21,6 +21,8 @@ mod boot_volume;
 mod environment;
 #[path = "../../common/rexray.rs"]
 mod rexray;
+#[path = "../../common/scale.rs"]
+mod scale;
 
 pub const DRIVER_NAME: &str = "mesos_ubuntu_v1";
 const SERVER_TYPE: &str = "vm";
@@ -203,8 +205,9 @@ impl CoeDriver for MesosUbuntuDriver {
     }
 
     fn update_cluster(&self, req: &ClusterRequest) -> DriverResult<StackPlan> {
-        check_at_least("node_count", req.cluster.node_count, 0)?;
-        let parameters = scale_parameters(req.cluster.node_count, &[]);
+        let workers = scale::default_worker_count(req);
+        check_at_least("node_count", workers, 0)?;
+        let parameters = scale_parameters(workers, &[]);
         Ok(stack_plan([StackRef::cluster(req).update(parameters)?]))
     }
 
@@ -294,7 +297,7 @@ impl MesosUbuntuDriver {
         );
         set("cluster_name", cluster.name.as_str().into());
         set("tenant_name", cluster.project_id.as_str().into());
-        set("number_of_slaves", cluster.node_count.into());
+        set("number_of_slaves", scale::default_worker_count(req).into());
         set("slave_image", template.image_id.as_str().into());
         if let Some(flavor) = &template.flavor_id {
             set("slave_flavor", flavor.as_str().into());

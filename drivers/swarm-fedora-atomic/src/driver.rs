@@ -21,6 +21,8 @@ mod boot_volume;
 mod environment;
 #[path = "../../common/rexray.rs"]
 mod rexray;
+#[path = "../../common/scale.rs"]
+mod scale;
 
 pub const DRIVER_NAME: &str = "swarm_fedora_atomic_v1";
 const SERVER_TYPE: &str = "vm";
@@ -243,8 +245,9 @@ impl CoeDriver for SwarmFedoraAtomicDriver {
     }
 
     fn update_cluster(&self, req: &ClusterRequest) -> DriverResult<StackPlan> {
-        check_at_least("node_count", req.cluster.node_count, 0)?;
-        let parameters = scale_parameters(req.cluster.node_count, &[]);
+        let workers = scale::default_worker_count(req);
+        check_at_least("node_count", workers, 0)?;
+        let parameters = scale_parameters(workers, &[]);
         Ok(stack_plan([StackRef::cluster(req).update(parameters)?]))
     }
 
@@ -336,7 +339,6 @@ impl SwarmFedoraAtomicDriver {
 
     fn parameters(&self, req: &ClusterRequest) -> DriverResult<Map<String, Value>> {
         let template = effective_template(req);
-        let cluster = &req.cluster;
         let labels = &template.labels;
         let swarm_mode = template.coe == SWARM_MODE;
         let mut p = helpers::common_parameters(req, &template, &self.nodes_affinity_policy);
@@ -354,7 +356,7 @@ impl SwarmFedoraAtomicDriver {
         );
         set("swarm_mode", swarm_mode.into());
         set("swarm_port", if swarm_mode { 2375 } else { 2376 }.into());
-        set("number_of_nodes", cluster.node_count.into());
+        set("number_of_nodes", scale::default_worker_count(req).into());
         set("node_image", template.image_id.as_str().into());
         if let Some(flavor) = &template.flavor_id {
             set("node_flavor", flavor.as_str().into());

@@ -1049,20 +1049,34 @@ pub async fn resize(
                 )));
             }
             require_status(&cluster, common::resize_allowed, "Resizing")?;
+            if group.status.as_deref() == Some("DELETE_IN_PROGRESS") {
+                return Err(ApiError::conflict(format!(
+                    "Nodegroup {} is being deleted.",
+                    group.name
+                )));
+            }
             let old = group.node_count;
             // The plan is computed here only to surface the driver's
-            // objections before anything changes; the conductor recomputes it.
-            driver.call::<_, payload::StackPlan>(
-                op::RESIZE_CLUSTER,
-                &payload::ResizeRequest {
-                    base: request(&st, &template, &cluster, &groups),
-                    nodegroup: group.uuid.clone(),
-                    node_count,
-                    nodes_to_remove: nodes_to_remove.clone(),
-                },
-            )?;
+            // objections before anything changes; the conductor recomputes it
+            // from the rows. A nodegroup whose create is still queued has no
+            // stack yet: its create builds the size asked here.
+            let being_created = group.stack_id.is_none()
+                && group.status.as_deref() == Some("CREATE_IN_PROGRESS");
+            if !being_created {
+                driver.call::<_, payload::StackPlan>(
+                    op::RESIZE_CLUSTER,
+                    &payload::ResizeRequest {
+                        base: request(&st, &template, &cluster, &groups),
+                        nodegroup: group.uuid.clone(),
+                        node_count,
+                        nodes_to_remove: nodes_to_remove.clone(),
+                    },
+                )?;
+            }
             group.node_count = node_count as i32;
-            group.status = Some("UPDATE_IN_PROGRESS".to_owned());
+            if !being_created {
+                group.status = Some("UPDATE_IN_PROGRESS".to_owned());
+            }
             group.update(conn)?;
             cluster.status = "UPDATE_IN_PROGRESS".to_owned();
             cluster.status_reason = None;

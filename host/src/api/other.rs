@@ -658,11 +658,9 @@ fn require_capability(
     capability: &str,
     what: &str,
 ) -> ApiResult<()> {
-    let declared = state
-        .registry
-        .get(&cluster.driver)
-        .is_some_and(|d| d.info.supports(capability));
-    if declared {
+    // A driver that is not enabled is the same 409 every operation gives.
+    let driver = clusters::driver_of(state, cluster)?;
+    if driver.info.supports(capability) {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(
@@ -727,11 +725,13 @@ pub async fn certificate_rotate(
         db::write_transaction(conn, |conn| {
             db::lock_row(conn, "cluster", &cluster.uuid)?;
             let mut fresh = Cluster::find_by_uuid(conn, &cluster.uuid)?;
-            if !common::UPDATE_ALLOWED.contains(&fresh.status.as_str()) {
-                // Changed meanwhile: the new CAs stand, the running
-                // operation's updates carry them to the nodes.
+            if fresh.status.starts_with("DELETE") {
+                // Deleted meanwhile: nothing to carry the new CAs to.
                 return Ok(fresh.uuid);
             }
+            // Another request may have been accepted meanwhile; its job may
+            // already have updated the stacks, so this one is queued after
+            // it all the same (the last accepted request wins).
             start_rotation(conn, &mut fresh, jobs::ROTATE_CA)?;
             Ok(fresh.uuid)
         })
@@ -771,10 +771,9 @@ pub async fn credential_rotate(
             )?;
             st.certs.rotate_credential(conn, &cluster.uuid)?;
             // The old credential stops working now. Nodes get the new one
-            // through a stack update; an update already running carries it.
-            if !in_update {
-                start_rotation(conn, &mut cluster, jobs::ROTATE_CREDENTIAL)?;
-            }
+            // through a stack update, queued even while another operation
+            // runs: that one may have updated its stacks already.
+            start_rotation(conn, &mut cluster, jobs::ROTATE_CREDENTIAL)?;
             Ok(cluster.uuid)
         })
     })

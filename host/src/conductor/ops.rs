@@ -43,7 +43,7 @@ pub fn run(c: &Conductor, conn: &mut Conn, job: &Job, at: NaiveDateTime) -> Outc
         return Outcome::Done;
     };
     // Jobs of one cluster run in the order they were queued.
-    match Job::older_exists(conn, job.id, &format!("\"cluster\":\"{cluster_uuid}\"")) {
+    match Job::older_exists(conn, job.id, &cluster_needle(&cluster_uuid)) {
         Ok(true) => return poll(data, Duration::from_secs(1)),
         Ok(false) => {}
         Err(e) => return Outcome::Retry(format!("database: {e}")),
@@ -62,11 +62,11 @@ pub fn run(c: &Conductor, conn: &mut Conn, job: &Job, at: NaiveDateTime) -> Outc
         | jobs::CLUSTER_UPGRADE
         | jobs::ROTATE_CA
         | jobs::ROTATE_CREDENTIAL => {
-            cluster_update(c, conn, &job.job_type, &cluster_uuid, data, at)
+            cluster_update(c, conn, job.id, &job.job_type, &cluster_uuid, data, at)
         }
         jobs::CLUSTER_DELETE => cluster_delete(c, conn, &cluster_uuid, data, at),
         jobs::NODEGROUP_CREATE | jobs::NODEGROUP_DELETE => {
-            nodegroup_op(c, conn, &job.job_type, &cluster_uuid, data, at)
+            nodegroup_op(c, conn, job.id, &job.job_type, &cluster_uuid, data, at)
         }
         // Nodegroup PATCH changes bounds and node labels only, which no
         // bundled driver turns into a stack change.
@@ -383,6 +383,8 @@ fn refresh(
 }
 
 /// Writes a StatusUpdate's nodegroup part; the cluster part is the caller's.
+/// Never the count: a row's `node_count` is what the last accepted request
+/// asked for (see [`finish`]).
 fn apply_groups(conn: &mut Conn, l: &mut Loaded, update: &StatusUpdate) -> Step<()> {
     for u in &update.nodegroups {
         let Some(g) = l.groups.iter_mut().find(|g| g.uuid == u.uuid) else {
@@ -394,9 +396,6 @@ fn apply_groups(conn: &mut Conn, l: &mut Loaded, update: &StatusUpdate) -> Step<
         g.status_reason = u.status_reason.clone().filter(|r| !r.is_empty());
         if let Some(a) = &u.node_addresses {
             g.node_addresses = serde_json::to_string(a).unwrap_or_else(|_| "[]".to_owned());
-        }
-        if let Some(n) = u.node_count {
-            g.node_count = i32::try_from(n).unwrap_or(g.node_count);
         }
         db(g.save_progress(conn))?;
     }
@@ -535,9 +534,247 @@ fn cluster_create(
     track_cluster(c, conn, &mut l, &drv, "CREATE", data)
 }
 
+/// Data needles that find the jobs of one cluster or one nodegroup (the
+/// API writes each job's data with `json!`, keys in this form).
+fn cluster_needle(uuid: &str) -> String {
+    format!("\"cluster\":\"{uuid}\"")
+}
+
+fn nodegroup_needle(uuid: &str) -> String {
+    format!("\"nodegroup\":\"{uuid}\"")
+}
+
+/// The start of an update-family job (update, resize, upgrade, rotations,
+/// nodegroup create and delete). `false` ends it: the cluster is gone or
+/// being deleted, and the delete supersedes every earlier request. A
+/// cluster left `*_COMPLETE` by the operation before this one (a create
+/// that finished while a nodegroup create waited behind it) goes
+/// `UPDATE_IN_PROGRESS` again; a failed one keeps its status when
+/// `keep_failed` (a nodegroup operation does not make a failed cluster look
+/// healthy).
+fn begin_update(conn: &mut Conn, l: &mut Loaded, keep_failed: bool) -> Step<bool> {
+    let status = l.cluster.status.clone();
+    if status.starts_with("DELETE") {
+        return Ok(false);
+    }
+    if status == "UPDATE_IN_PROGRESS"
+        || status == "CREATE_IN_PROGRESS"
+        || keep_failed && status.ends_with("_FAILED")
+    {
+        return Ok(true);
+    }
+    l.cluster.status = "UPDATE_IN_PROGRESS".to_owned();
+    l.cluster.status_reason = None;
+    save(conn, &l.cluster, &status)?;
+    Ok(true)
+}
+
+/// How an update-family operation ends.
+struct Finish {
+    job: i64,
+    /// The nodegroup the operation was about, with the status it ends in
+    /// (`None`: the driver's mapping of its stack decides).
+    group: Option<(String, String, Option<String>)>,
+    /// The nodegroup count to put back if the operation failed.
+    restore: Option<(String, i32)>,
+    failure: Option<String>,
+}
+
+/// Ends an update-family operation. The last accepted request of a cluster
+/// wins: every 202 is carried out or superseded by a later one, never
+/// dropped. So, in one write transaction with the cluster row locked (the
+/// API locks it too before it accepts a request), this run writes the
+/// cluster's final status only when no newer job of the cluster is queued;
+/// otherwise that job runs next, from the rows, and writes it. The
+/// operation's own nodegroup status is written unless a newer job names
+/// that nodegroup. Counts are never read back from the stacks: a row's
+/// `node_count` is what the last accepted request asked for, and only a
+/// failure that nothing superseded restores the count from before it.
+fn finish(
+    c: &Conductor,
+    conn: &mut Conn,
+    uuid: &str,
+    drv: Option<&LoadedDriver>,
+    f: Finish,
+) -> Step<Outcome> {
+    // The driver's view of every stack, read before the transaction:
+    // orchestrator calls may be slow. A stack that cannot be read only
+    // leaves the other groups' statuses as they are.
+    let mapped = match (load(conn, uuid)?, drv) {
+        (Some(mut l), Some(drv)) => match refresh(c, conn, &mut l, drv) {
+            Ok(Ok(update)) => Some(update),
+            Ok(Err(reason)) | Err(Outcome::Retry(reason)) => {
+                tracing::warn!(cluster = %uuid, "cannot map the stacks at the end of an operation: {reason}");
+                None
+            }
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    if let Some(reason) = &f.failure {
+        tracing::warn!(cluster = %uuid, "{reason}");
+    }
+    let written = crate::db::write_transaction(conn, |conn| -> diesel::QueryResult<bool> {
+        crate::db::lock_row(conn, "cluster", uuid)?;
+        let Some(mut cluster) = Cluster::find_by_uuid(conn, uuid).optional()? else {
+            return Ok(false);
+        };
+        if cluster.status.starts_with("DELETE") {
+            return Ok(false);
+        }
+        if let Some((g, status, reason)) = &f.group {
+            if !Job::newer_exists(conn, f.job, &nodegroup_needle(g))? {
+                if let Some(mut row) = NodeGroup::find_by_uuid(conn, g).optional()? {
+                    row.status = Some(status.clone());
+                    row.status_reason = reason.clone();
+                    if let Some(u) = mapped
+                        .as_ref()
+                        .and_then(|m| m.nodegroups.iter().find(|u| &u.uuid == g))
+                    {
+                        if let Some(a) = &u.node_addresses {
+                            row.node_addresses =
+                                serde_json::to_string(a).unwrap_or_else(|_| "[]".to_owned());
+                        }
+                    }
+                    row.save_progress(conn)?;
+                }
+            }
+        }
+        if Job::newer_exists(conn, f.job, &cluster_needle(uuid))? {
+            return Ok(false);
+        }
+        if let Some(update) = &mapped {
+            for u in &update.nodegroups {
+                if f.group.as_ref().is_some_and(|(g, ..)| g == &u.uuid) {
+                    continue;
+                }
+                let Some(mut row) = NodeGroup::find_by_uuid(conn, &u.uuid).optional()? else {
+                    continue;
+                };
+                if let Some(s) = &u.status {
+                    row.status = Some(s.clone());
+                }
+                row.status_reason = u.status_reason.clone().filter(|r| !r.is_empty());
+                if let Some(a) = &u.node_addresses {
+                    row.node_addresses =
+                        serde_json::to_string(a).unwrap_or_else(|_| "[]".to_owned());
+                }
+                row.save_progress(conn)?;
+            }
+            let u = &update.cluster;
+            for (field, value) in [
+                (&mut cluster.api_address, &u.api_address),
+                (&mut cluster.coe_version, &u.coe_version),
+                (&mut cluster.container_version, &u.container_version),
+                (&mut cluster.discovery_url, &u.discovery_url),
+            ] {
+                if value.is_some() {
+                    *field = value.clone();
+                }
+            }
+        }
+        if let (Some(_), Some((g, n))) = (&f.failure, &f.restore) {
+            NodeGroup::set_node_count(conn, g, *n)?;
+        }
+        // A nodegroup operation on a failed cluster leaves its status.
+        if cluster.status == "UPDATE_IN_PROGRESS" {
+            cluster.status = if f.failure.is_some() {
+                "UPDATE_FAILED"
+            } else {
+                "UPDATE_COMPLETE"
+            }
+            .to_owned();
+            cluster.status_reason = f.failure.clone();
+        }
+        cluster.update(conn)?;
+        Ok(true)
+    });
+    if db(written)? {
+        tracing::info!(cluster = %uuid, failed = f.failure.is_some(), "operation finished");
+    } else {
+        tracing::info!(cluster = %uuid, "operation finished; a newer request decides the cluster's status");
+    }
+    Ok(Outcome::Done)
+}
+
+/// Ends the run waiting when one of `plan`'s stacks is busy with an action
+/// (a run of this job that died after it issued its updates, or an earlier
+/// operation's stack still settling): the update is issued again once it
+/// has finished, which changes nothing a second time.
+fn wait_for_busy_stacks(
+    c: &Conductor,
+    conn: &mut Conn,
+    plan: &StackPlan,
+    data: &serde_json::Map<String, Value>,
+) -> Step<Result<(), String>> {
+    for id in plan.operations.iter().filter_map(|o| o.stack_id.as_ref()) {
+        match c.orchestrator.get(conn, id) {
+            Ok(Some(s)) if s.status.ends_with("_IN_PROGRESS") => {
+                tracing::info!(stack = %id, status = %s.status, "stack busy; the update waits for it");
+                return Err(next_poll(c, data.clone()));
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Ok(Err(format!(
+                    "stack {id} no longer exists in the orchestrator"
+                )))
+            }
+            Err(e) => return Ok(Err(orchestrator_error(e)?)),
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// The stacks an operation waits for, recorded when it issued them.
+fn tracked_stacks(data: &serde_json::Map<String, Value>) -> Vec<String> {
+    data.get("stacks")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls the stacks an update issued: `Ok(None)` while one of them has not
+/// reached a terminal status of `action`, else the failure (if any).
+fn settled(
+    c: &Conductor,
+    conn: &mut Conn,
+    ids: &[String],
+    action: &str,
+) -> Step<Option<Option<String>>> {
+    let mut failures = Vec::new();
+    for id in ids {
+        match c.orchestrator.get(conn, id) {
+            Ok(Some(s)) => {
+                // Right after an update call a stack may still show its
+                // previous terminal status: only a status of this action
+                // counts.
+                if !s.status.starts_with(action) || s.status.ends_with("_IN_PROGRESS") {
+                    return Ok(None);
+                }
+                if s.status.ends_with("_FAILED") {
+                    let reason = if s.status_reason.is_empty() {
+                        format!("stack {action} failed")
+                    } else {
+                        s.status_reason
+                    };
+                    failures.push(reason);
+                }
+            }
+            Ok(None) => failures.push(format!("stack {id} no longer exists in the orchestrator")),
+            Err(e) => failures.push(orchestrator_error(e)?),
+        }
+    }
+    Ok(Some((!failures.is_empty()).then(|| failures.join("; "))))
+}
+
 fn cluster_update(
     c: &Conductor,
     conn: &mut Conn,
+    job: i64,
     kind: &str,
     uuid: &str,
     mut data: serde_json::Map<String, Value>,
@@ -546,53 +783,82 @@ fn cluster_update(
     let Some(mut l) = load(conn, uuid)? else {
         return Ok(Outcome::Done);
     };
-    if l.cluster.status != "UPDATE_IN_PROGRESS" {
+    if !begin_update(conn, &mut l, false)? {
         return Ok(Outcome::Done);
     }
-    let restore =
-        |conn: &mut Conn, l: &mut Loaded, data: &serde_json::Map<String, Value>| -> Step<()> {
-            let (Some(ng), Some(prev)) = (
-                str_field(data, "nodegroup"),
-                data.get("previous_node_count").and_then(Value::as_i64),
-            ) else {
-                return Ok(());
-            };
-            if let Some(g) = l.groups.iter_mut().find(|g| g.uuid == ng) {
-                g.node_count = prev as i32;
-                g.status = Some("UPDATE_FAILED".to_owned());
-                db(g.save_progress(conn))?;
-            }
-            Ok(())
-        };
+    if l.cluster.status == "CREATE_IN_PROGRESS" {
+        return Ok(next_poll(c, data));
+    }
+    let target = str_field(&data, "nodegroup").map(str::to_owned);
+    // A resize or a count change that fails puts the count back (upstream:
+    // "NG count restored"), unless a later request superseded it.
+    let restore = match (
+        &target,
+        data.get("previous_node_count")
+            .and_then(Value::as_i64)
+            .and_then(|n| i32::try_from(n).ok()),
+    ) {
+        (Some(g), Some(n)) if kind == jobs::CLUSTER_RESIZE || kind == jobs::CLUSTER_UPDATE => {
+            Some((g.clone(), n))
+        }
+        _ => None,
+    };
+    let failed = |reason: String| Finish {
+        job,
+        group: restore
+            .as_ref()
+            .map(|(g, _)| (g.clone(), "UPDATE_FAILED".to_owned(), Some(reason.clone()))),
+        restore: restore.clone(),
+        failure: Some(reason),
+    };
     if overdue(&data, at, c.settings.operation_timeout) {
-        restore(conn, &mut l, &data)?;
         let reason = format!(
             "Timed out after {} minutes waiting for the {kind} to finish",
             c.settings.operation_timeout.as_secs() / 60
         );
-        return Ok(fail(conn, &mut l.cluster, "UPDATE_FAILED", &reason));
+        let drv = driver(c, &l.cluster).ok();
+        return finish(c, conn, uuid, drv.as_deref(), failed(reason));
     }
     let drv = match driver(c, &l.cluster) {
         Ok(d) => d,
-        Err(reason) => return Ok(fail(conn, &mut l.cluster, "UPDATE_FAILED", &reason)),
+        Err(reason) => return finish(c, conn, uuid, None, failed(reason)),
     };
     if str_field(&data, "phase") != Some("track") {
         let base = match node_request(c, conn, &l) {
             Ok(r) => r,
-            Err(reason) => {
-                restore(conn, &mut l, &data)?;
-                return Ok(fail(conn, &mut l.cluster, "UPDATE_FAILED", &reason));
-            }
+            Err(reason) => return finish(c, conn, uuid, Some(&drv), failed(reason)),
         };
-        let ng = str_field(&data, "nodegroup").unwrap_or_default().to_owned();
         let plan = match kind {
             // A rotation is an update whose host context changed (new
             // credential, new CA id); the driver declared it takes part.
+            // Counts come from the rows: every group keeps its size.
             jobs::CLUSTER_UPDATE | jobs::ROTATE_CA | jobs::ROTATE_CREDENTIAL => {
                 drv.call::<_, StackPlan>(op::UPDATE_CLUSTER, &base)
             }
             jobs::CLUSTER_RESIZE => {
-                let node_count = data.get("node_count").and_then(Value::as_i64).unwrap_or(1);
+                let ng = target.clone().unwrap_or_default();
+                // The size the last accepted request asked for: a resize
+                // accepted while this one waited is carried out here too.
+                let Some(node_count) = l
+                    .groups
+                    .iter()
+                    .find(|g| g.uuid == ng)
+                    .map(|g| i64::from(g.node_count))
+                else {
+                    // The nodegroup was deleted since: nothing to resize.
+                    return finish(
+                        c,
+                        conn,
+                        uuid,
+                        Some(&drv),
+                        Finish {
+                            job,
+                            group: None,
+                            restore: None,
+                            failure: None,
+                        },
+                    );
+                };
                 let nodes_to_remove = data
                     .get("nodes_to_remove")
                     .and_then(Value::as_array)
@@ -616,12 +882,8 @@ fn cluster_update(
                 let tmpl = str_field(&data, "cluster_template").unwrap_or_default();
                 let new_template = db(ClusterTemplate::find_by_uuid(conn, tmpl).optional())?;
                 let Some(new_template) = new_template else {
-                    return Ok(fail(
-                        conn,
-                        &mut l.cluster,
-                        "UPDATE_FAILED",
-                        &format!("cluster template {tmpl} no longer exists"),
-                    ));
+                    let reason = format!("cluster template {tmpl} no longer exists");
+                    return finish(c, conn, uuid, Some(&drv), failed(reason));
                 };
                 let max_batch_size = data
                     .get("max_batch_size")
@@ -632,7 +894,7 @@ fn cluster_update(
                     &UpgradeRequest {
                         base,
                         new_template: templates::payload(&c.state, &new_template),
-                        nodegroup: ng,
+                        nodegroup: target.clone().unwrap_or_default(),
                         max_batch_size,
                     },
                 )
@@ -640,34 +902,33 @@ fn cluster_update(
         };
         let plan = match plan {
             Ok(p) => p,
-            Err(e) => {
-                restore(conn, &mut l, &data)?;
-                return Ok(fail(
-                    conn,
-                    &mut l.cluster,
-                    "UPDATE_FAILED",
-                    &driver_error(e),
-                ));
-            }
+            Err(e) => return finish(c, conn, uuid, Some(&drv), failed(driver_error(e))),
         };
+        match wait_for_busy_stacks(c, conn, &plan, &data) {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => return finish(c, conn, uuid, Some(&drv), failed(reason)),
+            Err(outcome) => return Ok(outcome),
+        }
+        let mut issued = Vec::new();
         for operation in &plan.operations {
             let Some(id) = &operation.stack_id else {
                 continue;
             };
             if let Err(e) = c.orchestrator.update(conn, id, operation) {
                 let reason = orchestrator_error(e)?;
-                restore(conn, &mut l, &data)?;
-                return Ok(fail(conn, &mut l.cluster, "UPDATE_FAILED", &reason));
+                return finish(c, conn, uuid, Some(&drv), failed(reason));
             }
+            issued.push(id.clone());
         }
+        data.insert("stacks".into(), json!(issued));
         data.insert("phase".into(), json!("track"));
+        data.insert("polls".into(), json!(0));
         return Ok(poll(data, Duration::from_secs(1)));
     }
-    let outcome = track_cluster(c, conn, &mut l, &drv, "UPDATE", data.clone())?;
-    if matches!(outcome, Outcome::Done)
-        && kind == jobs::CLUSTER_UPGRADE
-        && l.cluster.status == "UPDATE_COMPLETE"
-    {
+    let Some(failure) = settled(c, conn, &tracked_stacks(&data), "UPDATE")? else {
+        return Ok(next_poll(c, data));
+    };
+    if failure.is_none() && kind == jobs::CLUSTER_UPGRADE {
         // The cluster now runs the new template's version.
         if let Some(tmpl) = str_field(&data, "cluster_template") {
             if let Some(new_template) = db(ClusterTemplate::find_by_uuid(conn, tmpl).optional())? {
@@ -683,10 +944,16 @@ fn cluster_update(
             }
         }
     }
-    if matches!(outcome, Outcome::Done) && l.cluster.status == "UPDATE_FAILED" {
-        restore(conn, &mut l, &data)?;
-    }
-    Ok(outcome)
+    let f = match failure {
+        Some(reason) => failed(reason),
+        None => Finish {
+            job,
+            group: None,
+            restore: None,
+            failure: None,
+        },
+    };
+    finish(c, conn, uuid, Some(&drv), f)
 }
 
 fn cluster_delete(
@@ -709,10 +976,9 @@ fn cluster_delete(
         );
         return Ok(fail(conn, &mut l.cluster, "DELETE_FAILED", &reason));
     }
-    let drv = match driver(c, &l.cluster) {
-        Ok(d) => d,
-        Err(reason) => return Ok(fail(conn, &mut l.cluster, "DELETE_FAILED", &reason)),
-    };
+    // Without its driver a cluster can still be deleted: the host knows
+    // every stack from the rows (the nodegroups' own, then the cluster's).
+    let drv = driver(c, &l.cluster);
     if !data.contains_key("stacks") {
         // A create interrupted before it recorded its stack: find it by name.
         if l.cluster.stack_id.is_none() {
@@ -728,22 +994,35 @@ fn cluster_delete(
                 }
             }
         }
-        let plan = match drv.call::<_, StackPlan>(op::DELETE_CLUSTER, &request(c, &l)) {
-            Ok(p) => p,
-            Err(e) => {
-                return Ok(fail(
-                    conn,
-                    &mut l.cluster,
-                    "DELETE_FAILED",
-                    &driver_error(e),
-                ))
+        let ids: Vec<String> = match &drv {
+            Ok(drv) => match drv.call::<_, StackPlan>(op::DELETE_CLUSTER, &request(c, &l)) {
+                Ok(plan) => plan
+                    .operations
+                    .iter()
+                    .filter_map(|o| o.stack_id.clone())
+                    .collect(),
+                Err(e) => {
+                    return Ok(fail(
+                        conn,
+                        &mut l.cluster,
+                        "DELETE_FAILED",
+                        &driver_error(e),
+                    ))
+                }
+            },
+            Err(reason) => {
+                tracing::warn!(cluster = %uuid, "{reason}; deleting the stacks the cluster's rows name");
+                let mut ids: Vec<String> = l
+                    .groups
+                    .iter()
+                    .filter(|g| g.stack_id != l.cluster.stack_id)
+                    .filter_map(|g| g.stack_id.clone())
+                    .collect();
+                ids.extend(l.cluster.stack_id.clone());
+                ids.dedup();
+                ids
             }
         };
-        let ids: Vec<String> = plan
-            .operations
-            .iter()
-            .filter_map(|o| o.stack_id.clone())
-            .collect();
         data.insert("stacks".into(), json!(ids));
         data.insert("step".into(), json!(0));
         data.insert("issued".into(), json!(false));
@@ -799,6 +1078,7 @@ fn cluster_delete(
 fn nodegroup_op(
     c: &Conductor,
     conn: &mut Conn,
+    job: i64,
     kind: &str,
     uuid: &str,
     mut data: serde_json::Map<String, Value>,
@@ -812,56 +1092,49 @@ fn nodegroup_op(
         return Ok(Outcome::Done);
     };
     let creating = kind == jobs::NODEGROUP_CREATE;
-    let failed = if creating {
+    let failed_status = if creating {
         "CREATE_FAILED"
     } else {
         "DELETE_FAILED"
     };
-    let finish_cluster =
-        |conn: &mut Conn, l: &mut Loaded, ok: bool, reason: Option<String>| -> Step<()> {
-            if l.cluster.status == "UPDATE_IN_PROGRESS" {
-                l.cluster.status = if ok {
-                    "UPDATE_COMPLETE"
-                } else {
-                    "UPDATE_FAILED"
-                }
-                .to_owned();
-                l.cluster.status_reason = reason;
-                save(conn, &l.cluster, "UPDATE_IN_PROGRESS")?;
-            }
-            Ok(())
-        };
-    let fail_group = |conn: &mut Conn, l: &mut Loaded, reason: String| -> Step<Outcome> {
-        let g = &mut l.groups[idx];
-        g.status = Some(failed.to_owned());
-        g.status_reason = Some(reason.clone());
-        db(g.save_progress(conn))?;
-        let why = format!("{} failed: {reason}", l.groups[idx].name);
-        finish_cluster(conn, l, false, Some(why))?;
-        Ok(Outcome::Done)
+    let failed = |name: &str, reason: String| Finish {
+        job,
+        group: Some((
+            ng_uuid.clone(),
+            failed_status.to_owned(),
+            Some(reason.clone()),
+        )),
+        restore: None,
+        failure: Some(format!("{name} failed: {reason}")),
     };
-    if l.cluster.status.ends_with("_FAILED") && l.cluster.stack_id.is_none()
-        || l.cluster.status.starts_with("DELETE")
-    {
+    let name = l.groups[idx].name.clone();
+    if !begin_update(conn, &mut l, true)? {
+        return Ok(Outcome::Done);
+    }
+    if l.cluster.status == "CREATE_IN_PROGRESS" {
+        // Built once the cluster is: it joins the cluster's network.
+        return Ok(next_poll(c, data));
+    }
+    if l.cluster.status.ends_with("_FAILED") && l.cluster.stack_id.is_none() {
         let reason = format!("cluster {} is {}", l.cluster.uuid, l.cluster.status);
-        return fail_group(conn, &mut l, reason);
+        return finish(c, conn, uuid, None, failed(&name, reason));
     }
     if overdue(&data, at, c.settings.operation_timeout) {
-        return fail_group(
-            conn,
-            &mut l,
-            "Timed out waiting for the nodegroup stack".to_owned(),
-        );
+        let reason = "Timed out waiting for the nodegroup stack".to_owned();
+        let drv = driver(c, &l.cluster).ok();
+        return finish(c, conn, uuid, drv.as_deref(), failed(&name, reason));
     }
     let drv = match driver(c, &l.cluster) {
         Ok(d) => d,
-        Err(reason) => return fail_group(conn, &mut l, reason),
+        Err(reason) => return finish(c, conn, uuid, None, failed(&name, reason)),
     };
     if str_field(&data, "phase") != Some("track") {
         let base = match node_request(c, conn, &l) {
             Ok(r) => r,
-            Err(reason) => return fail_group(conn, &mut l, reason),
+            Err(reason) => return finish(c, conn, uuid, Some(&drv), failed(&name, reason)),
         };
+        // From the row: a resize accepted before this create ran is built
+        // in at once.
         let req = NodeGroupRequest {
             base,
             nodegroup: clusters::nodegroup_payload(&l.groups[idx]),
@@ -873,99 +1146,76 @@ fn nodegroup_op(
         };
         let plan = match drv.call::<_, StackPlan>(operation, &req) {
             Ok(p) => p,
-            Err(e) => return fail_group(conn, &mut l, driver_error(e)),
+            Err(e) => {
+                return finish(c, conn, uuid, Some(&drv), failed(&name, driver_error(e)));
+            }
         };
         if creating {
             if let Err(reason) = create_stacks(c, conn, &mut l, &plan)? {
-                return fail_group(conn, &mut l, reason);
+                return finish(c, conn, uuid, Some(&drv), failed(&name, reason));
             }
         } else {
             for operation in &plan.operations {
                 if let Some(id) = &operation.stack_id {
                     if let Err(e) = c.orchestrator.delete(conn, id) {
                         let reason = orchestrator_error(e)?;
-                        return fail_group(conn, &mut l, reason);
+                        return finish(c, conn, uuid, Some(&drv), failed(&name, reason));
                     }
                 }
             }
         }
         data.insert("phase".into(), json!("track"));
+        data.insert("polls".into(), json!(0));
         return Ok(poll(data, Duration::from_secs(1)));
     }
+    let ok = |group_status: Option<&str>| Finish {
+        job,
+        group: group_status.map(|s| (ng_uuid.clone(), s.to_owned(), None)),
+        restore: None,
+        failure: None,
+    };
     let Some(stack_id) = l.groups[idx].stack_id.clone() else {
         if creating {
-            return fail_group(
-                conn,
-                &mut l,
-                "the nodegroup stack was never created".to_owned(),
-            );
+            let reason = "the nodegroup stack was never created".to_owned();
+            return finish(c, conn, uuid, Some(&drv), failed(&name, reason));
         }
         db(NodeGroup::delete(conn, &ng_uuid))?;
-        finish_cluster(conn, &mut l, true, None)?;
-        return Ok(Outcome::Done);
+        return finish(c, conn, uuid, Some(&drv), ok(None));
     };
     let snapshot = match c.orchestrator.get(conn, &stack_id) {
         Ok(s) => s,
         Err(e) => {
             let reason = orchestrator_error(e)?;
-            return fail_group(conn, &mut l, reason);
+            return finish(c, conn, uuid, Some(&drv), failed(&name, reason));
         }
     };
     if !creating {
         return match snapshot {
-            None => {
-                db(NodeGroup::delete(conn, &ng_uuid))?;
-                finish_cluster(conn, &mut l, true, None)?;
-                Ok(Outcome::Done)
+            Some(s) if s.status == "DELETE_FAILED" => {
+                finish(c, conn, uuid, Some(&drv), failed(&name, s.status_reason))
             }
-            Some(s) if s.status == "DELETE_COMPLETE" => {
+            Some(s) if s.status != "DELETE_COMPLETE" => Ok(next_poll(c, data)),
+            _ => {
                 db(NodeGroup::delete(conn, &ng_uuid))?;
-                finish_cluster(conn, &mut l, true, None)?;
-                Ok(Outcome::Done)
+                finish(c, conn, uuid, Some(&drv), ok(None))
             }
-            Some(s) if s.status == "DELETE_FAILED" => fail_group(conn, &mut l, s.status_reason),
-            Some(_) => Ok(next_poll(c, data)),
         };
     }
-    if snapshot.is_none() {
-        return fail_group(
-            conn,
-            &mut l,
-            format!("stack {stack_id} no longer exists in the orchestrator"),
-        );
-    }
-    let update = match refresh(c, conn, &mut l, &drv)? {
-        Ok(u) => u,
-        Err(reason) => return fail_group(conn, &mut l, reason),
+    let Some(s) = snapshot else {
+        let reason = format!("stack {stack_id} no longer exists in the orchestrator");
+        return finish(c, conn, uuid, Some(&drv), failed(&name, reason));
     };
-    let Some(ng_update) = update
-        .nodegroups
-        .iter()
-        .find(|u| u.uuid == ng_uuid)
-        .cloned()
-    else {
-        return Ok(next_poll(c, data));
-    };
-    let status = ng_update.status.clone().unwrap_or_default();
-    if !status.starts_with("CREATE") || status.ends_with("_IN_PROGRESS") {
+    if !s.status.starts_with("CREATE") || s.status.ends_with("_IN_PROGRESS") {
         return Ok(next_poll(c, data));
     }
-    apply_groups(
-        conn,
-        &mut l,
-        &StatusUpdate {
-            nodegroups: vec![ng_update.clone()],
-            ..Default::default()
-        },
-    )?;
-    if status.ends_with("_COMPLETE") {
-        finish_cluster(conn, &mut l, true, None)?;
+    if s.status.ends_with("_COMPLETE") {
+        finish(c, conn, uuid, Some(&drv), ok(Some("CREATE_COMPLETE")))
     } else {
-        let reason = ng_update
-            .status_reason
-            .unwrap_or_else(|| "stack create failed".to_owned());
-        let why = format!("{} failed: {reason}", l.groups[idx].name);
-        finish_cluster(conn, &mut l, false, Some(why))?;
+        let reason = if s.status_reason.is_empty() {
+            "stack create failed".to_owned()
+        } else {
+            s.status_reason
+        };
+        finish(c, conn, uuid, Some(&drv), failed(&name, reason))
     }
-    Ok(Outcome::Done)
 }

@@ -544,7 +544,8 @@ db_test!(nodegroup_round_trip_and_unique_name, |db: &TestDatabase| {
     assert_eq!(updated.max_node_count, Some(5));
 
     // The conductor's write of a copy it read before that PATCH keeps the
-    // PATCH (bounds, labels) and sets only its own columns.
+    // PATCH (bounds, labels) and sets only its own columns; the count is the
+    // API's (what the last accepted request asked for), never the copy's.
     let mut progress = extra.clone();
     progress.status = Some("UPDATE_COMPLETE".into());
     progress.node_count = 3;
@@ -553,8 +554,15 @@ db_test!(nodegroup_round_trip_and_unique_name, |db: &TestDatabase| {
     assert_eq!(saved.max_node_count, Some(5));
     assert_eq!(saved.node_labels, r#"{"gpu":"true"}"#);
     assert_eq!(saved.status.as_deref(), Some("UPDATE_COMPLETE"));
-    assert_eq!(saved.node_count, 3);
+    assert_eq!(saved.node_count, extra.node_count);
     assert_eq!(saved.node_addresses, r#"["10.0.0.5"]"#);
+    NodeGroup::set_node_count(conn, &extra.uuid, 3).unwrap();
+    assert_eq!(
+        NodeGroup::find_by_uuid(conn, &extra.uuid)
+            .unwrap()
+            .node_count,
+        3
+    );
 
     NodeGroup::delete(conn, &extra.uuid).unwrap();
     assert_eq!(

@@ -246,6 +246,18 @@ impl Job {
         Ok(updated == 1)
     }
 
+    /// Whether a job newer than `id` has data containing `needle`: a request
+    /// accepted after this job's, which supersedes its final status.
+    pub fn newer_exists(conn: &mut DbConnection, id: i64, needle: &str) -> QueryResult<bool> {
+        let pattern = format!("%{needle}%");
+        diesel::select(diesel::dsl::exists(
+            jobs::table
+                .filter(jobs::id.gt(id))
+                .filter(jobs::data.like(pattern)),
+        ))
+        .get_result(conn)
+    }
+
     /// Whether a job older than `id` has data containing `needle` (e.g. the
     /// same cluster): jobs on one cluster run in the order they were queued.
     pub fn older_exists(conn: &mut DbConnection, id: i64, needle: &str) -> QueryResult<bool> {

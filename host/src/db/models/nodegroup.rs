@@ -207,11 +207,23 @@ impl NodeGroup {
                 nodegroup::status.eq(&self.status),
                 nodegroup::status_reason.eq(&self.status_reason),
                 nodegroup::node_addresses.eq(&self.node_addresses),
-                nodegroup::node_count.eq(self.node_count),
                 nodegroup::stack_id.eq(&self.stack_id),
                 nodegroup::updated_at.eq(Some(now())),
             ))
             .get_result(conn)
+    }
+
+    /// Sets only `node_count`: the count is what the last accepted request
+    /// asked for, so the conductor writes it only to restore the count of
+    /// a failed operation that no later request superseded.
+    pub fn set_node_count(conn: &mut DbConnection, uuid: &str, node_count: i32) -> QueryResult<()> {
+        diesel::update(nodegroup::table.filter(nodegroup::uuid.eq(uuid)))
+            .set((
+                nodegroup::node_count.eq(node_count),
+                nodegroup::updated_at.eq(Some(now())),
+            ))
+            .execute(conn)
+            .map(drop)
     }
 
     pub fn delete(conn: &mut DbConnection, uuid: &str) -> QueryResult<()> {
