@@ -93,6 +93,25 @@ fn bundled_drivers_pass_verify() {
         "{out}"
     );
     assert!(!out.contains("mesos_ubuntu_v1: upgrade_cluster"), "{out}");
+    // Outcomes, not only shapes: every plan leaves each nodegroup the size
+    // the request asks for (a rotation or an upgrade never resizes).
+    for operation in [
+        "create_cluster",
+        "update_cluster",
+        "resize_cluster",
+        "upgrade_cluster",
+    ] {
+        assert!(
+            out.contains(&format!(
+                "PASS k8s_fedora_atomic_v1: {operation} keeps every nodegroup's size"
+            )),
+            "{out}"
+        );
+    }
+    assert!(
+        out.contains("PASS swarm_fedora_atomic_v1: update_cluster keeps every nodegroup's size"),
+        "{out}"
+    );
 }
 
 /// A minimal HTTP/1.1 GET (no client library needed): status head and body.

@@ -118,9 +118,21 @@ pub fn run(driver: &LoadedDriver) -> Vec<Check> {
                             }
                         }
                     }
-                    check_plan(&plan, operation)
+                    check_plan(&plan, operation)?;
+                    Ok(plan)
                 });
-            push(tag(operation), result);
+            let sizes = match &result {
+                Ok(plan) if supports(op::MAP_STATUS) => {
+                    s.expected_sizes(operation).map(|expected| {
+                        check_sizes(driver, &s, operation, &request, &create_params, plan, &expected)
+                    })
+                }
+                _ => None,
+            };
+            push(tag(operation), result.map(|_| ()));
+            if let Some(sizes) = sizes {
+                push(tag(&format!("{operation} keeps every nodegroup's size")), sizes);
+            }
         }
         if supports(op::MAP_STATUS) {
             let req = StatusRequest {
@@ -202,7 +214,7 @@ impl Sample {
             status: "CREATE_COMPLETE".into(),
             ..Default::default()
         };
-        let nodegroups = vec![
+        let mut nodegroups = vec![
             ng(
                 "c5e1a0b2-0001-4000-8000-000000000001",
                 "default-master",
@@ -216,6 +228,23 @@ impl Sample {
                 2,
             ),
         ];
+        let mut cluster = cluster;
+        // With an extra worker group the cluster's node_count (the sum over
+        // worker groups, as the host and upstream show it) differs from the
+        // default worker group's size: a plan that scales the cluster stack
+        // to the sum is caught by the size checks.
+        if info.supports(op::CREATE_NODEGROUP) {
+            nodegroups.push(NodeGroup {
+                uuid: "c5e1a0b2-0004-4000-8000-000000000004".into(),
+                name: "more".into(),
+                role: "worker".into(),
+                node_count: 1,
+                stack_id: Some("7e2d9a0b-1c3f-4a5e-8b6d-0f1e2d3c4b02".into()),
+                status: "CREATE_COMPLETE".into(),
+                ..Default::default()
+            });
+            cluster.node_count = 3;
+        }
         Self {
             template,
             cluster,
@@ -249,8 +278,11 @@ impl Sample {
         let mut create = base.clone();
         create.cluster.stack_id = None;
         create.cluster.status = "CREATE_IN_PROGRESS".into();
+        // `PATCH node_count` as the host hands it over: the default worker
+        // group's row holds the new size, the cluster's sum follows.
         let mut update = base.clone();
-        update.cluster.node_count = 3;
+        update.nodegroups[1].node_count = 3;
+        update.cluster.node_count += 1;
         let resize = ResizeRequest {
             base: base.clone(),
             nodegroup: worker.clone(),
@@ -304,6 +336,103 @@ impl Sample {
             (op::DELETE_CLUSTER, json(serde_json::to_value(&base))),
         ]
     }
+}
+
+impl Sample {
+    /// Each worker nodegroup's size after `operation` as `plan_requests`
+    /// asks it: the rows' sizes, but for the group a resize or a `PATCH
+    /// node_count` changes. `None` for operations whose plans do not scale.
+    fn expected_sizes(&self, operation: &str) -> Option<BTreeMap<String, i64>> {
+        let mut sizes: BTreeMap<String, i64> = self
+            .nodegroups
+            .iter()
+            .filter(|g| g.role != "master")
+            .map(|g| (g.uuid.clone(), g.node_count))
+            .collect();
+        let worker = self.nodegroups[1].uuid.clone();
+        match operation {
+            op::CREATE_CLUSTER | op::UPGRADE_CLUSTER => {}
+            op::UPDATE_CLUSTER => {
+                sizes.insert(worker, 3);
+            }
+            op::RESIZE_CLUSTER => {
+                sizes.insert(worker, 1);
+            }
+            _ => return None,
+        }
+        Some(sizes)
+    }
+}
+
+/// Outcome check: the size each nodegroup has once the plan's stacks are
+/// done, read back through the driver's own status mapping of each stack's
+/// parameters (an update's merged over the cluster stack's create
+/// parameters, as Heat's PATCH update keeps them). A plan that changes a
+/// group the request did not resize — a rotation or an upgrade that scales,
+/// a cluster stack scaled to the sum over every worker group — fails.
+fn check_sizes(
+    driver: &LoadedDriver,
+    sample: &Sample,
+    operation: &str,
+    request: &Value,
+    create_params: &serde_json::Map<String, Value>,
+    plan: &StackPlan,
+    expected: &BTreeMap<String, i64>,
+) -> Result<(), String> {
+    let base: ClusterRequest = match operation {
+        op::CREATE_CLUSTER | op::UPDATE_CLUSTER => serde_json::from_value(request.clone()),
+        _ => request
+            .get("base")
+            .cloned()
+            .map_or_else(|| Ok(sample.cluster_req()), serde_json::from_value),
+    }
+    .map_err(|e| format!("request: {e}"))?;
+    for step in &plan.operations {
+        if step.action == StackAction::Delete {
+            continue;
+        }
+        let mut parameters = if step.existing && step.target.nodegroup.is_none() {
+            create_params.clone()
+        } else {
+            serde_json::Map::new()
+        };
+        parameters.extend(step.parameters.clone());
+        let snapshot = StackSnapshot {
+            target: step.target.clone(),
+            stack_id: step.stack_id.clone().unwrap_or_default(),
+            status: match step.action {
+                StackAction::Create => "CREATE_COMPLETE",
+                _ => "UPDATE_COMPLETE",
+            }
+            .into(),
+            status_reason: String::new(),
+            outputs: serde_json::Map::new(),
+            parameters,
+        };
+        let mapped = driver
+            .map_status(&StatusRequest {
+                base: base.clone(),
+                stacks: vec![snapshot],
+            })
+            .map_err(|e| format!("map_status: {e}"))?;
+        for group in &mapped.nodegroups {
+            let (Some(size), Some(want)) = (group.node_count, expected.get(&group.uuid)) else {
+                continue;
+            };
+            if size != *want {
+                let name = base
+                    .nodegroups
+                    .iter()
+                    .find(|g| g.uuid == group.uuid)
+                    .map_or(group.uuid.as_str(), |g| g.name.as_str());
+                return Err(format!(
+                    "stack {} leaves nodegroup {name} with {size} nodes; the request asks for {want}",
+                    step.stack_name
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The template with every semver label one minor above its default, which
