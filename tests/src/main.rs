@@ -13,5 +13,6 @@ mod certificates;
 mod conductor;
 mod loader;
 mod model;
+mod outcomes;
 mod support;
 mod vendor;

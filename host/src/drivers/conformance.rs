@@ -124,14 +124,25 @@ pub fn run(driver: &LoadedDriver) -> Vec<Check> {
             let sizes = match &result {
                 Ok(plan) if supports(op::MAP_STATUS) => {
                     s.expected_sizes(operation).map(|expected| {
-                        check_sizes(driver, &s, operation, &request, &create_params, plan, &expected)
+                        check_sizes(
+                            driver,
+                            &s,
+                            operation,
+                            &request,
+                            &create_params,
+                            plan,
+                            &expected,
+                        )
                     })
                 }
                 _ => None,
             };
             push(tag(operation), result.map(|_| ()));
             if let Some(sizes) = sizes {
-                push(tag(&format!("{operation} keeps every nodegroup's size")), sizes);
+                push(
+                    tag(&format!("{operation} keeps every nodegroup's size")),
+                    sizes,
+                );
             }
         }
         if supports(op::MAP_STATUS) {
