@@ -700,13 +700,35 @@ fn check(
             ));
         }
     }
+    // Every request each differing cluster saw, in order.
+    let history: Vec<&String> = model
+        .clusters
+        .iter()
+        .filter(|c| {
+            wrong.iter().any(|w| {
+                w.starts_with(&format!("{}:", c.name)) || w.starts_with(&format!("{}/", c.name))
+            })
+        })
+        .flat_map(|c| {
+            model
+                .log
+                .iter()
+                .filter(|l| l.contains(&c.uuid) || l.contains(&format!("\"name\":\"{}\"", c.name)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
     model_assert!(
         model,
         run,
         wrong.is_empty(),
-        "{} differences from the model:\n{}",
+        "{} differences from the model:\n{}\nrequests of those clusters:\n{}",
         wrong.len(),
-        wrong.join("\n")
+        wrong.join("\n"),
+        history
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 

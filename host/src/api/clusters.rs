@@ -851,10 +851,18 @@ pub async fn patch(
                 groups,
             } = load(conn, &ctx, &ident)?;
             let base = "";
-            let before = match full(&cluster, &groups, None, base, ctx.version) {
+            let mut before = match full(&cluster, &groups, None, base, ctx.version) {
                 Value::Object(m) => m,
                 _ => Map::new(),
             };
+            // `node_count` is shown as the sum over every worker group but
+            // patched as the default worker group's size (upstream): the
+            // patch applies to, and is compared with, that size, so asking
+            // for the shown sum on a cluster with extra groups still sets
+            // the default group to it.
+            if let Some(worker) = groups.iter().find(|g| g.is_default && g.role != "master") {
+                before.insert("node_count".into(), json!(worker.node_count));
+            }
             let mut doc = before.clone();
             apply_patch(&mut doc, &ops, &[])?;
             let changed: Vec<&String> = doc.keys().filter(|k| doc.get(*k) != before.get(*k)).collect();

@@ -916,6 +916,14 @@ fn cluster_update(
             };
             if let Err(e) = c.orchestrator.update(conn, id, operation) {
                 let reason = orchestrator_error(e)?;
+                // Busy since the check above (another run of this job whose
+                // lease lapsed, on a loaded machine): wait, then issue again.
+                if let Ok(Some(s)) = c.orchestrator.get(conn, id) {
+                    if s.status.ends_with("_IN_PROGRESS") {
+                        tracing::info!(stack = %id, "stack became busy; the update waits for it: {reason}");
+                        return Ok(next_poll(c, data));
+                    }
+                }
                 return finish(c, conn, uuid, Some(&drv), failed(reason));
             }
             issued.push(id.clone());
