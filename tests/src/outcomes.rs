@@ -101,8 +101,9 @@ conductor_test!(
             assert_sizes(app, &path, &[("default-worker", 1), ("ng", 2)]);
         }
         // PATCH node_count sets the default worker group (upstream), the
-        // extra group keeps its size.
-        for n in [2, 1] {
+        // extra group keeps its size; 3 is the sum shown before it, and
+        // still a change of the default group.
+        for n in [2, 1, 3] {
             let r = app.patch(
                 &path,
                 json!([{"op": "replace", "path": "/node_count", "value": n}]),
