@@ -251,6 +251,32 @@ macro_rules! api_test {
             }
         }
     };
+    // With the state changed before the router is built.
+    ($name:ident, tweak = $tweak:expr, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body(app: &TestApp) {
+                let f: &dyn Fn(&TestApp) = &$body;
+                f(app)
+            }
+
+            #[test]
+            fn sqlite() {
+                if let Some(db) = TestDatabase::new(magnum_host::db::Backend::Sqlite) {
+                    body(&TestApp::with(db, $tweak));
+                }
+            }
+
+            #[test]
+            fn postgres() {
+                if let Some(db) = TestDatabase::new(magnum_host::db::Backend::Postgres) {
+                    body(&TestApp::with(db, $tweak));
+                }
+            }
+        }
+    };
 }
 
 /// Snapshot with the values that change per run redacted.
@@ -275,6 +301,7 @@ macro_rules! snap {
 }
 
 mod clusters;
+mod hygiene;
 mod misc;
 mod nodegroups;
 mod templates;

@@ -1,0 +1,140 @@
+//! Issue 13: the certificate routes' policy, bad input that reached a 500
+//! or an answer outside Magnum's envelope, and wire details where we
+//! differed from upstream.
+
+use std::sync::Arc;
+
+use magnum_host::certs::{Authority, CertificateConfig, KeyAlgorithm};
+
+use super::*;
+
+const LATEST: (&str, &str) = ("openstack-api-version", "container-infra latest");
+
+/// ECDSA CAs: generated in milliseconds, where RSA takes seconds in a debug build.
+fn ecdsa(state: &mut AppState) {
+    state.certs = Arc::new(Authority::ephemeral(CertificateConfig {
+        key_algorithm: KeyAlgorithm::EcdsaP256,
+        ..CertificateConfig::default()
+    }));
+}
+
+/// Asserts Magnum's error envelope with `status`; returns its detail.
+fn envelope(r: &Resp, status: StatusCode) -> String {
+    assert_eq!(r.status, status, "{}", r.body);
+    let errors = r.body["errors"].as_array().expect("an errors list");
+    assert_eq!(errors.len(), 1, "{}", r.body);
+    let e = &errors[0];
+    assert_eq!(e["request_id"], "", "{}", r.body);
+    assert_eq!(e["code"], "client", "{}", r.body);
+    assert_eq!(e["status"], status.as_u16(), "{}", r.body);
+    assert!(
+        e["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{}",
+        r.body
+    );
+    assert_eq!(e["links"], json!([]), "{}", r.body);
+    e["detail"].as_str().expect("detail").to_owned()
+}
+
+api_test!(
+    certificates_are_for_admins_and_the_clusters_user,
+    tweak = ecdsa,
+    |app: &TestApp| {
+        let owner = [
+            LATEST,
+            ("x-project-id", "p1"),
+            ("x-user-id", "u1"),
+            ("x-roles", "member"),
+        ];
+        let r = app.call_as(
+            Method::POST,
+            "/v1/clustertemplates",
+            Some(template_body("k8s", "kubernetes", "fedora-atomic-latest")),
+            &owner,
+        );
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let r = app.call_as(
+            Method::POST,
+            "/v1/clusters",
+            Some(json!({"name": "c1", "cluster_template_id": "k8s", "node_count": 1, "keypair": "default"})),
+            &owner,
+        );
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        let uuid = r.body["uuid"].as_str().expect("uuid").to_owned();
+        // What the conductor does when it starts the create.
+        let cred = {
+            let mut conn = app.db.conn();
+            app.state
+                .certs
+                .ensure_cluster(&mut conn, &uuid, "c1", true)
+                .expect("certificates");
+            app.state
+                .certs
+                .credential(&mut conn, &uuid)
+                .expect("opens")
+                .expect("a credential")
+                .to_string()
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let csr = crate::certificates::make_csr(dir.path(), "admin", "admin", "system:masters");
+        let get = |h: &[(&str, &str)]| {
+            app.call_as(Method::GET, &format!("/v1/certificates/{uuid}"), None, h)
+        };
+        let sign = |h: &[(&str, &str)]| {
+            app.call_as(
+                Method::POST,
+                "/v1/certificates",
+                Some(json!({"cluster_uuid": uuid, "csr": csr})),
+                h,
+            )
+        };
+
+        // Another member of the cluster's project: upstream's
+        // admin_or_project_{reader,member}_user refuse, so no
+        // system:masters certificate for someone else's cluster.
+        let other = [
+            LATEST,
+            ("x-project-id", "p1"),
+            ("x-user-id", "u2"),
+            ("x-roles", "member,reader"),
+        ];
+        assert_eq!(
+            envelope(&get(&other), StatusCode::FORBIDDEN),
+            "Policy doesn't allow certificate:get to be performed."
+        );
+        assert_eq!(
+            envelope(&sign(&other), StatusCode::FORBIDDEN),
+            "Policy doesn't allow certificate:create to be performed."
+        );
+        // The cluster's own user as a reader: the CA, but no signing.
+        let reader = [
+            LATEST,
+            ("x-project-id", "p1"),
+            ("x-user-id", "u1"),
+            ("x-roles", "reader"),
+        ];
+        assert_eq!(get(&reader).status, StatusCode::OK);
+        assert_eq!(
+            envelope(&sign(&reader), StatusCode::FORBIDDEN),
+            "Policy doesn't allow certificate:create to be performed."
+        );
+        // The cluster's user, an admin of another project, and the
+        // cluster's nodes with its credential: both routes.
+        let admin = [
+            LATEST,
+            ("x-project-id", "ops"),
+            ("x-user-id", "root"),
+            ("x-roles", "admin"),
+        ];
+        let node = [LATEST, ("x-auth-token", cred.as_str())];
+        for who in [&owner[..], &admin[..], &node[..]] {
+            let r = get(who);
+            assert_eq!(r.status, StatusCode::OK, "{who:?}: {}", r.body);
+            assert!(r.body["pem"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("-----BEGIN CERTIFICATE-----")));
+            let r = sign(who);
+            assert_eq!(r.status, StatusCode::CREATED, "{who:?}: {}", r.body);
+        }
+    }
+);
