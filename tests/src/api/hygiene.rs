@@ -138,3 +138,41 @@ api_test!(
         }
     }
 );
+
+api_test!(
+    a_credential_this_key_cannot_open_is_a_401,
+    |app: &TestApp| {
+        app.k8s_template("k8s");
+        let c = app.cluster("c1", "k8s", json!({}));
+        let uuid = c["uuid"].as_str().expect("uuid").to_owned();
+        // The cluster's secrets sealed under another server key, as after the
+        // key file was replaced.
+        let other = Authority::ephemeral(CertificateConfig::default());
+        let cred = {
+            let mut conn = app.db.conn();
+            other
+                .ensure_cluster(&mut conn, &uuid, "c1", false)
+                .expect("credential");
+            other
+                .credential(&mut conn, &uuid)
+                .expect("opens with its own key")
+                .expect("a credential")
+                .to_string()
+        };
+        let node = [LATEST, ("x-auth-token", cred.as_str())];
+        let r = app.call_as(
+            Method::GET,
+            &format!("/v1/certificates/{uuid}"),
+            None,
+            &node,
+        );
+        envelope(&r, StatusCode::UNAUTHORIZED);
+        let r = app.call_as(
+            Method::POST,
+            "/v1/certificates",
+            Some(json!({"cluster_uuid": uuid, "csr": "x"})),
+            &node,
+        );
+        envelope(&r, StatusCode::UNAUTHORIZED);
+    }
+);
