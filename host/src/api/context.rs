@@ -227,14 +227,19 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
                 roles,
             } => {
                 let h = &parts.headers;
-                let roles = header(h, "x-roles")
-                    .map(|r| {
-                        r.split(',')
-                            .map(|s| s.trim().to_owned())
-                            .filter(|s| !s.is_empty())
-                            .collect()
-                    })
-                    .unwrap_or_else(|| roles.clone());
+                // A header that is present but empty names no roles (as
+                // keystonemiddleware's would); only an absent one means the
+                // configured defaults.
+                let roles = match h.get("x-roles") {
+                    None => roles.clone(),
+                    Some(v) => v
+                        .to_str()
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect(),
+                };
                 Ok(Ctx {
                     project_id: header(h, "x-project-id").unwrap_or_else(|| project_id.clone()),
                     user_id: header(h, "x-user-id").unwrap_or_else(|| user_id.clone()),

@@ -176,3 +176,21 @@ api_test!(
         envelope(&r, StatusCode::UNAUTHORIZED);
     }
 );
+
+api_test!(an_empty_x_roles_header_means_no_roles, |app: &TestApp| {
+    for roles in ["", " , "] {
+        let none = [LATEST, ("x-roles", roles)];
+        let r = app.call_as(Method::GET, "/v1/clusters", None, &none);
+        envelope(&r, StatusCode::FORBIDDEN);
+        let r = app.call_as(
+            Method::POST,
+            "/v1/clustertemplates",
+            Some(template_body("k8s", "kubernetes", "fedora-atomic-latest")),
+            &none,
+        );
+        envelope(&r, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(app.count("cluster_template"), 0);
+    // No header at all: the configured default roles (admin here).
+    assert_eq!(app.get("/v1/clusters").status, StatusCode::OK);
+});
