@@ -214,6 +214,7 @@ fn routes(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(input::MAX_BODY))
+        .layer(middleware::from_fn(input::check_uri))
         .layer(middleware::from_fn(crate::microversion::layer))
         .layer(middleware::from_fn(request_id))
         .with_state(state)

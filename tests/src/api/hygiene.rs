@@ -177,6 +177,105 @@ api_test!(
     }
 );
 
+api_test!(
+    nul_characters_are_a_400_and_change_nothing,
+    |app: &TestApp| {
+        app.k8s_template("k8s");
+        let c = app.cluster("c1", "k8s", json!({}));
+        let uuid = c["uuid"].as_str().expect("uuid").to_owned();
+        let template = app.get("/v1/clustertemplates/k8s").body;
+        let cluster = app.get(&format!("/v1/clusters/{uuid}")).body;
+        let mut label_key = template_body("t2", "kubernetes", "fedora-atomic-latest");
+        label_key["labels"] = json!({"k\u{0}": "v"});
+        let bodies: Vec<(Method, String, Value)> = vec![
+            (
+                Method::POST,
+                "/v1/clustertemplates".into(),
+                template_body("a\u{0}b", "kubernetes", "fedora-atomic-latest"),
+            ),
+            (Method::POST, "/v1/clustertemplates".into(), label_key),
+            (
+                Method::PATCH,
+                "/v1/clustertemplates/k8s".into(),
+                json!([{"op": "replace", "path": "/name", "value": "x\u{0}"}]),
+            ),
+            (
+                Method::POST,
+                "/v1/clusters".into(),
+                json!({"name": "c2", "cluster_template_id": "k8s", "keypair": "default", "labels": {"k": "v\u{0}"}}),
+            ),
+            (
+                Method::POST,
+                format!("/v1/clusters/{uuid}/nodegroups"),
+                json!({"name": "n\u{0}g"}),
+            ),
+            (
+                Method::POST,
+                "/v1/quotas".into(),
+                json!({"project_id": "p\u{0}", "resource": "Cluster", "hard_limit": 3}),
+            ),
+            (
+                Method::POST,
+                "/v1/federations".into(),
+                json!({"name": "f\u{0}", "hostcluster_id": uuid, "properties": {"dns-zone": "x."}}),
+            ),
+            (
+                Method::POST,
+                "/v1/certificates".into(),
+                json!({"cluster_uuid": uuid, "csr": "x\u{0}"}),
+            ),
+        ];
+        for (method, path, body) in bodies {
+            let r = app.call(method.clone(), &path, Some(body));
+            let detail = envelope(&r, StatusCode::BAD_REQUEST);
+            assert!(detail.contains("U+0000"), "{method} {path}: {detail}");
+        }
+        for path in [
+            "/v1/clusters/a%00b".to_owned(),
+            "/v1/clustertemplates/%00".to_owned(),
+            "/clustertemplates/%00".to_owned(),
+            "/v1/clusters?marker=%00".to_owned(),
+            "/v1/clusters?sort_key=name%00".to_owned(),
+            format!("/v1/clusters/{uuid}/nodegroups/x%00"),
+            "/v1/quotas/p%00/Cluster".to_owned(),
+            "/v1/certificates/c%00".to_owned(),
+            "/v1/federations/f%00".to_owned(),
+        ] {
+            let detail = envelope(&app.get(&path), StatusCode::BAD_REQUEST);
+            assert!(detail.contains("U+0000"), "{path}: {detail}");
+        }
+        let r = app.delete("/v1/clustertemplates/k8s%00");
+        envelope(&r, StatusCode::BAD_REQUEST);
+        let r = app.delete(&format!("/v1/clusters/{uuid}%00"));
+        envelope(&r, StatusCode::BAD_REQUEST);
+
+        assert_eq!(app.count("cluster_template"), 1);
+        assert_eq!(app.count("cluster"), 1);
+        assert_eq!(app.count("nodegroup"), 2);
+        assert_eq!(app.count("quotas"), 0);
+        assert_eq!(app.count("federation"), 0);
+        assert_eq!(app.get("/v1/clustertemplates/k8s").body, template);
+        assert_eq!(app.get(&format!("/v1/clusters/{uuid}")).body, cluster);
+    }
+);
+
+api_test!(
+    a_path_that_is_not_utf8_is_a_400_in_the_envelope,
+    |app: &TestApp| {
+        for path in [
+            "/v1/clusters/%FF",
+            "/clusters/%FF",
+            "/v1/clustertemplates/%C3%28",
+            "/v1/clusters/%FF/nodegroups",
+            "/v1/quotas/%FF/Cluster",
+            "/v1/clusters?marker=%FF",
+        ] {
+            let detail = envelope(&app.get(path), StatusCode::BAD_REQUEST);
+            assert!(detail.contains("UTF-8"), "{path}: {detail}");
+        }
+    }
+);
+
 api_test!(an_empty_x_roles_header_means_no_roles, |app: &TestApp| {
     for roles in ["", " , "] {
         let none = [LATEST, ("x-roles", roles)];
