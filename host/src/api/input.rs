@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::{
     body::Bytes,
     extract::{FromRequest, Request},
-    http::StatusCode,
+    http::{header, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -29,6 +29,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        check_media_type(&req)?;
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
@@ -70,6 +71,37 @@ fn has_nul(v: &Value) -> bool {
         Value::Array(items) => items.iter().any(has_nul),
         Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
         _ => false,
+    }
+}
+
+/// A body of another media type is a 415, as wsme's "Unknown mimetype"
+/// (upstream serves JSON only). No Content-Type at all is read as JSON:
+/// `curl -d` without `-H` sends none (python-magnumclient always sends
+/// `application/json`).
+fn check_media_type(req: &Request) -> ApiResult<()> {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let mime = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let json = mime.is_empty()
+        || mime == "application/json"
+        || (mime.starts_with("application/") && mime.ends_with("+json"));
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "The request body must be JSON (Content-Type: application/json), not {}.",
+                truncate(&text, 64)
+            ),
+        ))
     }
 }
 

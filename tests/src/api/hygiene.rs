@@ -293,3 +293,45 @@ api_test!(an_empty_x_roles_header_means_no_roles, |app: &TestApp| {
     // No header at all: the configured default roles (admin here).
     assert_eq!(app.get("/v1/clusters").status, StatusCode::OK);
 });
+
+api_test!(json_routes_take_json_only, |app: &TestApp| {
+    let body = || {
+        template_body("k8s", "kubernetes", "fedora-atomic-latest")
+            .to_string()
+            .into_bytes()
+    };
+    for media in ["text/plain", "application/x-www-form-urlencoded"] {
+        let r = app.raw(
+            Method::POST,
+            "/v1/clustertemplates",
+            body(),
+            &[LATEST, ("content-type", media)],
+        );
+        let detail = envelope(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(detail.contains(media), "{detail}");
+    }
+    let r = app.raw(
+        Method::PATCH,
+        "/v1/clustertemplates/k8s",
+        b"[]".to_vec(),
+        &[LATEST, ("content-type", "text/plain")],
+    );
+    envelope(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(app.count("cluster_template"), 0);
+    // JSON with parameters, and no Content-Type at all (curl -d without -H).
+    let r = app.raw(
+        Method::POST,
+        "/v1/clustertemplates",
+        body(),
+        &[LATEST, ("content-type", "application/json; charset=UTF-8")],
+    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let other = template_body("k8s-2", "kubernetes", "fedora-atomic-latest");
+    let r = app.raw(
+        Method::POST,
+        "/v1/clustertemplates",
+        other.to_string().into_bytes(),
+        &[LATEST, ("content-type", "")],
+    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+});
