@@ -294,6 +294,37 @@ api_test!(an_empty_x_roles_header_means_no_roles, |app: &TestApp| {
     assert_eq!(app.get("/v1/clusters").status, StatusCode::OK);
 });
 
+api_test!(
+    cluster_distro_is_a_string_from_the_image,
+    |app: &TestApp| {
+        for bad in [
+            json!(5),
+            json!(""),
+            json!({"a": 1}),
+            json!(true),
+            json!(["x"]),
+        ] {
+            let mut body = template_body("k8s", "kubernetes", "fedora-atomic-latest");
+            body["cluster_distro"] = bad.clone();
+            let r = app.post("/v1/clustertemplates", body);
+            let detail = envelope(&r, StatusCode::BAD_REQUEST);
+            assert!(detail.contains("cluster_distro"), "{bad}: {detail}");
+        }
+        assert_eq!(app.count("cluster_template"), 0);
+        // A string is accepted and, as upstream, replaced by the image's os_distro.
+        let mut body = template_body("k8s", "kubernetes", "fedora-atomic-latest");
+        body["cluster_distro"] = json!("ubuntu");
+        let r = app.post("/v1/clustertemplates", body);
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(r.body["cluster_distro"], "fedora-atomic");
+        let r = app.patch(
+            "/v1/clustertemplates/k8s",
+            json!([{"op": "replace", "path": "/cluster_distro", "value": 7}]),
+        );
+        envelope(&r, StatusCode::BAD_REQUEST);
+    }
+);
+
 api_test!(json_routes_take_json_only, |app: &TestApp| {
     let body = || {
         template_body("k8s", "kubernetes", "fedora-atomic-latest")
