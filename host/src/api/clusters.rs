@@ -277,7 +277,12 @@ pub fn request(
             keypair: c.keypair.clone(),
             master_count: n.master_count,
             node_count: n.node_count,
-            create_timeout: c.create_timeout.map(i64::from),
+            // Upstream hands Heat `create_timeout or 60`
+            // (magnum/drivers/heat/driver.py): a stored 0 is not "no time".
+            create_timeout: c
+                .create_timeout
+                .map(|m| if m > 0 { m } else { 60 })
+                .map(i64::from),
             discovery_url: c.discovery_url.clone(),
             docker_volume_size: c.docker_volume_size.map(i64::from),
             labels: common::labels_of(&c.labels),
@@ -498,8 +503,9 @@ pub async fn create(
     new.master_lb_enabled = f
         .bool("master_lb_enabled")?
         .unwrap_or(template.master_lb_enabled);
-    // 0 or absent means upstream's default of 60 minutes, not "no timeout".
-    new.create_timeout = Some(create_timeout.filter(|t| *t > 0).unwrap_or(60) as i32);
+    // Stored as given, as upstream; 0 means the default stack timeout, not
+    // "no timeout" (see `request`).
+    new.create_timeout = Some(create_timeout.unwrap_or(60) as i32);
     let labels = common::inherit_labels(&templates::labels(&template), given_labels, merge);
     new.labels = common::labels_text(&labels);
     if master_count > 1 && !new.master_lb_enabled {

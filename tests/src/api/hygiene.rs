@@ -366,3 +366,14 @@ api_test!(json_routes_take_json_only, |app: &TestApp| {
     );
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 });
+
+api_test!(create_timeout_zero_is_kept, |app: &TestApp| {
+    app.k8s_template("k8s");
+    // Upstream stores 0; only the stack's timeout falls back to 60 minutes.
+    let zero = app.cluster("c0", "k8s", json!({"create_timeout": 0}));
+    assert_eq!(zero["create_timeout"], 0, "{zero}");
+    let items = app.get("/v1/clusters").body["clusters"].clone();
+    assert_eq!(items[0]["create_timeout"], 0, "{items}");
+    let default = app.cluster("c1", "k8s", json!({}));
+    assert_eq!(default["create_timeout"], 60);
+});
