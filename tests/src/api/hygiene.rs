@@ -377,3 +377,19 @@ api_test!(create_timeout_zero_is_kept, |app: &TestApp| {
     let default = app.cluster("c1", "k8s", json!({}));
     assert_eq!(default["create_timeout"], 60);
 });
+
+api_test!(error_titles_keep_version_numbers, |app: &TestApp| {
+    app.k8s_template("k8s");
+    // The title is the first sentence: the period of "1.10" does not end it.
+    let r = app.call_as(
+        Method::POST,
+        "/v1/clusters",
+        Some(json!({"cluster_template_id": "k8s", "node_count": 0})),
+        &[("openstack-api-version", "container-infra 1.9")],
+    );
+    envelope(&r, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.body["errors"][0]["title"],
+        "Creating a cluster with 0 nodes is not supported in the provided microversion; use 1.10 or later"
+    );
+});
