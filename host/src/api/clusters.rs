@@ -148,6 +148,7 @@ pub fn summary(c: &Cluster, groups: &[NodeGroup], base: &str, v: Version) -> Val
         "flavor_id": c.flavor_id,
         "create_timeout": c.create_timeout,
         "health_status": c.health_status,
+        "merge_labels": false,
         "links": common::links(base, "clusters", &c.uuid),
     });
     doc[stack_field(v)] = json!(c.stack_id);
@@ -179,6 +180,9 @@ pub fn full(
         "fixed_subnet": c.fixed_subnet,
         "floating_ip_enabled": c.floating_ip_enabled,
         "master_lb_enabled": c.master_lb_enabled,
+        // Input only, never stored: upstream's views show the attribute's
+        // default (wsattr default=False, magnum/api/controllers/v1/cluster.py).
+        "merge_labels": false,
         "status": c.status,
         "status_reason": c.status_reason,
         "health_status": c.health_status,

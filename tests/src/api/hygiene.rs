@@ -378,6 +378,63 @@ api_test!(create_timeout_zero_is_kept, |app: &TestApp| {
     assert_eq!(default["create_timeout"], 60);
 });
 
+api_test!(cluster_views_show_merge_labels, |app: &TestApp| {
+    app.k8s_template("k8s");
+    // Input only upstream, so every view shows its default, false.
+    let c = app.cluster(
+        "c1",
+        "k8s",
+        json!({"merge_labels": true, "labels": {"x": "1"}}),
+    );
+    assert_eq!(c["merge_labels"], false, "{c}");
+    for list in ["/v1/clusters", "/v1/clusters/detail"] {
+        let items = app.get(list).body["clusters"].clone();
+        assert_eq!(items[0]["merge_labels"], false, "{list}: {items}");
+    }
+    let ngs = format!(
+        "/v1/clusters/{}/nodegroups",
+        c["uuid"].as_str().expect("uuid")
+    );
+    let worker = app.get(&format!("{ngs}/default-worker")).body;
+    assert_eq!(worker["merge_labels"], false, "{worker}");
+    let items = app.get(&ngs).body["nodegroups"].clone();
+    assert_eq!(items[0]["merge_labels"], false, "{items}");
+});
+
+api_test!(nodegroup_full_views_show_min_and_max, |app: &TestApp| {
+    app.k8s_template("k8s");
+    let c = app.cluster("c1", "k8s", json!({}));
+    let ngs = format!(
+        "/v1/clusters/{}/nodegroups",
+        c["uuid"].as_str().expect("uuid")
+    );
+    let worker = app.get(&format!("{ngs}/default-worker")).body;
+    assert_eq!(worker["min_node_count"], 0, "{worker}");
+    assert!(
+        worker.get("max_node_count").is_some_and(Value::is_null),
+        "{worker}"
+    );
+    let r = app.post(&ngs, json!({"name": "ng1", "max_node_count": 4}));
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["min_node_count"], 0);
+    assert_eq!(r.body["max_node_count"], 4);
+    let r = app.patch(
+        &format!("{ngs}/ng1"),
+        json!([{"op": "replace", "path": "/min_node_count", "value": 1}]),
+    );
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["min_node_count"], 1);
+    assert_eq!(r.body["max_node_count"], 4);
+    // The summary leaves them out, as upstream's.
+    for item in app.get(&ngs).body["nodegroups"]
+        .as_array()
+        .expect("nodegroups")
+    {
+        assert!(item.get("min_node_count").is_none(), "{item}");
+        assert!(item.get("max_node_count").is_none(), "{item}");
+    }
+});
+
 api_test!(error_titles_keep_version_numbers, |app: &TestApp| {
     app.k8s_template("k8s");
     // The title is the first sentence: the period of "1.10" does not end it.
