@@ -450,3 +450,35 @@ api_test!(error_titles_keep_version_numbers, |app: &TestApp| {
         "Creating a cluster with 0 nodes is not supported in the provided microversion; use 1.10 or later"
     );
 });
+
+api_test!(
+    unsupported_microversions_carry_a_description,
+    |app: &TestApp| {
+        // Upstream's 406 body (pecan's JSON error, then HTTPNotAcceptableAPIVersion)
+        // carries the explanation as `description`.
+        for (asked, start) in [
+            ("1.99", "Version 1.99 was requested"),
+            ("2.1", "Mutually exclusive versions requested"),
+        ] {
+            let r = app.call_as(
+                Method::GET,
+                "/v1/clusters",
+                None,
+                &[("openstack-api-version", &format!("container-infra {asked}"))],
+            );
+            assert_eq!(r.status, StatusCode::NOT_ACCEPTABLE);
+            let e = &r.body["errors"][0];
+            assert_eq!(e["code"], "magnum.microversion-unsupported");
+            assert_eq!(e["title"], "Requested microversion is unsupported");
+            assert!(
+                e["description"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with(start)),
+                "{e}"
+            );
+            assert_eq!(e["description"], e["detail"]);
+            assert_eq!(e["min_version"], "1.1");
+            assert_eq!(e["max_version"], "1.14");
+        }
+    }
+);
