@@ -116,11 +116,17 @@ fn not_acceptable(err: &VersionError) -> Response {
                     range()
                 )
             };
+            // Upstream's body is pecan's JSON error ({code, title,
+            // description}) rewritten by HTTPNotAcceptableAPIVersion
+            // (magnum/api/http_error.py), so the explanation travels as
+            // `description`; `detail` is kept for clients that read the
+            // envelope's usual field.
             json!({"errors": [{
                 "request_id": "",
                 "code": "magnum.microversion-unsupported",
                 "status": 406,
                 "title": "Requested microversion is unsupported",
+                "description": detail,
                 "detail": detail,
                 "min_version": MIN.to_string(),
                 "max_version": MAX.to_string(),

@@ -30,7 +30,7 @@ fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
 }
 
 /// A fresh RSA key and CSR for (CN, O), made by openssl.
-fn make_csr(dir: &Path, name: &str, cn: &str, o: &str) -> String {
+pub(crate) fn make_csr(dir: &Path, name: &str, cn: &str, o: &str) -> String {
     let (ok, text) = openssl(
         dir,
         &[

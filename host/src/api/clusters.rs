@@ -148,6 +148,7 @@ pub fn summary(c: &Cluster, groups: &[NodeGroup], base: &str, v: Version) -> Val
         "flavor_id": c.flavor_id,
         "create_timeout": c.create_timeout,
         "health_status": c.health_status,
+        "merge_labels": false,
         "links": common::links(base, "clusters", &c.uuid),
     });
     doc[stack_field(v)] = json!(c.stack_id);
@@ -179,6 +180,9 @@ pub fn full(
         "fixed_subnet": c.fixed_subnet,
         "floating_ip_enabled": c.floating_ip_enabled,
         "master_lb_enabled": c.master_lb_enabled,
+        // Input only, never stored: upstream's views show the attribute's
+        // default (wsattr default=False, magnum/api/controllers/v1/cluster.py).
+        "merge_labels": false,
         "status": c.status,
         "status_reason": c.status_reason,
         "health_status": c.health_status,
@@ -277,7 +281,12 @@ pub fn request(
             keypair: c.keypair.clone(),
             master_count: n.master_count,
             node_count: n.node_count,
-            create_timeout: c.create_timeout.map(i64::from),
+            // Upstream hands Heat `create_timeout or 60`
+            // (magnum/drivers/heat/driver.py): a stored 0 is not "no time".
+            create_timeout: c
+                .create_timeout
+                .map(|m| if m > 0 { m } else { 60 })
+                .map(i64::from),
             discovery_url: c.discovery_url.clone(),
             docker_volume_size: c.docker_volume_size.map(i64::from),
             labels: common::labels_of(&c.labels),
@@ -498,8 +507,9 @@ pub async fn create(
     new.master_lb_enabled = f
         .bool("master_lb_enabled")?
         .unwrap_or(template.master_lb_enabled);
-    // 0 or absent means upstream's default of 60 minutes, not "no timeout".
-    new.create_timeout = Some(create_timeout.filter(|t| *t > 0).unwrap_or(60) as i32);
+    // Stored as given, as upstream; 0 means the default stack timeout, not
+    // "no timeout" (see `request`).
+    new.create_timeout = Some(create_timeout.unwrap_or(60) as i32);
     let labels = common::inherit_labels(&templates::labels(&template), given_labels, merge);
     new.labels = common::labels_text(&labels);
     if master_count > 1 && !new.master_lb_enabled {

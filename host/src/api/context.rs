@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::{extract::FromRequestParts, http::request::Parts, http::HeaderMap};
 
 use super::{error::ApiError, AppState};
+use crate::db::models::Cluster;
 use crate::keystone::{KeystoneError, SecretToken};
 use crate::microversion::{Version, MIN};
 
@@ -115,21 +116,36 @@ impl Ctx {
         }
     }
 
-    /// A reader, or a node of `cluster` presenting its credential.
-    pub fn require_reader_or_node(&self, action: &str, cluster: &str) -> Result<(), ApiError> {
-        match &self.cluster {
-            Some(own) if own == cluster => Ok(()),
-            Some(_) => Err(ApiError::policy(action)),
-            None => self.require_reader(action),
+    /// Upstream's `certificate:get` and `certificate:create` on a cluster
+    /// (magnum/common/policies/certificate.py: admin, or a reader/member of
+    /// the cluster's project who is the cluster's own user), plus a node of
+    /// that cluster presenting its credential. Other members of the project
+    /// are refused: a signed `system:masters` CSR is cluster-admin access.
+    pub fn require_cluster_user(
+        &self,
+        action: &str,
+        cluster: &Cluster,
+        member: bool,
+    ) -> Result<(), ApiError> {
+        if let Some(own) = &self.cluster {
+            return if *own == cluster.uuid {
+                Ok(())
+            } else {
+                Err(ApiError::policy(action))
+            };
         }
-    }
-
-    /// A member, or a node of `cluster` presenting its credential.
-    pub fn require_member_or_node(&self, action: &str, cluster: &str) -> Result<(), ApiError> {
-        match &self.cluster {
-            Some(own) if own == cluster => Ok(()),
-            Some(_) => Err(ApiError::policy(action)),
-            None => self.require_member(action),
+        if self.is_admin() {
+            return Ok(());
+        }
+        let role = if member {
+            self.is_member()
+        } else {
+            self.is_reader()
+        };
+        if role && self.project_id == cluster.project_id && self.user_id == cluster.user_id {
+            Ok(())
+        } else {
+            Err(ApiError::policy(action))
         }
     }
 
@@ -211,14 +227,19 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
                 roles,
             } => {
                 let h = &parts.headers;
-                let roles = header(h, "x-roles")
-                    .map(|r| {
-                        r.split(',')
-                            .map(|s| s.trim().to_owned())
-                            .filter(|s| !s.is_empty())
-                            .collect()
-                    })
-                    .unwrap_or_else(|| roles.clone());
+                // A header that is present but empty names no roles (as
+                // keystonemiddleware's would); only an absent one means the
+                // configured defaults.
+                let roles = match h.get("x-roles") {
+                    None => roles.clone(),
+                    Some(v) => v
+                        .to_str()
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect(),
+                };
                 Ok(Ctx {
                     project_id: header(h, "x-project-id").unwrap_or_else(|| project_id.clone()),
                     user_id: header(h, "x-user-id").unwrap_or_else(|| user_id.clone()),

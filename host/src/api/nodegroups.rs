@@ -88,6 +88,7 @@ pub fn summary(g: &NodeGroup) -> Value {
         "image_id": g.image_id,
         "status": g.status,
         "stack_id": g.stack_id,
+        "merge_labels": false,
     })
 }
 
@@ -109,6 +110,9 @@ pub fn full(g: &NodeGroup, cluster_labels: Option<&BTreeMap<String, String>>, ba
         "max_node_count": g.max_node_count,
         "min_node_count": g.min_node_count,
         "is_default": g.is_default,
+        // Input only; upstream's views show its default (wsattr
+        // default=False, magnum/api/controllers/v1/nodegroup.py).
+        "merge_labels": false,
         "stack_id": g.stack_id,
         "status": g.status,
         "status_reason": g.status_reason,

@@ -584,7 +584,7 @@ pub async fn certificate_get(
     let authority = state.certs.clone();
     let (cluster, pem) = db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
         let cluster = clusters::lookup(conn, &ctx, &cluster_ident)?;
-        ctx.require_reader_or_node("certificate:get", &cluster.uuid)?;
+        ctx.require_cluster_user("certificate:get", &cluster, false)?;
         tls_template(conn, &cluster, "Showing the CA certificate")?;
         let pem = authority.ca_pem(conn, &cluster.uuid, kind)?;
         Ok((cluster, pem))
@@ -629,7 +629,7 @@ pub async fn certificate_sign(
                 e
             }
         })?;
-        ctx.require_member_or_node("certificate:create", &cluster.uuid)?;
+        ctx.require_cluster_user("certificate:create", &cluster, true)?;
         tls_template(conn, &cluster, "Signing a certificate")?;
         let pem = authority.sign(conn, &cluster.uuid, kind, &csr)?;
         Ok((cluster, (pem, csr)))

@@ -166,6 +166,10 @@ fn read_fields(f: &Fields, t: &mut ClusterTemplate) -> ApiResult<()> {
         .int("docker_volume_size", 1, i32::MAX.into())?
         .map(|v| v as i32);
     t.docker_storage_driver = s("docker_storage_driver")?;
+    // Upstream types it (a string of 1..255) and then always replaces it
+    // with the image's os_distro (magnum/api/controllers/v1/cluster_template.py),
+    // as check_cloud does here: validated, never stored as given.
+    s("cluster_distro")?;
     t.http_proxy = s("http_proxy")?;
     t.https_proxy = s("https_proxy")?;
     t.no_proxy = s("no_proxy")?;

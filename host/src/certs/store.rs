@@ -244,8 +244,18 @@ impl Authority {
         if uuid::Uuid::parse_str(cluster).is_err() {
             return Ok(None);
         }
-        let Some(current) = self.credential(conn, cluster)? else {
-            return Ok(None);
+        let current = match self.credential(conn, cluster) {
+            Ok(Some(current)) => current,
+            Ok(None) => return Ok(None),
+            // Sealed under another server key (the key file was replaced, or
+            // processes disagree): the presented credential cannot be
+            // verified, so the caller is not authenticated (401), and the
+            // operator learns why from the log.
+            Err(e @ CertError::Unseal { .. }) => {
+                tracing::warn!("cluster credential refused: {e}");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
         };
         let a = current.as_bytes();
         let b = presented.as_bytes();
