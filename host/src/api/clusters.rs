@@ -22,7 +22,7 @@ use super::{
     context::Ctx,
     error::{ApiError, ApiResult},
     input::{apply_patch, patch_ops, Fields, JsonBody},
-    jobs, templates, AppState,
+    templates, AppState,
 };
 use crate::{
     db::{
@@ -31,6 +31,7 @@ use crate::{
         DbConnection,
     },
     drivers::LoadedDriver,
+    jobs::{self, Operation},
     microversion::Version,
 };
 
@@ -613,7 +614,7 @@ pub async fn create(
                     "Resource limit exceeded: You have reached the maximum clusters per project, {limit}. You may delete a cluster to make room for a new one."
                 )));
             }
-            jobs::enqueue(conn, jobs::CLUSTER_CREATE, json!({"cluster": cluster.uuid}))?;
+            jobs::enqueue(conn, &cluster.uuid, &Operation::ClusterCreate)?;
             Ok(cluster.uuid)
         })
     })
@@ -949,8 +950,13 @@ pub async fn patch(
                 cluster.update(conn)?;
                 jobs::enqueue(
                     conn,
-                    jobs::CLUSTER_UPDATE,
-                    json!({"cluster": cluster.uuid, "nodegroup": worker.uuid, "node_count": node_count, "previous_node_count": old, "rollback": rollback}),
+                    &cluster.uuid,
+                    &Operation::ClusterUpdate {
+                        nodegroup: worker.uuid.clone(),
+                        node_count,
+                        previous_node_count: old,
+                        rollback,
+                    },
                 )?;
                 return Ok(cluster.uuid);
             }
@@ -980,7 +986,7 @@ pub async fn delete(
             cluster.status = "DELETE_IN_PROGRESS".to_owned();
             cluster.status_reason = None;
             cluster.update(conn)?;
-            jobs::enqueue(conn, jobs::CLUSTER_DELETE, json!({"cluster": cluster.uuid}))?;
+            jobs::enqueue(conn, &cluster.uuid, &Operation::ClusterDelete)?;
             tracing::info!(cluster = %cluster.uuid, "cluster delete accepted");
             Ok(())
         })
@@ -1101,9 +1107,13 @@ pub async fn resize(
             cluster.update(conn)?;
             jobs::enqueue(
                 conn,
-                jobs::CLUSTER_RESIZE,
-                json!({"cluster": cluster.uuid, "nodegroup": group.uuid, "node_count": node_count,
-                       "previous_node_count": old, "nodes_to_remove": nodes_to_remove}),
+                &cluster.uuid,
+                &Operation::ClusterResize {
+                    nodegroup: group.uuid.clone(),
+                    node_count,
+                    previous_node_count: old,
+                    nodes_to_remove,
+                },
             )?;
             Ok(cluster.uuid)
         })
@@ -1179,9 +1189,12 @@ pub async fn upgrade(
             cluster.update(conn)?;
             jobs::enqueue(
                 conn,
-                jobs::CLUSTER_UPGRADE,
-                json!({"cluster": cluster.uuid, "cluster_template": new_template.uuid,
-                       "nodegroup": group.uuid, "max_batch_size": max_batch_size}),
+                &cluster.uuid,
+                &Operation::ClusterUpgrade {
+                    cluster_template: new_template.uuid.clone(),
+                    nodegroup: group.uuid.clone(),
+                    max_batch_size,
+                },
             )?;
             Ok(cluster.uuid)
         })

@@ -8,7 +8,6 @@ pub mod common;
 pub mod context;
 pub mod error;
 pub mod input;
-pub mod jobs;
 mod nodegroups;
 mod other;
 pub mod templates;

@@ -19,7 +19,7 @@ use super::{
     context::Ctx,
     error::{ApiError, ApiResult},
     input::{apply_patch, patch_ops, Fields, JsonBody},
-    jobs, AppState,
+    AppState,
 };
 use crate::{
     certs,
@@ -30,6 +30,7 @@ use crate::{
         },
         DbConnection,
     },
+    jobs::{self, Operation},
     microversion::Version,
 };
 
@@ -672,11 +673,11 @@ fn require_capability(
 
 /// Marks the cluster `UPDATE_IN_PROGRESS` and queues the job that updates
 /// its stacks with what the rotation changed.
-fn start_rotation(conn: &mut DbConnection, cluster: &mut Cluster, job: &str) -> ApiResult<()> {
+fn start_rotation(conn: &mut DbConnection, cluster: &mut Cluster, job: Operation) -> ApiResult<()> {
     cluster.status = "UPDATE_IN_PROGRESS".to_owned();
     cluster.status_reason = None;
     cluster.update(conn)?;
-    jobs::enqueue(conn, job, json!({"cluster": cluster.uuid}))?;
+    jobs::enqueue(conn, &cluster.uuid, &job)?;
     Ok(())
 }
 
@@ -732,7 +733,7 @@ pub async fn certificate_rotate(
             // Another request may have been accepted meanwhile; its job may
             // already have updated the stacks, so this one is queued after
             // it all the same (the last accepted request wins).
-            start_rotation(conn, &mut fresh, jobs::ROTATE_CA)?;
+            start_rotation(conn, &mut fresh, Operation::RotateCa)?;
             Ok(fresh.uuid)
         })
     })
@@ -773,7 +774,7 @@ pub async fn credential_rotate(
             // The old credential stops working now. Nodes get the new one
             // through a stack update, queued even while another operation
             // runs: that one may have updated its stacks already.
-            start_rotation(conn, &mut cluster, jobs::ROTATE_CREDENTIAL)?;
+            start_rotation(conn, &mut cluster, Operation::RotateCredential)?;
             Ok(cluster.uuid)
         })
     })

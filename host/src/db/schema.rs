@@ -191,6 +191,9 @@ diesel::table! {
         locked_by -> Nullable<Text>,
         locked_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+        cluster_uuid -> Nullable<Text>,
+        /// JSON: the run's bookkeeping.
+        state -> Text,
     }
 }
 
