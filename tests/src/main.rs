@@ -12,5 +12,6 @@ mod bundled;
 mod certificates;
 mod conductor;
 mod loader;
+mod outage;
 mod support;
 mod vendor;

@@ -110,7 +110,7 @@ fn main() -> ExitCode {
 }
 
 fn db_command(config: &Config, command: DbCommand) -> anyhow::Result<()> {
-    let pool = DbPool::connect(&config.database_url)?;
+    let pool = DbPool::open(&config.database_url, 1, config.database)?;
     let mut conn = pool.get()?;
     match command {
         DbCommand::Upgrade => {
@@ -144,7 +144,7 @@ fn serve(config: Config, api_enabled: bool) -> anyhow::Result<()> {
     })?;
     // Every running conductor job holds a connection: leave room for the API.
     let pool_size = DbPool::DEFAULT_MAX_SIZE.max(config.conductor.concurrency as u32 + 6);
-    let pool = DbPool::connect_with(&config.database_url, pool_size)?;
+    let pool = DbPool::open(&config.database_url, pool_size, config.database)?;
     let applied = db::prepare_for_serve(&mut *pool.get()?)?;
     tracing::info!(
         database = %pool.target().display(),

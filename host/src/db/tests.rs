@@ -120,6 +120,20 @@ fn an_unreachable_postgres_is_a_clear_error() {
     );
 }
 
+#[test]
+fn postgres_urls_get_a_connect_timeout_unless_they_set_one() {
+    assert_eq!(
+        with_connect_timeout("postgres://u@h/db", 2),
+        "postgres://u@h/db?connect_timeout=2"
+    );
+    assert_eq!(
+        with_connect_timeout("postgres://u@h/db?options=x", 3),
+        "postgres://u@h/db?options=x&connect_timeout=3"
+    );
+    let own = "postgres://u@h/db?connect_timeout=9";
+    assert_eq!(with_connect_timeout(own, 2), own);
+}
+
 // ---- Migrations -------------------------------------------------------
 
 #[test]
