@@ -11,6 +11,7 @@ mod api;
 mod bundled;
 mod certificates;
 mod conductor;
+mod files;
 mod loader;
 mod outage;
 mod support;

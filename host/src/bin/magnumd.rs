@@ -139,7 +139,8 @@ fn init_logging(filter: &str) {
 }
 
 fn serve(config: Config, api_enabled: bool) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+    // It holds the SQLite database, the sealing key and the cloud's state.
+    magnum_host::files::private_dir(&config.data_dir).map_err(|e| {
         anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
     })?;
     // Every running conductor job holds a connection: leave room for the API.

@@ -78,6 +78,11 @@ pub enum DbError {
         path: PathBuf,
         reason: std::io::Error,
     },
+    #[error("cannot create the database file {}: {reason}", path.display())]
+    CreateFile {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
     #[error("cannot connect to the {backend} database at {url}: {}", reason.to_string().trim_end())]
     Connect {
         backend: Backend,
@@ -349,7 +354,7 @@ impl DbPool {
     pub fn open_lazy(url: &str, max_size: u32, timeouts: DbTimeouts) -> Result<Self, DbError> {
         let target = DbTarget::parse(url)?;
         if let DbTarget::Sqlite(path) = &target {
-            create_parent_dir(Path::new(path))?;
+            prepare_sqlite_file(Path::new(path))?;
         }
         let pool = diesel::r2d2::Pool::builder()
             .max_size(max_size.max(1))
@@ -383,16 +388,32 @@ impl DbPool {
     }
 }
 
-fn create_parent_dir(path: &Path) -> Result<(), DbError> {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() && !parent.exists() => {
-            std::fs::create_dir_all(parent).map_err(|reason| DbError::CreateDir {
+/// Creates the database's directory (0700) when missing and the file
+/// itself (0600) before SQLite opens it, or tightens looser ones, -wal and
+/// -shm included: it holds proxy passwords and the cloud's state.
+fn prepare_sqlite_file(path: &Path) -> Result<(), DbError> {
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() && !parent.exists() {
+            crate::files::private_dir(parent).map_err(|reason| DbError::CreateDir {
                 path: parent.to_owned(),
                 reason,
-            })
+            })?;
         }
-        _ => Ok(()),
     }
+    // A URI filename (`file:…?…`) is SQLite's to interpret.
+    if path.to_string_lossy().starts_with("file:") {
+        return Ok(());
+    }
+    crate::files::private_file(path).map_err(|reason| DbError::CreateFile {
+        path: path.to_owned(),
+        reason,
+    })?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        crate::files::tighten_if_present(Path::new(&side), crate::files::FILE_MODE);
+    }
+    Ok(())
 }
 
 /// Runs `f` with a pooled connection on tokio's blocking pool, so sync
