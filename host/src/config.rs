@@ -329,6 +329,7 @@ impl Config {
                 "[api] max_clusters_per_project must be >= 0 and service_down_time > 0"
             ));
         }
+        file.local.validate().map_err(|e| anyhow!(e))?;
         if file.database.acquire_timeout_seconds == 0 || file.database.healthcheck_timeout_ms == 0 {
             return Err(anyhow!(
                 "[database] acquire_timeout_seconds and healthcheck_timeout_ms must be at least 1"

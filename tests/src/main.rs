@@ -13,6 +13,7 @@ mod certificates;
 mod conductor;
 mod files;
 mod loader;
+mod local_cloud;
 mod outage;
 mod support;
 mod vendor;

@@ -18,12 +18,13 @@ use super::{
     *,
 };
 
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
     "certificate",
     "cluster",
     "cluster_template",
     "federation",
     "jobs",
+    "local_ip",
     "local_ipam",
     "local_stack",
     "magnum_service",
@@ -201,7 +202,7 @@ db_test!(migrations_go_up_down_and_up_again, |db: &TestDatabase| {
 fn serve_migrates_sqlite_but_only_checks_postgres() {
     let db = TestDatabase::empty(Backend::Sqlite).unwrap();
     let applied = prepare_for_serve(&mut db.conn()).unwrap();
-    assert_eq!(applied.len(), 8);
+    assert_eq!(applied.len(), 9);
     assert!(prepare_for_serve(&mut db.conn()).unwrap().is_empty());
 
     let Some(db) = TestDatabase::empty(Backend::Postgres) else {
@@ -209,7 +210,7 @@ fn serve_migrates_sqlite_but_only_checks_postgres() {
     };
     let err = prepare_for_serve(&mut db.conn()).unwrap_err();
     assert!(
-        matches!(err, DbError::SchemaBehind { pending: 8, .. }),
+        matches!(err, DbError::SchemaBehind { pending: 9, .. }),
         "{err}"
     );
     assert!(err.to_string().contains("magnumd db upgrade"), "{err}");
