@@ -344,18 +344,28 @@ impl DbPool {
 
     /// [`Self::connect_with`] with explicit timeouts.
     pub fn open(url: &str, max_size: u32, timeouts: DbTimeouts) -> Result<Self, DbError> {
-        let pool = Self::open_lazy(url, max_size, timeouts)?;
-        drop(establish_with(&pool.target, &timeouts)?);
-        Ok(pool)
+        let target = Self::prepare(url)?;
+        // Before the pool exists: its own first connection would otherwise
+        // race this one to switch a new SQLite file to WAL.
+        drop(establish_with(&target, &timeouts)?);
+        Ok(Self::build(target, max_size, timeouts))
     }
 
     /// The pool without the first connection: it connects on first use, so
     /// a database that is away shows as errors on use (503s), not here.
     pub fn open_lazy(url: &str, max_size: u32, timeouts: DbTimeouts) -> Result<Self, DbError> {
+        Ok(Self::build(Self::prepare(url)?, max_size, timeouts))
+    }
+
+    fn prepare(url: &str) -> Result<DbTarget, DbError> {
         let target = DbTarget::parse(url)?;
         if let DbTarget::Sqlite(path) = &target {
             prepare_sqlite_file(Path::new(path))?;
         }
+        Ok(target)
+    }
+
+    fn build(target: DbTarget, max_size: u32, timeouts: DbTimeouts) -> Self {
         let pool = diesel::r2d2::Pool::builder()
             .max_size(max_size.max(1))
             .min_idle(Some(1))
@@ -364,11 +374,11 @@ impl DbPool {
                 target: target.clone(),
                 timeouts,
             });
-        Ok(Self {
+        Self {
             pool,
             target,
             timeouts,
-        })
+        }
     }
 
     pub fn timeouts(&self) -> &DbTimeouts {

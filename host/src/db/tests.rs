@@ -890,3 +890,15 @@ async fn run_blocking_re_raises_panics() {
     let _: Result<(), DbError> =
         run_blocking(&db.pool, |_conn| panic!("boom inside the database task")).await;
 }
+
+/// The first connection switches a new SQLite file to WAL before the pool
+/// opens its own; racing it failed with "database is locked".
+#[test]
+fn new_sqlite_databases_open_without_a_lock_race() {
+    for _ in 0..50 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.sqlite").display());
+        let pool = DbPool::connect_with(&url, 6).unwrap_or_else(|e| panic!("{e}"));
+        drop(pool.get().unwrap());
+    }
+}
