@@ -116,13 +116,6 @@ impl LocalIpam {
             .find(id)
             .select(local_ipam::allocated)
             .first(conn)?;
-        let taken: i64 = local_ip::table
-            .filter(local_ip::pool_id.eq(id))
-            .count()
-            .get_result(conn)?;
-        if taken >= usable {
-            return Ok(None);
-        }
         let try_host = |conn: &mut DbConnection, host: i64| -> QueryResult<bool> {
             let row = (
                 local_ip::pool_id.eq(id),
@@ -143,7 +136,8 @@ impl LocalIpam {
             return Ok(Some(candidate));
         }
         // Wrapped around onto live hosts: the first gap from the
-        // candidate on, else from the start.
+        // candidate on, else from the start; none means the pool is full.
+        // (No count up front: it would scan the pool on every allocation.)
         let free = match first_gap(conn, id, candidate, last)? {
             Some(host) => Some(host),
             None => first_gap(conn, id, first, candidate - 1)?,
