@@ -453,7 +453,7 @@ where
     E: From<PoolError> + From<Unavailable> + Send + 'static,
 {
     let pool = pool.clone();
-    let (checked_out, got_connection) = tokio::sync::oneshot::channel::<()>();
+    let (checked_out, mut got_connection) = tokio::sync::oneshot::channel::<()>();
     let mut task = tokio::task::spawn_blocking(move || {
         let mut conn = pool.get()?;
         if checked_out.send(()).is_err() {
@@ -463,10 +463,19 @@ where
         f(&mut conn)
     });
     let joined = tokio::select! {
+        biased;
         joined = &mut task => joined,
         // Sent, or dropped because the task ended: either way, wait for it.
-        _ = got_connection => task.await,
-        _ = tokio::time::sleep(limit) => return Err(Unavailable { waited: limit }.into()),
+        _ = &mut got_connection => task.await,
+        _ = tokio::time::sleep(limit) => {
+            // Closed first, so `f` either started already (then its outcome
+            // is the answer) or never will.
+            got_connection.close();
+            if got_connection.try_recv().is_err() {
+                return Err(Unavailable { waited: limit }.into());
+            }
+            task.await
+        }
     };
     match joined {
         Ok(result) => result,
