@@ -399,6 +399,25 @@ mod tests {
     }
 
     #[test]
+    fn local_pools_off_loopback_and_database_timeouts_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("magnum.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(&Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let err = load("[local]\nfloating_ip_cidr = \"172.24.4.0/22\"\n").unwrap_err();
+        assert!(err.to_string().contains("127.0.0.0/8"), "{err}");
+        let cfg = load("[database]\nacquire_timeout_seconds = 7\n").unwrap();
+        assert_eq!(cfg.database.acquire_timeout_seconds, 7);
+        assert_eq!(cfg.database.healthcheck_timeout_ms, 1000);
+        assert!(load("[database]\nhealthcheck_timeout_ms = 0\n").is_err());
+    }
+
+    #[test]
     fn database_url_from_file_or_flag() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("magnum.toml");
