@@ -277,3 +277,39 @@ fn database_away_from_the_start_is_a_fast_503() {
         assert_eq!(r.body["errors"][0]["status"], 503, "{}", r.body);
     }
 }
+
+/// SQLite's "database does not answer": another process holds the write
+/// lock. A write waits `sqlite_busy_timeout_ms` (5 s), then is a 503.
+#[test]
+fn a_sqlite_write_lock_held_elsewhere_is_a_503() {
+    use diesel::connection::SimpleConnection;
+    let Some(db) = TestDatabase::new(Backend::Sqlite) else {
+        return;
+    };
+    let target = magnum_host::db::DbTarget::parse(&db.url()).expect("SQLite URL");
+    let mut holder = magnum_host::db::establish(&target).expect("second connection");
+    holder
+        .batch_execute("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let app = TestApp::new(db);
+    let start = Instant::now();
+    let r = app.post(
+        "/v1/clustertemplates",
+        crate::api::template_body("t", "kubernetes", "fedora-atomic-latest"),
+    );
+    let took = start.elapsed();
+    eprintln!("POST while SQLite is locked: {} in {took:?}", r.status);
+    assert_unavailable(
+        &r,
+        took,
+        Duration::from_secs(8),
+        "POST /v1/clustertemplates",
+    );
+    assert!(r.detail().contains("busy"), "{}", r.body);
+    holder.batch_execute("ROLLBACK").expect("release");
+    let r = app.post(
+        "/v1/clustertemplates",
+        crate::api::template_body("t", "kubernetes", "fedora-atomic-latest"),
+    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+}
