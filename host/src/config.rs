@@ -24,6 +24,9 @@ pub struct FileConfig {
     pub log: Option<String>,
     /// `sqlite://PATH` or `postgres://USER@HOST/DB`.
     pub database_url: Option<String>,
+    /// Timeouts of database connections (outages answer 503 in seconds).
+    #[serde(default)]
+    pub database: crate::db::DbTimeouts,
     #[serde(default)]
     pub auth: AuthFile,
     #[serde(default)]
@@ -209,6 +212,7 @@ pub struct Config {
     pub log: String,
     /// Always set: `sqlite://<data_dir>/magnum.sqlite` unless configured.
     pub database_url: String,
+    pub database: crate::db::DbTimeouts,
     pub auth: AuthFile,
     pub api: ApiFile,
     pub catalog: crate::api::catalog::CatalogFile,
@@ -325,6 +329,12 @@ impl Config {
                 "[api] max_clusters_per_project must be >= 0 and service_down_time > 0"
             ));
         }
+        file.local.validate().map_err(|e| anyhow!(e))?;
+        if file.database.acquire_timeout_seconds == 0 || file.database.healthcheck_timeout_ms == 0 {
+            return Err(anyhow!(
+                "[database] acquire_timeout_seconds and healthcheck_timeout_ms must be at least 1"
+            ));
+        }
         if file.conductor.concurrency == 0
             || file.conductor.operation_timeout_minutes == 0
             || file.conductor.lease_seconds == 0
@@ -344,6 +354,7 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_PLUGINS_DIR.into()),
             log: file.log.unwrap_or_else(|| "info".to_owned()),
             database_url,
+            database: file.database,
             auth: file.auth,
             api: file.api,
             catalog,
@@ -385,6 +396,25 @@ mod tests {
         assert_eq!(cfg.data_dir, PathBuf::from("/srv/magnum"));
         assert_eq!(cfg.plugins_dir, PathBuf::from(DEFAULT_PLUGINS_DIR));
         assert_eq!(cfg.database_url, "sqlite:///srv/magnum/magnum.sqlite");
+    }
+
+    #[test]
+    fn local_pools_off_loopback_and_database_timeouts_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("magnum.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(&Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let err = load("[local]\nfloating_ip_cidr = \"172.24.4.0/22\"\n").unwrap_err();
+        assert!(err.to_string().contains("127.0.0.0/8"), "{err}");
+        let cfg = load("[database]\nacquire_timeout_seconds = 7\n").unwrap();
+        assert_eq!(cfg.database.acquire_timeout_seconds, 7);
+        assert_eq!(cfg.database.healthcheck_timeout_ms, 1000);
+        assert!(load("[database]\nhealthcheck_timeout_ms = 0\n").is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod conductor;
 pub mod config;
 pub mod db;
 pub mod drivers;
+pub mod files;
 pub mod jobs;
 pub mod keystone;
 pub mod microversion;

@@ -267,18 +267,12 @@ async fn v1(State(_state): State<Arc<AppState>>, headers: HeaderMap) -> Json<Val
 }
 
 /// oslo.middleware's healthcheck: unauthenticated and cheap; 200 `OK` when
-/// the database answers, 503 with the reason (never the URL) when not.
+/// the database answers, 503 with the reason (never the URL) when not, in
+/// at most `[database] healthcheck_timeout_ms`, so a load balancer can act.
 async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
-    let probe = db::run_blocking(&state.pool, |conn| {
-        use diesel::RunQueryDsl;
-        diesel::sql_query("SELECT 1")
-            .execute(conn)
-            .map_err(anyhow::Error::from)
-    })
-    .await;
     let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-    match probe {
-        Ok(_) => (StatusCode::OK, text_plain, "OK").into_response(),
+    match db::probe(&state.pool).await {
+        Ok(()) => (StatusCode::OK, text_plain, "OK").into_response(),
         Err(reason) => {
             let reason = format!("{reason:#}");
             tracing::warn!("healthcheck: database unreachable: {reason}");

@@ -110,7 +110,7 @@ fn main() -> ExitCode {
 }
 
 fn db_command(config: &Config, command: DbCommand) -> anyhow::Result<()> {
-    let pool = DbPool::connect(&config.database_url)?;
+    let pool = DbPool::open(&config.database_url, 1, config.database)?;
     let mut conn = pool.get()?;
     match command {
         DbCommand::Upgrade => {
@@ -139,12 +139,13 @@ fn init_logging(filter: &str) {
 }
 
 fn serve(config: Config, api_enabled: bool) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+    // It holds the SQLite database, the sealing key and the cloud's state.
+    magnum_host::files::private_dir(&config.data_dir).map_err(|e| {
         anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
     })?;
     // Every running conductor job holds a connection: leave room for the API.
     let pool_size = DbPool::DEFAULT_MAX_SIZE.max(config.conductor.concurrency as u32 + 6);
-    let pool = DbPool::connect_with(&config.database_url, pool_size)?;
+    let pool = DbPool::open(&config.database_url, pool_size, config.database)?;
     let applied = db::prepare_for_serve(&mut *pool.get()?)?;
     tracing::info!(
         database = %pool.target().display(),

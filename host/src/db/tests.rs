@@ -18,12 +18,13 @@ use super::{
     *,
 };
 
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
     "certificate",
     "cluster",
     "cluster_template",
     "federation",
     "jobs",
+    "local_ip",
     "local_ipam",
     "local_stack",
     "magnum_service",
@@ -120,6 +121,20 @@ fn an_unreachable_postgres_is_a_clear_error() {
     );
 }
 
+#[test]
+fn postgres_urls_get_a_connect_timeout_unless_they_set_one() {
+    assert_eq!(
+        with_connect_timeout("postgres://u@h/db", 2),
+        "postgres://u@h/db?connect_timeout=2"
+    );
+    assert_eq!(
+        with_connect_timeout("postgres://u@h/db?options=x", 3),
+        "postgres://u@h/db?options=x&connect_timeout=3"
+    );
+    let own = "postgres://u@h/db?connect_timeout=9";
+    assert_eq!(with_connect_timeout(own, 2), own);
+}
+
 // ---- Migrations -------------------------------------------------------
 
 #[test]
@@ -154,7 +169,9 @@ fn revert_all(conn: &mut DbConnection) -> Vec<String> {
 fn migration_count() -> usize {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
     let sqlite = std::fs::read_dir(&dir).unwrap().count();
-    let postgres = std::fs::read_dir(dir.with_file_name("postgres")).unwrap().count();
+    let postgres = std::fs::read_dir(dir.with_file_name("postgres"))
+        .unwrap()
+        .count();
     assert_eq!(sqlite, postgres, "one migration list per backend");
     sqlite
 }
@@ -170,7 +187,11 @@ db_test!(migrations_go_up_down_and_up_again, |db: &TestDatabase| {
     );
 
     let reverted = revert_all(&mut conn);
-    assert_eq!(reverted.len(), migration_count(), "every migration reverted");
+    assert_eq!(
+        reverted.len(),
+        migration_count(),
+        "every migration reverted"
+    );
     assert_eq!(reverted.first(), Some(&latest), "newest reverted first");
     assert_eq!(
         db.table_names(),
@@ -887,4 +908,16 @@ async fn run_blocking_re_raises_panics() {
     let db = TestDatabase::new(Backend::Sqlite).unwrap();
     let _: Result<(), DbError> =
         run_blocking(&db.pool, |_conn| panic!("boom inside the database task")).await;
+}
+
+/// The first connection switches a new SQLite file to WAL before the pool
+/// opens its own; racing it failed with "database is locked".
+#[test]
+fn new_sqlite_databases_open_without_a_lock_race() {
+    for _ in 0..50 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.sqlite").display());
+        let pool = DbPool::connect_with(&url, 6).unwrap_or_else(|e| panic!("{e}"));
+        drop(pool.get().unwrap());
+    }
 }

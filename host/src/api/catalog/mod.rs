@@ -269,7 +269,7 @@ impl Catalog {
                         subnets: vec![Subnet {
                             id: id_for("subnet", "public-subnet"),
                             name: "public-subnet".to_owned(),
-                            cidr: "172.24.4.0/24".to_owned(),
+                            cidr: "127.24.0.0/16".to_owned(),
                         }],
                     },
                     Network {
@@ -279,7 +279,7 @@ impl Catalog {
                         subnets: vec![Subnet {
                             id: id_for("subnet", "private-subnet"),
                             name: "private-subnet".to_owned(),
-                            cidr: "10.0.0.0/24".to_owned(),
+                            cidr: "127.10.0.0/24".to_owned(),
                         }],
                     },
                 ]
