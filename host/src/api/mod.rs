@@ -24,77 +24,14 @@ use axum::{
 };
 use serde_json::{json, Value};
 
-use crate::{
-    db::{self, DbPool},
-    drivers::Registry,
-};
+use crate::db;
 use common::base_url;
 
+pub use crate::app::{AppState, Identity, Settings};
 pub use catalog::{Catalog, CloudCatalog, OpenStackCatalog};
-pub use context::Identity;
 
 pub const MIN_VERSION: &str = "1.1";
 pub const MAX_VERSION: &str = "1.14";
-
-/// Limits and defaults of the API (upstream's `[quotas]` and service settings).
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// `[quotas] max_clusters_per_project` when a project has no quota row.
-    pub max_clusters_per_project: i64,
-    /// Seconds without a heartbeat after which a service shows `down`.
-    pub service_down_time: i64,
-    /// The URL nodes use to reach this API (given to drivers).
-    pub public_url: Option<String>,
-    /// Create a Keystone trust from the requesting user to the service user
-    /// for each new cluster (keystone identity with the `heat`
-    /// orchestrator): the conductor creates the cluster's stacks in the
-    /// user's project through it, and deletes it with the cluster.
-    pub cluster_trusts: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            max_clusters_per_project: 20,
-            service_down_time: 180,
-            public_url: None,
-            cluster_trusts: false,
-        }
-    }
-}
-
-pub struct AppState {
-    pub registry: Registry,
-    pub pool: DbPool,
-    pub catalog: CloudCatalog,
-    pub identity: Identity,
-    pub settings: Settings,
-    /// Cluster CAs and credentials, and the key that seals them.
-    pub certs: Arc<crate::certs::Authority>,
-}
-
-impl AppState {
-    /// The embedded defaults: noauth as admin, the default catalog.
-    pub fn new(registry: Registry, pool: DbPool) -> Self {
-        Self {
-            registry,
-            pool,
-            catalog: CloudCatalog::default(),
-            identity: Identity::default(),
-            settings: Settings::default(),
-            certs: Arc::new(crate::certs::Authority::ephemeral(
-                crate::certs::CertificateConfig::default(),
-            )),
-        }
-    }
-
-    pub fn host_context(&self) -> magnum_driver_abi::payload::HostContext {
-        magnum_driver_abi::payload::HostContext {
-            magnum_url: self.settings.public_url.clone(),
-            ..Default::default()
-        }
-    }
-}
 
 /// The API. Paths whose first segment is not `v1` are served as if under
 /// `/v1` (upstream's root controller does the same), which is what the

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::Conductor;
 use crate::{
-    api::common::UPDATE_ALLOWED,
+    domain::UPDATE_ALLOWED,
     db::{
         models::{Cluster, HealthRow, NodeGroup},
         DbConnection,
