@@ -284,22 +284,71 @@ async fn not_found(req: Request) -> Response {
 
 const REQUEST_ID: &str = "x-openstack-request-id";
 
-/// Gives every request an id (`req-<uuid4>`) and echoes it in the response.
+/// Gives every request an id and echoes it in the response: an inbound
+/// `X-OpenStack-Request-ID` of oslo's form (`req-<uuid>`, what a calling
+/// service passes on) is kept, anything else is replaced by a new one. The
+/// request runs in a span carrying the id, so every line it logs (and the
+/// 500 whose message points at the log) names it, and it ends with one
+/// access-log line: method, path, status, duration.
 async fn request_id(mut req: Request, next: Next) -> Response {
-    let id = format!("req-{}", uuid::Uuid::new_v4());
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        req.headers_mut().insert(REQUEST_ID, v.clone());
-        let mut resp = next.run(req).await;
-        resp.headers_mut().insert(REQUEST_ID, v);
-        resp
-    } else {
-        next.run(req).await
-    }
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_request_id(v))
+        .map_or_else(|| format!("req-{}", uuid::Uuid::new_v4()), str::to_owned);
+    let Ok(value) = HeaderValue::from_str(&id) else {
+        return next.run(req).await;
+    };
+    req.headers_mut().insert(REQUEST_ID, value.clone());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", id = %id);
+    let started = std::time::Instant::now();
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let status = resp.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(
+            target: "magnum::access",
+            %method,
+            %path,
+            status,
+            ms = format_args!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+            "request"
+        );
+    });
+    resp.headers_mut().insert(REQUEST_ID, value);
+    resp
+}
+
+/// `req-` and a uuid in its hyphenated lowercase form (oslo.context's).
+fn is_request_id(v: &str) -> bool {
+    v.strip_prefix("req-").is_some_and(|u| {
+        u.len() == 36
+            && uuid::Uuid::parse_str(u).is_ok()
+            && u.bytes()
+                .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inbound_request_ids_of_the_right_form_are_kept() {
+        assert!(is_request_id("req-0f8e2c44-6a4b-4f1e-9d8a-2b6c1e0a9f31"));
+        for bad in [
+            "req-0F8E2C44-6A4B-4F1E-9D8A-2B6C1E0A9F31",
+            "0f8e2c44-6a4b-4f1e-9d8a-2b6c1e0a9f31",
+            "req-0f8e2c446a4b4f1e9d8a2b6c1e0a9f31",
+            "req-\n",
+            "req-0f8e2c44-6a4b-4f1e-9d8a-2b6c1e0a9f31\r\nX: y",
+            "",
+        ] {
+            assert!(!is_request_id(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn titles_are_the_first_sentence() {
