@@ -3,13 +3,18 @@
 //! body limit, error envelope).
 
 pub mod catalog;
+mod certificates;
 pub mod clusters;
 pub mod common;
 pub mod context;
+mod credentials;
 pub mod error;
+mod federations;
 pub mod input;
+mod mservices;
 mod nodegroups;
-mod other;
+mod quotas;
+mod stats;
 pub mod templates;
 
 use std::sync::Arc;
@@ -120,33 +125,39 @@ fn routes(state: Arc<AppState>) -> Router {
         )
         .route(
             "/v1/quotas",
-            get(other::quota_list).post(other::quota_create),
+            get(quotas::quota_list).post(quotas::quota_create),
         )
         .route(
             "/v1/quotas/{project_id}/{resource}",
-            get(other::quota_get)
-                .patch(other::quota_update)
-                .delete(other::quota_delete),
+            get(quotas::quota_get)
+                .patch(quotas::quota_update)
+                .delete(quotas::quota_delete),
         )
-        .route("/v1/stats", get(other::stats))
-        .route("/v1/mservices", get(other::mservices))
+        .route("/v1/stats", get(stats::stats))
+        .route("/v1/mservices", get(mservices::mservices))
         .route(
             "/v1/federations",
-            get(other::federation_list).post(other::federation_create),
+            get(federations::federation_list).post(federations::federation_create),
         )
-        .route("/v1/federations/detail", get(other::federation_detail))
+        .route(
+            "/v1/federations/detail",
+            get(federations::federation_detail),
+        )
         .route(
             "/v1/federations/{ident}",
-            get(other::federation_get)
-                .patch(other::federation_patch)
-                .delete(other::federation_delete),
+            get(federations::federation_get)
+                .patch(federations::federation_patch)
+                .delete(federations::federation_delete),
         )
-        .route("/v1/certificates", post(other::certificate_sign))
+        .route("/v1/certificates", post(certificates::certificate_sign))
         .route(
             "/v1/certificates/{ident}",
-            get(other::certificate_get).patch(other::certificate_rotate),
+            get(certificates::certificate_get).patch(certificates::certificate_rotate),
         )
-        .route("/v1/credentials/{ident}", patch(other::credential_rotate))
+        .route(
+            "/v1/credentials/{ident}",
+            patch(credentials::credential_rotate),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(input::MAX_BODY))
