@@ -12,32 +12,18 @@ use crate::{
     api::catalog::CloudCatalog,
     app::AppState,
     db::models::{Cluster, ClusterTemplate, NodeGroup},
+    status::Status,
 };
 
 /// Statuses from which update, upgrade and CA rotation may start.
-pub const UPDATE_ALLOWED: &[&str] = &[
-    "CREATE_COMPLETE",
-    "UPDATE_COMPLETE",
-    "RESUME_COMPLETE",
-    "RESTORE_COMPLETE",
-    "ROLLBACK_COMPLETE",
-    "SNAPSHOT_COMPLETE",
-    "CHECK_COMPLETE",
-    "ADOPT_COMPLETE",
-];
+pub const UPDATE_ALLOWED: &[Status] = Status::UPDATE_ALLOWED;
 
 /// Resize also retries from a failed or running update (upstream, for autoscalers).
-pub fn resize_allowed(status: &str) -> bool {
-    UPDATE_ALLOWED.contains(&status) || status == "UPDATE_FAILED" || status == "UPDATE_IN_PROGRESS"
+pub fn resize_allowed(status: Status) -> bool {
+    status.resize_allowed()
 }
 
-pub const FAILED: &[&str] = &[
-    "CREATE_FAILED",
-    "UPDATE_FAILED",
-    "DELETE_FAILED",
-    "ROLLBACK_FAILED",
-    "RESUME_FAILED",
-];
+pub const FAILED: &[Status] = Status::FAILED;
 
 /// A JSON column holding an object of strings.
 pub fn labels_of(text: &str) -> BTreeMap<String, String> {
@@ -148,7 +134,7 @@ pub fn nodegroup_payload(g: &NodeGroup) -> payload::NodeGroup {
         labels: labels_of(&g.labels),
         node_addresses: serde_json::from_str(&g.node_addresses).unwrap_or_default(),
         stack_id: g.stack_id.clone(),
-        status: g.status.clone().unwrap_or_default(),
+        status: g.status.map(|s| s.to_string()).unwrap_or_default(),
     }
 }
 
@@ -185,7 +171,7 @@ pub fn request(
             floating_ip_enabled: Some(c.floating_ip_enabled),
             master_lb_enabled: Some(c.master_lb_enabled),
             stack_id: c.stack_id.clone(),
-            status: c.status.clone(),
+            status: c.status.to_string(),
             api_address: c.api_address.clone(),
             coe_version: c.coe_version.clone(),
             container_version: c.container_version.clone(),

@@ -14,3 +14,4 @@ pub mod jobs;
 pub mod keystone;
 pub mod microversion;
 pub mod orchestrator;
+pub mod status;

@@ -28,6 +28,7 @@ use crate::{
         DbConnection,
     },
     jobs::{self, Operation},
+    status::Status,
 };
 
 const CA_TYPES: &[(&str, &str)] = &[
@@ -178,7 +179,7 @@ pub(super) fn start_rotation(
     cluster: &mut Cluster,
     job: Operation,
 ) -> ApiResult<()> {
-    cluster.status = "UPDATE_IN_PROGRESS".to_owned();
+    cluster.status = Status::UpdateInProgress;
     cluster.status_reason = None;
     cluster.update(conn)?;
     jobs::enqueue(conn, &cluster.uuid, &job)?;
@@ -197,7 +198,7 @@ pub async fn certificate_rotate(
     let cluster = db::run_blocking(&state.pool, move |conn| -> ApiResult<Cluster> {
         let cluster = clusters::lookup(conn, &ctx, &cluster_ident)?;
         tls_template(conn, &cluster, "Rotating the CA certificate")?;
-        if !common::UPDATE_ALLOWED.contains(&cluster.status.as_str()) {
+        if !cluster.status.update_allowed() {
             return Err(ApiError::conflict(format!(
                 "Rotating the CA of a cluster when status is {} is not supported.",
                 cluster.status
@@ -230,7 +231,7 @@ pub async fn certificate_rotate(
         db::write_transaction(conn, |conn| {
             db::lock_row(conn, "cluster", &cluster.uuid)?;
             let mut fresh = Cluster::find_by_uuid(conn, &cluster.uuid)?;
-            if fresh.status.starts_with("DELETE") {
+            if fresh.status.is_delete() {
                 // Deleted meanwhile: nothing to carry the new CAs to.
                 return Ok(fresh.uuid);
             }

@@ -33,6 +33,7 @@ use crate::{
     drivers::LoadedDriver,
     jobs::{self, Operation},
     microversion::Version,
+    status::Status,
 };
 
 pub use crate::domain::{counts, nodegroup_payload, request};
@@ -323,14 +324,10 @@ pub async fn get_one(
     let base = common::base_url(&headers);
     let tl = tmpl.as_ref().map(templates::labels);
     let mut doc = full(&c, &groups, tl.as_ref(), &base, version);
-    if common::FAILED.contains(&c.status.as_str()) {
+    if c.status.is_failed() {
         let faults: Map<String, Value> = groups
             .iter()
-            .filter(|g| {
-                g.status
-                    .as_deref()
-                    .is_some_and(|s| common::FAILED.contains(&s))
-            })
+            .filter(|g| g.status.is_some_and(Status::is_failed))
             .map(|g| (g.name.clone(), json!(g.status_reason)))
             .collect();
         doc["faults"] = Value::Object(faults);
@@ -479,7 +476,7 @@ pub async fn create(
         g.image_id = Some(template.image_id.clone());
         g.docker_volume_size = new.docker_volume_size;
         g.labels = new.labels.clone();
-        g.status = Some("CREATE_IN_PROGRESS".to_owned());
+        g.status = Some(Status::CreateInProgress);
     }
 
     // The driver sees the cluster exactly as it will be stored.
@@ -654,7 +651,7 @@ fn preview_cluster(n: &NewCluster) -> Cluster {
         flavor_id: n.flavor_id.clone(),
         stack_id: None,
         api_address: None,
-        status: n.status.clone(),
+        status: n.status,
         status_reason: None,
         health_status: None,
         health_status_reason: None,
@@ -696,7 +693,7 @@ pub fn preview_group(n: &NewNodeGroup) -> NodeGroup {
         min_node_count: n.min_node_count,
         is_default: n.is_default,
         stack_id: None,
-        status: n.status.clone(),
+        status: n.status,
         status_reason: None,
         version: None,
         node_labels: n.node_labels.clone(),
@@ -725,8 +722,8 @@ fn load(conn: &mut DbConnection, ctx: &Ctx, ident: &str) -> ApiResult<Loaded> {
     })
 }
 
-fn require_status(c: &Cluster, allowed: impl Fn(&str) -> bool, what: &str) -> ApiResult<()> {
-    if allowed(&c.status) {
+fn require_status(c: &Cluster, allowed: impl Fn(Status) -> bool, what: &str) -> ApiResult<()> {
+    if allowed(c.status) {
         Ok(())
     } else {
         Err(ApiError::conflict(format!(
@@ -835,7 +832,7 @@ pub async fn patch(
                         "Resizing a nodegroup to zero is not supported in the provided microversion.",
                     ));
                 }
-                require_status(&cluster, |s| common::UPDATE_ALLOWED.contains(&s), "Updating")?;
+                require_status(&cluster, Status::update_allowed, "Updating")?;
                 let driver = driver_of(&st, &cluster)?;
                 require_capability(&driver, op::UPDATE_CLUSTER, "Updating a cluster")?;
                 let mut worker = groups
@@ -850,14 +847,14 @@ pub async fn patch(
                     .map(|g| if g.uuid == worker.uuid { worker.clone() } else { g.clone() })
                     .collect();
                 let mut preview = cluster.clone();
-                preview.status = "UPDATE_IN_PROGRESS".to_owned();
+                preview.status = Status::UpdateInProgress;
                 driver.call::<_, payload::StackPlan>(
                     op::UPDATE_CLUSTER,
                     &request(&st, &template, &preview, &new_groups),
                 )?;
-                worker.status = Some("UPDATE_IN_PROGRESS".to_owned());
+                worker.status = Some(Status::UpdateInProgress);
                 worker.update(conn)?;
-                cluster.status = "UPDATE_IN_PROGRESS".to_owned();
+                cluster.status = Status::UpdateInProgress;
                 cluster.status_reason = None;
                 cluster.update(conn)?;
                 jobs::enqueue(
@@ -891,11 +888,11 @@ pub async fn delete(
     db::run_blocking(&state.pool, move |conn| -> ApiResult<()> {
         db::write_transaction(conn, |conn| {
             let mut cluster = lookup_for_update(conn, &ctx, &ident)?;
-            if cluster.status == "DELETE_IN_PROGRESS" {
+            if cluster.status == Status::DeleteInProgress {
                 // Already on its way; deleting twice is not an error.
                 return Ok(());
             }
-            cluster.status = "DELETE_IN_PROGRESS".to_owned();
+            cluster.status = Status::DeleteInProgress;
             cluster.status_reason = None;
             cluster.update(conn)?;
             jobs::enqueue(conn, &cluster.uuid, &Operation::ClusterDelete)?;
@@ -985,7 +982,7 @@ pub async fn resize(
                 )));
             }
             require_status(&cluster, common::resize_allowed, "Resizing")?;
-            if group.status.as_deref() == Some("DELETE_IN_PROGRESS") {
+            if group.status == Some(Status::DeleteInProgress) {
                 return Err(ApiError::conflict(format!(
                     "Nodegroup {} is being deleted.",
                     group.name
@@ -997,7 +994,7 @@ pub async fn resize(
             // from the rows. A nodegroup whose create is still queued has no
             // stack yet: its create builds the size asked here.
             let being_created = group.stack_id.is_none()
-                && group.status.as_deref() == Some("CREATE_IN_PROGRESS");
+                && group.status == Some(Status::CreateInProgress);
             if !being_created {
                 driver.call::<_, payload::StackPlan>(
                     op::RESIZE_CLUSTER,
@@ -1011,10 +1008,10 @@ pub async fn resize(
             }
             group.node_count = node_count as i32;
             if !being_created {
-                group.status = Some("UPDATE_IN_PROGRESS".to_owned());
+                group.status = Some(Status::UpdateInProgress);
             }
             group.update(conn)?;
-            cluster.status = "UPDATE_IN_PROGRESS".to_owned();
+            cluster.status = Status::UpdateInProgress;
             cluster.status_reason = None;
             cluster.update(conn)?;
             jobs::enqueue(
@@ -1065,11 +1062,7 @@ pub async fn upgrade(
             let new_template = templates::lookup(conn, &ctx, &tmpl_ident)?;
             let driver = driver_of(&st, &cluster)?;
             require_capability(&driver, op::UPGRADE_CLUSTER, "Upgrading a cluster")?;
-            require_status(
-                &cluster,
-                |s| common::UPDATE_ALLOWED.contains(&s),
-                "Upgrading",
-            )?;
+            require_status(&cluster, Status::update_allowed, "Upgrading")?;
             let group = match &ng_ident {
                 None => groups
                     .iter()
@@ -1096,7 +1089,7 @@ pub async fn upgrade(
                     max_batch_size,
                 },
             )?;
-            cluster.status = "UPDATE_IN_PROGRESS".to_owned();
+            cluster.status = Status::UpdateInProgress;
             cluster.status_reason = None;
             cluster.update(conn)?;
             jobs::enqueue(

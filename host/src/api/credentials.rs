@@ -15,7 +15,6 @@ use serde_json::json;
 use super::{
     certificates::{require_capability, start_rotation},
     clusters,
-    common::{self},
     context::Ctx,
     error::{ApiError, ApiResult},
     AppState,
@@ -24,6 +23,7 @@ use crate::{
     db::{self},
     jobs::Operation,
     microversion::Version,
+    status::Status,
 };
 
 pub async fn credential_rotate(
@@ -41,9 +41,9 @@ pub async fn credential_rotate(
             if cluster.project_id != ctx.project_id {
                 return Err(ApiError::policy("credential:rotate"));
             }
-            let s = cluster.status.clone();
-            let in_update = s == "UPDATE_IN_PROGRESS" || s == "UPDATE_FAILED";
-            if !(common::UPDATE_ALLOWED.contains(&s.as_str()) || in_update) {
+            let s = cluster.status;
+            let in_update = matches!(s, Status::UpdateInProgress | Status::UpdateFailed);
+            if !(s.update_allowed() || in_update) {
                 return Err(ApiError::conflict(format!(
                     "Rotating the credential of a cluster when status is {s} is not supported."
                 )));

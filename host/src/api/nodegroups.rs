@@ -31,6 +31,7 @@ use crate::{
     },
     jobs::{self, Operation},
     microversion::Version,
+    status::Status,
 };
 
 const NG_VERSION: Version = Version::new(1, 9);
@@ -366,7 +367,7 @@ pub async fn create(
                     driver.name
                 )));
             }
-            if cluster.status.starts_with("DELETE") {
+            if cluster.status.is_delete() {
                 return Err(ApiError::conflict(format!(
                     "Cluster {} is being deleted (status {}).",
                     cluster.uuid, cluster.status
@@ -392,7 +393,7 @@ pub async fn create(
             new.node_labels = common::labels_text(&node_labels);
             new.node_taints =
                 serde_json::to_string(&node_taints).unwrap_or_else(|_| "[]".to_owned());
-            new.status = Some("CREATE_IN_PROGRESS".to_owned());
+            new.status = Some(Status::CreateInProgress);
             let group = NodeGroup::insert(conn, &new).map_err(|e| {
                 if common::is_unique_violation(&e) {
                     ApiError::conflict(format!(
@@ -406,10 +407,8 @@ pub async fn create(
             // Upstream moves the cluster to UPDATE_IN_PROGRESS for nodegroup
             // work; a cluster still being created keeps its status and the
             // conductor builds the group after it.
-            if common::UPDATE_ALLOWED.contains(&cluster.status.as_str())
-                || cluster.status == "UPDATE_FAILED"
-            {
-                cluster.status = "UPDATE_IN_PROGRESS".to_owned();
+            if cluster.status.update_allowed() || cluster.status == Status::UpdateFailed {
+                cluster.status = Status::UpdateInProgress;
                 cluster.update(conn)?;
             }
             jobs::enqueue(
@@ -521,10 +520,10 @@ pub async fn delete(
                     "Deleting a default nodegroup is not supported.",
                 ));
             }
-            if group.status.as_deref() == Some("DELETE_IN_PROGRESS") {
+            if group.status == Some(Status::DeleteInProgress) {
                 return Ok(());
             }
-            group.status = Some("DELETE_IN_PROGRESS".to_owned());
+            group.status = Some(Status::DeleteInProgress);
             group.update(conn)?;
             jobs::enqueue(
                 conn,

@@ -18,6 +18,7 @@ use crate::{
     domain,
     drivers::LoadedDriver,
     jobs::{Operation, RunState},
+    status::Status,
 };
 
 type Conn = DbConnection;
@@ -196,12 +197,12 @@ fn release_trust(c: &Conductor, cluster: &Cluster) {
 
 /// Marks the cluster failed with `reason` (and the nodegroups still in
 /// progress with it), ending the job.
-fn fail(conn: &mut Conn, cluster: &mut Cluster, status: &str, reason: &str) -> Outcome {
+fn fail(conn: &mut Conn, cluster: &mut Cluster, status: Status, reason: &str) -> Outcome {
     tracing::warn!(cluster = %cluster.uuid, %status, "{reason}");
-    let expected = cluster.status.clone();
-    cluster.status = status.to_owned();
+    let expected = cluster.status;
+    cluster.status = status;
     cluster.status_reason = Some(reason.to_owned());
-    match cluster.update_if_status(conn, &expected) {
+    match cluster.update_if_status(conn, expected) {
         Ok(true) => {}
         // A request (a delete) changed the cluster meanwhile: its job decides.
         Ok(false) => return Outcome::Done,
@@ -209,11 +210,8 @@ fn fail(conn: &mut Conn, cluster: &mut Cluster, status: &str, reason: &str) -> O
     }
     if let Ok(groups) = NodeGroup::all_of_cluster(conn, &cluster.uuid) {
         for mut g in groups {
-            if g.status
-                .as_deref()
-                .is_some_and(|s| s.ends_with("_IN_PROGRESS"))
-            {
-                g.status = Some(status.to_owned());
+            if g.status.is_some_and(Status::is_in_progress) {
+                g.status = Some(status);
                 g.status_reason = Some(reason.to_owned());
                 let _ = g.save_progress(conn);
             }
@@ -248,7 +246,7 @@ fn overdue(state: &RunState, at: NaiveDateTime, limit: Duration) -> bool {
 
 /// Saves the cluster if no request changed its status since it was loaded
 /// (`expected`); otherwise this run ends and the newer request's job decides.
-fn save(conn: &mut Conn, cluster: &Cluster, expected: &str) -> Step<()> {
+fn save(conn: &mut Conn, cluster: &Cluster, expected: Status) -> Step<()> {
     if db(cluster.update_if_status(conn, expected))? {
         Ok(())
     } else {
@@ -306,8 +304,8 @@ fn create_stacks(
         match &operation.target.nodegroup {
             None => {
                 l.cluster.stack_id = Some(id.clone());
-                let status = l.cluster.status.clone();
-                save(conn, &l.cluster, &status)?;
+                let status = l.cluster.status;
+                save(conn, &l.cluster, status)?;
                 // Upstream: the default nodegroups live in the cluster stack.
                 for g in l.groups.iter_mut().filter(|g| g.is_default) {
                     g.stack_id = Some(id.clone());
@@ -374,6 +372,15 @@ fn refresh(
     Ok(Ok(update))
 }
 
+/// A status a driver mapped from a stack, as a row status: one upstream
+/// has no name for (a Heat state such as `SUSPEND_COMPLETE`) leaves the row
+/// as it is.
+fn row_status(s: &str) -> Option<Status> {
+    s.parse()
+        .map_err(|e| tracing::warn!("driver mapped a stack to {e}; status left unchanged"))
+        .ok()
+}
+
 /// Writes a StatusUpdate's nodegroup part; the cluster part is the caller's.
 /// Never the count: a row's `node_count` is what the last accepted request
 /// asked for (see [`finish`]).
@@ -382,8 +389,8 @@ fn apply_groups(conn: &mut Conn, l: &mut Loaded, update: &StatusUpdate) -> Step<
         let Some(g) = l.groups.iter_mut().find(|g| g.uuid == u.uuid) else {
             continue;
         };
-        if let Some(s) = &u.status {
-            g.status = Some(s.clone());
+        if let Some(s) = u.status.as_deref().and_then(row_status) {
+            g.status = Some(s);
         }
         g.status_reason = u.status_reason.clone().filter(|r| !r.is_empty());
         if let Some(a) = &u.node_addresses {
@@ -395,10 +402,10 @@ fn apply_groups(conn: &mut Conn, l: &mut Loaded, update: &StatusUpdate) -> Step<
 }
 
 fn apply_cluster(conn: &mut Conn, l: &mut Loaded, u: &ClusterUpdate) -> Step<()> {
-    let expected = l.cluster.status.clone();
+    let expected = l.cluster.status;
     let c = &mut l.cluster;
-    if let Some(s) = &u.status {
-        c.status = s.clone();
+    if let Some(s) = u.status.as_deref().and_then(row_status) {
+        c.status = s;
     }
     c.status_reason = u.status_reason.clone().filter(|r| !r.is_empty());
     for (field, value) in [
@@ -411,7 +418,7 @@ fn apply_cluster(conn: &mut Conn, l: &mut Loaded, u: &ClusterUpdate) -> Step<()>
             *field = value.clone();
         }
     }
-    save(conn, c, &expected)?;
+    save(conn, c, expected)?;
     Ok(())
 }
 
@@ -428,12 +435,10 @@ fn track_cluster(
     let update = match refresh(c, conn, l, drv)? {
         Ok(u) => u,
         Err(reason) => {
-            return Ok(fail(
-                conn,
-                &mut l.cluster,
-                &format!("{action}_FAILED"),
-                &reason,
-            ))
+            let failed = format!("{action}_FAILED")
+                .parse()
+                .unwrap_or(Status::UpdateFailed);
+            return Ok(fail(conn, &mut l.cluster, failed, &reason));
         }
     };
     let status = update.cluster.status.clone().unwrap_or_default();
@@ -449,8 +454,8 @@ fn track_cluster(
     }
     if status.ends_with("_FAILED") && l.cluster.status_reason.is_none() {
         l.cluster.status_reason = Some(format!("stack {action} failed"));
-        let status = l.cluster.status.clone();
-        save(conn, &l.cluster, &status)?;
+        let status = l.cluster.status;
+        save(conn, &l.cluster, status)?;
     }
     tracing::info!(cluster = %l.cluster.uuid, %status, "operation finished");
     Ok(Outcome::Done)
@@ -466,7 +471,7 @@ fn cluster_create(
     let Some(mut l) = load(conn, uuid)? else {
         return Ok(Outcome::Done);
     };
-    if l.cluster.status != "CREATE_IN_PROGRESS" {
+    if l.cluster.status != Status::CreateInProgress {
         return Ok(Outcome::Done);
     }
     let minutes = l.cluster.create_timeout.filter(|m| *m > 0).unwrap_or(60);
@@ -474,11 +479,11 @@ fn cluster_create(
         let reason = format!(
             "Timed out after {minutes} minutes (create_timeout) waiting for the cluster's stacks to be created"
         );
-        return Ok(fail(conn, &mut l.cluster, "CREATE_FAILED", &reason));
+        return Ok(fail(conn, &mut l.cluster, Status::CreateFailed, &reason));
     }
     let drv = match driver(c, &l.cluster) {
         Ok(d) => d,
-        Err(reason) => return Ok(fail(conn, &mut l.cluster, "CREATE_FAILED", &reason)),
+        Err(reason) => return Ok(fail(conn, &mut l.cluster, Status::CreateFailed, &reason)),
     };
     if l.cluster.stack_id.is_none() {
         // Upstream generates the certificates before the stack: nodes fetch
@@ -500,12 +505,12 @@ fn cluster_create(
             }
             Err(e) => {
                 let reason = format!("cluster certificates: {e}");
-                return Ok(fail(conn, &mut l.cluster, "CREATE_FAILED", &reason));
+                return Ok(fail(conn, &mut l.cluster, Status::CreateFailed, &reason));
             }
         }
         let req = match node_request(c, conn, &l) {
             Ok(r) => r,
-            Err(reason) => return Ok(fail(conn, &mut l.cluster, "CREATE_FAILED", &reason)),
+            Err(reason) => return Ok(fail(conn, &mut l.cluster, Status::CreateFailed, &reason)),
         };
         let plan = match drv.create_cluster(&req) {
             Ok(p) => p,
@@ -513,13 +518,13 @@ fn cluster_create(
                 return Ok(fail(
                     conn,
                     &mut l.cluster,
-                    "CREATE_FAILED",
+                    Status::CreateFailed,
                     &driver_error(e),
                 ))
             }
         };
         if let Err(reason) = create_stacks(c, conn, &mut l, &plan)? {
-            return Ok(fail(conn, &mut l.cluster, "CREATE_FAILED", &reason));
+            return Ok(fail(conn, &mut l.cluster, Status::CreateFailed, &reason));
         }
         return Ok(poll(state, Duration::from_secs(1)));
     }
@@ -546,19 +551,19 @@ fn superseded(conn: &mut Conn, run: &Run, nodegroup: Option<&str>) -> diesel::Qu
 /// `keep_failed` (a nodegroup operation does not make a failed cluster look
 /// healthy).
 fn begin_update(conn: &mut Conn, l: &mut Loaded, keep_failed: bool) -> Step<bool> {
-    let status = l.cluster.status.clone();
-    if status.starts_with("DELETE") {
+    let status = l.cluster.status;
+    if status.is_delete() {
         return Ok(false);
     }
-    if status == "UPDATE_IN_PROGRESS"
-        || status == "CREATE_IN_PROGRESS"
-        || keep_failed && status.ends_with("_FAILED")
+    if status == Status::UpdateInProgress
+        || status == Status::CreateInProgress
+        || keep_failed && status.is_failed()
     {
         return Ok(true);
     }
-    l.cluster.status = "UPDATE_IN_PROGRESS".to_owned();
+    l.cluster.status = Status::UpdateInProgress;
     l.cluster.status_reason = None;
-    save(conn, &l.cluster, &status)?;
+    save(conn, &l.cluster, status)?;
     Ok(true)
 }
 
@@ -566,7 +571,7 @@ fn begin_update(conn: &mut Conn, l: &mut Loaded, keep_failed: bool) -> Step<bool
 struct Finish {
     /// The nodegroup the operation was about, with the status it ends in
     /// (`None`: the driver's mapping of its stack decides).
-    group: Option<(String, String, Option<String>)>,
+    group: Option<(String, Status, Option<String>)>,
     /// The nodegroup count to put back if the operation failed.
     restore: Option<(String, i32)>,
     failure: Option<String>,
@@ -612,13 +617,13 @@ fn finish(
         let Some(mut cluster) = Cluster::find_by_uuid(conn, uuid).optional()? else {
             return Ok(false);
         };
-        if cluster.status.starts_with("DELETE") {
+        if cluster.status.is_delete() {
             return Ok(false);
         }
         if let Some((g, status, reason)) = &f.group {
             if !superseded(conn, run, Some(g))? {
                 if let Some(mut row) = NodeGroup::find_by_uuid(conn, g).optional()? {
-                    row.status = Some(status.clone());
+                    row.status = Some(*status);
                     row.status_reason = reason.clone();
                     if let Some(u) = mapped
                         .as_ref()
@@ -644,8 +649,8 @@ fn finish(
                 let Some(mut row) = NodeGroup::find_by_uuid(conn, &u.uuid).optional()? else {
                     continue;
                 };
-                if let Some(s) = &u.status {
-                    row.status = Some(s.clone());
+                if let Some(s) = u.status.as_deref().and_then(row_status) {
+                    row.status = Some(s);
                 }
                 row.status_reason = u.status_reason.clone().filter(|r| !r.is_empty());
                 if let Some(a) = &u.node_addresses {
@@ -670,13 +675,12 @@ fn finish(
             NodeGroup::set_node_count(conn, g, *n)?;
         }
         // A nodegroup operation on a failed cluster leaves its status.
-        if cluster.status == "UPDATE_IN_PROGRESS" {
+        if cluster.status == Status::UpdateInProgress {
             cluster.status = if f.failure.is_some() {
-                "UPDATE_FAILED"
+                Status::UpdateFailed
             } else {
-                "UPDATE_COMPLETE"
-            }
-            .to_owned();
+                Status::UpdateComplete
+            };
             cluster.status_reason = f.failure.clone();
         }
         cluster.update(conn)?;
@@ -766,7 +770,7 @@ fn cluster_update(
     if !begin_update(conn, &mut l, false)? {
         return Ok(Outcome::Done);
     }
-    if l.cluster.status == "CREATE_IN_PROGRESS" {
+    if l.cluster.status == Status::CreateInProgress {
         return Ok(next_poll(c, state));
     }
     // A resize or a count change that fails puts the count back (upstream:
@@ -787,7 +791,7 @@ fn cluster_update(
     let failed = |reason: String| Finish {
         group: restore
             .as_ref()
-            .map(|(g, _)| (g.clone(), "UPDATE_FAILED".to_owned(), Some(reason.clone()))),
+            .map(|(g, _)| (g.clone(), Status::UpdateFailed, Some(reason.clone()))),
         restore: restore.clone(),
         failure: Some(reason),
     };
@@ -928,8 +932,8 @@ fn cluster_update(
                 }
                 l.cluster.labels = domain::labels_text(&labels);
                 l.cluster.cluster_template_id = new_template.uuid.clone();
-                let status = l.cluster.status.clone();
-                save(conn, &l.cluster, &status)?;
+                let status = l.cluster.status;
+                save(conn, &l.cluster, status)?;
             }
         }
     }
@@ -954,7 +958,7 @@ fn cluster_delete(
     let Some(mut l) = load(conn, uuid)? else {
         return Ok(Outcome::Done);
     };
-    if l.cluster.status != "DELETE_IN_PROGRESS" {
+    if l.cluster.status != Status::DeleteInProgress {
         return Ok(Outcome::Done);
     }
     if overdue(&state, at, c.settings.operation_timeout) {
@@ -962,7 +966,7 @@ fn cluster_delete(
             "Timed out after {} minutes waiting for the cluster's stacks to be deleted",
             c.settings.operation_timeout.as_secs() / 60
         );
-        return Ok(fail(conn, &mut l.cluster, "DELETE_FAILED", &reason));
+        return Ok(fail(conn, &mut l.cluster, Status::DeleteFailed, &reason));
     }
     // Without its driver a cluster can still be deleted: the host knows
     // every stack from the rows (the nodegroups' own, then the cluster's).
@@ -978,7 +982,7 @@ fn cluster_delete(
                 Ok(found) => l.cluster.stack_id = found,
                 Err(e) => {
                     let reason = orchestrator_error(e)?;
-                    return Ok(fail(conn, &mut l.cluster, "DELETE_FAILED", &reason));
+                    return Ok(fail(conn, &mut l.cluster, Status::DeleteFailed, &reason));
                 }
             }
         }
@@ -993,7 +997,7 @@ fn cluster_delete(
                     return Ok(fail(
                         conn,
                         &mut l.cluster,
-                        "DELETE_FAILED",
+                        Status::DeleteFailed,
                         &driver_error(e),
                     ))
                 }
@@ -1022,7 +1026,7 @@ fn cluster_delete(
         if !state.issued {
             if let Err(e) = c.orchestrator.delete(conn, id) {
                 let reason = orchestrator_error(e)?;
-                return Ok(fail(conn, &mut l.cluster, "DELETE_FAILED", &reason));
+                return Ok(fail(conn, &mut l.cluster, Status::DeleteFailed, &reason));
             }
             state.issued = true;
             return Ok(poll(state, Duration::from_secs(1)));
@@ -1032,12 +1036,12 @@ fn cluster_delete(
             Ok(Some(s)) if s.status == "DELETE_COMPLETE" => {}
             Ok(Some(s)) if s.status == "DELETE_FAILED" => {
                 let reason = format!("stack {id}: {}", s.status_reason);
-                return Ok(fail(conn, &mut l.cluster, "DELETE_FAILED", &reason));
+                return Ok(fail(conn, &mut l.cluster, Status::DeleteFailed, &reason));
             }
             Ok(Some(_)) => return Ok(next_poll(c, state)),
             Err(e) => {
                 let reason = orchestrator_error(e)?;
-                return Ok(fail(conn, &mut l.cluster, "DELETE_FAILED", &reason));
+                return Ok(fail(conn, &mut l.cluster, Status::DeleteFailed, &reason));
             }
         }
         state.step = step + 1;
@@ -1074,16 +1078,12 @@ fn nodegroup_op(
     };
     let creating = matches!(run.op, Operation::NodegroupCreate { .. });
     let failed_status = if creating {
-        "CREATE_FAILED"
+        Status::CreateFailed
     } else {
-        "DELETE_FAILED"
+        Status::DeleteFailed
     };
     let failed = |name: &str, reason: String| Finish {
-        group: Some((
-            ng_uuid.clone(),
-            failed_status.to_owned(),
-            Some(reason.clone()),
-        )),
+        group: Some((ng_uuid.clone(), failed_status, Some(reason.clone()))),
         restore: None,
         failure: Some(format!("{name} failed: {reason}")),
     };
@@ -1091,11 +1091,11 @@ fn nodegroup_op(
     if !begin_update(conn, &mut l, true)? {
         return Ok(Outcome::Done);
     }
-    if l.cluster.status == "CREATE_IN_PROGRESS" {
+    if l.cluster.status == Status::CreateInProgress {
         // Built once the cluster is: it joins the cluster's network.
         return Ok(next_poll(c, state));
     }
-    if l.cluster.status.ends_with("_FAILED") && l.cluster.stack_id.is_none() {
+    if l.cluster.status.is_failed() && l.cluster.stack_id.is_none() {
         let reason = format!("cluster {} is {}", l.cluster.uuid, l.cluster.status);
         return finish(c, conn, run, None, failed(&name, reason));
     }
@@ -1148,8 +1148,8 @@ fn nodegroup_op(
         state.polls = 0;
         return Ok(poll(state, Duration::from_secs(1)));
     }
-    let ok = |group_status: Option<&str>| Finish {
-        group: group_status.map(|s| (ng_uuid.clone(), s.to_owned(), None)),
+    let ok = |group_status: Option<Status>| Finish {
+        group: group_status.map(|s| (ng_uuid.clone(), s, None)),
         restore: None,
         failure: None,
     };
@@ -1188,7 +1188,7 @@ fn nodegroup_op(
         return Ok(next_poll(c, state));
     }
     if s.status.ends_with("_COMPLETE") {
-        finish(c, conn, run, Some(&drv), ok(Some("CREATE_COMPLETE")))
+        finish(c, conn, run, Some(&drv), ok(Some(Status::CreateComplete)))
     } else {
         let reason = if s.status_reason.is_empty() {
             "stack create failed".to_owned()

@@ -443,7 +443,7 @@ db_test!(cluster_round_trip, |db: &TestDatabase| {
     assert_eq!(Cluster::find_by_uuid(conn, &created.uuid).unwrap(), created);
 
     let mut changed = created.clone();
-    changed.status = "CREATE_COMPLETE".into();
+    changed.status = crate::status::Status::CreateComplete;
     changed.stack_id = Some("stack-1".into());
     changed.api_address = Some("https://10.0.0.5:6443".into());
     changed.health_status_reason = Some(r#"{"api":"ok"}"#.into());
@@ -573,13 +573,13 @@ db_test!(nodegroup_round_trip_and_unique_name, |db: &TestDatabase| {
     // PATCH (bounds, labels) and sets only its own columns; the count is the
     // API's (what the last accepted request asked for), never the copy's.
     let mut progress = extra.clone();
-    progress.status = Some("UPDATE_COMPLETE".into());
+    progress.status = Some(crate::status::Status::UpdateComplete);
     progress.node_count = 3;
     progress.node_addresses = r#"["10.0.0.5"]"#.into();
     let saved = progress.save_progress(conn).unwrap();
     assert_eq!(saved.max_node_count, Some(5));
     assert_eq!(saved.node_labels, r#"{"gpu":"true"}"#);
-    assert_eq!(saved.status.as_deref(), Some("UPDATE_COMPLETE"));
+    assert_eq!(saved.status, Some(crate::status::Status::UpdateComplete));
     assert_eq!(saved.node_count, extra.node_count);
     assert_eq!(saved.node_addresses, r#"["10.0.0.5"]"#);
     NodeGroup::set_node_count(conn, &extra.uuid, 3).unwrap();

@@ -29,7 +29,7 @@ pub struct Cluster {
     pub flavor_id: Option<String>,
     pub stack_id: Option<String>,
     pub api_address: Option<String>,
-    pub status: String,
+    pub status: crate::status::Status,
     pub status_reason: Option<String>,
     pub health_status: Option<String>,
     pub health_status_reason: Option<String>,
@@ -60,7 +60,7 @@ pub struct Cluster {
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct HealthRow {
     pub uuid: String,
-    pub status: String,
+    pub status: crate::status::Status,
     pub stack_id: Option<String>,
     pub updated_at: Option<NaiveDateTime>,
     pub health_status: Option<String>,
@@ -82,7 +82,7 @@ pub struct NewCluster {
     pub labels: String,
     pub master_flavor_id: Option<String>,
     pub flavor_id: Option<String>,
-    pub status: String,
+    pub status: crate::status::Status,
     pub status_reason: Option<String>,
     pub create_timeout: Option<i32>,
     pub discovery_url: Option<String>,
@@ -113,7 +113,7 @@ impl NewCluster {
             labels: "{}".to_owned(),
             master_flavor_id: None,
             flavor_id: None,
-            status: "CREATE_IN_PROGRESS".to_owned(),
+            status: crate::status::Status::CreateInProgress,
             status_reason: None,
             create_timeout: Some(60),
             discovery_url: None,
@@ -176,7 +176,10 @@ impl Cluster {
     }
 
     /// [`HealthRow`]s of the clusters in one of `statuses`, in id order.
-    pub fn health_rows(conn: &mut DbConnection, statuses: &[&str]) -> QueryResult<Vec<HealthRow>> {
+    pub fn health_rows(
+        conn: &mut DbConnection,
+        statuses: &[crate::status::Status],
+    ) -> QueryResult<Vec<HealthRow>> {
         cluster::table
             .filter(cluster::status.eq_any(statuses))
             .order(cluster::id.asc())
@@ -211,7 +214,11 @@ impl Cluster {
 
     /// Saves the row only if its status is still `expected` (no API request
     /// changed it meanwhile, e.g. a delete); `false` when it was changed.
-    pub fn update_if_status(&self, conn: &mut DbConnection, expected: &str) -> QueryResult<bool> {
+    pub fn update_if_status(
+        &self,
+        conn: &mut DbConnection,
+        expected: crate::status::Status,
+    ) -> QueryResult<bool> {
         let mut row = self.clone();
         row.updated_at = Some(now());
         let n = diesel::update(
@@ -229,7 +236,7 @@ impl Cluster {
     pub fn set_health(
         conn: &mut DbConnection,
         uuid: &str,
-        statuses: &[&str],
+        statuses: &[crate::status::Status],
         health: &str,
         reason: &str,
     ) -> QueryResult<bool> {

@@ -32,7 +32,7 @@ pub struct NodeGroup {
     pub min_node_count: i32,
     pub is_default: bool,
     pub stack_id: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<crate::status::Status>,
     pub status_reason: Option<String>,
     pub version: Option<String>,
     pub node_labels: String,
@@ -59,7 +59,7 @@ pub struct NewNodeGroup {
     pub max_node_count: Option<i32>,
     pub min_node_count: i32,
     pub is_default: bool,
-    pub status: Option<String>,
+    pub status: Option<crate::status::Status>,
     pub node_labels: String,
     pub node_taints: String,
 }
@@ -153,7 +153,7 @@ impl NodeGroup {
     /// cluster is in one of `statuses`, in id order.
     pub fn stacks_of_clusters_in(
         conn: &mut DbConnection,
-        statuses: &[&str],
+        statuses: &[crate::status::Status],
     ) -> QueryResult<Vec<(String, String)>> {
         let clusters = cluster::table
             .filter(cluster::status.eq_any(statuses))
