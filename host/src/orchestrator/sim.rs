@@ -34,7 +34,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::{json, Map, Value};
 
-use super::hot::{Applied, Provider, ProviderError, ResourceRequest, ResourceState};
+use magnum_hot::{Applied, Provider, ProviderError, ResourceRequest, ResourceState};
 
 /// The primitive resource types of the simulated cloud.
 pub const SUPPORTED_TYPES: &[&str] = &[
@@ -805,11 +805,11 @@ impl<I: Ipam> Provider for SimProvider<I> {
         })
     }
 
-    fn remove(&mut self, resource: &ResourceState) -> Result<(), super::hot::HotError> {
+    fn remove(&mut self, resource: &ResourceState) -> Result<(), magnum_hot::HotError> {
         if resource.type_name == SUBNET {
             self.ipam
                 .remove(&resource.ref_id)
-                .map_err(super::hot::HotError::new)?;
+                .map_err(magnum_hot::HotError::new)?;
         }
         Ok(())
     }

@@ -3,11 +3,11 @@
 use serde_json::{json, Value};
 
 use super::{files, hot, map, NODE};
-use crate::orchestrator::hot::{
+use crate::orchestrator::sim::{nth_address, MemoryIpam, SimConfig, SimProvider};
+use magnum_hot::{
     evaluate, py_json, py_repr, py_str, select_path, Action, Evaluation, Files, HotError,
     StackRequest, StackState,
 };
-use crate::orchestrator::sim::{nth_address, MemoryIpam, SimConfig, SimProvider};
 
 const T0: i64 = 1_000_000;
 const BOOT: i64 = 3_000;

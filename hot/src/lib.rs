@@ -1,5 +1,6 @@
-//! A pure evaluator of Heat Orchestration Templates (HOT), the language of
-//! the drivers' stack plans, for the `local` orchestrator.
+//! The Heat Orchestration Template (HOT) language, in which the drivers'
+//! stack plans are written: a pure evaluator, used by the host's `local`
+//! orchestrator.
 //!
 //! It follows Heat's semantics (and its error messages, where they help the
 //! operator) for the subset the drivers use:
@@ -42,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 
-/// Template files by name, as in a [`magnum_driver_abi::StackOperation`].
+/// Template files by name, as in a driver's `StackOperation`.
 pub type Files = BTreeMap<String, String>;
 
 /// The HOT versions accepted (all are read with 2018-08-31 semantics, but
