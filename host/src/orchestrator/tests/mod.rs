@@ -1,9 +1,11 @@
-//! Tests of the evaluator (`hot`), the `local` cloud on both databases
-//! (`cloud`) and the bundled drivers' real plans run through it (`drivers`).
+//! Tests of the HOT evaluator over the simulated cloud (`sim`; the
+//! evaluator's own tests are in hot/tests), the `local` cloud on both
+//! databases (`cloud`) and the bundled drivers' real plans run through it
+//! (`drivers`).
 
 mod cloud;
 mod drivers;
-mod hot;
+mod sim;
 
 use std::collections::BTreeMap;
 
