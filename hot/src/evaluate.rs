@@ -24,6 +24,9 @@ const MAX_NESTING: usize = 5;
 const PSEUDO_STACK_NAME: &str = "OS::stack_name";
 const PSEUDO_STACK_ID: &str = "OS::stack_id";
 const PSEUDO_PROJECT_ID: &str = "OS::project_id";
+/// The parameters every stack has.
+pub(crate) const PSEUDO_PARAMETERS: &[&str] =
+    &[PSEUDO_STACK_NAME, PSEUDO_STACK_ID, PSEUDO_PROJECT_ID];
 
 /// A stack to evaluate.
 #[derive(Debug, Clone)]

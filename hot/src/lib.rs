@@ -36,6 +36,7 @@
 //! milliseconds since the epoch; each resource starts when its dependencies
 //! are ready, so a stack is ready at the end of its critical path.
 
+pub mod check;
 mod conditions;
 mod environment;
 mod evaluate;
