@@ -1,8 +1,16 @@
 //! The Heat Orchestration Template (HOT) language, in which the drivers'
-//! stack plans are written: a pure evaluator, used by the host's `local`
-//! orchestrator.
+//! stack plans are written: a pure evaluator ([`evaluate()`], used by the
+//! host's `local` orchestrator) and a static check of a stack's templates
+//! ([`check`], used by `magnum-driver-manage verify` and the drivers' tests).
+//! It depends on no host, database or async runtime.
 //!
-//! It follows Heat's semantics (and its error messages, where they help the
+//! The modules follow the language's seams: [`Template`] structure
+//! (`template`), `parameters` and their constraints, the [`Environment`],
+//! `conditions`, intrinsic `functions`, resource groups (`group`), the
+//! walker (`evaluate`), the resource [`StackState`] kept between operations
+//! and the [`Provider`] of primitive resources.
+//!
+//! The evaluator follows Heat's semantics (and its error messages, where they help the
 //! operator) for the subset the drivers use:
 //!
 //! - `parameters` with `default`, `hidden`, the five types (`string`,
