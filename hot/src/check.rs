@@ -451,10 +451,8 @@ impl Walk<'_> {
     /// function.
     fn condition(&mut self, value: &Value) {
         match value {
-            Value::String(name) => {
-                if !self.template.conditions.contains_key(name) {
-                    self.problem(format!("condition {name}: no such condition"));
-                }
+            Value::String(name) if !self.template.conditions.contains_key(name) => {
+                self.problem(format!("condition {name}: no such condition"));
             }
             Value::Object(map) => match call(map) {
                 Some(("equals", args)) => self.value(args),
