@@ -55,6 +55,7 @@ mod provider;
 mod python;
 mod state;
 mod template;
+pub mod testing;
 
 pub use environment::Environment;
 pub use evaluate::{evaluate, Evaluation, Failure, StackRequest};

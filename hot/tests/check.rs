@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use magnum_hot::check::{check, nested_templates, parse_template, Stack};
+use magnum_hot::testing::map;
 use magnum_hot::Environment;
 
 const MAIN: &str = "heat_template_version: 2018-08-31
@@ -59,13 +60,6 @@ fn problems(edit: impl Fn(&str) -> String, files: &[&str]) -> Vec<String> {
         parameters: &parameters,
     };
     check(&stack).iter().map(ToString::to_string).collect()
-}
-
-fn map(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("not an object: {other}"),
-    }
 }
 
 fn same(text: &str) -> String {

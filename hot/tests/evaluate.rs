@@ -5,34 +5,13 @@
 //! stacks, resource groups, two-argument `if` on servers) is tested over the
 //! host's `sim` in host/src/orchestrator/tests/sim.rs.
 
-use std::collections::BTreeMap;
-
 use serde_json::{json, Map, Value};
 
+use magnum_hot::testing::{self, files, hot, run_with, T0};
 use magnum_hot::{
-    evaluate, py_json, py_repr, py_str, select_path, Action, Applied, Evaluation, Files, HotError,
-    Provider, ProviderError, ResourceRequest, ResourceState, StackRequest, StackState,
+    py_json, py_repr, py_str, select_path, Applied, Evaluation, HotError, Provider, ProviderError,
+    ResourceRequest, ResourceState,
 };
-
-/// A JSON object literal as a map.
-fn map(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("not an object: {other}"),
-    }
-}
-
-/// Files from `(name, text)` pairs.
-fn files(list: &[(&str, &str)]) -> BTreeMap<String, String> {
-    list.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// A HOT template from its body (the version line added).
-fn hot(body: &str) -> String {
-    format!("heat_template_version: 2018-08-31\n{body}")
-}
 
 /// A cloud with a few types, each ready at once:
 /// `OS::Heat::Value` has the one attribute `value`, the others their
@@ -81,57 +60,20 @@ impl Provider for Stub {
     }
 }
 
-const T0: i64 = 1_000_000;
-
 fn provider() -> Stub {
     Stub::default()
 }
 
-fn run_with(
-    provider: &mut Stub,
-    files: &Files,
-    environment: Value,
-    parameters: Value,
-    previous: Option<&StackState>,
-    start_ms: i64,
-) -> Result<Evaluation, HotError> {
-    let environment = map(environment);
-    let parameters = map(parameters);
-    let request = StackRequest {
-        stack_name: "demo",
-        stack_id: "stack-1",
-        project_id: "project-1",
-        template: "main.yaml",
-        files,
-        environment: &environment,
-        parameters: &parameters,
-        action: if previous.is_some() {
-            Action::Update
-        } else {
-            Action::Create
-        },
-        start_ms,
-    };
-    evaluate(&request, previous, provider)
-}
-
 fn eval(body: &str, parameters: Value) -> Result<Evaluation, HotError> {
-    let files = files(&[("main.yaml", &hot(body))]);
-    run_with(&mut provider(), &files, json!({}), parameters, None, T0)
+    testing::eval(&mut provider(), body, parameters)
 }
 
 fn outputs(body: &str, parameters: Value) -> Value {
-    match eval(body, parameters) {
-        Ok(e) => Value::Object(e.outputs),
-        Err(e) => panic!("evaluation failed: {e}"),
-    }
+    testing::outputs(&mut provider(), body, parameters)
 }
 
 fn error(body: &str, parameters: Value) -> String {
-    match eval(body, parameters) {
-        Ok(e) => panic!("expected an error, got outputs {:?}", e.outputs),
-        Err(e) => e.to_string(),
-    }
+    testing::error(&mut provider(), body, parameters)
 }
 
 // ---- Parameters ------------------------------------------------------------------

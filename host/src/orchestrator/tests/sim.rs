@@ -4,62 +4,27 @@
 
 use serde_json::{json, Value};
 
-use super::{files, hot, map, NODE};
+use super::{files, hot, NODE};
 use crate::orchestrator::sim::{nth_address, MemoryIpam, SimConfig, SimProvider};
-use magnum_hot::{evaluate, Action, Evaluation, Files, HotError, StackRequest, StackState};
+use magnum_hot::testing::{self, run_with, T0};
+use magnum_hot::{Evaluation, Files, HotError};
 
-const T0: i64 = 1_000_000;
 const BOOT: i64 = 3_000;
 
 fn provider() -> SimProvider<MemoryIpam> {
     SimProvider::new(SimConfig::default(), MemoryIpam::default(), "stack-1", 0)
 }
 
-fn run_with(
-    provider: &mut SimProvider<MemoryIpam>,
-    files: &Files,
-    environment: Value,
-    parameters: Value,
-    previous: Option<&StackState>,
-    start_ms: i64,
-) -> Result<Evaluation, HotError> {
-    let environment = map(environment);
-    let parameters = map(parameters);
-    let request = StackRequest {
-        stack_name: "demo",
-        stack_id: "stack-1",
-        project_id: "project-1",
-        template: "main.yaml",
-        files,
-        environment: &environment,
-        parameters: &parameters,
-        action: if previous.is_some() {
-            Action::Update
-        } else {
-            Action::Create
-        },
-        start_ms,
-    };
-    evaluate(&request, previous, provider)
-}
-
 fn eval(body: &str, parameters: Value) -> Result<Evaluation, HotError> {
-    let files = files(&[("main.yaml", &hot(body))]);
-    run_with(&mut provider(), &files, json!({}), parameters, None, T0)
+    testing::eval(&mut provider(), body, parameters)
 }
 
 fn outputs(body: &str, parameters: Value) -> Value {
-    match eval(body, parameters) {
-        Ok(e) => Value::Object(e.outputs),
-        Err(e) => panic!("evaluation failed: {e}"),
-    }
+    testing::outputs(&mut provider(), body, parameters)
 }
 
 fn error(body: &str, parameters: Value) -> String {
-    match eval(body, parameters) {
-        Ok(e) => panic!("expected an error, got outputs {:?}", e.outputs),
-        Err(e) => e.to_string(),
-    }
+    testing::error(&mut provider(), body, parameters)
 }
 
 // ---- Conditions --------------------------------------------------------------------------------
