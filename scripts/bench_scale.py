@@ -60,7 +60,7 @@ def main():
     cfg = os.path.join(work, "magnum.toml")
     with open(cfg, "w") as f:
         f.write(
-            "[local]\nboot_seconds = 0.0\ndelete_seconds = 0.0\nfloating_ip_cidr = \"100.64.0.0/10\"\n"
+            "[local]\nboot_seconds = 0.0\ndelete_seconds = 0.0\nfloating_ip_cidr = \"127.128.0.0/9\"\n"
             "[api]\nmax_clusters_per_project = 1000000\n"
             f"[conductor]\nin_process = false\nconcurrency = 4\nhealth_interval_seconds = {a.health_interval}\n"
             f"[certificates]\nkey_algorithm = \"{a.key_algorithm}\"\n"

@@ -2,11 +2,15 @@
 //! HTTP API.
 
 pub mod api;
+pub mod app;
 pub mod certs;
 pub mod conductor;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod drivers;
+pub mod files;
+pub mod jobs;
 pub mod keystone;
 pub mod microversion;
 pub mod orchestrator;

@@ -382,7 +382,23 @@ fn operate(api: &dyn Api, run: &Run, rng: &mut Rng, model: &mut Model, last: &mu
                 model.clusters[i].groups.retain(|x| x.name != g);
             }
         }
-        65..=72 => {
+        65..=67 => {
+            // Nodegroup PATCH: bounds only, never a size; the bound keeps
+            // the model's count inside it.
+            let c = &model.clusters[i];
+            let g = &c.groups[rng.below(c.groups.len() as u64) as usize];
+            let (name, max) = (g.name.clone(), g.count + rng.below(3) as i64);
+            send(
+                api,
+                run,
+                model,
+                "nodegroup update",
+                "PATCH",
+                &format!("{path}/nodegroups/{name}"),
+                Some(json!([{"op": "replace", "path": "/max_node_count", "value": max}])),
+            );
+        }
+        68..=72 => {
             let to = 1 + rng.below(2) as usize;
             let (status, _) = send(
                 api,

@@ -22,7 +22,7 @@ use super::{
     context::Ctx,
     error::{ApiError, ApiResult},
     input::{apply_patch, patch_ops, Fields, JsonBody},
-    jobs, templates, AppState,
+    templates, AppState,
 };
 use crate::{
     db::{
@@ -31,8 +31,11 @@ use crate::{
         DbConnection,
     },
     drivers::LoadedDriver,
+    jobs::{self, Operation},
     microversion::Version,
 };
+
+pub use crate::domain::{counts, nodegroup_payload, request};
 
 const CREATE_FIELDS: &[&str] = &[
     "uuid",
@@ -93,34 +96,6 @@ fn check_name(name: &str) -> ApiResult<()> {
             ),
         ))
     }
-}
-
-/// The sums over nodegroups upstream computes for the cluster object.
-struct Counts {
-    node_count: i64,
-    master_count: i64,
-    node_addresses: Vec<String>,
-    master_addresses: Vec<String>,
-}
-
-fn counts(groups: &[NodeGroup]) -> Counts {
-    let mut c = Counts {
-        node_count: 0,
-        master_count: 0,
-        node_addresses: Vec::new(),
-        master_addresses: Vec::new(),
-    };
-    for g in groups {
-        let addrs: Vec<String> = serde_json::from_str(&g.node_addresses).unwrap_or_default();
-        if g.role == "master" {
-            c.master_count += i64::from(g.node_count);
-            c.master_addresses.extend(addrs);
-        } else {
-            c.node_count += i64::from(g.node_count);
-            c.node_addresses.extend(addrs);
-        }
-    }
-    c
 }
 
 fn stack_field(v: Version) -> &'static str {
@@ -243,68 +218,6 @@ pub fn driver_of(state: &AppState, c: &Cluster) -> ApiResult<Arc<LoadedDriver>> 
             c.uuid, c.driver
         ))
     })
-}
-
-pub fn nodegroup_payload(g: &NodeGroup) -> payload::NodeGroup {
-    payload::NodeGroup {
-        uuid: g.uuid.clone(),
-        name: g.name.clone(),
-        role: g.role.clone(),
-        is_default: g.is_default,
-        node_count: g.node_count.into(),
-        min_node_count: g.min_node_count.into(),
-        max_node_count: g.max_node_count.map(i64::from),
-        flavor_id: g.flavor_id.clone(),
-        image_id: g.image_id.clone(),
-        docker_volume_size: g.docker_volume_size.map(i64::from),
-        labels: common::labels_of(&g.labels),
-        node_addresses: serde_json::from_str(&g.node_addresses).unwrap_or_default(),
-        stack_id: g.stack_id.clone(),
-        status: g.status.clone().unwrap_or_default(),
-    }
-}
-
-/// The request every cluster operation hands the driver.
-pub fn request(
-    state: &AppState,
-    t: &ClusterTemplate,
-    c: &Cluster,
-    groups: &[NodeGroup],
-) -> payload::ClusterRequest {
-    let n = counts(groups);
-    payload::ClusterRequest {
-        template: templates::payload(state, t),
-        cluster: payload::Cluster {
-            uuid: c.uuid.clone(),
-            name: c.name.clone(),
-            project_id: c.project_id.clone(),
-            keypair: c.keypair.clone(),
-            master_count: n.master_count,
-            node_count: n.node_count,
-            // Upstream hands Heat `create_timeout or 60`
-            // (magnum/drivers/heat/driver.py): a stored 0 is not "no time".
-            create_timeout: c
-                .create_timeout
-                .map(|m| if m > 0 { m } else { 60 })
-                .map(i64::from),
-            discovery_url: c.discovery_url.clone(),
-            docker_volume_size: c.docker_volume_size.map(i64::from),
-            labels: common::labels_of(&c.labels),
-            master_flavor_id: c.master_flavor_id.clone(),
-            flavor_id: c.flavor_id.clone(),
-            fixed_network: c.fixed_network.clone(),
-            fixed_subnet: c.fixed_subnet.clone(),
-            floating_ip_enabled: Some(c.floating_ip_enabled),
-            master_lb_enabled: Some(c.master_lb_enabled),
-            stack_id: c.stack_id.clone(),
-            status: c.status.clone(),
-            api_address: c.api_address.clone(),
-            coe_version: c.coe_version.clone(),
-            container_version: c.container_version.clone(),
-        },
-        nodegroups: groups.iter().map(nodegroup_payload).collect(),
-        context: state.host_context(),
-    }
 }
 
 pub async fn list(
@@ -613,7 +526,7 @@ pub async fn create(
                     "Resource limit exceeded: You have reached the maximum clusters per project, {limit}. You may delete a cluster to make room for a new one."
                 )));
             }
-            jobs::enqueue(conn, jobs::CLUSTER_CREATE, json!({"cluster": cluster.uuid}))?;
+            jobs::enqueue(conn, &cluster.uuid, &Operation::ClusterCreate)?;
             Ok(cluster.uuid)
         })
     })
@@ -949,8 +862,13 @@ pub async fn patch(
                 cluster.update(conn)?;
                 jobs::enqueue(
                     conn,
-                    jobs::CLUSTER_UPDATE,
-                    json!({"cluster": cluster.uuid, "nodegroup": worker.uuid, "node_count": node_count, "previous_node_count": old, "rollback": rollback}),
+                    &cluster.uuid,
+                    &Operation::ClusterUpdate {
+                        nodegroup: worker.uuid.clone(),
+                        node_count,
+                        previous_node_count: old,
+                        rollback,
+                    },
                 )?;
                 return Ok(cluster.uuid);
             }
@@ -980,7 +898,7 @@ pub async fn delete(
             cluster.status = "DELETE_IN_PROGRESS".to_owned();
             cluster.status_reason = None;
             cluster.update(conn)?;
-            jobs::enqueue(conn, jobs::CLUSTER_DELETE, json!({"cluster": cluster.uuid}))?;
+            jobs::enqueue(conn, &cluster.uuid, &Operation::ClusterDelete)?;
             tracing::info!(cluster = %cluster.uuid, "cluster delete accepted");
             Ok(())
         })
@@ -1101,9 +1019,13 @@ pub async fn resize(
             cluster.update(conn)?;
             jobs::enqueue(
                 conn,
-                jobs::CLUSTER_RESIZE,
-                json!({"cluster": cluster.uuid, "nodegroup": group.uuid, "node_count": node_count,
-                       "previous_node_count": old, "nodes_to_remove": nodes_to_remove}),
+                &cluster.uuid,
+                &Operation::ClusterResize {
+                    nodegroup: group.uuid.clone(),
+                    node_count,
+                    previous_node_count: old,
+                    nodes_to_remove,
+                },
             )?;
             Ok(cluster.uuid)
         })
@@ -1179,9 +1101,12 @@ pub async fn upgrade(
             cluster.update(conn)?;
             jobs::enqueue(
                 conn,
-                jobs::CLUSTER_UPGRADE,
-                json!({"cluster": cluster.uuid, "cluster_template": new_template.uuid,
-                       "nodegroup": group.uuid, "max_batch_size": max_batch_size}),
+                &cluster.uuid,
+                &Operation::ClusterUpgrade {
+                    cluster_template: new_template.uuid.clone(),
+                    nodegroup: group.uuid.clone(),
+                    max_batch_size,
+                },
             )?;
             Ok(cluster.uuid)
         })

@@ -88,7 +88,31 @@ impl IntoResponse for ApiError {
 
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
-        Self::internal(format!("database: {e}"))
+        use diesel::result::{DatabaseErrorKind, Error};
+        match &e {
+            // The server went away mid-request: a retry may well succeed.
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("The database is unavailable: {e}"),
+            ),
+            // SQLite's write lock stayed taken for the whole busy_timeout.
+            Error::DatabaseError(_, info) if info.message().contains("database is locked") => {
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("The database is busy: {e}"),
+                )
+            }
+            _ => Self::internal(format!("database: {e}")),
+        }
+    }
+}
+
+impl From<crate::db::Unavailable> for ApiError {
+    fn from(e: crate::db::Unavailable) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("The database is unavailable: {e}"),
+        )
     }
 }
 

@@ -21,7 +21,7 @@ use super::{
     context::Ctx,
     error::{ApiError, ApiResult},
     input::{apply_patch, patch_ops, Fields, JsonBody},
-    jobs, AppState,
+    AppState,
 };
 use crate::{
     db::{
@@ -29,6 +29,7 @@ use crate::{
         models::{Cluster, NewNodeGroup, NodeGroup},
         DbConnection,
     },
+    jobs::{self, Operation},
     microversion::Version,
 };
 
@@ -413,8 +414,10 @@ pub async fn create(
             }
             jobs::enqueue(
                 conn,
-                jobs::NODEGROUP_CREATE,
-                json!({"cluster": cluster.uuid, "nodegroup": group.uuid}),
+                &cluster.uuid,
+                &Operation::NodegroupCreate {
+                    nodegroup: group.uuid.clone(),
+                },
             )?;
             Ok(group)
         })
@@ -485,7 +488,13 @@ pub async fn patch(
             group.min_node_count = min as i32;
             group.max_node_count = max.map(|m| m as i32);
             let group = group.update(conn)?;
-            jobs::enqueue(conn, jobs::NODEGROUP_UPDATE, json!({"cluster": cluster.uuid, "nodegroup": group.uuid}))?;
+            jobs::enqueue(
+                conn,
+                &cluster.uuid,
+                &Operation::NodegroupUpdate {
+                    nodegroup: group.uuid.clone(),
+                },
+            )?;
             Ok(group)
         })
     })
@@ -519,8 +528,10 @@ pub async fn delete(
             group.update(conn)?;
             jobs::enqueue(
                 conn,
-                jobs::NODEGROUP_DELETE,
-                json!({"cluster": cluster.uuid, "nodegroup": group.uuid}),
+                &cluster.uuid,
+                &Operation::NodegroupDelete {
+                    nodegroup: group.uuid.clone(),
+                },
             )?;
             Ok(())
         })

@@ -10,25 +10,22 @@
 //! stack is looked up by its deterministic name before one is created.
 
 mod health;
-mod local;
 mod ops;
-pub mod orchestrator;
 
 use std::{sync::Arc, time::Duration};
 
 use chrono::NaiveDateTime;
-use serde_json::Value;
 use tokio::sync::{watch, Semaphore};
 
+pub use crate::orchestrator::{Orchestrator, OrchestratorError};
 use crate::{
-    api::AppState,
+    app::AppState,
     db::{
         self,
         models::{now, Job, MagnumService},
     },
 };
 pub use health::HealthPass;
-pub use orchestrator::{Orchestrator, OrchestratorError};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -78,8 +75,11 @@ fn hostname() -> String {
 pub enum Outcome {
     /// Finished (successfully or with the cluster marked failed): delete it.
     Done,
-    /// Waiting on the orchestrator: run again after `after` with `data`.
-    Poll { after: Duration, data: Value },
+    /// Waiting on the orchestrator: run again after `after` with `state`.
+    Poll {
+        after: Duration,
+        state: crate::jobs::RunState,
+    },
     /// A transient failure (database, orchestrator unreachable): retry with
     /// the queue's backoff.
     Retry(String),
@@ -237,13 +237,13 @@ impl Conductor {
             });
             let finish = match &outcome {
                 Outcome::Done => Job::complete(&mut conn, job.id, &me.worker),
-                Outcome::Poll { after, data } => Job::reschedule(
+                Outcome::Poll { after, state } => Job::reschedule(
                     &mut conn,
                     job.id,
                     &me.worker,
                     at + chrono::TimeDelta::from_std(*after)
                         .unwrap_or(chrono::TimeDelta::seconds(1)),
-                    &data.to_string(),
+                    &state.to_json(),
                 ),
                 Outcome::Retry(_) => Job::fail(&mut conn, &job, &me.worker, at),
             };

@@ -7,82 +7,80 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use diesel::OptionalExtension;
 use magnum_driver_abi::{capability as op, payload::*, DriverError};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{elapsed, Conductor, OrchestratorError, Outcome};
 use crate::{
-    api::{clusters, jobs, templates},
     db::{
         models::{Cluster, ClusterTemplate, Job, NodeGroup},
         DbConnection,
     },
+    domain,
     drivers::LoadedDriver,
+    jobs::{Operation, RunState},
 };
 
 type Conn = DbConnection;
 
-/// The job's JSON data as an object (a malformed one ends the job).
-fn data_of(job: &Job) -> Option<serde_json::Map<String, Value>> {
-    match serde_json::from_str(&job.data) {
-        Ok(Value::Object(m)) => Some(m),
-        _ => None,
-    }
-}
-
-fn str_field<'a>(data: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a str> {
-    data.get(key).and_then(Value::as_str)
-}
-
 pub fn run(c: &Conductor, conn: &mut Conn, job: &Job, at: NaiveDateTime) -> Outcome {
-    let Some(mut data) = data_of(job) else {
-        tracing::error!(job = job.id, "job data is not a JSON object; dropped");
-        return Outcome::Done;
+    let op = match Operation::of(job) {
+        Ok(op) => op,
+        Err(e) => {
+            tracing::error!(job = job.id, "{e}; dropped");
+            return Outcome::Done;
+        }
     };
-    let Some(cluster_uuid) = str_field(&data, "cluster").map(str::to_owned) else {
+    let Some(cluster_uuid) = job.cluster_uuid.clone() else {
         tracing::error!(job = job.id, "job names no cluster; dropped");
         return Outcome::Done;
     };
+    let mut state = RunState::of(job);
     // Jobs of one cluster run in the order they were queued.
-    match Job::older_exists(conn, job.id, &cluster_needle(&cluster_uuid)) {
-        Ok(true) => return poll(data, Duration::from_secs(1)),
+    match Job::older_of_cluster_exists(conn, job.id, &cluster_uuid) {
+        Ok(true) => return poll(state, Duration::from_secs(1)),
         Ok(false) => {}
         Err(e) => return Outcome::Retry(format!("database: {e}")),
     }
     // The first run records when the operation started; a run that ends in
     // a retry keeps that record, so an orchestrator that stays unavailable
     // still meets the operation's deadline instead of restarting its clock.
-    let first_run = !data.contains_key("started_at");
-    data.entry("started_at")
-        .or_insert_with(|| json!(at.and_utc().timestamp()));
-    let started = first_run.then(|| Value::Object(data.clone()).to_string());
-    let result = match job.job_type.as_str() {
-        jobs::CLUSTER_CREATE => cluster_create(c, conn, &cluster_uuid, data, at),
-        jobs::CLUSTER_UPDATE
-        | jobs::CLUSTER_RESIZE
-        | jobs::CLUSTER_UPGRADE
-        | jobs::ROTATE_CA
-        | jobs::ROTATE_CREDENTIAL => {
-            cluster_update(c, conn, job.id, &job.job_type, &cluster_uuid, data, at)
-        }
-        jobs::CLUSTER_DELETE => cluster_delete(c, conn, &cluster_uuid, data, at),
-        jobs::NODEGROUP_CREATE | jobs::NODEGROUP_DELETE => {
-            nodegroup_op(c, conn, job.id, &job.job_type, &cluster_uuid, data, at)
+    let first_run = state.started_at.is_none();
+    state.started_at.get_or_insert(at.and_utc().timestamp());
+    let started = first_run.then(|| state.to_json());
+    let run = Run {
+        job: job.id,
+        cluster: &cluster_uuid,
+        op: &op,
+    };
+    let result = match &op {
+        Operation::ClusterCreate => cluster_create(c, conn, &cluster_uuid, state, at),
+        Operation::ClusterUpdate { .. }
+        | Operation::ClusterResize { .. }
+        | Operation::ClusterUpgrade { .. }
+        | Operation::RotateCa
+        | Operation::RotateCredential => cluster_update(c, conn, &run, state, at),
+        Operation::ClusterDelete => cluster_delete(c, conn, &cluster_uuid, state, at),
+        Operation::NodegroupCreate { .. } | Operation::NodegroupDelete { .. } => {
+            nodegroup_op(c, conn, &run, state, at)
         }
         // Nodegroup PATCH changes bounds and node labels only, which no
         // bundled driver turns into a stack change.
-        jobs::NODEGROUP_UPDATE => Ok(Outcome::Done),
-        other => {
-            tracing::error!(job = job.id, "unknown job type {other}; dropped");
-            Ok(Outcome::Done)
-        }
+        Operation::NodegroupUpdate { .. } => Ok(Outcome::Done),
     };
     let outcome = result.unwrap_or_else(|e| e);
     if let (Outcome::Retry(_), Some(started)) = (&outcome, started) {
-        if let Err(e) = Job::set_data(conn, job.id, &c.worker, &started) {
+        if let Err(e) = Job::set_state(conn, job.id, &c.worker, &started) {
             tracing::warn!(job = job.id, "cannot record the operation's start: {e}");
         }
     }
     outcome
+}
+
+/// The job a run belongs to.
+struct Run<'a> {
+    job: i64,
+    cluster: &'a str,
+    op: &'a Operation,
 }
 
 /// Early exits of a step: `Err(outcome)` ends the run with that outcome.
@@ -92,19 +90,16 @@ fn db<T>(r: diesel::QueryResult<T>) -> Step<T> {
     r.map_err(|e| Outcome::Retry(format!("database: {e}")))
 }
 
-fn poll(data: serde_json::Map<String, Value>, after: Duration) -> Outcome {
-    Outcome::Poll {
-        after,
-        data: Value::Object(data),
-    }
+fn poll(state: RunState, after: Duration) -> Outcome {
+    Outcome::Poll { after, state }
 }
 
-/// 1 s, 2 s, 4 s … up to the cap; the count lives in the job data.
-fn next_poll(c: &Conductor, mut data: serde_json::Map<String, Value>) -> Outcome {
-    let polls = data.get("polls").and_then(Value::as_u64).unwrap_or(0);
-    data.insert("polls".into(), json!(polls + 1));
+/// 1 s, 2 s, 4 s … up to the cap; the count lives in the run state.
+fn next_poll(c: &Conductor, mut state: RunState) -> Outcome {
+    let polls = state.polls;
+    state.polls = polls.saturating_add(1);
     let after = Duration::from_secs(1u64 << polls.min(10)).min(c.settings.poll_cap);
-    poll(data, after)
+    poll(state, after)
 }
 
 struct Loaded {
@@ -143,7 +138,7 @@ fn driver(c: &Conductor, cluster: &Cluster) -> Result<std::sync::Arc<LoadedDrive
 }
 
 fn request(c: &Conductor, l: &Loaded) -> ClusterRequest {
-    clusters::request(&c.state, &l.template, &l.cluster, &l.groups)
+    domain::request(&c.state, &l.template, &l.cluster, &l.groups)
 }
 
 /// The request of an operation that boots or changes nodes: it also carries
@@ -174,7 +169,7 @@ fn release_trust(c: &Conductor, cluster: &Cluster) {
     let Some(trust) = cluster.trust_id.as_deref().filter(|t| !t.is_empty()) else {
         return;
     };
-    let crate::api::Identity::Keystone(client) = &c.state.identity else {
+    let crate::app::Identity::Keystone(client) = &c.state.identity else {
         tracing::warn!(
             cluster = %cluster.uuid,
             trust = %trust,
@@ -246,11 +241,8 @@ fn driver_error(e: DriverError) -> String {
 }
 
 /// Has the operation outlived its deadline?
-fn overdue(data: &serde_json::Map<String, Value>, at: NaiveDateTime, limit: Duration) -> bool {
-    let started = data
-        .get("started_at")
-        .and_then(Value::as_i64)
-        .unwrap_or(i64::MAX);
+fn overdue(state: &RunState, at: NaiveDateTime, limit: Duration) -> bool {
+    let started = state.started_at.unwrap_or(i64::MAX);
     at.and_utc().timestamp().saturating_sub(started) > limit.as_secs() as i64
 }
 
@@ -431,7 +423,7 @@ fn track_cluster(
     l: &mut Loaded,
     drv: &LoadedDriver,
     action: &str,
-    data: serde_json::Map<String, Value>,
+    state: RunState,
 ) -> Step<Outcome> {
     let update = match refresh(c, conn, l, drv)? {
         Ok(u) => u,
@@ -448,12 +440,12 @@ fn track_cluster(
     // Right after an update call a stack may still show its previous
     // terminal status: only a status of this action counts.
     if !status.starts_with(action) {
-        return Ok(next_poll(c, data));
+        return Ok(next_poll(c, state));
     }
     apply_groups(conn, l, &update)?;
     apply_cluster(conn, l, &update.cluster)?;
     if status.ends_with("_IN_PROGRESS") {
-        return Ok(next_poll(c, data));
+        return Ok(next_poll(c, state));
     }
     if status.ends_with("_FAILED") && l.cluster.status_reason.is_none() {
         l.cluster.status_reason = Some(format!("stack {action} failed"));
@@ -468,7 +460,7 @@ fn cluster_create(
     c: &Conductor,
     conn: &mut Conn,
     uuid: &str,
-    data: serde_json::Map<String, Value>,
+    state: RunState,
     at: NaiveDateTime,
 ) -> Step<Outcome> {
     let Some(mut l) = load(conn, uuid)? else {
@@ -529,19 +521,20 @@ fn cluster_create(
         if let Err(reason) = create_stacks(c, conn, &mut l, &plan)? {
             return Ok(fail(conn, &mut l.cluster, "CREATE_FAILED", &reason));
         }
-        return Ok(poll(data, Duration::from_secs(1)));
+        return Ok(poll(state, Duration::from_secs(1)));
     }
-    track_cluster(c, conn, &mut l, &drv, "CREATE", data)
+    track_cluster(c, conn, &mut l, &drv, "CREATE", state)
 }
 
-/// Data needles that find the jobs of one cluster or one nodegroup (the
-/// API writes each job's data with `json!`, keys in this form).
-fn cluster_needle(uuid: &str) -> String {
-    format!("\"cluster\":\"{uuid}\"")
-}
-
-fn nodegroup_needle(uuid: &str) -> String {
-    format!("\"nodegroup\":\"{uuid}\"")
+/// Whether a job of the cluster queued after `run` decides its final
+/// status (`nodegroup`: one about that nodegroup). A nodegroup PATCH does
+/// not: its job changes no stack and writes no status.
+fn superseded(conn: &mut Conn, run: &Run, nodegroup: Option<&str>) -> diesel::QueryResult<bool> {
+    Ok(Job::newer_of_cluster(conn, run.job, run.cluster)?
+        .iter()
+        .filter_map(|j| Operation::of(j).ok())
+        .filter(|op| !matches!(op, Operation::NodegroupUpdate { .. }))
+        .any(|op| nodegroup.is_none() || op.nodegroup() == nodegroup))
 }
 
 /// The start of an update-family job (update, resize, upgrade, rotations,
@@ -571,7 +564,6 @@ fn begin_update(conn: &mut Conn, l: &mut Loaded, keep_failed: bool) -> Step<bool
 
 /// How an update-family operation ends.
 struct Finish {
-    job: i64,
     /// The nodegroup the operation was about, with the status it ends in
     /// (`None`: the driver's mapping of its stack decides).
     group: Option<(String, String, Option<String>)>,
@@ -593,10 +585,11 @@ struct Finish {
 fn finish(
     c: &Conductor,
     conn: &mut Conn,
-    uuid: &str,
+    run: &Run,
     drv: Option<&LoadedDriver>,
     f: Finish,
 ) -> Step<Outcome> {
+    let uuid = run.cluster;
     // The driver's view of every stack, read before the transaction:
     // orchestrator calls may be slow. A stack that cannot be read only
     // leaves the other groups' statuses as they are.
@@ -623,7 +616,7 @@ fn finish(
             return Ok(false);
         }
         if let Some((g, status, reason)) = &f.group {
-            if !Job::newer_exists(conn, f.job, &nodegroup_needle(g))? {
+            if !superseded(conn, run, Some(g))? {
                 if let Some(mut row) = NodeGroup::find_by_uuid(conn, g).optional()? {
                     row.status = Some(status.clone());
                     row.status_reason = reason.clone();
@@ -640,7 +633,7 @@ fn finish(
                 }
             }
         }
-        if Job::newer_exists(conn, f.job, &cluster_needle(uuid))? {
+        if superseded(conn, run, None)? {
             return Ok(false);
         }
         if let Some(update) = &mapped {
@@ -705,13 +698,13 @@ fn wait_for_busy_stacks(
     c: &Conductor,
     conn: &mut Conn,
     plan: &StackPlan,
-    data: &serde_json::Map<String, Value>,
+    state: &RunState,
 ) -> Step<Result<(), String>> {
     for id in plan.operations.iter().filter_map(|o| o.stack_id.as_ref()) {
         match c.orchestrator.get(conn, id) {
             Ok(Some(s)) if s.status.ends_with("_IN_PROGRESS") => {
                 tracing::info!(stack = %id, status = %s.status, "stack busy; the update waits for it");
-                return Err(next_poll(c, data.clone()));
+                return Err(next_poll(c, state.clone()));
             }
             Ok(Some(_)) => {}
             Ok(None) => {
@@ -723,18 +716,6 @@ fn wait_for_busy_stacks(
         }
     }
     Ok(Ok(()))
-}
-
-/// The stacks an operation waits for, recorded when it issued them.
-fn tracked_stacks(data: &serde_json::Map<String, Value>) -> Vec<String> {
-    data.get("stacks")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Polls the stacks an update issued: `Ok(None)` while one of them has not
@@ -774,12 +755,11 @@ fn settled(
 fn cluster_update(
     c: &Conductor,
     conn: &mut Conn,
-    job: i64,
-    kind: &str,
-    uuid: &str,
-    mut data: serde_json::Map<String, Value>,
+    run: &Run,
+    mut state: RunState,
     at: NaiveDateTime,
 ) -> Step<Outcome> {
+    let uuid = run.cluster;
     let Some(mut l) = load(conn, uuid)? else {
         return Ok(Outcome::Done);
     };
@@ -787,126 +767,120 @@ fn cluster_update(
         return Ok(Outcome::Done);
     }
     if l.cluster.status == "CREATE_IN_PROGRESS" {
-        return Ok(next_poll(c, data));
+        return Ok(next_poll(c, state));
     }
-    let target = str_field(&data, "nodegroup").map(str::to_owned);
     // A resize or a count change that fails puts the count back (upstream:
     // "NG count restored"), unless a later request superseded it.
-    let restore = match (
-        &target,
-        data.get("previous_node_count")
-            .and_then(Value::as_i64)
-            .and_then(|n| i32::try_from(n).ok()),
-    ) {
-        (Some(g), Some(n)) if kind == jobs::CLUSTER_RESIZE || kind == jobs::CLUSTER_UPDATE => {
-            Some((g.clone(), n))
+    let restore = match run.op {
+        Operation::ClusterUpdate {
+            nodegroup,
+            previous_node_count,
+            ..
         }
+        | Operation::ClusterResize {
+            nodegroup,
+            previous_node_count,
+            ..
+        } => Some((nodegroup.clone(), *previous_node_count)),
         _ => None,
     };
     let failed = |reason: String| Finish {
-        job,
         group: restore
             .as_ref()
             .map(|(g, _)| (g.clone(), "UPDATE_FAILED".to_owned(), Some(reason.clone()))),
         restore: restore.clone(),
         failure: Some(reason),
     };
-    if overdue(&data, at, c.settings.operation_timeout) {
+    if overdue(&state, at, c.settings.operation_timeout) {
         let reason = format!(
-            "Timed out after {} minutes waiting for the {kind} to finish",
-            c.settings.operation_timeout.as_secs() / 60
+            "Timed out after {} minutes waiting for the {} to finish",
+            c.settings.operation_timeout.as_secs() / 60,
+            run.op.kind()
         );
         let drv = driver(c, &l.cluster).ok();
-        return finish(c, conn, uuid, drv.as_deref(), failed(reason));
+        return finish(c, conn, run, drv.as_deref(), failed(reason));
     }
     let drv = match driver(c, &l.cluster) {
         Ok(d) => d,
-        Err(reason) => return finish(c, conn, uuid, None, failed(reason)),
+        Err(reason) => return finish(c, conn, run, None, failed(reason)),
     };
-    if str_field(&data, "phase") != Some("track") {
+    if !state.tracking {
         let base = match node_request(c, conn, &l) {
             Ok(r) => r,
-            Err(reason) => return finish(c, conn, uuid, Some(&drv), failed(reason)),
+            Err(reason) => return finish(c, conn, run, Some(&drv), failed(reason)),
         };
-        let plan = match kind {
+        let plan = match run.op {
             // A rotation is an update whose host context changed (new
             // credential, new CA id); the driver declared it takes part.
             // Counts come from the rows: every group keeps its size.
-            jobs::CLUSTER_UPDATE | jobs::ROTATE_CA | jobs::ROTATE_CREDENTIAL => {
-                drv.call::<_, StackPlan>(op::UPDATE_CLUSTER, &base)
-            }
-            jobs::CLUSTER_RESIZE => {
-                let ng = target.clone().unwrap_or_default();
+            Operation::ClusterResize {
+                nodegroup: ng,
+                nodes_to_remove,
+                ..
+            } => {
                 // The size the last accepted request asked for: a resize
                 // accepted while this one waited is carried out here too.
                 let Some(node_count) = l
                     .groups
                     .iter()
-                    .find(|g| g.uuid == ng)
+                    .find(|g| &g.uuid == ng)
                     .map(|g| i64::from(g.node_count))
                 else {
                     // The nodegroup was deleted since: nothing to resize.
                     return finish(
                         c,
                         conn,
-                        uuid,
+                        run,
                         Some(&drv),
                         Finish {
-                            job,
                             group: None,
                             restore: None,
                             failure: None,
                         },
                     );
                 };
-                let nodes_to_remove = data
-                    .get("nodes_to_remove")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
                 drv.call::<_, StackPlan>(
                     op::RESIZE_CLUSTER,
                     &ResizeRequest {
                         base,
-                        nodegroup: ng,
+                        nodegroup: ng.clone(),
                         node_count,
-                        nodes_to_remove,
+                        nodes_to_remove: nodes_to_remove.clone(),
                     },
                 )
             }
-            _ => {
-                let tmpl = str_field(&data, "cluster_template").unwrap_or_default();
+            Operation::ClusterUpgrade {
+                cluster_template: tmpl,
+                nodegroup,
+                max_batch_size,
+            } => {
                 let new_template = db(ClusterTemplate::find_by_uuid(conn, tmpl).optional())?;
                 let Some(new_template) = new_template else {
                     let reason = format!("cluster template {tmpl} no longer exists");
-                    return finish(c, conn, uuid, Some(&drv), failed(reason));
+                    return finish(c, conn, run, Some(&drv), failed(reason));
                 };
-                let max_batch_size = data
-                    .get("max_batch_size")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(1);
                 drv.call::<_, StackPlan>(
                     op::UPGRADE_CLUSTER,
                     &UpgradeRequest {
                         base,
-                        new_template: templates::payload(&c.state, &new_template),
-                        nodegroup: target.clone().unwrap_or_default(),
-                        max_batch_size,
+                        new_template: domain::template_payload(&c.state, &new_template),
+                        nodegroup: nodegroup.clone(),
+                        max_batch_size: *max_batch_size,
                     },
                 )
             }
+            // A rotation is an update whose host context changed (new
+            // credential, new CA id); the driver declared it takes part.
+            // Counts come from the rows: every group keeps its size.
+            _ => drv.call::<_, StackPlan>(op::UPDATE_CLUSTER, &base),
         };
         let plan = match plan {
             Ok(p) => p,
-            Err(e) => return finish(c, conn, uuid, Some(&drv), failed(driver_error(e))),
+            Err(e) => return finish(c, conn, run, Some(&drv), failed(driver_error(e))),
         };
-        match wait_for_busy_stacks(c, conn, &plan, &data) {
+        match wait_for_busy_stacks(c, conn, &plan, &state) {
             Ok(Ok(())) => {}
-            Ok(Err(reason)) => return finish(c, conn, uuid, Some(&drv), failed(reason)),
+            Ok(Err(reason)) => return finish(c, conn, run, Some(&drv), failed(reason)),
             Err(outcome) => return Ok(outcome),
         }
         let mut issued = Vec::new();
@@ -921,31 +895,38 @@ fn cluster_update(
                 if let Ok(Some(s)) = c.orchestrator.get(conn, id) {
                     if s.status.ends_with("_IN_PROGRESS") {
                         tracing::info!(stack = %id, "stack became busy; the update waits for it: {reason}");
-                        return Ok(next_poll(c, data));
+                        return Ok(next_poll(c, state));
                     }
                 }
-                return finish(c, conn, uuid, Some(&drv), failed(reason));
+                return finish(c, conn, run, Some(&drv), failed(reason));
             }
             issued.push(id.clone());
         }
-        data.insert("stacks".into(), json!(issued));
-        data.insert("phase".into(), json!("track"));
-        data.insert("polls".into(), json!(0));
-        return Ok(poll(data, Duration::from_secs(1)));
+        state.stacks = issued;
+        state.tracking = true;
+        state.polls = 0;
+        return Ok(poll(state, Duration::from_secs(1)));
     }
-    let Some(failure) = settled(c, conn, &tracked_stacks(&data), "UPDATE")? else {
-        return Ok(next_poll(c, data));
+    let Some(failure) = settled(c, conn, &state.stacks, "UPDATE")? else {
+        return Ok(next_poll(c, state));
     };
-    if failure.is_none() && kind == jobs::CLUSTER_UPGRADE {
+    if let (
+        None,
+        Operation::ClusterUpgrade {
+            cluster_template: tmpl,
+            ..
+        },
+    ) = (&failure, run.op)
+    {
         // The cluster now runs the new template's version.
-        if let Some(tmpl) = str_field(&data, "cluster_template") {
+        {
             if let Some(new_template) = db(ClusterTemplate::find_by_uuid(conn, tmpl).optional())? {
-                let new_labels = templates::labels(&new_template);
-                let mut labels = crate::api::common::labels_of(&l.cluster.labels);
+                let new_labels = domain::template_labels(&new_template);
+                let mut labels = domain::labels_of(&l.cluster.labels);
                 if let Some(tag) = new_labels.get("kube_tag") {
                     labels.insert("kube_tag".into(), tag.clone());
                 }
-                l.cluster.labels = crate::api::common::labels_text(&labels);
+                l.cluster.labels = domain::labels_text(&labels);
                 l.cluster.cluster_template_id = new_template.uuid.clone();
                 let status = l.cluster.status.clone();
                 save(conn, &l.cluster, &status)?;
@@ -955,20 +936,19 @@ fn cluster_update(
     let f = match failure {
         Some(reason) => failed(reason),
         None => Finish {
-            job,
             group: None,
             restore: None,
             failure: None,
         },
     };
-    finish(c, conn, uuid, Some(&drv), f)
+    finish(c, conn, run, Some(&drv), f)
 }
 
 fn cluster_delete(
     c: &Conductor,
     conn: &mut Conn,
     uuid: &str,
-    mut data: serde_json::Map<String, Value>,
+    mut state: RunState,
     at: NaiveDateTime,
 ) -> Step<Outcome> {
     let Some(mut l) = load(conn, uuid)? else {
@@ -977,7 +957,7 @@ fn cluster_delete(
     if l.cluster.status != "DELETE_IN_PROGRESS" {
         return Ok(Outcome::Done);
     }
-    if overdue(&data, at, c.settings.operation_timeout) {
+    if overdue(&state, at, c.settings.operation_timeout) {
         let reason = format!(
             "Timed out after {} minutes waiting for the cluster's stacks to be deleted",
             c.settings.operation_timeout.as_secs() / 60
@@ -987,7 +967,7 @@ fn cluster_delete(
     // Without its driver a cluster can still be deleted: the host knows
     // every stack from the rows (the nodegroups' own, then the cluster's).
     let drv = driver(c, &l.cluster);
-    if !data.contains_key("stacks") {
+    if !state.tracking {
         // A create interrupted before it recorded its stack: find it by name.
         if l.cluster.stack_id.is_none() {
             let name = magnum_driver_abi::helpers::stack_name(&l.cluster.name, &l.cluster.uuid);
@@ -1031,27 +1011,21 @@ fn cluster_delete(
                 ids
             }
         };
-        data.insert("stacks".into(), json!(ids));
-        data.insert("step".into(), json!(0));
-        data.insert("issued".into(), json!(false));
+        state.stacks = ids;
+        state.tracking = true;
+        state.step = 0;
+        state.issued = false;
     }
-    let ids: Vec<String> = data["stacks"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    let step = data.get("step").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let ids = state.stacks.clone();
+    let step = state.step;
     if let Some(id) = ids.get(step) {
-        if data.get("issued") != Some(&json!(true)) {
+        if !state.issued {
             if let Err(e) = c.orchestrator.delete(conn, id) {
                 let reason = orchestrator_error(e)?;
                 return Ok(fail(conn, &mut l.cluster, "DELETE_FAILED", &reason));
             }
-            data.insert("issued".into(), json!(true));
-            return Ok(poll(data, Duration::from_secs(1)));
+            state.issued = true;
+            return Ok(poll(state, Duration::from_secs(1)));
         }
         match c.orchestrator.get(conn, id) {
             Ok(None) => {}
@@ -1060,16 +1034,16 @@ fn cluster_delete(
                 let reason = format!("stack {id}: {}", s.status_reason);
                 return Ok(fail(conn, &mut l.cluster, "DELETE_FAILED", &reason));
             }
-            Ok(Some(_)) => return Ok(next_poll(c, data)),
+            Ok(Some(_)) => return Ok(next_poll(c, state)),
             Err(e) => {
                 let reason = orchestrator_error(e)?;
                 return Ok(fail(conn, &mut l.cluster, "DELETE_FAILED", &reason));
             }
         }
-        data.insert("step".into(), json!(step + 1));
-        data.insert("issued".into(), json!(false));
-        data.insert("polls".into(), json!(0));
-        return Ok(poll(data, Duration::from_millis(10)));
+        state.step = step + 1;
+        state.issued = false;
+        state.polls = 0;
+        return Ok(poll(state, Duration::from_millis(10)));
     }
     // Every stack is gone: the trust goes, then the rows (nodegroups and
     // certificates cascade). In this order a crash in between deletes the
@@ -1086,27 +1060,25 @@ fn cluster_delete(
 fn nodegroup_op(
     c: &Conductor,
     conn: &mut Conn,
-    job: i64,
-    kind: &str,
-    uuid: &str,
-    mut data: serde_json::Map<String, Value>,
+    run: &Run,
+    mut state: RunState,
     at: NaiveDateTime,
 ) -> Step<Outcome> {
+    let uuid = run.cluster;
     let Some(mut l) = load(conn, uuid)? else {
         return Ok(Outcome::Done);
     };
-    let ng_uuid = str_field(&data, "nodegroup").unwrap_or_default().to_owned();
+    let ng_uuid = run.op.nodegroup().unwrap_or_default().to_owned();
     let Some(idx) = l.groups.iter().position(|g| g.uuid == ng_uuid) else {
         return Ok(Outcome::Done);
     };
-    let creating = kind == jobs::NODEGROUP_CREATE;
+    let creating = matches!(run.op, Operation::NodegroupCreate { .. });
     let failed_status = if creating {
         "CREATE_FAILED"
     } else {
         "DELETE_FAILED"
     };
     let failed = |name: &str, reason: String| Finish {
-        job,
         group: Some((
             ng_uuid.clone(),
             failed_status.to_owned(),
@@ -1121,31 +1093,31 @@ fn nodegroup_op(
     }
     if l.cluster.status == "CREATE_IN_PROGRESS" {
         // Built once the cluster is: it joins the cluster's network.
-        return Ok(next_poll(c, data));
+        return Ok(next_poll(c, state));
     }
     if l.cluster.status.ends_with("_FAILED") && l.cluster.stack_id.is_none() {
         let reason = format!("cluster {} is {}", l.cluster.uuid, l.cluster.status);
-        return finish(c, conn, uuid, None, failed(&name, reason));
+        return finish(c, conn, run, None, failed(&name, reason));
     }
-    if overdue(&data, at, c.settings.operation_timeout) {
+    if overdue(&state, at, c.settings.operation_timeout) {
         let reason = "Timed out waiting for the nodegroup stack".to_owned();
         let drv = driver(c, &l.cluster).ok();
-        return finish(c, conn, uuid, drv.as_deref(), failed(&name, reason));
+        return finish(c, conn, run, drv.as_deref(), failed(&name, reason));
     }
     let drv = match driver(c, &l.cluster) {
         Ok(d) => d,
-        Err(reason) => return finish(c, conn, uuid, None, failed(&name, reason)),
+        Err(reason) => return finish(c, conn, run, None, failed(&name, reason)),
     };
-    if str_field(&data, "phase") != Some("track") {
+    if !state.tracking {
         let base = match node_request(c, conn, &l) {
             Ok(r) => r,
-            Err(reason) => return finish(c, conn, uuid, Some(&drv), failed(&name, reason)),
+            Err(reason) => return finish(c, conn, run, Some(&drv), failed(&name, reason)),
         };
         // From the row: a resize accepted before this create ran is built
         // in at once.
         let req = NodeGroupRequest {
             base,
-            nodegroup: clusters::nodegroup_payload(&l.groups[idx]),
+            nodegroup: domain::nodegroup_payload(&l.groups[idx]),
         };
         let operation = if creating {
             op::CREATE_NODEGROUP
@@ -1155,29 +1127,28 @@ fn nodegroup_op(
         let plan = match drv.call::<_, StackPlan>(operation, &req) {
             Ok(p) => p,
             Err(e) => {
-                return finish(c, conn, uuid, Some(&drv), failed(&name, driver_error(e)));
+                return finish(c, conn, run, Some(&drv), failed(&name, driver_error(e)));
             }
         };
         if creating {
             if let Err(reason) = create_stacks(c, conn, &mut l, &plan)? {
-                return finish(c, conn, uuid, Some(&drv), failed(&name, reason));
+                return finish(c, conn, run, Some(&drv), failed(&name, reason));
             }
         } else {
             for operation in &plan.operations {
                 if let Some(id) = &operation.stack_id {
                     if let Err(e) = c.orchestrator.delete(conn, id) {
                         let reason = orchestrator_error(e)?;
-                        return finish(c, conn, uuid, Some(&drv), failed(&name, reason));
+                        return finish(c, conn, run, Some(&drv), failed(&name, reason));
                     }
                 }
             }
         }
-        data.insert("phase".into(), json!("track"));
-        data.insert("polls".into(), json!(0));
-        return Ok(poll(data, Duration::from_secs(1)));
+        state.tracking = true;
+        state.polls = 0;
+        return Ok(poll(state, Duration::from_secs(1)));
     }
     let ok = |group_status: Option<&str>| Finish {
-        job,
         group: group_status.map(|s| (ng_uuid.clone(), s.to_owned(), None)),
         restore: None,
         failure: None,
@@ -1185,45 +1156,45 @@ fn nodegroup_op(
     let Some(stack_id) = l.groups[idx].stack_id.clone() else {
         if creating {
             let reason = "the nodegroup stack was never created".to_owned();
-            return finish(c, conn, uuid, Some(&drv), failed(&name, reason));
+            return finish(c, conn, run, Some(&drv), failed(&name, reason));
         }
         db(NodeGroup::delete(conn, &ng_uuid))?;
-        return finish(c, conn, uuid, Some(&drv), ok(None));
+        return finish(c, conn, run, Some(&drv), ok(None));
     };
     let snapshot = match c.orchestrator.get(conn, &stack_id) {
         Ok(s) => s,
         Err(e) => {
             let reason = orchestrator_error(e)?;
-            return finish(c, conn, uuid, Some(&drv), failed(&name, reason));
+            return finish(c, conn, run, Some(&drv), failed(&name, reason));
         }
     };
     if !creating {
         return match snapshot {
             Some(s) if s.status == "DELETE_FAILED" => {
-                finish(c, conn, uuid, Some(&drv), failed(&name, s.status_reason))
+                finish(c, conn, run, Some(&drv), failed(&name, s.status_reason))
             }
-            Some(s) if s.status != "DELETE_COMPLETE" => Ok(next_poll(c, data)),
+            Some(s) if s.status != "DELETE_COMPLETE" => Ok(next_poll(c, state)),
             _ => {
                 db(NodeGroup::delete(conn, &ng_uuid))?;
-                finish(c, conn, uuid, Some(&drv), ok(None))
+                finish(c, conn, run, Some(&drv), ok(None))
             }
         };
     }
     let Some(s) = snapshot else {
         let reason = format!("stack {stack_id} no longer exists in the orchestrator");
-        return finish(c, conn, uuid, Some(&drv), failed(&name, reason));
+        return finish(c, conn, run, Some(&drv), failed(&name, reason));
     };
     if !s.status.starts_with("CREATE") || s.status.ends_with("_IN_PROGRESS") {
-        return Ok(next_poll(c, data));
+        return Ok(next_poll(c, state));
     }
     if s.status.ends_with("_COMPLETE") {
-        finish(c, conn, uuid, Some(&drv), ok(Some("CREATE_COMPLETE")))
+        finish(c, conn, run, Some(&drv), ok(Some("CREATE_COMPLETE")))
     } else {
         let reason = if s.status_reason.is_empty() {
             "stack create failed".to_owned()
         } else {
             s.status_reason
         };
-        finish(c, conn, uuid, Some(&drv), failed(&name, reason))
+        finish(c, conn, run, Some(&drv), failed(&name, reason))
     }
 }

@@ -19,6 +19,8 @@ use std::{
     time::Duration,
 };
 
+use serde::Deserialize;
+
 use diesel::{
     connection::SimpleConnection, pg::PgConnection, r2d2::R2D2Connection, sqlite::SqliteConnection,
     Connection,
@@ -76,6 +78,11 @@ pub enum DbError {
         path: PathBuf,
         reason: std::io::Error,
     },
+    #[error("cannot create the database file {}: {reason}", path.display())]
+    CreateFile {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
     #[error("cannot connect to the {backend} database at {url}: {}", reason.to_string().trim_end())]
     Connect {
         backend: Backend,
@@ -101,7 +108,57 @@ pub enum DbError {
     #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    #[error(transparent)]
     Query(#[from] diesel::result::Error),
+}
+
+/// No usable connection within the acquire timeout: the database is down,
+/// unreachable or not answering (or every connection is busy).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no answer from the database within {} ms", waited.as_millis())]
+pub struct Unavailable {
+    pub waited: Duration,
+}
+
+/// How long database work may wait before the caller gets an error (a 503
+/// at the API), so an outage is reported in seconds rather than after
+/// r2d2's 30 s default, and `/healthcheck` within about one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DbTimeouts {
+    /// PostgreSQL: libpq's `connect_timeout` (at least 2), added to the URL
+    /// unless it sets one. Without it a server that accepts the TCP
+    /// connection but never answers blocks a connect forever.
+    pub connect_timeout_seconds: u64,
+    /// The longest wait for a pooled connection, including the check that
+    /// it still answers (r2d2's `connection_timeout`).
+    pub acquire_timeout_seconds: u64,
+    /// The longest `/healthcheck` database probe, connection included.
+    pub healthcheck_timeout_ms: u64,
+    /// SQLite: how long a writer waits for another's write lock.
+    pub sqlite_busy_timeout_ms: u64,
+}
+
+impl Default for DbTimeouts {
+    fn default() -> Self {
+        Self {
+            connect_timeout_seconds: 2,
+            acquire_timeout_seconds: 3,
+            healthcheck_timeout_ms: 1000,
+            sqlite_busy_timeout_ms: 5000,
+        }
+    }
+}
+
+impl DbTimeouts {
+    pub fn acquire(&self) -> Duration {
+        Duration::from_secs(self.acquire_timeout_seconds.max(1))
+    }
+
+    pub fn healthcheck(&self) -> Duration {
+        Duration::from_millis(self.healthcheck_timeout_ms.max(1))
+    }
 }
 
 /// Where the database is, decided by the URL scheme alone: SQLite accepts
@@ -173,16 +230,34 @@ fn redact(url: &str) -> String {
 /// switch to WAL waits for other connections instead of failing; WAL lets
 /// readers run beside the one writer; SQLite leaves foreign keys off unless
 /// asked, per connection.
-const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000;
+fn sqlite_pragmas(busy_timeout_ms: u64) -> String {
+    format!(
+        "PRAGMA busy_timeout = {busy_timeout_ms};
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
-PRAGMA foreign_keys = ON;";
+PRAGMA foreign_keys = ON;"
+    )
+}
+
+/// `url` with libpq's `connect_timeout`, unless it names one already.
+fn with_connect_timeout(url: &str, seconds: u64) -> String {
+    if url.contains("connect_timeout=") || seconds == 0 {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}connect_timeout={seconds}")
+}
 
 /// Opens one connection to `target` (with the SQLite pragmas applied).
 pub fn establish(target: &DbTarget) -> Result<DbConnection, DbError> {
+    establish_with(target, &DbTimeouts::default())
+}
+
+/// [`establish`] with explicit timeouts.
+pub fn establish_with(target: &DbTarget, timeouts: &DbTimeouts) -> Result<DbConnection, DbError> {
     match target {
         DbTarget::Postgres(url) => {
-            PgConnection::establish(url)
+            PgConnection::establish(&with_connect_timeout(url, timeouts.connect_timeout_seconds))
                 .map(DbConnection::Pg)
                 .map_err(|reason| DbError::Connect {
                     backend: Backend::Postgres,
@@ -197,7 +272,7 @@ pub fn establish(target: &DbTarget) -> Result<DbConnection, DbError> {
                     url: target.display(),
                     reason,
                 })?;
-            conn.batch_execute(SQLITE_PRAGMAS)
+            conn.batch_execute(&sqlite_pragmas(timeouts.sqlite_busy_timeout_ms))
                 .map_err(|reason| DbError::Pragmas {
                     path: path.clone(),
                     reason,
@@ -213,6 +288,7 @@ pub fn establish(target: &DbTarget) -> Result<DbConnection, DbError> {
 #[derive(Debug)]
 pub struct ConnectionManager {
     target: DbTarget,
+    timeouts: DbTimeouts,
 }
 
 impl diesel::r2d2::ManageConnection for ConnectionManager {
@@ -220,7 +296,7 @@ impl diesel::r2d2::ManageConnection for ConnectionManager {
     type Error = DbError;
 
     fn connect(&self) -> Result<DbConnection, DbError> {
-        establish(&self.target)
+        establish_with(&self.target, &self.timeouts)
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), DbError> {
@@ -240,6 +316,7 @@ pub type PooledConnection = diesel::r2d2::PooledConnection<ConnectionManager>;
 pub struct DbPool {
     pool: diesel::r2d2::Pool<ConnectionManager>,
     target: DbTarget,
+    timeouts: DbTimeouts,
 }
 
 impl std::fmt::Debug for DbPool {
@@ -262,19 +339,50 @@ impl DbPool {
     /// URL or an unreachable server is reported at once with the driver's
     /// message rather than as a pool timeout.
     pub fn connect_with(url: &str, max_size: u32) -> Result<Self, DbError> {
+        Self::open(url, max_size, DbTimeouts::default())
+    }
+
+    /// [`Self::connect_with`] with explicit timeouts.
+    pub fn open(url: &str, max_size: u32, timeouts: DbTimeouts) -> Result<Self, DbError> {
+        let target = Self::prepare(url)?;
+        // Before the pool exists: its own first connection would otherwise
+        // race this one to switch a new SQLite file to WAL.
+        drop(establish_with(&target, &timeouts)?);
+        Ok(Self::build(target, max_size, timeouts))
+    }
+
+    /// The pool without the first connection: it connects on first use, so
+    /// a database that is away shows as errors on use (503s), not here.
+    pub fn open_lazy(url: &str, max_size: u32, timeouts: DbTimeouts) -> Result<Self, DbError> {
+        Ok(Self::build(Self::prepare(url)?, max_size, timeouts))
+    }
+
+    fn prepare(url: &str) -> Result<DbTarget, DbError> {
         let target = DbTarget::parse(url)?;
         if let DbTarget::Sqlite(path) = &target {
-            create_parent_dir(Path::new(path))?;
+            prepare_sqlite_file(Path::new(path))?;
         }
-        drop(establish(&target)?);
+        Ok(target)
+    }
+
+    fn build(target: DbTarget, max_size: u32, timeouts: DbTimeouts) -> Self {
         let pool = diesel::r2d2::Pool::builder()
             .max_size(max_size.max(1))
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(30))
+            .connection_timeout(timeouts.acquire())
             .build_unchecked(ConnectionManager {
                 target: target.clone(),
+                timeouts,
             });
-        Ok(Self { pool, target })
+        Self {
+            pool,
+            target,
+            timeouts,
+        }
+    }
+
+    pub fn timeouts(&self) -> &DbTimeouts {
+        &self.timeouts
     }
 
     pub fn get(&self) -> Result<PooledConnection, PoolError> {
@@ -290,37 +398,110 @@ impl DbPool {
     }
 }
 
-fn create_parent_dir(path: &Path) -> Result<(), DbError> {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() && !parent.exists() => {
-            std::fs::create_dir_all(parent).map_err(|reason| DbError::CreateDir {
+/// Creates the database's directory (0700) when missing and the file
+/// itself (0600) before SQLite opens it, or tightens looser ones, -wal and
+/// -shm included: it holds proxy passwords and the cloud's state.
+fn prepare_sqlite_file(path: &Path) -> Result<(), DbError> {
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() && !parent.exists() {
+            crate::files::private_dir(parent).map_err(|reason| DbError::CreateDir {
                 path: parent.to_owned(),
                 reason,
-            })
+            })?;
         }
-        _ => Ok(()),
     }
+    // A URI filename (`file:…?…`) is SQLite's to interpret.
+    if path.to_string_lossy().starts_with("file:") {
+        return Ok(());
+    }
+    crate::files::private_file(path).map_err(|reason| DbError::CreateFile {
+        path: path.to_owned(),
+        reason,
+    })?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        crate::files::tighten_if_present(Path::new(&side), crate::files::FILE_MODE);
+    }
+    Ok(())
 }
 
 /// Runs `f` with a pooled connection on tokio's blocking pool, so sync
 /// diesel never stalls the async workers. A panic inside `f` is re-raised in
 /// the caller, as if `f` had been called directly.
+///
+/// Getting the connection is bounded by the acquire timeout, also when the
+/// database stops answering on a connection the pool already holds (its
+/// check on checkout would otherwise wait for the network for minutes):
+/// the caller then gets [`Unavailable`], and `f` never runs, so a request
+/// answered with an error has changed nothing. `f` itself is not bounded:
+/// cutting a transaction off midway could not tell the caller whether it
+/// committed.
 pub async fn run_blocking<T, E, F>(pool: &DbPool, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
     T: Send + 'static,
-    E: From<PoolError> + Send + 'static,
+    E: From<PoolError> + From<Unavailable> + Send + 'static,
+{
+    run_within(pool, pool.timeouts.acquire(), f).await
+}
+
+async fn run_within<T, E, F>(pool: &DbPool, limit: Duration, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: From<PoolError> + From<Unavailable> + Send + 'static,
 {
     let pool = pool.clone();
-    let task = tokio::task::spawn_blocking(move || {
+    let (checked_out, mut got_connection) = tokio::sync::oneshot::channel::<()>();
+    // The caller's span (a request's, with its id) follows the work onto
+    // the blocking pool, so what the closure logs names the request.
+    let span = tracing::Span::current();
+    let mut task = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
         let mut conn = pool.get()?;
+        if checked_out.send(()).is_err() {
+            // The caller gave up waiting and has answered already.
+            return Err(Unavailable { waited: limit }.into());
+        }
         f(&mut conn)
     });
-    match task.await {
+    let joined = tokio::select! {
+        biased;
+        joined = &mut task => joined,
+        // Sent, or dropped because the task ended: either way, wait for it.
+        _ = &mut got_connection => task.await,
+        _ = tokio::time::sleep(limit) => {
+            // Closed first, so `f` either started already (then its outcome
+            // is the answer) or never will.
+            got_connection.close();
+            if got_connection.try_recv().is_err() {
+                return Err(Unavailable { waited: limit }.into());
+            }
+            task.await
+        }
+    };
+    match joined {
         Ok(result) => result,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // Blocking tasks are only cancelled when the runtime shuts down.
         Err(e) => panic!("database task cancelled: {e}"),
+    }
+}
+
+/// `SELECT 1` within the healthcheck timeout, connection included (it
+/// writes nothing, so it can be cut off at any point).
+pub async fn probe(pool: &DbPool) -> Result<(), DbError> {
+    let limit = pool.timeouts.healthcheck();
+    let query = run_within(pool, limit, |conn| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("SELECT 1")
+            .execute(conn)
+            .map_err(DbError::from)
+    });
+    match tokio::time::timeout(limit, query).await {
+        Ok(result) => result.map(drop),
+        Err(_) => Err(Unavailable { waited: limit }.into()),
     }
 }
 

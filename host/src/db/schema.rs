@@ -191,6 +191,9 @@ diesel::table! {
         locked_by -> Nullable<Text>,
         locked_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+        cluster_uuid -> Nullable<Text>,
+        /// JSON: the run's bookkeeping.
+        state -> Text,
     }
 }
 
@@ -226,6 +229,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// An address of a `local_ipam` pool handed out to a resource.
+    local_ip (pool_id, host) {
+        pool_id -> Text,
+        host -> BigInt,
+        address -> Text,
+        stack_id -> Text,
+        owner -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     cluster_template,
     cluster,
@@ -237,4 +251,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     jobs,
     local_stack,
     local_ipam,
+    local_ip,
 );

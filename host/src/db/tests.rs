@@ -18,12 +18,13 @@ use super::{
     *,
 };
 
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
     "certificate",
     "cluster",
     "cluster_template",
     "federation",
     "jobs",
+    "local_ip",
     "local_ipam",
     "local_stack",
     "magnum_service",
@@ -120,6 +121,20 @@ fn an_unreachable_postgres_is_a_clear_error() {
     );
 }
 
+#[test]
+fn postgres_urls_get_a_connect_timeout_unless_they_set_one() {
+    assert_eq!(
+        with_connect_timeout("postgres://u@h/db", 2),
+        "postgres://u@h/db?connect_timeout=2"
+    );
+    assert_eq!(
+        with_connect_timeout("postgres://u@h/db?options=x", 3),
+        "postgres://u@h/db?options=x&connect_timeout=3"
+    );
+    let own = "postgres://u@h/db?connect_timeout=9";
+    assert_eq!(with_connect_timeout(own, 2), own);
+}
+
 // ---- Migrations -------------------------------------------------------
 
 #[test]
@@ -150,6 +165,17 @@ fn revert_all(conn: &mut DbConnection) -> Vec<String> {
     .collect()
 }
 
+/// The migrations shipped (each backend has the same list).
+fn migration_count() -> usize {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let sqlite = std::fs::read_dir(&dir).unwrap().count();
+    let postgres = std::fs::read_dir(dir.with_file_name("postgres"))
+        .unwrap()
+        .count();
+    assert_eq!(sqlite, postgres, "one migration list per backend");
+    sqlite
+}
+
 db_test!(migrations_go_up_down_and_up_again, |db: &TestDatabase| {
     let mut conn = db.conn();
     assert_eq!(db.table_names(), TABLES);
@@ -163,8 +189,8 @@ db_test!(migrations_go_up_down_and_up_again, |db: &TestDatabase| {
     let reverted = revert_all(&mut conn);
     assert_eq!(
         reverted.len(),
-        TABLES.len() - 2,
-        "one migration per table group"
+        migration_count(),
+        "every migration reverted"
     );
     assert_eq!(reverted.first(), Some(&latest), "newest reverted first");
     assert_eq!(
@@ -187,7 +213,7 @@ db_test!(migrations_go_up_down_and_up_again, |db: &TestDatabase| {
 fn serve_migrates_sqlite_but_only_checks_postgres() {
     let db = TestDatabase::empty(Backend::Sqlite).unwrap();
     let applied = prepare_for_serve(&mut db.conn()).unwrap();
-    assert_eq!(applied.len(), 8);
+    assert_eq!(applied.len(), migration_count());
     assert!(prepare_for_serve(&mut db.conn()).unwrap().is_empty());
 
     let Some(db) = TestDatabase::empty(Backend::Postgres) else {
@@ -195,7 +221,7 @@ fn serve_migrates_sqlite_but_only_checks_postgres() {
     };
     let err = prepare_for_serve(&mut db.conn()).unwrap_err();
     assert!(
-        matches!(err, DbError::SchemaBehind { pending: 8, .. }),
+        matches!(err, DbError::SchemaBehind { pending, .. } if pending == migration_count()),
         "{err}"
     );
     assert!(err.to_string().contains("magnumd db upgrade"), "{err}");
@@ -882,4 +908,16 @@ async fn run_blocking_re_raises_panics() {
     let db = TestDatabase::new(Backend::Sqlite).unwrap();
     let _: Result<(), DbError> =
         run_blocking(&db.pool, |_conn| panic!("boom inside the database task")).await;
+}
+
+/// The first connection switches a new SQLite file to WAL before the pool
+/// opens its own; racing it failed with "database is locked".
+#[test]
+fn new_sqlite_databases_open_without_a_lock_race() {
+    for _ in 0..50 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.sqlite").display());
+        let pool = DbPool::connect_with(&url, 6).unwrap_or_else(|e| panic!("{e}"));
+        drop(pool.get().unwrap());
+    }
 }

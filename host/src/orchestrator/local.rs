@@ -18,6 +18,8 @@
 //! and `DELETE`. A stack whose delete completed is gone: the next call gets
 //! [`LocalError::NotFound`], as Heat's 404.
 
+use std::net::Ipv4Addr;
+
 use chrono::NaiveDateTime;
 use diesel::Connection;
 use magnum_driver_abi::{StackAction, StackOperation, StackSnapshot, StackTarget};
@@ -45,11 +47,48 @@ pub struct LocalCloudConfig {
     pub fail_after_servers: Option<u32>,
     /// Operations never finish (until their timeout, if any).
     pub never_finish: bool,
-    /// The pool floating IPs come from.
+    /// The pool floating IPs come from (inside 127.0.0.0/8).
     pub floating_ip_cidr: String,
     /// The CIDR of a network or subnet the cloud has but no stack created
-    /// (e.g. a cluster template's `fixed_network`).
+    /// (e.g. a cluster template's `fixed_network`); inside 127.0.0.0/8.
     pub default_subnet_cidr: String,
+    /// Where the subnets stacks create are carved from: a template's CIDR
+    /// (e.g. `fixed_subnet_cidr` 10.0.0.0/24) gives the prefix length and
+    /// the host bits, this pool the network bits ([`sim::local_cidr`]).
+    pub subnet_pool_cidr: String,
+}
+
+impl LocalCloudConfig {
+    /// Every pool is an IPv4 CIDR inside 127.0.0.0/8, and none overlaps
+    /// another, so what the cloud hands out never leads off the machine.
+    pub fn validate(&self) -> Result<(), String> {
+        let pools = [
+            ("floating_ip_cidr", &self.floating_ip_cidr),
+            ("default_subnet_cidr", &self.default_subnet_cidr),
+            ("subnet_pool_cidr", &self.subnet_pool_cidr),
+        ];
+        let mut ranges = Vec::new();
+        for (key, cidr) in pools {
+            let invalid = |why: String| format!("[local] {key} = \"{cidr}\": {why}");
+            if !sim::on_loopback(cidr).map_err(invalid)? {
+                return Err(invalid(
+                    "must lie inside 127.0.0.0/8, so that simulated addresses stay on this machine"
+                        .to_owned(),
+                ));
+            }
+            let (network, length) = sim::parse_cidr(cidr).map_err(invalid)?;
+            let end = u64::from(network) + (1u64 << (32 - length)) - 1;
+            ranges.push((key, u64::from(network), end));
+        }
+        for (i, (a, a_start, a_end)) in ranges.iter().enumerate() {
+            for (b, b_start, b_end) in &ranges[i + 1..] {
+                if a_start <= b_end && b_start <= a_end {
+                    return Err(format!("[local] {a} and {b} overlap"));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for LocalCloudConfig {
@@ -63,6 +102,7 @@ impl Default for LocalCloudConfig {
             never_finish: false,
             floating_ip_cidr: sim.floating_ip_cidr,
             default_subnet_cidr: sim.default_subnet_cidr,
+            subnet_pool_cidr: sim.subnet_pool_cidr,
         }
     }
 }
@@ -224,6 +264,8 @@ impl From<diesel::result::Error> for Rollback {
 /// (the evaluator only carries messages) and reported after evaluation.
 struct DbIpam<'c> {
     conn: &'c mut DbConnection,
+    /// The stack whose operation allocates (its delete releases them).
+    stack_id: String,
     error: Option<diesel::result::Error>,
 }
 
@@ -269,9 +311,34 @@ impl Ipam for DbIpam<'_> {
         self.keep(deleted).map(drop)
     }
 
-    fn take(&mut self, id: &str) -> Result<i64, String> {
-        let taken = LocalIpam::take(self.conn, id);
-        self.keep(taken)
+    fn allocate(
+        &mut self,
+        pool: &Pool,
+        first: u32,
+        owner: &str,
+    ) -> Result<Option<Ipv4Addr>, String> {
+        let (network, first, last) = sim::host_range(&pool.cidr, first)?;
+        let address = |host: i64| {
+            let host = u32::try_from(host).unwrap_or_default();
+            Ipv4Addr::from(network.saturating_add(host)).to_string()
+        };
+        let allocated = LocalIpam::allocate(
+            self.conn,
+            &pool.id,
+            (i64::from(first), i64::from(last)),
+            &self.stack_id,
+            owner,
+            address,
+        );
+        Ok(self
+            .keep(allocated)?
+            .and_then(|host| u32::try_from(host).ok())
+            .map(|host| Ipv4Addr::from(network.saturating_add(host))))
+    }
+
+    fn release(&mut self, owner: &str) -> Result<(), String> {
+        let released = LocalIpam::release(self.conn, owner);
+        self.keep(released).map(drop)
     }
 }
 
@@ -318,6 +385,7 @@ impl LocalCloud {
             fail_after_servers: self.config.fail_after_servers,
             floating_ip_cidr: self.config.floating_ip_cidr.clone(),
             default_subnet_cidr: self.config.default_subnet_cidr.clone(),
+            subnet_pool_cidr: self.config.subnet_pool_cidr.clone(),
         }
     }
 
@@ -666,7 +734,11 @@ impl LocalCloud {
         servers_created: u64,
     ) -> Result<Result<Evaluated, HotError>, LocalError> {
         let outcome = conn.transaction::<_, Rollback, _>(|conn| {
-            let ipam = DbIpam { conn, error: None };
+            let ipam = DbIpam {
+                conn,
+                stack_id: request.stack_id.to_owned(),
+                error: None,
+            };
             let mut provider =
                 SimProvider::new(self.sim_config(), ipam, request.stack_id, servers_created);
             let result = hot::evaluate(&request, previous, &mut provider);
@@ -884,4 +956,121 @@ fn snapshot(row: &LocalStack) -> Result<StackSnapshot, LocalError> {
         outputs: parse_column(row, "outputs", &row.outputs)?,
         parameters: state.shown_parameters,
     })
+}
+
+// ---- The local cloud as the conductor's orchestrator -------------------------
+
+mod adapter {
+    use std::collections::HashMap;
+
+    use magnum_driver_abi::payload::{StackOperation, StackSnapshot};
+
+    use super::{LocalCloud, LocalError};
+    use crate::{
+        db::{
+            models::{now, LocalStack},
+            DbConnection,
+        },
+        orchestrator::{Orchestrator, OrchestratorError},
+    };
+
+    fn map(e: LocalError) -> OrchestratorError {
+        match e {
+            // The database is the local cloud's only moving part: retry.
+            LocalError::Db(e) => {
+                OrchestratorError::Unavailable(format!("local cloud database: {e}"))
+            }
+            other => OrchestratorError::Rejected(other.to_string()),
+        }
+    }
+
+    impl Orchestrator for LocalCloud {
+        fn name(&self) -> &'static str {
+            "local"
+        }
+
+        fn create(
+            &self,
+            conn: &mut DbConnection,
+            project_id: &str,
+            op: &StackOperation,
+        ) -> Result<String, OrchestratorError> {
+            self.create(conn, project_id, op, now())
+                .map(|s| s.stack_id)
+                .map_err(map)
+        }
+
+        fn find(
+            &self,
+            conn: &mut DbConnection,
+            name: &str,
+            _trust_id: Option<&str>,
+        ) -> Result<Option<String>, OrchestratorError> {
+            self.find_by_name(conn, name, now())
+                .map(|s| s.map(|s| s.stack_id))
+                .map_err(map)
+        }
+
+        fn get(
+            &self,
+            conn: &mut DbConnection,
+            id: &str,
+        ) -> Result<Option<StackSnapshot>, OrchestratorError> {
+            match LocalCloud::get(self, conn, id, now()) {
+                Ok(s) => Ok(Some(s)),
+                Err(LocalError::NotFound(_)) => Ok(None),
+                Err(e) => Err(map(e)),
+            }
+        }
+
+        fn update(
+            &self,
+            conn: &mut DbConnection,
+            id: &str,
+            op: &StackOperation,
+        ) -> Result<(), OrchestratorError> {
+            LocalCloud::update(self, conn, id, op, now())
+                .map(drop)
+                .map_err(map)
+        }
+
+        fn node_health(
+            &self,
+            conn: &mut DbConnection,
+            id: &str,
+        ) -> Result<Option<Vec<(String, bool)>>, OrchestratorError> {
+            let servers = self.servers(conn, id, now()).map_err(map)?;
+            Ok(Some(
+                servers
+                    .into_iter()
+                    .map(|s| (s.name, s.status == "ACTIVE"))
+                    .collect(),
+            ))
+        }
+
+        fn stack_versions(
+            &self,
+            conn: &mut DbConnection,
+            ids: &[String],
+        ) -> Result<HashMap<String, String>, OrchestratorError> {
+            let heads = LocalStack::heads(conn, ids).map_err(|e| map(e.into()))?;
+            // A stored terminal status is final until an action rewrites the
+            // row; one stored in progress may have finished by the clock alone.
+            Ok(heads
+                .into_iter()
+                .filter(|h| !h.status.ends_with("_IN_PROGRESS"))
+                .map(|h| {
+                    let version = format!("{}@{}", h.status, h.updated_at.unwrap_or(h.created_at));
+                    (h.id, version)
+                })
+                .collect())
+        }
+
+        fn delete(&self, conn: &mut DbConnection, id: &str) -> Result<(), OrchestratorError> {
+            match LocalCloud::delete(self, conn, id, now()) {
+                Ok(_) | Err(LocalError::NotFound(_)) => Ok(()),
+                Err(e) => Err(map(e)),
+            }
+        }
+    }
 }

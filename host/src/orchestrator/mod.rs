@@ -1,5 +1,5 @@
 //! Orchestrators: what turns a driver's stack plan into (simulated or real)
-//! resources.
+//! resources, behind one trait, [`Orchestrator`], which the conductor uses.
 //!
 //! - the Heat Orchestration Templates the drivers' plans carry are
 //!   evaluated by the `magnum-hot` crate ([`magnum_hot`]);
@@ -10,6 +10,7 @@
 //!   OpenStack Heat.
 
 pub mod heat;
+mod interface;
 pub mod local;
 pub mod sim;
 
@@ -17,4 +18,5 @@ pub mod sim;
 mod tests;
 
 pub use heat::{HeatOrchestrator, HeatSettings};
+pub use interface::{Orchestrator, OrchestratorError};
 pub use local::{LocalCloud, LocalCloudConfig, LocalError, SimServer};

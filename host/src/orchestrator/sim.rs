@@ -9,8 +9,9 @@
 //!   `addresses`, `name`, `show`, `accessIPv4`, `accessIPv6`,
 //!   `instance_name`, `console_urls`, `os_collect_config`;
 //! - `OS::Nova::ServerGroup`, `OS::Nova::KeyPair`;
-//! - `OS::Neutron::Net`, `OS::Neutron::Subnet` (its `cidr` is the pool its
-//!   ports draw fixed addresses from, `.3` upwards), `OS::Neutron::Router`,
+//! - `OS::Neutron::Net`, `OS::Neutron::Subnet` (its `cidr`, carved into
+//!   the subnet pool by [`local_cidr`], is the pool its ports draw fixed
+//!   addresses from, `.3` upwards), `OS::Neutron::Router`,
 //!   `OS::Neutron::RouterInterface`, `OS::Neutron::Port` (`fixed_ips`),
 //!   `OS::Neutron::FloatingIP` (from the floating pool;
 //!   `floating_ip_address`), `OS::Neutron::FloatingIPAssociation`,
@@ -28,6 +29,13 @@
 //! create (an existing `fixed_network`, a cluster's network a nodegroup
 //! stack joins by name) is found by id or name among the subnets of every
 //! local stack, else becomes a pool of the cloud with the default CIDR.
+//!
+//! Every address handed out lies in 127.0.0.0/8 (the configured pools must;
+//! a template's CIDRs and explicit addresses are carved into the subnet
+//! pool), so a client following a simulated address never leaves the
+//! machine. A live address is never handed out twice; one whose resource
+//! or stack was deleted is handed out again; a full pool fails the
+//! resource with Neutron's "No more IP addresses available on network …".
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -100,31 +108,45 @@ pub trait Ipam {
     /// The pool with id `key`, else one named `key` or on network `key`.
     fn find(&mut self, key: &str) -> Result<Option<Pool>, String>;
     fn add(&mut self, pool: Pool) -> Result<(), String>;
+    /// Drops the pool and the addresses handed out from it.
     fn remove(&mut self, id: &str) -> Result<(), String>;
-    /// Takes one more address of pool `id`; returns how many are taken.
-    fn take(&mut self, id: &str) -> Result<i64, String>;
+    /// Hands a free address of `pool`, from host `first` up, to `owner` (a
+    /// resource); `None` when the pool is full.
+    fn allocate(
+        &mut self,
+        pool: &Pool,
+        first: u32,
+        owner: &str,
+    ) -> Result<Option<Ipv4Addr>, String>;
+    /// Gives back the addresses `owner` holds.
+    fn release(&mut self, owner: &str) -> Result<(), String>;
 }
 
-/// An [`Ipam`] in memory, for tests of the evaluator.
+/// An [`Ipam`] in memory, for tests of the evaluator. It hands out as
+/// `local_ipam` does: the host after the last one handed out, wrapping
+/// around onto released ones.
 #[derive(Debug, Default)]
 pub struct MemoryIpam {
-    pools: BTreeMap<String, (Pool, i64)>,
+    /// Each pool with its live hosts (and their owners) and its cursor.
+    pools: BTreeMap<String, (Pool, BTreeMap<u32, String>, u32)>,
 }
 
 impl Ipam for MemoryIpam {
     fn find(&mut self, key: &str) -> Result<Option<Pool>, String> {
-        if let Some((pool, _)) = self.pools.get(key) {
+        if let Some((pool, ..)) = self.pools.get(key) {
             return Ok(Some(pool.clone()));
         }
         Ok(self
             .pools
             .values()
-            .find(|(p, _)| !key.is_empty() && (p.name == key || p.network == key))
-            .map(|(p, _)| p.clone()))
+            .find(|(p, ..)| !key.is_empty() && (p.name == key || p.network == key))
+            .map(|(p, ..)| p.clone()))
     }
 
     fn add(&mut self, pool: Pool) -> Result<(), String> {
-        self.pools.insert(pool.id.clone(), (pool, 0));
+        self.pools
+            .entry(pool.id.clone())
+            .or_insert_with(|| (pool, BTreeMap::new(), 0));
         Ok(())
     }
 
@@ -133,13 +155,34 @@ impl Ipam for MemoryIpam {
         Ok(())
     }
 
-    fn take(&mut self, id: &str) -> Result<i64, String> {
-        let (_, taken) = self
+    fn allocate(
+        &mut self,
+        pool: &Pool,
+        first: u32,
+        owner: &str,
+    ) -> Result<Option<Ipv4Addr>, String> {
+        let (network, first, last) = host_range(&pool.cidr, first)?;
+        let (_, live, cursor) = self
             .pools
-            .get_mut(id)
-            .ok_or_else(|| format!("no address pool {id}"))?;
-        *taken += 1;
-        Ok(*taken)
+            .get_mut(&pool.id)
+            .ok_or_else(|| format!("no address pool {}", pool.id))?;
+        let start = first + *cursor % (last - first + 1);
+        let Some(host) = (start..=last)
+            .chain(first..start)
+            .find(|h| !live.contains_key(h))
+        else {
+            return Ok(None);
+        };
+        live.insert(host, owner.to_owned());
+        *cursor = host - first + 1;
+        Ok(Some(Ipv4Addr::from(network + host)))
+    }
+
+    fn release(&mut self, owner: &str) -> Result<(), String> {
+        for (_, live, _) in self.pools.values_mut() {
+            live.retain(|_, o| o != owner);
+        }
+        Ok(())
     }
 }
 
@@ -151,7 +194,14 @@ pub struct SimConfig {
     pub fail_after_servers: Option<u32>,
     pub floating_ip_cidr: String,
     pub default_subnet_cidr: String,
+    /// Where the subnets stacks create are carved from ([`local_cidr`]).
+    pub subnet_pool_cidr: String,
 }
+
+/// The default pools: disjoint, inside 127.0.0.0/8, away from 127.0.0.x.
+pub const DEFAULT_FLOATING_IP_CIDR: &str = "127.24.0.0/16";
+pub const DEFAULT_SUBNET_CIDR: &str = "127.10.0.0/24";
+pub const DEFAULT_SUBNET_POOL_CIDR: &str = "127.64.0.0/10";
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -159,10 +209,16 @@ impl Default for SimConfig {
             boot_ms: 3000,
             fail_resource_type: None,
             fail_after_servers: None,
-            floating_ip_cidr: "172.24.4.0/22".into(),
-            default_subnet_cidr: "10.0.0.0/24".into(),
+            floating_ip_cidr: DEFAULT_FLOATING_IP_CIDR.into(),
+            default_subnet_cidr: DEFAULT_SUBNET_CIDR.into(),
+            subnet_pool_cidr: DEFAULT_SUBNET_POOL_CIDR.into(),
         }
     }
+}
+
+/// The netmask of a prefix length (0 to 32).
+fn netmask(length: u32) -> u32 {
+    u32::MAX.checked_shl(32 - length.min(32)).unwrap_or(0)
 }
 
 /// `(network address, prefix length)` of an IPv4 CIDR.
@@ -174,12 +230,59 @@ pub fn parse_cidr(cidr: &str) -> Result<(u32, u32), String> {
     if length > 30 {
         return Err(format!("Invalid CIDR {cidr}: too small for hosts"));
     }
-    let mask = u32::MAX << (32 - length);
-    Ok((u32::from(address) & mask, length))
+    Ok((u32::from(address) & netmask(length), length))
 }
 
-/// The `n`th (from 1) address handed out in `cidr`, from host `first` up,
-/// wrapping around when the pool is exhausted.
+/// `(network, first host, last host)` of `cidr` for hosts from `first` up
+/// to the one before the broadcast address.
+pub fn host_range(cidr: &str, first: u32) -> Result<(u32, u32, u32), String> {
+    let (network, length) = parse_cidr(cidr)?;
+    let last = u32::try_from((1u64 << (32 - length)) - 2)
+        .map_err(|_| format!("Invalid CIDR {cidr}: too large"))?;
+    if first > last {
+        return Err(format!("Invalid CIDR {cidr}: too small for hosts"));
+    }
+    Ok((network, first, last))
+}
+
+/// Whether `cidr` lies inside 127.0.0.0/8.
+pub fn on_loopback(cidr: &str) -> Result<bool, String> {
+    let (network, length) = parse_cidr(cidr)?;
+    Ok(length >= 8 && network >> 24 == 127)
+}
+
+/// The local cloud's CIDR for a subnet a template asks for (say the k8s
+/// templates' 10.0.0.0/24): the subnet pool's network bits replace the
+/// requested CIDR's leading bits, and its prefix length is kept (but never
+/// shorter than the pool's). So every address lies in the pool, a stack's
+/// distinct subnets stay distinct, and the same request always gives the
+/// same subnet (stacks' subnets overlap as Neutron tenant networks do).
+pub fn local_cidr(requested: &str, pool: &str) -> Result<String, String> {
+    let (network, length) = parse_cidr(requested)?;
+    let (pool_network, pool_length) = parse_cidr(pool)?;
+    let length = length.max(pool_length);
+    let pool_mask = netmask(pool_length);
+    let local = pool_network | (network & !pool_mask & netmask(length));
+    Ok(format!("{}/{length}", Ipv4Addr::from(local)))
+}
+
+/// An address a template names explicitly, moved into the subnet pool
+/// (host bits kept) unless it is on loopback already.
+pub fn local_address(requested: &str, pool: &str) -> Result<String, String> {
+    let address: Ipv4Addr = requested
+        .trim()
+        .parse()
+        .map_err(|_| format!("Invalid IP address {requested}"))?;
+    if address.octets()[0] == 127 {
+        return Ok(address.to_string());
+    }
+    let (pool_network, pool_length) = parse_cidr(pool)?;
+    let pool_mask = netmask(pool_length);
+    Ok(Ipv4Addr::from(pool_network | (u32::from(address) & !pool_mask)).to_string())
+}
+
+/// The `n`th (from 1) address of `cidr` from host `first` up, wrapping
+/// around (a subnet's gateway and the start of its allocation pool).
 pub fn nth_address(cidr: &str, first: u32, n: i64) -> Result<Ipv4Addr, String> {
     let (network, length) = parse_cidr(cidr)?;
     let size = 1u64 << (32 - length);
@@ -204,6 +307,10 @@ pub struct SimProvider<I> {
     /// Attributes by ref id, for resources that read others (a server its
     /// port, a floating IP its port's address).
     known: HashMap<String, (String, Map<String, Value>)>,
+    /// The resource being built (its ref id holds what it allocates) and
+    /// when its operation started.
+    owner: String,
+    start_ms: i64,
 }
 
 fn prop<'a>(properties: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
@@ -286,6 +393,8 @@ impl<I: Ipam> SimProvider<I> {
             stack_id: stack_id.to_owned(),
             servers_created,
             known: HashMap::new(),
+            owner: String::new(),
+            start_ms: 0,
         }
     }
 
@@ -298,9 +407,10 @@ impl<I: Ipam> SimProvider<I> {
     }
 
     /// A fixed address from the subnet or network `key` (a pool of the
-    /// cloud with the default CIDR when no stack created it).
+    /// cloud with the default CIDR when no stack created it), for the
+    /// resource being built.
     fn allocate(&mut self, key: &str) -> Result<(String, String), ProviderError> {
-        let pool = match self.ipam.find(key).map_err(Self::invalid)? {
+        let mut pool = match self.ipam.find(key).map_err(Self::invalid)? {
             Some(pool) => pool,
             None => {
                 let pool = Pool {
@@ -314,28 +424,58 @@ impl<I: Ipam> SimProvider<I> {
                 pool
             }
         };
-        let n = self.ipam.take(&pool.id).map_err(Self::invalid)?;
-        let address = nth_address(&pool.cidr, FIRST_FIXED_HOST, n).map_err(Self::invalid)?;
-        Ok((pool.id, address.to_string()))
+        // A pool recorded before the cloud kept to loopback.
+        if !on_loopback(&pool.cidr).map_err(Self::invalid)? {
+            pool.cidr =
+                local_cidr(&pool.cidr, &self.config.subnet_pool_cidr).map_err(Self::invalid)?;
+        }
+        let network = if pool.network.is_empty() {
+            pool.id.clone()
+        } else {
+            pool.network.clone()
+        };
+        let address = self.take(&pool, FIRST_FIXED_HOST, &network)?;
+        Ok((pool.id, address))
     }
 
-    fn allocate_floating(&mut self) -> Result<String, ProviderError> {
+    /// A floating IP from the floating pool of network `network`.
+    fn allocate_floating(&mut self, network: Option<String>) -> Result<String, ProviderError> {
         let cidr = self.config.floating_ip_cidr.clone();
         let id = format!("floating:{cidr}");
+        let pool = Pool {
+            id: id.clone(),
+            name: String::new(),
+            network: String::new(),
+            cidr: cidr.clone(),
+            stack_id: None,
+        };
         if self.ipam.find(&id).map_err(Self::invalid)?.is_none() {
-            let pool = Pool {
-                id: id.clone(),
-                name: String::new(),
-                network: String::new(),
-                cidr: cidr.clone(),
-                stack_id: None,
-            };
-            self.ipam.add(pool).map_err(Self::invalid)?;
+            self.ipam.add(pool.clone()).map_err(Self::invalid)?;
         }
-        let n = self.ipam.take(&id).map_err(Self::invalid)?;
-        Ok(nth_address(&cidr, FIRST_FLOATING_HOST, n)
+        let network = network.filter(|n| !n.is_empty()).unwrap_or(cidr);
+        self.take(&pool, FIRST_FLOATING_HOST, &network)
+    }
+
+    /// A free address of `pool` for the resource being built; a full pool
+    /// fails that resource as Neutron would.
+    fn take(&mut self, pool: &Pool, first: u32, network: &str) -> Result<String, ProviderError> {
+        let owner = self.owner.clone();
+        match self
+            .ipam
+            .allocate(pool, first, &owner)
             .map_err(Self::invalid)?
-            .to_string())
+        {
+            Some(address) => Ok(address.to_string()),
+            None => Err(ProviderError::Fault {
+                at_ms: self.start_ms,
+                message: format!("No more IP addresses available on network {network}."),
+            }),
+        }
+    }
+
+    /// An address the template names, inside the subnet pool.
+    fn explicit(&self, address: &str) -> Result<String, ProviderError> {
+        local_address(address, &self.config.subnet_pool_cidr).map_err(Self::invalid)
     }
 
     /// The fixed addresses of the port `id`, with its network.
@@ -385,6 +525,8 @@ impl<I: Ipam> SimProvider<I> {
         request: &ResourceRequest<'_>,
         id: &str,
     ) -> Result<(Map<String, Value>, i64, bool), ProviderError> {
+        self.owner = id.to_owned();
+        self.start_ms = request.start_ms;
         let p = request.properties;
         let old = request.previous.map(|r| &r.attributes);
         let kept = |key: &str| old.and_then(|a| a.get(key)).cloned();
@@ -462,7 +604,10 @@ impl<I: Ipam> SimProvider<I> {
             "OS::Neutron::FloatingIP" => {
                 let address = match kept("floating_ip_address") {
                     Some(Value::String(a)) => a,
-                    _ => self.allocate_floating()?,
+                    _ => self.allocate_floating(prop_str(
+                        p,
+                        &["floating_network", "floating_network_id"],
+                    ))?,
                 };
                 let port = prop_str(p, &["port_id", "port"]);
                 let fixed = prop_str(p, &["fixed_ip_address"]).or_else(|| {
@@ -477,8 +622,11 @@ impl<I: Ipam> SimProvider<I> {
                 })
             }
             SUBNET => {
-                let cidr = prop_str(p, &["cidr"])
-                    .unwrap_or_else(|| self.config.default_subnet_cidr.clone());
+                let cidr = match prop_str(p, &["cidr"]) {
+                    Some(requested) => local_cidr(&requested, &self.config.subnet_pool_cidr)
+                        .map_err(|e| Self::invalid(format!("Property error: cidr: {e}")))?,
+                    None => self.config.default_subnet_cidr.clone(),
+                };
                 let gateway = nth_address(&cidr, 1, 1)
                     .map_err(|e| Self::invalid(format!("Property error: cidr: {e}")))?;
                 let network = prop_str(p, &["network", "network_id"]).unwrap_or_default();
@@ -536,7 +684,7 @@ impl<I: Ipam> SimProvider<I> {
                 let address = match kept("vip_address") {
                     Some(Value::String(a)) => a,
                     _ => match prop_str(p, &["vip_address"]) {
-                        Some(a) => a,
+                        Some(a) => self.explicit(&a)?,
                         None => {
                             let subnet = prop_str(p, &["vip_subnet", "vip_network"])
                                 .unwrap_or_else(|| DEFAULT_NETWORK.into());
@@ -677,7 +825,7 @@ impl<I: Ipam> SimProvider<I> {
             let network =
                 prop_str(entry, &["network", "uuid"]).unwrap_or_else(|| DEFAULT_NETWORK.into());
             let address = match prop_str(entry, &["fixed_ip"]) {
-                Some(ip) => ip,
+                Some(ip) => self.explicit(&ip)?,
                 None => {
                     let key = prop_str(entry, &["subnet"]).unwrap_or_else(|| network.clone());
                     self.allocate(&key)?.1
@@ -720,8 +868,8 @@ impl<I: Ipam> SimProvider<I> {
         for entry in requested.iter().filter_map(Value::as_object) {
             let subnet = prop_str(entry, &["subnet", "subnet_id"]);
             let (subnet_id, address) = match (prop_str(entry, &["ip_address"]), subnet) {
-                (Some(ip), Some(subnet)) => (subnet, ip),
-                (Some(ip), None) => (network.to_owned(), ip),
+                (Some(ip), Some(subnet)) => (subnet, self.explicit(&ip)?),
+                (Some(ip), None) => (network.to_owned(), self.explicit(&ip)?),
                 (None, Some(subnet)) => self.allocate(&subnet)?,
                 (None, None) => self.allocate(network)?,
             };
@@ -811,6 +959,9 @@ impl<I: Ipam> Provider for SimProvider<I> {
                 .remove(&resource.ref_id)
                 .map_err(magnum_hot::HotError::new)?;
         }
-        Ok(())
+        // A server, port, floating IP or load balancer gives its addresses back.
+        self.ipam
+            .release(&resource.ref_id)
+            .map_err(magnum_hot::HotError::new)
     }
 }

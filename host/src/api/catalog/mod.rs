@@ -199,7 +199,7 @@ pub struct CatalogFile {
     /// `embedded` (these lists) or `openstack` (Glance, Nova and Neutron
     /// through the `[keystone]` catalog). Default: `openstack` with the
     /// `heat` orchestrator, else `embedded`.
-    pub source: Option<String>,
+    pub source: Option<crate::config::CatalogSource>,
     /// Seconds per call to Glance, Nova or Neutron (openstack source).
     pub request_timeout_seconds: Option<u64>,
     pub images: Option<Vec<Image>>,
@@ -269,7 +269,7 @@ impl Catalog {
                         subnets: vec![Subnet {
                             id: id_for("subnet", "public-subnet"),
                             name: "public-subnet".to_owned(),
-                            cidr: "172.24.4.0/24".to_owned(),
+                            cidr: "127.24.0.0/16".to_owned(),
                         }],
                     },
                     Network {
@@ -279,7 +279,7 @@ impl Catalog {
                         subnets: vec![Subnet {
                             id: id_for("subnet", "private-subnet"),
                             name: "private-subnet".to_owned(),
-                            cidr: "10.0.0.0/24".to_owned(),
+                            cidr: "127.10.0.0/24".to_owned(),
                         }],
                     },
                 ]

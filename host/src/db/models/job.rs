@@ -29,6 +29,10 @@ pub struct Job {
     pub locked_by: Option<String>,
     pub locked_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
+    /// The cluster the job concerns: jobs of one cluster run in queue order.
+    pub cluster_uuid: Option<String>,
+    /// JSON: the run's bookkeeping, apart from the arguments in `data`.
+    pub state: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
@@ -39,6 +43,7 @@ pub struct NewJob {
     pub data: String,
     pub priority: i32,
     pub run_after: NaiveDateTime,
+    pub cluster_uuid: Option<String>,
 }
 
 impl NewJob {
@@ -49,7 +54,14 @@ impl NewJob {
             data: data.to_owned(),
             priority: 0,
             run_after: now(),
+            cluster_uuid: None,
         }
+    }
+
+    /// The job concerns `cluster` (ordered with that cluster's other jobs).
+    pub fn of_cluster(mut self, cluster: &str) -> Self {
+        self.cluster_uuid = Some(cluster.to_owned());
+        self
     }
 }
 
@@ -204,32 +216,32 @@ impl Job {
         Ok(updated == 1)
     }
 
-    /// Replaces the job's data (kept while it is leased to `worker`).
-    pub fn set_data(
+    /// Replaces the run's bookkeeping (kept while it is leased to `worker`).
+    pub fn set_state(
         conn: &mut DbConnection,
         id: i64,
         worker: &str,
-        data: &str,
+        state: &str,
     ) -> QueryResult<bool> {
         let updated = diesel::update(
             jobs::table
                 .filter(jobs::id.eq(id))
                 .filter(jobs::locked_by.eq(worker)),
         )
-        .set(jobs::data.eq(data))
+        .set(jobs::state.eq(state))
         .execute(conn)?;
         Ok(updated == 1)
     }
 
     /// Releases `job` without counting a failure and makes it runnable again
-    /// at `run_after` with new `data`: how a job that tracks a long
-    /// operation polls. `false` if the lease was lost.
+    /// at `run_after` with the run's new `state`: how a job that tracks a
+    /// long operation polls. `false` if the lease was lost.
     pub fn reschedule(
         conn: &mut DbConnection,
         id: i64,
         worker: &str,
         run_after: NaiveDateTime,
-        data: &str,
+        state: &str,
     ) -> QueryResult<bool> {
         let updated = diesel::update(
             jobs::table
@@ -237,7 +249,7 @@ impl Job {
                 .filter(jobs::locked_by.eq(worker)),
         )
         .set((
-            jobs::data.eq(data),
+            jobs::state.eq(state),
             jobs::run_after.eq(run_after),
             jobs::locked_by.eq(None::<String>),
             jobs::locked_at.eq(None::<NaiveDateTime>),
@@ -246,27 +258,33 @@ impl Job {
         Ok(updated == 1)
     }
 
-    /// Whether a job newer than `id` has data containing `needle`: a request
-    /// accepted after this job's, which supersedes its final status.
-    pub fn newer_exists(conn: &mut DbConnection, id: i64, needle: &str) -> QueryResult<bool> {
-        let pattern = format!("%{needle}%");
+    /// Whether a job of `cluster` was queued before job `id`: jobs of one
+    /// cluster run in the order they were queued.
+    pub fn older_of_cluster_exists(
+        conn: &mut DbConnection,
+        id: i64,
+        cluster: &str,
+    ) -> QueryResult<bool> {
         diesel::select(diesel::dsl::exists(
             jobs::table
-                .filter(jobs::id.gt(id))
-                .filter(jobs::data.like(pattern)),
+                .filter(jobs::cluster_uuid.eq(cluster))
+                .filter(jobs::id.lt(id)),
         ))
         .get_result(conn)
     }
 
-    /// Whether a job older than `id` has data containing `needle` (e.g. the
-    /// same cluster): jobs on one cluster run in the order they were queued.
-    pub fn older_exists(conn: &mut DbConnection, id: i64, needle: &str) -> QueryResult<bool> {
-        let pattern = format!("%{needle}%");
-        diesel::select(diesel::dsl::exists(
-            jobs::table
-                .filter(jobs::id.lt(id))
-                .filter(jobs::data.like(pattern)),
-        ))
-        .get_result(conn)
+    /// The jobs of `cluster` queued after job `id`: requests accepted later,
+    /// which supersede its final status.
+    pub fn newer_of_cluster(
+        conn: &mut DbConnection,
+        id: i64,
+        cluster: &str,
+    ) -> QueryResult<Vec<Self>> {
+        jobs::table
+            .filter(jobs::cluster_uuid.eq(cluster))
+            .filter(jobs::id.gt(id))
+            .order(jobs::id.asc())
+            .select(Self::as_select())
+            .load(conn)
     }
 }

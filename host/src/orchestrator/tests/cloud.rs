@@ -134,7 +134,7 @@ db_test!(
             ]
         );
         assert_eq!(servers[0].name, "master");
-        assert_eq!(servers[0].addresses, ["10.0.0.3"]);
+        assert_eq!(servers[0].addresses, ["127.64.0.3"]);
         let midway = cloud.get(conn, &id, at(5)).unwrap();
         assert_eq!(midway.status, "CREATE_IN_PROGRESS");
 
@@ -147,9 +147,9 @@ db_test!(
         assert_eq!(
             Value::Object(done.outputs.clone()),
             json!({
-                "api_address": "172.24.4.2",
-                "workers": ["172.24.4.3", "172.24.4.4"],
-                "workers_private": ["10.0.0.4", "10.0.0.5"],
+                "api_address": "127.24.0.2",
+                "workers": ["127.24.0.3", "127.24.0.4"],
+                "workers_private": ["127.64.0.4", "127.64.0.5"],
             })
         );
         assert_eq!(cloud.get(conn, &id, at(600)).unwrap(), done);
@@ -171,7 +171,7 @@ db_test!(
             )
             .unwrap();
         let other = cloud.get(conn, &other.stack_id, at(20)).unwrap();
-        assert_eq!(other.outputs["api_address"], json!("172.24.4.5"));
+        assert_eq!(other.outputs["api_address"], json!("127.24.0.5"));
     }
 );
 
@@ -249,7 +249,7 @@ db_test!(
             .unwrap();
         assert_eq!(status(&up), ("UPDATE_IN_PROGRESS", "Stack UPDATE started"));
         // The previous outputs stay until the update completes.
-        assert_eq!(up.outputs["workers"], json!(["172.24.4.3", "172.24.4.4"]));
+        assert_eq!(up.outputs["workers"], json!(["127.24.0.3", "127.24.0.4"]));
         let up = cloud.get(conn, &id, at(13)).unwrap();
         assert_eq!(
             status(&up),
@@ -257,7 +257,7 @@ db_test!(
         );
         assert_eq!(
             up.outputs["workers"],
-            json!(["172.24.4.3", "172.24.4.4", "172.24.4.5"])
+            json!(["127.24.0.3", "127.24.0.4", "127.24.0.5"])
         );
         assert_eq!(up.parameters["workers"], json!("3"));
         assert_eq!(up.parameters["image"], json!("f"), "existing: merged");
@@ -277,7 +277,7 @@ db_test!(
             )
             .unwrap();
         assert_eq!(down.status, "UPDATE_COMPLETE", "nothing to boot");
-        assert_eq!(down.outputs["workers"], json!(["172.24.4.4"]));
+        assert_eq!(down.outputs["workers"], json!(["127.24.0.4"]));
         let names: Vec<String> = cloud
             .servers(conn, &id, at(20))
             .unwrap()
@@ -454,3 +454,132 @@ db_test!(
         );
     }
 );
+
+/// `count` floating IPs on network `public` in one stack.
+fn floating_ips_op(name: &str, count: usize) -> StackOperation {
+    let template = hot(r#"
+parameters:
+  count: {type: number}
+resources:
+  fips:
+    type: OS::Heat::ResourceGroup
+    properties:
+      count: {get_param: count}
+      resource_def: {type: OS::Neutron::FloatingIP, properties: {floating_network: public}}
+outputs:
+  addresses: {value: {get_attr: [fips, floating_ip_address]}}
+"#);
+    StackOperation {
+        action: StackAction::Create,
+        stack_name: name.into(),
+        template: "fips.yaml".into(),
+        files: files(&[("fips.yaml", &template)]),
+        parameters: map(json!({ "count": count })),
+        disable_rollback: true,
+        ..Default::default()
+    }
+}
+
+fn floating_addresses(s: &StackSnapshot) -> Vec<String> {
+    s.outputs["addresses"]
+        .as_array()
+        .unwrap_or_else(|| panic!("addresses: {s:?}"))
+        .iter()
+        .map(|a| a.as_str().expect("an address").to_owned())
+        .collect()
+}
+
+fn create_complete(
+    cloud: &LocalCloud,
+    conn: &mut DbConnection,
+    op: &StackOperation,
+    t: i64,
+) -> StackSnapshot {
+    let created = cloud.create(conn, "p1", op, at(t)).unwrap();
+    let done = cloud.get(conn, &created.stack_id, at(t + 1)).unwrap();
+    assert_eq!(done.status, "CREATE_COMPLETE", "{done:?}");
+    done
+}
+
+db_test!(
+    floating_ips_are_unique_across_live_stacks_and_reused_once_released,
+    |db: &TestDatabase| {
+        let conn: &mut DbConnection = &mut db.conn();
+        // Past the 1,022 of a /22, all live at once.
+        let cloud = cloud();
+        let mut live = std::collections::BTreeSet::new();
+        for (i, name) in ["big-1", "big-2"].into_iter().enumerate() {
+            let stack = create_complete(&cloud, conn, &floating_ips_op(name, 700), i as i64);
+            for address in floating_addresses(&stack) {
+                assert!(live.insert(address.clone()), "{address} handed out twice");
+            }
+        }
+        assert_eq!(live.len(), 1400);
+        for address in &live {
+            let ip: std::net::Ipv4Addr = address.parse().expect("IPv4");
+            assert_eq!(ip.octets()[0], 127, "{address} is on loopback");
+        }
+
+        // A /22 of 1,021 usable addresses: full, then one more is Neutron's
+        // error on that resource, and a delete gives addresses back.
+        let small = faulty(LocalCloudConfig {
+            floating_ip_cidr: "127.25.0.0/22".into(),
+            delete_seconds: 0.0,
+            ..Default::default()
+        });
+        let a = create_complete(&small, conn, &floating_ips_op("a", 600), 10);
+        let b = create_complete(&small, conn, &floating_ips_op("b", 421), 11);
+        let mut held: std::collections::BTreeSet<String> =
+            floating_addresses(&b).into_iter().collect();
+        assert_eq!(held.len(), 421);
+        assert!(floating_addresses(&a).iter().all(|x| !held.contains(x)));
+        let full = small
+            .create(conn, "p1", &floating_ips_op("c", 1), at(12))
+            .unwrap();
+        let full = small.get(conn, &full.stack_id, at(13)).unwrap();
+        assert_eq!(full.status, "CREATE_FAILED", "{full:?}");
+        assert!(
+            full.status_reason
+                .contains("No more IP addresses available on network public"),
+            "{}",
+            full.status_reason
+        );
+        small.delete(conn, &a.stack_id, at(14)).unwrap();
+        small.delete(conn, &full.stack_id, at(14)).unwrap();
+        let d = create_complete(&small, conn, &floating_ips_op("d", 600), 15);
+        for address in floating_addresses(&d) {
+            assert!(held.insert(address.clone()), "{address} handed out twice");
+        }
+        assert_eq!(held.len(), 1021);
+    }
+);
+
+/// Two processes' conductors at once on PostgreSQL: each takes its own
+/// connection, and no address is handed out twice.
+#[test]
+fn concurrent_creates_on_postgres_never_share_an_address() {
+    let Some(db) = TestDatabase::new(crate::db::Backend::Postgres) else {
+        return;
+    };
+    let addresses = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for worker in 0..3 {
+            let (db, addresses) = (&db, &addresses);
+            scope.spawn(move || {
+                let conn: &mut DbConnection = &mut db.conn();
+                let cloud = cloud();
+                for i in 0..4 {
+                    let op = floating_ips_op(&format!("w{worker}-{i}"), 40);
+                    let stack = create_complete(&cloud, conn, &op, i);
+                    addresses
+                        .lock()
+                        .expect("not poisoned")
+                        .extend(floating_addresses(&stack));
+                }
+            });
+        }
+    });
+    let all = addresses.into_inner().expect("not poisoned");
+    let unique: std::collections::BTreeSet<&String> = all.iter().collect();
+    assert_eq!((all.len(), unique.len()), (480, 480));
+}

@@ -202,8 +202,8 @@ fn lifecycle<D: CoeDriver>(
         "{done:?}"
     );
     assert_eq!(update.cluster.api_address.as_deref(), Some(api));
-    assert_eq!(addresses(&update, MASTERS), ["172.24.4.2"]);
-    assert_eq!(addresses(&update, WORKERS), ["172.24.4.3", "172.24.4.4"]);
+    assert_eq!(addresses(&update, MASTERS), ["127.24.0.2"]);
+    assert_eq!(addresses(&update, WORKERS), ["127.24.0.3", "127.24.0.4"]);
     assert_eq!(count(&update, MASTERS), Some(1));
     assert_eq!(count(&update, WORKERS), Some(2));
     req.cluster.api_address = update.cluster.api_address.clone();
@@ -225,7 +225,7 @@ fn lifecycle<D: CoeDriver>(
     assert_eq!(update.cluster.status.as_deref(), Some("UPDATE_COMPLETE"));
     assert_eq!(
         addresses(&update, WORKERS),
-        ["172.24.4.3", "172.24.4.4", "172.24.4.5"]
+        ["127.24.0.3", "127.24.0.4", "127.24.0.5"]
     );
     assert_eq!(count(&update, WORKERS), Some(3));
     req.cluster.node_count = 3;
@@ -237,7 +237,7 @@ fn lifecycle<D: CoeDriver>(
     let done = run(&cloud, conn, resize(&req, 2, vec![first]), at(20));
     let update = status(driver, &req, done);
     assert_eq!(update.cluster.status.as_deref(), Some("UPDATE_COMPLETE"));
-    assert_eq!(addresses(&update, WORKERS), ["172.24.4.4", "172.24.4.5"]);
+    assert_eq!(addresses(&update, WORKERS), ["127.24.0.4", "127.24.0.5"]);
     assert_eq!(count(&update, WORKERS), Some(2));
     req.cluster.node_count = 2;
     req.nodegroups[1].node_count = 2;
@@ -279,7 +279,7 @@ db_test!(
             conn,
             req,
             "kube_minions",
-            "https://172.24.4.2:6443",
+            "https://127.24.0.2:6443",
         );
         let cloud = LocalCloud::default();
 
@@ -304,7 +304,7 @@ db_test!(
             .get(conn, req.cluster.stack_id.as_deref().unwrap(), at(33))
             .unwrap();
         let update = status(&driver, &req, vec![cluster, stack]);
-        assert_eq!(addresses(&update, EXTRA), ["172.24.4.6", "172.24.4.7"]);
+        assert_eq!(addresses(&update, EXTRA), ["127.24.0.6", "127.24.0.7"]);
         assert_eq!(count(&update, EXTRA), Some(2));
 
         // Upgrade: the new kube_tag reaches every node, which reboots.
@@ -330,7 +330,7 @@ db_test!(
         assert_eq!(upgraded.status, "UPDATE_COMPLETE");
         let update = status(&driver, &req, vec![upgraded]);
         assert_eq!(update.cluster.coe_version.as_deref(), Some("v1.28.1"));
-        assert_eq!(addresses(&update, WORKERS), ["172.24.4.4", "172.24.4.5"]);
+        assert_eq!(addresses(&update, WORKERS), ["127.24.0.4", "127.24.0.5"]);
 
         delete(&driver, conn, &req, 2);
     }
@@ -347,7 +347,7 @@ db_test!(
             "swarm.test",
             "5d12f6fd-a196-4bf0-ae4c-1f639a523a52",
         );
-        let req = lifecycle(&driver, conn, req, "swarm_nodes", "tcp://172.24.4.2:2376");
+        let req = lifecycle(&driver, conn, req, "swarm_nodes", "tcp://127.24.0.2:2376");
         delete(&driver, conn, &req, 1);
     }
 );
@@ -363,7 +363,7 @@ db_test!(
             "marathon",
             "9e0c1e5a-7c55-4a8b-a1d3-5b0d8d6a9c10",
         );
-        let req = lifecycle(&driver, conn, req, "mesos_slaves", "172.24.4.2");
+        let req = lifecycle(&driver, conn, req, "mesos_slaves", "127.24.0.2");
         delete(&driver, conn, &req, 1);
     }
 );
@@ -491,7 +491,7 @@ db_test!(
                 }
                 if lb {
                     assert_eq!(masters.len(), 3, "{coe}: {stack:?}");
-                    assert!(api.starts_with("172.24.4."), "{coe}: {stack:?}");
+                    assert!(api.starts_with("127.24.0."), "{coe}: {stack:?}");
                     assert!(!masters.iter().any(|m| m == api), "{coe}: {stack:?}");
                 } else {
                     assert_eq!(masters.len(), 1, "{coe}: {stack:?}");

@@ -59,7 +59,7 @@ outputs:
 "#;
     let prod = outputs(body, json!({}));
     assert_eq!(prod["flags"], json!(["yes", "no", "yes", "inline"]));
-    assert_eq!(prod["address"], json!("10.0.0.3"));
+    assert_eq!(prod["address"], json!("127.10.0.3"));
     assert!(prod["lb_ref"].is_string());
     assert_eq!(prod["only_dev"], Value::Null);
     let dev = outputs(body, json!({"env": "dev"}));
@@ -138,13 +138,13 @@ fn references_resolve_in_dependency_order_with_boot_times() {
     let e = eval(NETWORK, json!({})).unwrap();
     let net = e.resources.resources["net"].ref_id.clone();
     let mut networks = serde_json::Map::new();
-    networks.insert(net, json!(["192.168.7.3"]));
+    networks.insert(net, json!(["127.104.7.3"]));
     assert_eq!(
         Value::Object(e.outputs.clone()),
         json!({
-            "ip": "192.168.7.3", "first": "192.168.7.3", "networks": networks,
-            "name": "node-0", "status": "ACTIVE", "public": "172.24.4.2",
-            "fixed": "192.168.7.3", "gateway": "192.168.7.1",
+            "ip": "127.104.7.3", "first": "127.104.7.3", "networks": networks,
+            "name": "node-0", "status": "ACTIVE", "public": "127.24.0.2",
+            "fixed": "127.104.7.3", "gateway": "127.104.7.1",
             // A path into a string indexes it, as Python does.
             "char": "1", "nowhere": null,
         })
@@ -208,7 +208,7 @@ fn nested_templates_take_properties_and_give_outputs() {
     let main = group_template("2", "");
     let files = files(&[("main.yaml", &main), ("node.yaml", NODE)]);
     let e = run_with(&mut provider(), &files, json!({}), json!({}), None, T0).unwrap();
-    assert_eq!(e.outputs["master"], json!("172.24.4.2"));
+    assert_eq!(e.outputs["master"], json!("127.24.0.2"));
     let master = &e.resources.resources["master"];
     let server = &master.nested.as_ref().unwrap().resources["server"];
     assert_eq!(
@@ -216,7 +216,7 @@ fn nested_templates_take_properties_and_give_outputs() {
         json!(server.ref_id),
         "OS::stack_id"
     );
-    assert_eq!(master.attributes["ip"], json!("10.1.0.3"));
+    assert_eq!(master.attributes["ip"], json!("127.65.0.3"));
 
     // A property the nested template does not declare, or of the wrong type.
     let bad = main.replace("role: master}", "role: master, colour: red}");
@@ -276,10 +276,10 @@ fn resource_groups_expose_members_as_heat_does() {
     let files = files_with(&group_template("3", ""));
     let e = run_with(&mut provider(), &files, json!({}), json!({}), None, T0).unwrap();
     let o = &e.outputs;
-    assert_eq!(o["ips"], json!(["10.1.0.4", "10.1.0.5", "10.1.0.6"]));
+    assert_eq!(o["ips"], json!(["127.65.0.4", "127.65.0.5", "127.65.0.6"]));
     assert_eq!(
         o["external"],
-        json!(["172.24.4.3", "172.24.4.4", "172.24.4.5"])
+        json!(["127.24.0.3", "127.24.0.4", "127.24.0.5"])
     );
     assert_eq!(o["names"], json!(["node-0", "node-1", "node-2"]));
     let refs = o["refs"].as_array().unwrap().clone();
@@ -291,9 +291,9 @@ fn resource_groups_expose_members_as_heat_does() {
     );
     assert_eq!(
         o["by_member"],
-        json!({"0": "10.1.0.4", "1": "10.1.0.5", "2": "10.1.0.6"})
+        json!({"0": "127.65.0.4", "1": "127.65.0.5", "2": "127.65.0.6"})
     );
-    assert_eq!(o["member_1"], json!("10.1.0.5"));
+    assert_eq!(o["member_1"], json!("127.65.0.5"));
     assert_eq!(o["member_1_ref"], refs[1]);
     // Heat applies a path after the attribute to each member's value.
     assert_eq!(o["heat_index"], json!(["1", "1", "1"]));
@@ -355,7 +355,13 @@ fn resource_groups_scale_honouring_removal_policies() {
     .unwrap();
     assert_eq!(
         up.outputs["ips"],
-        json!(["10.1.0.4", "10.1.0.5", "10.1.0.6", "10.1.0.7", "10.1.0.8"])
+        json!([
+            "127.65.0.4",
+            "127.65.0.5",
+            "127.65.0.6",
+            "127.65.0.7",
+            "127.65.0.8"
+        ])
     );
     assert_eq!(
         up.outputs["refs"].as_array().unwrap()[..3],
@@ -397,7 +403,7 @@ fn resource_groups_scale_honouring_removal_policies() {
     assert_eq!(removed.outputs["removed"], json!(["0", "1"]));
     assert_eq!(
         removed.outputs["ips"],
-        json!(["10.1.0.9", "10.1.0.10"]),
+        json!(["127.65.0.9", "127.65.0.10"]),
         "2 and 3 are new"
     );
     assert_eq!(removed.ready_ms, t3 + BOOT);
@@ -482,6 +488,46 @@ fn addresses_count_from_the_first_of_their_pool() {
         "wraps"
     );
     assert!(nth_address("fd00::/64", 3, 1).is_err());
+}
+
+#[test]
+fn template_cidrs_and_addresses_are_carved_into_the_loopback_pool() {
+    use crate::orchestrator::sim::{local_address, local_cidr};
+    let pool = "127.64.0.0/10";
+    // The k8s templates' default, and distinct subnets stay distinct.
+    assert_eq!(local_cidr("10.0.0.0/24", pool).unwrap(), "127.64.0.0/24");
+    assert_eq!(local_cidr("10.0.1.0/24", pool).unwrap(), "127.64.1.0/24");
+    assert_eq!(
+        local_cidr("192.168.0.0/16", pool).unwrap(),
+        "127.104.0.0/16"
+    );
+    // Never wider than the pool.
+    assert_eq!(local_cidr("10.0.0.0/8", pool).unwrap(), "127.64.0.0/10");
+    assert_eq!(local_cidr("0.0.0.0/0", pool).unwrap(), "127.64.0.0/10");
+    assert_eq!(local_address("10.0.0.7", pool).unwrap(), "127.64.0.7");
+    assert_eq!(local_address("127.0.0.9", pool).unwrap(), "127.0.0.9");
+    assert!(local_address("nowhere", pool).is_err());
+}
+
+#[test]
+fn the_local_clouds_pools_must_be_disjoint_and_on_loopback() {
+    use crate::orchestrator::LocalCloudConfig;
+    assert_eq!(LocalCloudConfig::default().validate(), Ok(()));
+    let off = LocalCloudConfig {
+        floating_ip_cidr: "172.24.4.0/22".into(),
+        ..Default::default()
+    };
+    let err = off.validate().unwrap_err();
+    assert!(
+        err.contains("floating_ip_cidr") && err.contains("127.0.0.0/8"),
+        "{err}"
+    );
+    let overlapping = LocalCloudConfig {
+        default_subnet_cidr: "127.24.1.0/24".into(),
+        ..Default::default()
+    };
+    let err = overlapping.validate().unwrap_err();
+    assert!(err.contains("overlap"), "{err}");
 }
 
 #[test]
