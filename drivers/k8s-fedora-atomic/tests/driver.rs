@@ -678,19 +678,19 @@ fn the_template_lint_catches_broken_plans() {
     passed.push("bogus".into());
     let problems = hot::lint(&files, "cluster.yaml", &passed, &registry).join("\n");
     for expected in [
-        "`get_param: number_of_minionz` names no declared parameter",
-        "`get_resource: secgroup_kube_mastr` names no declared resource",
-        "type Magnum::NetworkSwitch is not in the environment",
-        "Magnum::Optional::Cinder::Volume maps to volume.yaml, not in files",
-        "`condition: managed` names no declared condition",
-        "function equals is not allowed",
+        "cluster.yaml: get_param number_of_minionz: no such parameter",
+        "cluster.yaml: get_resource secgroup_kube_mastr: no such resource",
+        "resource type Magnum::NetworkSwitch is neither an OS:: type, a file nor in the environment's resource_registry",
+        "environment maps Magnum::Optional::Cinder::Volume to volume.yaml, which is not among the files",
+        "cluster.yaml: condition managed: no such condition",
+        "cluster.yaml: uses equals outside a condition",
         "cluster.yaml: two-argument `if` on `master_lb` needs heat_template_version 2021-04-16",
-        "worker.yaml: `if` on `boot_from_volumes` names no declared condition",
+        "worker.yaml: condition boot_from_volumes: no such condition",
         "worker.yaml: `if` on `image_based` has 4 arguments",
-        "worker.yaml: parameter ssh_key_nam is passed but not declared",
-        "nested master.yaml is not in files",
-        "parameter bogus is passed but not declared",
-        "required parameter cluster_uuid is not passed",
+        "passes property ssh_key_nam to worker.yaml, which declares no such parameter",
+        "cluster.yaml: resource type master.yaml is not among the files",
+        "parameter bogus is passed but cluster.yaml does not declare it",
+        "cluster.yaml requires parameter cluster_uuid but the plan does not pass it",
     ] {
         assert!(
             problems.contains(expected),

@@ -2,7 +2,7 @@
 //! sample inputs and checks that each plan is a well-formed HOT plan that the
 //! `local` orchestrator and Heat can both take.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use magnum_driver_abi::{capability as op, payload::*, DriverError, ErrorKind, LabelType};
 use serde_json::Value;
@@ -56,9 +56,11 @@ pub fn run(driver: &LoadedDriver) -> Vec<Check> {
                 let res: Result<NodeTemplate, _> = driver.call(op::NODE_TEMPLATE, &req);
                 push(
                     tag(&format!("node_template {role}")),
-                    res.as_ref()
-                        .map_err(|e| e.to_string())
-                        .and_then(|t| parse_hot(&t.file_name, &t.template).map(|_| ())),
+                    res.as_ref().map_err(|e| e.to_string()).and_then(|t| {
+                        magnum_hot::check::parse_template(&t.file_name, &t.template)
+                            .map(|_| ())
+                            .map_err(|e| format!("{}: {e}", t.file_name))
+                    }),
                 );
                 if let Ok(t) = res {
                     node_files.push(t.file_name);
@@ -465,90 +467,6 @@ fn newer_template(info: &DriverInfo, template: &ClusterTemplate) -> ClusterTempl
     newer
 }
 
-/// Functions the `local` orchestrator evaluates; Heat accepts all of them.
-const ALLOWED_FUNCTIONS: &[&str] = &[
-    "get_param",
-    "get_resource",
-    "get_attr",
-    "str_replace",
-    "list_join",
-    "get_file",
-    "if",
-];
-/// Condition functions, allowed inside `conditions`.
-const CONDITION_FUNCTIONS: &[&str] = &["equals", "not", "and", "or"];
-/// HOT functions that exist in Heat but which we do not evaluate.
-const OTHER_FUNCTIONS: &[&str] = &[
-    "repeat",
-    "digest",
-    "str_split",
-    "map_merge",
-    "map_replace",
-    "yaql",
-    "resource_facade",
-    "str_replace_strict",
-    "str_replace_vstrict",
-    "contains",
-    "filter",
-    "make_url",
-    "list_concat",
-    "list_concat_unique",
-    "Fn::Select",
-    "get_input",
-];
-const PSEUDO_PARAMS: &[&str] = &["OS::stack_name", "OS::stack_id", "OS::project_id"];
-const OLDEST_HOT: &str = "2018-08-31";
-
-/// A parsed HOT file: declared parameters (name → has default), resources
-/// (name → type), and the document.
-struct Hot {
-    params: BTreeMap<String, bool>,
-    resources: BTreeMap<String, String>,
-    doc: Value,
-}
-
-fn parse_hot(name: &str, text: &str) -> Result<Hot, String> {
-    let doc: Value =
-        serde_norway::from_str(text).map_err(|e| format!("{name}: not valid YAML: {e}"))?;
-    let version = match doc.get("heat_template_version") {
-        Some(Value::String(v)) => v.clone(),
-        Some(other) => other.to_string(),
-        None => return Err(format!("{name}: no heat_template_version")),
-    };
-    if version.as_str() < OLDEST_HOT {
-        return Err(format!(
-            "{name}: heat_template_version {version} is older than {OLDEST_HOT}"
-        ));
-    }
-    let keys = |section: &str| -> Vec<(String, &Value)> {
-        doc.get(section)
-            .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v)).collect())
-            .unwrap_or_default()
-    };
-    let params = keys("parameters")
-        .into_iter()
-        .map(|(k, v)| (k, v.get("default").is_some()))
-        .collect();
-    let resources = keys("resources")
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                k,
-                v.get("type")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-        })
-        .collect();
-    Ok(Hot {
-        params,
-        resources,
-        doc,
-    })
-}
-
 /// Checks every operation of a plan; the first problem found is reported.
 pub fn check_plan(plan: &StackPlan, operation: &str) -> Result<(), String> {
     if plan.operations.is_empty() {
@@ -579,208 +497,18 @@ pub fn check_plan(plan: &StackPlan, operation: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The plan step's templates, through magnum-hot's static check: the
+/// first problem found.
 fn check_files(step: &StackOperation) -> Result<(), String> {
-    let mut parsed = BTreeMap::new();
-    for (name, text) in &step.files {
-        // Environment files and scripts ride along in `files`; only templates are HOT.
-        if text.contains("heat_template_version") {
-            parsed.insert(name.clone(), parse_hot(name, text)?);
-        }
-    }
-    let main = parsed
-        .get(&step.template)
-        .ok_or_else(|| format!("template {} is not among the files", step.template))?;
-    let registry: BTreeSet<String> = step
-        .environment
-        .get("resource_registry")
-        .and_then(Value::as_object)
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
-    for (name, value) in &step
-        .environment
-        .get("resource_registry")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default()
-    {
-        if let Some(target) = value.as_str() {
-            if is_file_type(target) && !step.files.contains_key(target) {
-                return Err(format!(
-                    "environment maps {name} to {target}, which is not among the files"
-                ));
-            }
-        }
-    }
-    for (param, _) in step.parameters.iter() {
-        if !main.params.contains_key(param) {
-            return Err(format!(
-                "parameter {param} is passed but {} does not declare it",
-                step.template
-            ));
-        }
-    }
-    for (param, has_default) in &main.params {
-        if !has_default && !step.parameters.contains_key(param) && !env_default(step, param) {
-            return Err(format!(
-                "{} requires parameter {param} but the plan does not pass it",
-                step.template
-            ));
-        }
-    }
-    for (name, hot) in &parsed {
-        let mut walk = Walk {
-            hot,
-            file: name,
-            files: &step.files,
-            registry: &registry,
-            parsed: &parsed,
-        };
-        // Only `resources.<name>.type` names a resource type; a `type` key
-        // elsewhere (an Octavia monitor's `type: TCP`, a value's `type`
-        // property) is a property.
-        if let Some(resources) = hot.doc.get("resources").and_then(Value::as_object) {
-            for def in resources.values() {
-                walk.resource_def(def)?;
-                walk.value(def, false)?;
-            }
-        }
-        if let Some(v) = hot.doc.get("outputs") {
-            walk.value(v, false)?;
-        }
-        if let Some(v) = hot.doc.get("conditions") {
-            walk.value(v, true)?;
-        }
-    }
-    Ok(())
-}
-
-fn env_default(step: &StackOperation, param: &str) -> bool {
-    step.environment
-        .get("parameter_defaults")
-        .and_then(Value::as_object)
-        .is_some_and(|m| m.contains_key(param))
-}
-
-fn is_file_type(t: &str) -> bool {
-    t.ends_with(".yaml") || t.ends_with(".yml") || t.ends_with(".template")
-}
-
-struct Walk<'a> {
-    hot: &'a Hot,
-    file: &'a str,
-    files: &'a BTreeMap<String, String>,
-    registry: &'a BTreeSet<String>,
-    parsed: &'a BTreeMap<String, Hot>,
-}
-
-impl Walk<'_> {
-    fn err(&self, m: String) -> Result<(), String> {
-        Err(format!("{}: {m}", self.file))
-    }
-
-    /// A resource definition: its type must exist, and a nested template's
-    /// properties must match its parameters.
-    fn resource_def(&mut self, def: &Value) -> Result<(), String> {
-        if let Some(t) = def.get("type").and_then(Value::as_str) {
-            self.resource_type(t)?;
-            if let Some(props) = def.get("properties") {
-                self.nested_properties(t, props)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn value(&mut self, v: &Value, in_conditions: bool) -> Result<(), String> {
-        match v {
-            Value::Array(items) => items.iter().try_for_each(|i| self.value(i, in_conditions)),
-            Value::Object(map) => {
-                if map.len() == 1 {
-                    if let Some((f, arg)) = map.iter().next() {
-                        if ALLOWED_FUNCTIONS.contains(&f.as_str())
-                            || (in_conditions && CONDITION_FUNCTIONS.contains(&f.as_str()))
-                        {
-                            self.function(f, arg)?;
-                            return self.value(arg, in_conditions);
-                        }
-                        if OTHER_FUNCTIONS.contains(&f.as_str())
-                            || CONDITION_FUNCTIONS.contains(&f.as_str())
-                        {
-                            return self.err(format!(
-                                "uses {f}, which the local orchestrator does not evaluate"
-                            ));
-                        }
-                    }
-                }
-                // A ResourceGroup's member is a resource definition too.
-                if let Some(def) = map.get("resource_def") {
-                    self.resource_def(def)?;
-                }
-                map.values().try_for_each(|x| self.value(x, in_conditions))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn function(&self, f: &str, arg: &Value) -> Result<(), String> {
-        let first = match arg {
-            Value::Array(a) => a.first().and_then(Value::as_str),
-            Value::String(s) => Some(s.as_str()),
-            _ => None,
-        };
-        match f {
-            "get_param" => match first {
-                Some(p) if self.hot.params.contains_key(p) || PSEUDO_PARAMS.contains(&p) => Ok(()),
-                Some(p) => self.err(format!("get_param {p}: no such parameter")),
-                None => self.err("get_param without a parameter name".into()),
-            },
-            "get_resource" | "get_attr" => match first {
-                Some(r) if self.hot.resources.contains_key(r) => Ok(()),
-                Some(r) => self.err(format!("{f} {r}: no such resource")),
-                None => self.err(format!("{f} without a resource name")),
-            },
-            "get_file" => match first {
-                Some(name) if self.files.contains_key(name) => Ok(()),
-                Some(name) => self.err(format!("get_file {name}: not among the files")),
-                None => self.err("get_file without a file name".into()),
-            },
-            _ => Ok(()),
-        }
-    }
-
-    fn resource_type(&self, t: &str) -> Result<(), String> {
-        if is_file_type(t) {
-            if !self.files.contains_key(t) {
-                return self.err(format!("resource type {t} is not among the files"));
-            }
-        } else if !t.starts_with("OS::") && !self.registry.contains(t) {
-            return self.err(format!("resource type {t} is neither an OS:: type, a file nor in the environment's resource_registry"));
-        }
-        Ok(())
-    }
-
-    /// Properties given to a nested template must be its parameters, and its
-    /// parameters without defaults must be given.
-    fn nested_properties(&self, t: &str, props: &Value) -> Result<(), String> {
-        let Some(nested) = self.parsed.get(t) else {
-            return Ok(());
-        };
-        let given: BTreeSet<&str> = props
-            .as_object()
-            .map(|m| m.keys().map(String::as_str).collect())
-            .unwrap_or_default();
-        if let Some(p) = given.iter().find(|p| !nested.params.contains_key(**p)) {
-            return self.err(format!(
-                "passes property {p} to {t}, which declares no such parameter"
-            ));
-        }
-        if let Some((p, _)) = nested
-            .params
-            .iter()
-            .find(|(p, has_default)| !**has_default && !given.contains(p.as_str()))
-        {
-            return self.err(format!("{t} requires parameter {p} but it is not passed"));
-        }
-        Ok(())
+    let stack = magnum_hot::check::Stack {
+        template: &step.template,
+        files: &step.files,
+        environment: &step.environment,
+        parameters: &step.parameters,
+    };
+    match magnum_hot::check::check(&stack).into_iter().next() {
+        Some(problem) => Err(problem.to_string()),
+        None => Ok(()),
     }
 }
 

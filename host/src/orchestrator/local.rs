@@ -1,7 +1,7 @@
 //! The `local` orchestrator's engine: a simulated cloud that runs the
 //! drivers' stack operations as Heat would, in the database.
 //!
-//! An operation is evaluated at once ([`super::hot`]): an invalid template
+//! An operation is evaluated at once ([`magnum_hot`]): an invalid template
 //! or parameter fails the stack immediately, with Heat's message. What the
 //! evaluation creates is stored with the times it becomes ready; the status
 //! then only *advances with time*: every method takes `now` and works out
@@ -23,10 +23,10 @@ use std::net::Ipv4Addr;
 use chrono::NaiveDateTime;
 use diesel::Connection;
 use magnum_driver_abi::{StackAction, StackOperation, StackSnapshot, StackTarget};
+use magnum_hot::{self as hot, Action, Evaluation, Failure, HotError, StackRequest, StackState};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::hot::{self, Action, Evaluation, Failure, HotError, StackRequest, StackState};
 use super::sim::{self, Ipam, Pool, SimConfig, SimProvider};
 use crate::db::models::{LocalIpam, LocalStack, NewLocalStack};
 use crate::db::DbConnection;

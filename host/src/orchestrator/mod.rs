@@ -1,8 +1,8 @@
 //! Orchestrators: what turns a driver's stack plan into (simulated or real)
 //! resources, behind one trait, [`Orchestrator`], which the conductor uses.
 //!
-//! - [`hot`]: a pure evaluator of the Heat Orchestration Templates the
-//!   drivers' plans carry;
+//! - the Heat Orchestration Templates the drivers' plans carry are
+//!   evaluated by the `magnum-hot` crate ([`magnum_hot`]);
 //! - [`sim`]: the simulated cloud's resource types (no real machines);
 //! - [`local`]: the embedded `local` orchestrator, [`LocalCloud`], which keeps
 //!   its stacks in the database;
@@ -10,7 +10,6 @@
 //!   OpenStack Heat.
 
 pub mod heat;
-pub mod hot;
 mod interface;
 pub mod local;
 pub mod sim;

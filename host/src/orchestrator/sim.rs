@@ -42,7 +42,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::{json, Map, Value};
 
-use super::hot::{Applied, Provider, ProviderError, ResourceRequest, ResourceState};
+use magnum_hot::{Applied, Provider, ProviderError, ResourceRequest, ResourceState};
 
 /// The primitive resource types of the simulated cloud.
 pub const SUPPORTED_TYPES: &[&str] = &[
@@ -953,15 +953,15 @@ impl<I: Ipam> Provider for SimProvider<I> {
         })
     }
 
-    fn remove(&mut self, resource: &ResourceState) -> Result<(), super::hot::HotError> {
+    fn remove(&mut self, resource: &ResourceState) -> Result<(), magnum_hot::HotError> {
         if resource.type_name == SUBNET {
             self.ipam
                 .remove(&resource.ref_id)
-                .map_err(super::hot::HotError::new)?;
+                .map_err(magnum_hot::HotError::new)?;
         }
         // A server, port, floating IP or load balancer gives its addresses back.
         self.ipam
             .release(&resource.ref_id)
-            .map_err(super::hot::HotError::new)
+            .map_err(magnum_hot::HotError::new)
     }
 }

@@ -1,7 +1,8 @@
 //! Test support shared by the three driver crates' tests: this crate's tests
 //! use it as `mod support`, the swarm and mesos drivers' include it with
 //! `#[path]` (drivers depend on the ABI crate alone, so there is no shared
-//! test crate). Each driver's tests use a subset of it.
+//! test crate; `magnum-hot` is a dev-dependency). Each driver's tests use a
+//! subset of it.
 #![allow(dead_code)]
 
 pub mod hot;
@@ -116,8 +117,7 @@ pub fn check_boot_volume_labels(
 /// boots its one server from the image or from a volume made from it.
 pub fn assert_nodes_can_boot_from_volumes(plan: &StackPlan) {
     for operation in &plan.operations {
-        let top = &operation.files[&operation.template];
-        let nested = hot::nested(top, &Default::default());
+        let nested = hot::nested(&operation.files, &operation.template);
         let nodes: Vec<_> = nested
             .iter()
             .filter(|(file, _)| file == "master.yaml" || file == "worker.yaml")

@@ -1,33 +1,13 @@
-//! Tests of the evaluator (`hot`), the `local` cloud on both databases
-//! (`cloud`) and the bundled drivers' real plans run through it (`drivers`).
+//! Tests of the HOT evaluator over the simulated cloud (`sim`; the
+//! evaluator's own tests are in hot/tests), the `local` cloud on both
+//! databases (`cloud`) and the bundled drivers' real plans run through it
+//! (`drivers`).
 
 mod cloud;
 mod drivers;
-mod hot;
+mod sim;
 
-use std::collections::BTreeMap;
-
-use serde_json::{Map, Value};
-
-/// A JSON object literal as a map.
-fn map(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("not an object: {other}"),
-    }
-}
-
-/// Files from `(name, text)` pairs.
-fn files(list: &[(&str, &str)]) -> BTreeMap<String, String> {
-    list.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// A HOT template from its body (the version line added).
-fn hot(body: &str) -> String {
-    format!("heat_template_version: 2018-08-31\n{body}")
-}
+pub(super) use magnum_hot::testing::{files, hot, map};
 
 /// One node: a port, an optional floating IP, a server.
 pub(super) const NODE: &str = r#"

@@ -1,0 +1,371 @@
+//! `OS::Heat::ResourceGroup`: members as nested resources, `removal_policies`
+//! (names never reused once removed), and the group's attributes.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::evaluate::{StackContext, Walker};
+use crate::python::{py_str, select_path};
+use crate::state::{ResourceKind, ResourceState, StackState};
+use crate::template::as_map;
+use crate::{err, HotError, R};
+
+/// The group resource the evaluator implements itself.
+pub const RESOURCE_GROUP: &str = "OS::Heat::ResourceGroup";
+
+impl Walker<'_> {
+    pub(crate) fn group(
+        &mut self,
+        context: &StackContext,
+        name: &str,
+        properties: Map<String, Value>,
+        previous: Option<&ResourceState>,
+        start_ms: i64,
+    ) -> R<Option<ResourceState>> {
+        let group = GroupProperties::parse(&properties)?;
+        let empty = StackState::default();
+        let old_members = previous.and_then(|p| p.nested.as_ref()).unwrap_or(&empty);
+        // Heat's name blacklist: kept forever, extended by the removal
+        // policies (member names, or member refs as in `refs`).
+        let mut removed: Vec<String> = match (previous, group.replace_removals) {
+            (Some(p), false) => p.removed.clone(),
+            _ => Vec::new(),
+        };
+        for entry in &group.to_remove {
+            let matched = if old_members.resources.contains_key(entry) {
+                Some(entry.clone())
+            } else {
+                old_members
+                    .resources
+                    .iter()
+                    .find(|(_, m)| &m.ref_id == entry)
+                    .map(|(n, _)| n.clone())
+            };
+            if let Some(matched) = matched {
+                if !removed.contains(&matched) {
+                    removed.push(matched);
+                }
+            }
+        }
+        let names: Vec<String> = (0u64..)
+            .map(|i| i.to_string())
+            .filter(|n| !removed.contains(n))
+            .take(group.count)
+            .collect();
+        let id = match previous.and_then(|p| p.stack_id.clone()) {
+            Some(id) => id,
+            None => self.provider.new_id(),
+        };
+        let short: String = id.chars().filter(|c| *c != '-').take(12).collect();
+        let member_context = StackContext {
+            name: format!("{}-{name}-{short}", context.name),
+            id: id.clone(),
+            top: false,
+        };
+        let member_type = self.environment.resolve_type(name, &group.member_type)?;
+        self.descend()?;
+        let mut created = BTreeMap::new();
+        let mut ready_ms: Option<i64> = None;
+        let mut outcome = Ok(());
+        for member in &names {
+            let old = old_members.resources.get(member);
+            if self.failure.is_some() {
+                if let Some(old) = old {
+                    created.insert(member.clone(), old.clone());
+                }
+                continue;
+            }
+            let mut member_properties = match substitute(
+                &Value::Object(group.member_properties.clone()),
+                &group.index_var,
+                member,
+            ) {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
+            // Heat drops unset properties so that the member's defaults apply.
+            member_properties.retain(|_, v| !v.is_null());
+            match self.typed(
+                &member_context,
+                member,
+                &member_type,
+                member_properties,
+                old,
+                start_ms,
+            ) {
+                Ok(Some(state)) => {
+                    ready_ms = Some(ready_ms.map_or(state.ready_ms, |r| r.max(state.ready_ms)));
+                    created.insert(member.clone(), state);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    outcome = Err(e.within(format!("resources[{member}]")));
+                    break;
+                }
+            }
+        }
+        self.depth -= 1;
+        outcome?;
+        for (member, old) in &old_members.resources {
+            let kept = created
+                .get(member)
+                .is_some_and(|new| new.type_name == old.type_name && new.kind == old.kind);
+            if kept {
+                continue;
+            }
+            if self.failure.is_some() {
+                created.entry(member.clone()).or_insert_with(|| old.clone());
+            } else {
+                self.remove(old)?;
+            }
+        }
+        removed.sort_by_key(|n| (n.parse::<u64>().unwrap_or(u64::MAX), n.clone()));
+        Ok(Some(ResourceState {
+            type_name: RESOURCE_GROUP.to_owned(),
+            kind: ResourceKind::Group,
+            ref_id: id.clone(),
+            attributes: Map::new(),
+            open_attributes: false,
+            ready_ms: ready_ms.unwrap_or(start_ms),
+            digest: None,
+            stack_id: Some(id),
+            nested: Some(StackState { resources: created }),
+            removed,
+        }))
+    }
+}
+
+/// `OS::Heat::ResourceGroup`'s properties.
+pub(crate) struct GroupProperties {
+    pub(crate) count: usize,
+    pub(crate) index_var: String,
+    pub(crate) member_type: String,
+    pub(crate) member_properties: Map<String, Value>,
+    pub(crate) to_remove: Vec<String>,
+    /// `removal_policies_mode: update` replaces the blacklist.
+    pub(crate) replace_removals: bool,
+}
+
+pub(crate) const GROUP_PROPERTIES: &[&str] = &[
+    "count",
+    "index_var",
+    "resource_def",
+    "removal_policies",
+    "removal_policies_mode",
+];
+
+impl GroupProperties {
+    pub(crate) fn parse(properties: &Map<String, Value>) -> R<Self> {
+        if let Some(key) = properties
+            .keys()
+            .find(|k| !GROUP_PROPERTIES.contains(&k.as_str()))
+        {
+            return err(format!("Unknown Property {key}"));
+        }
+        let count = match properties.get("count") {
+            None | Some(Value::Null) => 1,
+            Some(value) => {
+                let n = match value {
+                    Value::Number(n) => n.as_i64(),
+                    Value::String(s) => s.trim().parse::<i64>().ok(),
+                    _ => None,
+                }
+                .ok_or_else(|| {
+                    HotError::new(format!(
+                        "Property error: count: Value '{}' is not an integer",
+                        py_str(value)
+                    ))
+                })?;
+                usize::try_from(n).map_err(|_| {
+                    HotError::new("Property error: count: The value must be at least 0.")
+                })?
+            }
+        };
+        let index_var = match properties.get("index_var") {
+            None | Some(Value::Null) => "%index%".to_owned(),
+            Some(Value::String(s)) if s.chars().count() >= 3 => s.clone(),
+            Some(_) => return err("Property error: index_var: The length must be at least 3."),
+        };
+        let definition = properties
+            .get("resource_def")
+            .ok_or_else(|| HotError::new("Property resource_def not assigned"))?;
+        let definition = as_map(definition, "Property error: resource_def")?;
+        if let Some(key) = definition
+            .keys()
+            .find(|k| !["type", "properties", "metadata"].contains(&k.as_str()))
+        {
+            return err(format!(
+                "Property error: resource_def: Unknown Property {key}"
+            ));
+        }
+        let member_type = definition
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                HotError::new("Property error: resource_def: Property type not assigned")
+            })?
+            .to_owned();
+        let member_properties = as_map(
+            definition.get("properties").unwrap_or(&Value::Null),
+            "Property error: resource_def.properties",
+        )?
+        .clone();
+        let mut to_remove = Vec::new();
+        match properties.get("removal_policies") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(policies)) => {
+                for policy in policies {
+                    let policy = as_map(policy, "Property error: removal_policies")?;
+                    if let Some(key) = policy.keys().find(|k| *k != "resource_list") {
+                        return err(format!(
+                            "Property error: removal_policies: Unknown Property {key}"
+                        ));
+                    }
+                    match policy.get("resource_list") {
+                        None | Some(Value::Null) => {}
+                        Some(Value::Array(items)) => {
+                            to_remove.extend(items.iter().map(py_str));
+                        }
+                        Some(_) => return err(
+                            "Property error: removal_policies.resource_list: Value must be a list",
+                        ),
+                    }
+                }
+            }
+            Some(_) => return err("Property error: removal_policies: Value must be a list"),
+        }
+        let replace_removals = match properties.get("removal_policies_mode") {
+            None | Some(Value::Null) => false,
+            Some(Value::String(m)) if m == "append" => false,
+            Some(Value::String(m)) if m == "update" => true,
+            Some(other) => {
+                return err(format!(
+                    "Property error: removal_policies_mode: \"{}\" is not an allowed value [append, update]",
+                    py_str(other)
+                ))
+            }
+        };
+        Ok(Self {
+            count,
+            index_var,
+            member_type,
+            member_properties,
+            to_remove,
+            replace_removals,
+        })
+    }
+}
+
+/// Replaces `var` by `index` in every string of `value` (Heat's
+/// `_handle_repl_val`).
+pub(crate) fn substitute(value: &Value, var: &str, index: &str) -> Value {
+    match value {
+        Value::String(s) => Value::String(s.replace(var, index)),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|i| substitute(i, var, index)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), substitute(v, var, index)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Group members by name in index order ("2" before "10").
+pub(crate) fn members(state: &ResourceState) -> Vec<(&String, &ResourceState)> {
+    let mut members: Vec<_> = state
+        .nested
+        .as_ref()
+        .map(|n| n.resources.iter().collect())
+        .unwrap_or_default();
+    members.sort_by_key(|(name, _)| (name.parse::<u64>().unwrap_or(u64::MAX), (*name).clone()));
+    members
+}
+
+pub(crate) fn invalid_attribute(resource: &str, attribute: &str) -> HotError {
+    HotError::new(format!(
+        "The Referenced Attribute ({resource} {attribute}) is incorrect."
+    ))
+}
+
+/// `get_attr` of `resource` (named `name`): its `attribute`, then `path`.
+pub(crate) fn attribute_of(
+    name: &str,
+    resource: &ResourceState,
+    attribute: &str,
+    path: &[Value],
+) -> R<Value> {
+    if resource.kind != ResourceKind::Group {
+        let value = match resource.attributes.get(attribute) {
+            Some(v) => v.clone(),
+            None if resource.open_attributes => Value::Null,
+            None => return Err(invalid_attribute(name, attribute)),
+        };
+        return Ok(select_path(value, path));
+    }
+    let members = members(resource);
+    match attribute {
+        "refs" => {
+            let refs = members
+                .iter()
+                .map(|(_, m)| Value::String(m.ref_id.clone()))
+                .collect();
+            Ok(select_path(Value::Array(refs), path))
+        }
+        "refs_map" => {
+            let refs = members
+                .iter()
+                .map(|(n, m)| ((*n).clone(), Value::String(m.ref_id.clone())))
+                .collect();
+            Ok(select_path(Value::Object(refs), path))
+        }
+        "removed_rsrc_list" => Ok(select_path(
+            Value::Array(
+                resource
+                    .removed
+                    .iter()
+                    .cloned()
+                    .map(Value::String)
+                    .collect(),
+            ),
+            path,
+        )),
+        "attributes" => {
+            let Some((Value::String(inner), rest)) = path.split_first() else {
+                return Err(invalid_attribute(name, attribute));
+            };
+            let mut by_member = Map::new();
+            for (member, state) in &members {
+                by_member.insert((*member).clone(), attribute_of(member, state, inner, rest)?);
+            }
+            Ok(Value::Object(by_member))
+        }
+        _ if attribute.starts_with("resource.") => {
+            let mut parts = attribute.splitn(3, '.').skip(1);
+            let member = parts.next().unwrap_or_default();
+            let state = members
+                .iter()
+                .find(|(n, _)| n.as_str() == member)
+                .map(|(_, s)| *s)
+                .ok_or_else(|| {
+                    HotError::new(format!(
+                        "Member '{member}' not found in group resource '{name}'."
+                    ))
+                })?;
+            match parts.next() {
+                Some(inner) => attribute_of(member, state, inner, path),
+                None => Ok(select_path(Value::String(state.ref_id.clone()), path)),
+            }
+        }
+        _ => {
+            let mut values = Vec::with_capacity(members.len());
+            for (member, state) in &members {
+                values.push(attribute_of(member, state, attribute, path)?);
+            }
+            Ok(Value::Array(values))
+        }
+    }
+}

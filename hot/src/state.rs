@@ -1,0 +1,85 @@
+//! The resources of a stack as created, kept between operations.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// How a resource is implemented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    /// Simulated by the [`Provider`].
+    Primitive,
+    /// A nested stack from a file of `files`.
+    Template,
+    /// An `OS::Heat::ResourceGroup`.
+    Group,
+}
+
+/// One resource as created, persisted between operations so that updates
+/// keep what did not change (ids, addresses, boot times).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceState {
+    /// After the environment's mappings.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub kind: ResourceKind,
+    /// What `get_resource` returns.
+    pub ref_id: String,
+    /// Primitives: their attributes; templates: the nested outputs.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub attributes: Map<String, Value>,
+    /// Any attribute may be asked for (`null` when unknown), e.g. OS::Heat::None.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub open_attributes: bool,
+    /// When it is (or was) ready, in ms since the epoch.
+    pub ready_ms: i64,
+    /// A digest of a primitive's properties, to tell an update changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The nested stack's id (templates and groups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_id: Option<String>,
+    /// Templates: the nested resources; groups: the members by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nested: Option<StackState>,
+    /// Groups: member names removed and never reused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+}
+
+/// The resources of one stack level.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StackState {
+    pub resources: BTreeMap<String, ResourceState>,
+}
+
+impl StackState {
+    /// Every primitive resource, nested ones included, as `(path, state)`,
+    /// where `path` is the dotted names from this level.
+    pub fn primitives(&self) -> Vec<(String, &ResourceState)> {
+        let mut found = Vec::new();
+        collect_primitives(self, "", &mut found);
+        found
+    }
+}
+
+pub(crate) fn collect_primitives<'a>(
+    stack: &'a StackState,
+    prefix: &str,
+    found: &mut Vec<(String, &'a ResourceState)>,
+) {
+    for (name, resource) in &stack.resources {
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        match &resource.nested {
+            Some(nested) => collect_primitives(nested, &path, found),
+            None if resource.kind == ResourceKind::Primitive => found.push((path, resource)),
+            None => {}
+        }
+    }
+}

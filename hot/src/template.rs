@@ -1,0 +1,199 @@
+//! A template's structure: its version, sections, and the keys a
+//! parameter, resource or output may have.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::parameters::{parse_parameter, ParamSchema};
+use crate::python::py_str;
+use crate::{err, HotError, R};
+
+/// The HOT versions accepted (all are read with 2018-08-31 semantics, but
+/// for the two-argument `if` of 2021-04-16).
+pub const HOT_VERSIONS: &[&str] = &[
+    "2013-05-23",
+    "2014-10-16",
+    "2015-04-30",
+    "2015-10-15",
+    "2016-04-08",
+    "2016-10-14",
+    "2017-02-24",
+    "2017-09-01",
+    "2018-03-02",
+    "2018-08-31",
+    "2021-04-16",
+    "newton",
+    "ocata",
+    "pike",
+    "queens",
+    "rocky",
+    "wallaby",
+];
+
+/// A parsed, structurally checked template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub version: String,
+    pub(crate) parameters: BTreeMap<String, ParamSchema>,
+    pub(crate) conditions: Map<String, Value>,
+    pub(crate) resources: Map<String, Value>,
+    pub(crate) outputs: Map<String, Value>,
+}
+
+pub(crate) const TEMPLATE_SECTIONS: &[&str] = &[
+    "heat_template_version",
+    "description",
+    "parameter_groups",
+    "parameters",
+    "resources",
+    "outputs",
+    "conditions",
+];
+pub(crate) const PARAMETER_KEYS: &[&str] = &[
+    "type",
+    "label",
+    "description",
+    "default",
+    "hidden",
+    "constraints",
+    "immutable",
+    "tags",
+];
+pub(crate) const RESOURCE_KEYS: &[&str] = &[
+    "type",
+    "properties",
+    "metadata",
+    "depends_on",
+    "update_policy",
+    "deletion_policy",
+    "condition",
+    "external_id",
+];
+pub(crate) const OUTPUT_KEYS: &[&str] = &["value", "description", "condition"];
+
+pub(crate) fn as_map<'a>(value: &'a Value, what: &str) -> R<&'a Map<String, Value>> {
+    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    match value {
+        Value::Object(map) => Ok(map),
+        Value::Null => Ok(EMPTY.get_or_init(Map::new)),
+        _ => err(format!("{what} must be a map")),
+    }
+}
+
+pub(crate) fn number_of(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+impl Template {
+    /// Parses HOT text (YAML or JSON); `name` is used in error messages.
+    pub fn parse(name: &str, text: &str) -> R<Self> {
+        let doc: Value = serde_norway::from_str(text)
+            .map_err(|e| HotError::new(format!("{name}: not valid YAML: {e}")))?;
+        Self::from_value(&doc)
+    }
+
+    pub(crate) fn from_value(doc: &Value) -> R<Self> {
+        let Value::Object(doc) = doc else {
+            return err("The template is not a YAML or JSON map");
+        };
+        if doc.contains_key("AWSTemplateFormatVersion")
+            || doc.contains_key("HeatTemplateFormatVersion")
+        {
+            return err(
+                "CloudFormation templates are not supported: use HOT (heat_template_version)",
+            );
+        }
+        let version = match doc.get("heat_template_version") {
+            None => return err("Template format version not found."),
+            Some(Value::String(v)) => v.clone(),
+            Some(other) => py_str(other),
+        };
+        if !HOT_VERSIONS.contains(&version.as_str()) {
+            return err(format!(
+                "The template version is invalid: \"heat_template_version: {version}\". \
+                 \"heat_template_version\" should be one of: {}",
+                HOT_VERSIONS.join(", ")
+            ));
+        }
+        if let Some(section) = doc
+            .keys()
+            .find(|k| !TEMPLATE_SECTIONS.contains(&k.as_str()))
+        {
+            return err(format!("The template section is invalid: {section}"));
+        }
+        let section = |key: &str| -> R<Map<String, Value>> {
+            doc.get(key)
+                .map_or(Ok(Map::new()), |v| as_map(v, key).cloned())
+        };
+        let mut parameters = BTreeMap::new();
+        for (name, schema) in section("parameters")? {
+            let schema = parse_parameter(&name, &schema)
+                .map_err(|e| e.within(format!("parameters.{name}")))?;
+            parameters.insert(name, schema);
+        }
+        let resources = section("resources")?;
+        for (name, definition) in &resources {
+            let Value::Object(definition) = definition else {
+                return err(format!("Resource {name} definition must be a map"));
+            };
+            if let Some(key) = definition
+                .keys()
+                .find(|k| !RESOURCE_KEYS.contains(&k.as_str()))
+            {
+                return err(format!(
+                    "\"{key}\" is not a valid keyword inside a resource definition"
+                ))
+                .map_err(|e: HotError| e.within(format!("resources.{name}")));
+            }
+            match definition.get("type") {
+                Some(Value::String(_)) => {}
+                Some(_) => {
+                    return err(format!("Resource {name} type must be a string"));
+                }
+                None => return err(format!("Resource {name} has no type")),
+            }
+        }
+        let outputs = section("outputs")?;
+        for (name, definition) in &outputs {
+            let Value::Object(definition) = definition else {
+                return err(format!("Output {name} definition must be a map"));
+            };
+            if let Some(key) = definition
+                .keys()
+                .find(|k| !OUTPUT_KEYS.contains(&k.as_str()))
+            {
+                return err(format!(
+                    "\"{key}\" is not a valid keyword inside an output definition"
+                ))
+                .map_err(|e: HotError| e.within(format!("outputs.{name}")));
+            }
+        }
+        Ok(Self {
+            version,
+            parameters,
+            conditions: section("conditions")?,
+            resources,
+            outputs,
+        })
+    }
+
+    /// Whether `if` may take two arguments, the missing "else" omitting
+    /// the key or item (Heat's `IfNullable`, from HOT 2021-04-16 on).
+    pub(crate) fn nullable_if(&self) -> bool {
+        matches!(self.version.as_str(), "2021-04-16" | "wallaby")
+    }
+
+    /// The declared parameters that are hidden (shown as `******`).
+    pub fn hidden_parameters(&self) -> Vec<&str> {
+        self.parameters
+            .iter()
+            .filter(|(_, s)| s.hidden)
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+}
