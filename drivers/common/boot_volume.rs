@@ -6,7 +6,7 @@
 //! Shared without a crate between the drivers: each includes this file with
 //! `#[path = "../../common/boot_volume.rs"]`.
 
-use magnum_driver_abi::{
+use magnum_driver_sdk::{
     helpers::{check_at_least, label_spec},
     DriverResult, LabelSpec, LabelType, Labels,
 };

@@ -10,7 +10,7 @@
 //! ports, made first so that every master knows all their addresses) among
 //! its stack files.
 
-use magnum_driver_abi::serde_json::{Map, Value};
+use magnum_driver_sdk::serde_json::{Map, Value};
 
 /// The nested templates `Magnum::NetworkSwitcher` maps to, as
 /// `(file name, HOT text)`: a private network the stack creates, or the

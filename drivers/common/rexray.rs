@@ -8,7 +8,7 @@
 //! and its volumes then failed on the nodes; here the template still passes
 //! but the operator is warned.
 
-use magnum_driver_abi::{serde_json::Value, DriverConfig, DriverError, DriverResult};
+use magnum_driver_sdk::{serde_json::Value, DriverConfig, DriverError, DriverResult};
 
 /// The volume driver's name.
 pub const REXRAY: &str = "rexray";

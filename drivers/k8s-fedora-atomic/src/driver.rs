@@ -3,7 +3,7 @@
 //! and the default workers; every additional worker nodegroup gets its own
 //! stack built from the same template with `is_cluster_stack=false`.
 
-use magnum_driver_abi::{
+use magnum_driver_sdk::{
     capability as op,
     helpers::{
         self, check_at_least, cluster_stack_name, default_nodegroup, effective_template,

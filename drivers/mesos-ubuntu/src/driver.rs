@@ -2,7 +2,7 @@
 //! per cluster; like upstream, no additional nodegroups, no upgrades and no
 //! TLS.
 
-use magnum_driver_abi::{
+use magnum_driver_sdk::{
     capability as op,
     helpers::{
         self, check_at_least, effective_template, label_spec as label, stack_plan, sub_driver_info,
@@ -373,7 +373,7 @@ fn check_mesos_labels(labels: &Labels) -> DriverResult<()> {
         ));
     }
     if let Some(env) = labels.get("mesos_slave_executor_env_variables") {
-        if magnum_driver_abi::serde_json::from_str::<Value>(env).is_err() {
+        if magnum_driver_sdk::serde_json::from_str::<Value>(env).is_err() {
             return Err(DriverError::invalid(
                 "labels.mesos_slave_executor_env_variables",
                 "mesos_slave_executor_env_variables must be valid JSON",

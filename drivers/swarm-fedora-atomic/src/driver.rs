@@ -3,7 +3,7 @@
 //! (coe `swarm-mode`, upstream's v2). One Heat stack per cluster; like
 //! upstream, no additional nodegroups and no upgrades.
 
-use magnum_driver_abi::{
+use magnum_driver_sdk::{
     capability as op,
     helpers::{
         self, check_at_least, effective_template, label_spec as label, stack_plan, sub_driver_info,

@@ -6,7 +6,7 @@
 
 pub mod hot;
 
-use magnum_driver_abi::{
+use magnum_driver_sdk::{
     serde_json::Value, ClusterRequest, DriverError, ErrorKind, NodeGroup, NodeGroupUpdate,
     StackPlan, StackSnapshot, StackTarget, StatusUpdate,
 };
@@ -152,7 +152,7 @@ pub fn nodegroup_update<'a>(update: &'a StatusUpdate, uuid: &str) -> &'a NodeGro
 /// A plan as its snapshots show it: every field, each file's text replaced
 /// by the file's name (the templates and scripts are reviewed as files).
 pub fn plan_snapshot(plan: &StackPlan) -> Value {
-    let mut value = magnum_driver_abi::serde_json::to_value(plan).expect("plans serialize");
+    let mut value = magnum_driver_sdk::serde_json::to_value(plan).expect("plans serialize");
     if let Some(operations) = value["operations"].as_array_mut() {
         for operation in operations {
             let names: Vec<Value> = operation["files"]
