@@ -17,4 +17,9 @@
 
 pub use magnum_driver_abi::*;
 
+pub mod boot_volume;
+pub mod environment;
+pub mod heat;
 pub mod helpers;
+pub mod rexray;
+pub mod scale;
