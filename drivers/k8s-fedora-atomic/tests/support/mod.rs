@@ -1,7 +1,7 @@
 //! Test support shared by the three driver crates' tests: this crate's tests
 //! use it as `mod support`, the swarm and mesos drivers' include it with
-//! `#[path]` (drivers depend on the ABI crate alone, so there is no shared
-//! test crate). Each driver's tests use a subset of it.
+//! `#[path]` until a driver test kit crate replaces it (issue 14). Each
+//! driver's tests use a subset of it.
 #![allow(dead_code)]
 
 pub mod hot;
