@@ -144,37 +144,37 @@ impl HeatDriver for MesosUbuntu {
 
     fn labels() -> Vec<LabelSpec> {
         vec![
-        label(
-            "mesos_slave_isolation",
-            LabelType::String,
-            None,
-            &[],
-            "comma-separated isolators of the slaves (filesystem/posix, posix/cpu, docker/runtime, ...)",
-        ),
-        label(
-            "mesos_slave_image_providers",
-            LabelType::String,
-            None,
-            &["appc", "docker", "appc,docker", "docker,appc"],
-            "container image providers of the slaves; docker needs the docker/runtime isolator",
-        ),
-        label("mesos_slave_work_dir", LabelType::String, None, &[], "the slaves' work directory"),
-        label(
-            "mesos_slave_executor_env_variables",
-            LabelType::String,
-            None,
-            &[],
-            "JSON object of environment variables for executors",
-        ),
-        label("rexray_preempt", LabelType::Boolean, Some("false"), &[], "let REX-Ray take volumes over from other hosts"),
-        label(
-            "fixed_subnet_cidr",
-            LabelType::Cidr,
-            Some("10.0.0.0/24"),
-            &[],
-            "CIDR of the private subnet the driver creates",
-        ),
-    ]
+            label(
+                "mesos_slave_isolation",
+                LabelType::String,
+                None,
+                &[],
+                "comma-separated isolators of the slaves (filesystem/posix, posix/cpu, docker/runtime, ...)",
+            ),
+            label(
+                "mesos_slave_image_providers",
+                LabelType::String,
+                None,
+                &["appc", "docker", "appc,docker", "docker,appc"],
+                "container image providers of the slaves; docker needs the docker/runtime isolator",
+            ),
+            label("mesos_slave_work_dir", LabelType::String, None, &[], "the slaves' work directory"),
+            label(
+                "mesos_slave_executor_env_variables",
+                LabelType::String,
+                None,
+                &[],
+                "JSON object of environment variables for executors",
+            ),
+            label("rexray_preempt", LabelType::Boolean, Some("false"), &[], "let REX-Ray take volumes over from other hosts"),
+            label(
+                "fixed_subnet_cidr",
+                LabelType::Cidr,
+                Some("10.0.0.0/24"),
+                &[],
+                "CIDR of the private subnet the driver creates",
+            ),
+        ]
     }
 
     fn check_template(template: &ClusterTemplate) -> DriverResult<Vec<String>> {
