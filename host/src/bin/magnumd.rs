@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use clap::{Parser, Subcommand};
 use magnum_host::{
     api::{self, AppState},
-    config::{Config, Overrides},
+    config::{AuthMode, CatalogSource, Config, OrchestratorKind, Overrides},
     db::{self, DbPool},
     drivers::Registry,
 };
@@ -212,7 +212,7 @@ fn serve(config: Config, api_enabled: bool) -> anyhow::Result<()> {
 /// The conductor's orchestrator from `[conductor] orchestrator` (validated
 /// by `Config::load`). Call inside the runtime: `heat` keeps its handle.
 fn orchestrator(config: &Config) -> anyhow::Result<Arc<dyn magnum_host::conductor::Orchestrator>> {
-    if config.conductor.orchestrator != "heat" {
+    if config.conductor.orchestrator != OrchestratorKind::Heat {
         let cloud = magnum_host::orchestrator::local::LocalCloud::new(config.local.clone());
         return Ok(Arc::new(cloud));
     }
@@ -245,7 +245,7 @@ fn orchestrator(config: &Config) -> anyhow::Result<Arc<dyn magnum_host::conducto
 /// `[catalog] source` (resolved by `Config::load`): the embedded lists, or
 /// Glance, Nova and Neutron found through `[keystone]`'s catalog.
 fn catalog(config: &Config) -> anyhow::Result<api::CloudCatalog> {
-    if config.catalog.source.as_deref() != Some("openstack") {
+    if config.catalog.source != Some(CatalogSource::OpenStack) {
         return Ok(api::CloudCatalog::Embedded(api::Catalog::from_file(
             config.catalog.clone(),
         )));
@@ -266,7 +266,7 @@ fn app_state(config: &Config, registry: Registry, pool: DbPool) -> anyhow::Resul
     let mut state = AppState::new(registry, pool);
     state.catalog = catalog(config)?;
     state.identity = match &config.keystone {
-        Some(ks) if config.auth.mode == "keystone" => {
+        Some(ks) if config.auth.mode == AuthMode::Keystone => {
             let options = magnum_host::keystone::KeystoneOptions {
                 cache_max_ttl: std::time::Duration::from_secs(ks.token_cache_seconds),
                 ..Default::default()
@@ -295,7 +295,7 @@ fn app_state(config: &Config, registry: Registry, pool: DbPool) -> anyhow::Resul
         // Heat creates the stacks in the user's project through a trust;
         // without Keystone there is no user to take one from.
         cluster_trusts: matches!(state.identity, api::Identity::Keystone(_))
-            && config.conductor.orchestrator == "heat",
+            && config.conductor.orchestrator == OrchestratorKind::Heat,
     };
     state.certs = Arc::new(magnum_host::certs::Authority::load(
         config.certificates.clone(),

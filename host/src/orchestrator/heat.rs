@@ -42,9 +42,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    conductor::{Orchestrator, OrchestratorError},
     db::DbConnection,
     keystone::{error_chain, KeystoneClient, KeystoneError, SecretToken},
+    orchestrator::{Orchestrator, OrchestratorError},
 };
 
 const SERVICE_TYPE: &str = "orchestration";
