@@ -329,3 +329,134 @@ fn scale_parameters<D: HeatDriver>(
         nodes_to_remove,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LabelType, Labels};
+
+    struct Toy;
+
+    impl HeatDriver for Toy {
+        const NAME: &'static str = "toy_v1";
+        const VERSION: &'static str = "0.0.1";
+        const DESCRIPTION: &'static str = "a toy";
+        const CONTAINER_VERSION: &'static str = "1.0";
+        const CLUSTER_FILE: &'static str = "cluster.yaml";
+        const NODE_FILES: &'static [(&'static str, &'static str)] =
+            &[(MASTER, "master.yaml"), (WORKER, "worker.yaml")];
+        const TEMPLATES: &'static [(&'static str, &'static str)] = &[
+            ("cluster.yaml", "heat_template_version: 2021-04-16\n"),
+            ("master.yaml", "heat_template_version: 2021-04-16\n"),
+            ("worker.yaml", "heat_template_version: 2021-04-16\n"),
+        ];
+        const HOST_PARAMETERS: &'static [&'static str] = &[];
+        const LABEL_PARAMETERS: &'static [&'static str] = &["toy_label"];
+        const WORKERS: WorkerParameters = WorkerParameters {
+            count: "number_of_toys",
+            to_remove: "toys_to_remove",
+            image: "toy_image",
+            flavor: "toy_flavor",
+        };
+        const NODE_OUTPUTS: [(&'static str, &'static str); 2] = [
+            ("toy_masters", "number_of_masters"),
+            ("toy_nodes", "number_of_toys"),
+        ];
+
+        fn provides() -> Vec<Provides> {
+            vec![Provides::new("vm", "toy-os", "toy")]
+        }
+        fn network_drivers() -> Vec<SubDriverInfo> {
+            Vec::new()
+        }
+        fn volume_drivers() -> Vec<SubDriverInfo> {
+            Vec::new()
+        }
+        fn labels() -> Vec<LabelSpec> {
+            vec![helpers::label_spec(
+                "toy_label",
+                LabelType::Integer,
+                None,
+                &[],
+                "a toy's label",
+            )]
+        }
+        fn check_template(template: &ClusterTemplate) -> DriverResult<Vec<String>> {
+            Ok(template
+                .labels
+                .contains_key("toy_label")
+                .then(|| "toy_label is a toy".to_owned())
+                .into_iter()
+                .collect())
+        }
+    }
+
+    fn template() -> ClusterTemplate {
+        ClusterTemplate {
+            coe: "toy".into(),
+            server_type: "vm".into(),
+            cluster_distro: "toy-os".into(),
+            image_id: "toy-image".into(),
+            external_network_id: Some("public".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_info_is_the_drivers_with_the_shared_parts() {
+        let info = HeatCoeDriver::<Toy>::info();
+        assert_eq!(info.name, "toy_v1");
+        assert_eq!(
+            info.template_path.as_deref(),
+            Some("templates/cluster.yaml")
+        );
+        assert_eq!(info.node_roles, [MASTER, WORKER]);
+        assert!(info.capabilities.iter().any(|c| c == op::RESIZE_CLUSTER));
+        assert!(!info.capabilities.iter().any(|c| c == op::UPGRADE_CLUSTER));
+        let labels: Vec<&str> = info.labels.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(labels[0], "toy_label");
+        assert!(labels.ends_with(&boot_volume::LABELS), "{labels:?}");
+    }
+
+    #[test]
+    fn checks_and_parameters_run_the_drivers_hooks_after_the_shared_ones() {
+        let driver = HeatCoeDriver::<Toy>::new(&DriverConfig::new()).unwrap();
+        let mut labels = Labels::new();
+        labels.insert("toy_label".into(), "3".into());
+        let mut req = TemplateRequest {
+            template: ClusterTemplate {
+                labels: labels.clone(),
+                ..template()
+            },
+        };
+        let validation = driver.validate_template(&req).unwrap();
+        assert_eq!(validation.warnings, ["toy_label is a toy"]);
+        // A shared check fails first: the label's type.
+        req.template.labels.insert("toy_label".into(), "x".into());
+        let err = driver.validate_template(&req).unwrap_err();
+        assert_eq!(err.field.as_str(), "labels.toy_label");
+
+        let cluster = ClusterRequest {
+            template: ClusterTemplate {
+                labels,
+                ..template()
+            },
+            ..Default::default()
+        };
+        let cluster = ClusterRequest {
+            cluster: crate::Cluster {
+                master_count: 1,
+                node_count: 2,
+                ..cluster.cluster
+            },
+            ..cluster
+        };
+        let p = driver.parameters(&cluster).unwrap();
+        assert_eq!(p["number_of_toys"], 2);
+        assert_eq!(p["toy_image"], "toy-image");
+        assert_eq!(p["toy_label"], 3);
+        assert_eq!(p["is_cluster_stack"], true);
+        let plan = driver.resize_cluster(&ResizeRequest::default());
+        assert!(plan.is_err(), "an empty resize request is refused");
+    }
+}
