@@ -7,6 +7,11 @@
 //! types in [`payload`]. Driver authors implement the typed [`CoeDriver`]
 //! trait and call [`export_driver!`]; they never touch JSON or FFI.
 //!
+//! This crate is the contract alone. What helps to write a driver (label and
+//! parameter helpers, the Heat environment, a Heat-driver trait) is in
+//! `magnum-driver-sdk`, which re-exports this crate: a driver depends on the
+//! SDK only.
+//!
 //! Versioning: the crate version is the ABI version. Same major loads; a host
 //! on a newer minor loads drivers of an older minor, answering
 //! [`ErrorKind::UNSUPPORTED`] for what they lack. See `CHANGELOG.md`.
@@ -16,10 +21,19 @@
 #![allow(non_camel_case_types, non_local_definitions)]
 
 pub mod compat;
+pub mod convention;
 pub mod error;
 mod export;
-pub mod helpers;
 pub mod payload;
+
+/// The conventions under the path 1.0.0 gave them, for code written against
+/// it (the host's call sites among them). Everything else 1.0.0 had in
+/// `helpers` is in magnum-driver-sdk's `helpers` since 1.0.1; nothing else
+/// may come back here (`tests/src/abi_compat.rs` checks).
+#[doc(hidden)]
+pub mod helpers {
+    pub use crate::convention::{choose_sub_driver, parse_version, stack_name};
+}
 
 pub use abi_stable;
 pub use serde;

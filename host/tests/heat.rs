@@ -989,7 +989,7 @@ fn api_cluster_with_trust(h: &Harness, rt: &tokio::runtime::Runtime, times: &mut
         .expect("row")
         .stack_id
         .expect("a stack id");
-    let stack_name = magnum_driver_abi::helpers::stack_name("heat-api", &uuid);
+    let stack_name = magnum_driver_abi::convention::stack_name("heat-api", &uuid);
     let (status, _) = as_demo(&format!(
         "{}/{}/stacks/{stack_name}",
         h.get("HEAT_URL"),

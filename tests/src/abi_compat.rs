@@ -122,3 +122,65 @@ fn frozen_copy_matches_the_released_abi() {
         );
     }
 }
+
+/// driver-abi is the contract alone (root module, trait object, payloads,
+/// errors, export macro, compat and the conventions host and drivers share):
+/// what helps to write a driver belongs in driver-sdk, where it may change in
+/// a minor. A helper added here would make every fix to it an ABI release.
+#[test]
+fn the_abi_crate_holds_the_contract_alone() {
+    const MAX_LINES: usize = 1_200;
+    let src = workspace().join("driver-abi/src");
+    let mut lines = 0;
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            !name.starts_with("helpers"),
+            "driver-abi/src/{name}: helpers belong in driver-sdk/src/helpers.rs"
+        );
+        if path.is_file() {
+            lines += std::fs::read_to_string(&path).unwrap().lines().count();
+        }
+    }
+    assert!(
+        lines < MAX_LINES,
+        "driver-abi/src has {lines} lines (limit {MAX_LINES}): move what is not the contract to driver-sdk"
+    );
+    // The one `helpers` left is the path 1.0.0 gave the conventions:
+    // re-exports of `convention`, nothing written here.
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    let shim = lib
+        .split_once("pub mod helpers {")
+        .map(|(_, rest)| rest.split_once('}').expect("the module closes").0)
+        .unwrap_or_default();
+    for line in shim.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        assert!(
+            line.starts_with("pub use crate::convention::"),
+            "driver-abi's helpers module may only re-export convention, found: {line}"
+        );
+    }
+}
+
+/// Drivers share Rust code through driver-sdk, not `#[path]` includes.
+#[test]
+fn bundled_drivers_include_no_shared_rust_by_path() {
+    let drivers = workspace().join("drivers");
+    for driver in std::fs::read_dir(&drivers).unwrap() {
+        let src = driver.unwrap().path().join("src");
+        let Ok(files) = std::fs::read_dir(&src) else {
+            continue;
+        };
+        for file in files {
+            let path = file.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    !text.contains("#[path"),
+                    "{}: share code through driver-sdk instead of #[path]",
+                    path.display()
+                );
+            }
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! docs/writing-a-driver.md, followed: a driver crate outside the workspace,
-//! depending only on driver-abi, built, registered, verified and enabled.
+//! depending only on driver-sdk, built, registered, verified and enabled.
 
 use crate::support::*;
 
@@ -11,7 +11,7 @@ fn out_of_tree_driver_builds_registers_and_verifies() {
     let plugins = dir.path();
     let said = ok(manage(plugins, &["register", lib.to_str().unwrap()]));
     assert!(
-        said.starts_with("registered acme_v1 0.3.0 (abi 1.0.0"),
+        said.starts_with("registered acme_v1 0.3.0 (abi 1.0.1"),
         "{said}"
     );
     assert!(said.contains("disabled"), "{said}");
@@ -31,7 +31,8 @@ fn out_of_tree_driver_builds_registers_and_verifies() {
         "\"Name\",\"Server_Type\",\"OS\",\"COE\"\n\"acme_v1\",\"vm\",\"acme-linux\",\"acme\"\n"
     );
 
-    // Its dependency tree holds driver-abi and what it brings, nothing of the host.
+    // Its dependency tree holds the SDK, the ABI it brings and theirs, nothing
+    // of the host.
     let tree =
         std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args([
@@ -46,6 +47,7 @@ fn out_of_tree_driver_builds_registers_and_verifies() {
             .output()
             .expect("cargo tree");
     let tree = String::from_utf8_lossy(&tree.stdout);
-    assert!(tree.contains("magnum-driver-abi v1.0.0"), "{tree}");
+    assert!(tree.contains("magnum-driver-sdk v0.1.0"), "{tree}");
+    assert!(tree.contains("magnum-driver-abi v1.0.1"), "{tree}");
     assert!(!tree.contains("magnum-host"), "{tree}");
 }

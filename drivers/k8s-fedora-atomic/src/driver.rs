@@ -3,12 +3,13 @@
 //! and the default workers; every additional worker nodegroup gets its own
 //! stack built from the same template with `is_cluster_stack=false`.
 
-use magnum_driver_abi::{
-    capability as op,
+use magnum_driver_sdk::{
+    boot_volume, capability as op, environment,
     helpers::{
         self, check_at_least, cluster_stack_name, default_nodegroup, effective_template,
         find_nodegroup, label_spec as label, stack_plan, sub_driver_info, StackRef,
     },
+    scale,
     serde_json::{Map, Value},
     ClusterRequest, ClusterTemplate, ClusterUpdate, CoeDriver, DriverConfig, DriverError,
     DriverInfo, DriverResult, LabelType, Labels, NodeGroup, NodeGroupRequest, NodeTemplate,
@@ -16,13 +17,6 @@ use magnum_driver_abi::{
     StackTarget, StatusRequest, StatusUpdate, SubDriverConfig, SubDriverRequest, TemplateRequest,
     UpgradeRequest, Validation,
 };
-
-#[path = "../../common/boot_volume.rs"]
-mod boot_volume;
-#[path = "../../common/environment.rs"]
-mod environment;
-#[path = "../../common/scale.rs"]
-mod scale;
 
 pub const DRIVER_NAME: &str = "k8s_fedora_atomic_v1";
 const SERVER_TYPE: &str = "vm";

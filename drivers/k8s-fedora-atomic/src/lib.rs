@@ -4,4 +4,4 @@ mod driver;
 
 pub use driver::{K8sFedoraAtomicDriver, CLUSTER_FILE, DRIVER_NAME, HOST_PARAMETERS, TEMPLATES};
 
-magnum_driver_abi::export_driver!(driver::K8sFedoraAtomicDriver);
+magnum_driver_sdk::export_driver!(driver::K8sFedoraAtomicDriver);

@@ -3,7 +3,8 @@
 // Shared with the swarm and mesos drivers' tests; see the file's header.
 mod support;
 
-use magnum_driver_abi::{
+use magnum_driver_k8s_fedora_atomic::{K8sFedoraAtomicDriver, CLUSTER_FILE, DRIVER_NAME};
+use magnum_driver_sdk::{
     abi_stable::std_types::RStr,
     capability as op,
     serde_json::{self, json, Map, Value},
@@ -11,7 +12,6 @@ use magnum_driver_abi::{
     NodeGroupRequest, NodeTemplateRequest, ResizeRequest, StackAction, StackPlan, StackSnapshot,
     StackTarget, StatusRequest, SubDriverRequest, TemplateRequest, UpgradeRequest,
 };
-use magnum_driver_k8s_fedora_atomic::{K8sFedoraAtomicDriver, CLUSTER_FILE, DRIVER_NAME};
 use support::{
     assert_nodes_can_boot_from_volumes, check_boot_volume_labels, default_nodegroups, hot, invalid,
     lint, nodegroup as group, nodegroup_update, MASTERS, WORKERS,
@@ -356,7 +356,7 @@ fn calico_and_tls_off_change_the_parameters() {
 #[test]
 fn sub_drivers_resolve_like_create_does() {
     let d = driver();
-    let mut labels = magnum_driver_abi::Labels::new();
+    let mut labels = magnum_driver_sdk::Labels::new();
     labels.insert("flannel_backend".into(), "host-gw".into());
     let request = SubDriverRequest {
         name: None,

@@ -4,12 +4,12 @@
 
 mod support;
 
-use magnum_driver_abi::{
+use magnum_driver_k8s_fedora_atomic::K8sFedoraAtomicDriver;
+use magnum_driver_sdk::{
     serde_json::{json, Map},
     Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig, HostContext,
     NodeGroupRequest, StackPlan, StatusRequest,
 };
-use magnum_driver_k8s_fedora_atomic::K8sFedoraAtomicDriver;
 use support::{default_nodegroups, lint, nodegroup, plan_snapshot};
 
 const EXTRA: &str = "bbbbbbbb-0000-0000-0000-000000000003";

@@ -4,11 +4,11 @@
 
 mod support;
 
-use magnum_driver_abi::{
+use magnum_driver_k8s_fedora_atomic::K8sFedoraAtomicDriver;
+use magnum_driver_sdk::{
     serde_json::json, Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig,
     SubDriverRequest, TemplateRequest,
 };
-use magnum_driver_k8s_fedora_atomic::K8sFedoraAtomicDriver;
 use support::{default_nodegroups, invalid};
 
 fn driver() -> K8sFedoraAtomicDriver {

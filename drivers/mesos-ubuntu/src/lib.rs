@@ -4,4 +4,4 @@ mod driver;
 
 pub use driver::{MesosUbuntuDriver, CLUSTER_FILE, DRIVER_NAME, HOST_PARAMETERS, TEMPLATES};
 
-magnum_driver_abi::export_driver!(driver::MesosUbuntuDriver);
+magnum_driver_sdk::export_driver!(driver::MesosUbuntuDriver);

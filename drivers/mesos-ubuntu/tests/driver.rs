@@ -4,14 +4,14 @@
 #[path = "../../k8s-fedora-atomic/tests/support/mod.rs"]
 mod support;
 
-use magnum_driver_abi::{
+use magnum_driver_mesos_ubuntu::{MesosUbuntuDriver, CLUSTER_FILE, DRIVER_NAME};
+use magnum_driver_sdk::{
     abi_stable::std_types::RStr,
     capability as op,
     serde_json::{json, Value},
     Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig, NodeTemplateRequest,
     Provides, ResizeRequest, StackAction, StatusRequest, TemplateRequest,
 };
-use magnum_driver_mesos_ubuntu::{MesosUbuntuDriver, CLUSTER_FILE, DRIVER_NAME};
 use support::{
     check_boot_volume_labels, cluster_stack, default_nodegroups, invalid, lint, nodegroup_update,
     WORKERS,

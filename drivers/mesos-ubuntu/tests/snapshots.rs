@@ -6,11 +6,11 @@
 #[path = "../../k8s-fedora-atomic/tests/support/mod.rs"]
 mod support;
 
-use magnum_driver_abi::{
+use magnum_driver_mesos_ubuntu::MesosUbuntuDriver;
+use magnum_driver_sdk::{
     serde_json::{json, Value},
     Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig, StatusRequest,
 };
-use magnum_driver_mesos_ubuntu::MesosUbuntuDriver;
 use support::{cluster_stack, default_nodegroups, lint, plan_snapshot};
 
 fn driver() -> MesosUbuntuDriver {

@@ -6,11 +6,11 @@
 #[path = "../../k8s-fedora-atomic/tests/support/mod.rs"]
 mod support;
 
-use magnum_driver_abi::{
+use magnum_driver_mesos_ubuntu::MesosUbuntuDriver;
+use magnum_driver_sdk::{
     capability as op, Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig,
     TemplateRequest,
 };
-use magnum_driver_mesos_ubuntu::MesosUbuntuDriver;
 use support::{default_nodegroups, invalid};
 
 fn driver() -> MesosUbuntuDriver {

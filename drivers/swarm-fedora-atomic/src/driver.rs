@@ -2,27 +2,17 @@
 //! standalone Swarm (coe `swarm`, upstream's v1 driver) and Docker swarm mode
 //! (coe `swarm-mode`, upstream's v2). One Heat stack per cluster; like
 //! upstream, no additional nodegroups and no upgrades.
+//! The driver is its names, labels, templates and parameters; the rest is
+//! the SDK's one-stack Heat driver.
 
-use magnum_driver_abi::{
-    capability as op,
-    helpers::{
-        self, check_at_least, effective_template, label_spec as label, stack_plan, sub_driver_info,
-        StackRef,
-    },
+use magnum_driver_sdk::{
+    environment,
+    heat::{HeatCoeDriver, HeatDriver, WorkerParameters, MASTER, WORKER},
+    helpers::{self, label_spec as label, sub_driver_info},
     serde_json::{Map, Value},
-    ClusterRequest, ClusterTemplate, ClusterUpdate, CoeDriver, DriverConfig, DriverInfo,
-    DriverResult, LabelType, NodeTemplate, NodeTemplateRequest, Provides, ResizeRequest, StackPlan,
-    StatusRequest, StatusUpdate, SubDriverConfig, SubDriverRequest, TemplateRequest, Validation,
+    ClusterRequest, ClusterTemplate, ClusterUpdate, DriverResult, LabelSpec, LabelType, Provides,
+    StackSnapshot, StatusRequest, SubDriverInfo,
 };
-
-#[path = "../../common/boot_volume.rs"]
-mod boot_volume;
-#[path = "../../common/environment.rs"]
-mod environment;
-#[path = "../../common/rexray.rs"]
-mod rexray;
-#[path = "../../common/scale.rs"]
-mod scale;
 
 pub const DRIVER_NAME: &str = "swarm_fedora_atomic_v1";
 const SERVER_TYPE: &str = "vm";
@@ -31,9 +21,6 @@ const SWARM: &str = "swarm";
 const SWARM_MODE: &str = "swarm-mode";
 const SWARM_VERSION: &str = "1.2.5";
 const CONTAINER_VERSION: &str = "1.12.6";
-
-const MASTER: &str = helpers::MASTER_ROLE;
-const WORKER: &str = "worker";
 
 /// The top-level template, the key of [`TEMPLATES`] a plan starts from.
 pub const CLUSTER_FILE: &str = "cluster.yaml";
@@ -98,314 +85,160 @@ pub const HOST_PARAMETERS: &[&str] = &[
     "trustee_username",
 ];
 
-pub struct SwarmFedoraAtomicDriver {
-    info: DriverInfo,
-    /// Upstream's `[cluster] nodes_affinity_policy`.
-    nodes_affinity_policy: String,
-    /// Upstream's `[trust] cluster_user_trust`: whether nodes get the
-    /// user's trust, which the rexray volume driver needs.
-    cluster_user_trust: bool,
-}
+/// The driver, as the host loads it.
+pub type SwarmFedoraAtomicDriver = HeatCoeDriver<SwarmFedoraAtomic>;
 
-impl CoeDriver for SwarmFedoraAtomicDriver {
-    fn info() -> DriverInfo {
-        DriverInfo {
-            name: DRIVER_NAME.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "Docker Swarm and swarm mode on Fedora Atomic, orchestrated with Heat"
-                .into(),
-            provides: vec![
-                Provides::new(SERVER_TYPE, OS, SWARM),
-                Provides::new(SERVER_TYPE, OS, SWARM_MODE),
-            ],
-            capabilities: [
-                op::VALIDATE_TEMPLATE,
-                op::VALIDATE_CLUSTER,
-                op::CREATE_CLUSTER,
-                op::UPDATE_CLUSTER,
-                op::RESIZE_CLUSTER,
-                op::DELETE_CLUSTER,
-                op::NODE_TEMPLATE,
-                op::NETWORK_DRIVER,
-                op::VOLUME_DRIVER,
-                op::MAP_STATUS,
-            ]
-            .map(String::from)
-            .to_vec(),
-            network_drivers: vec![
-                sub_driver_info("docker", true, &[], &[], "Docker's own networking"),
-                sub_driver_info(
-                    "flannel",
-                    false,
-                    &[],
-                    &[
-                        "flannel_network_cidr",
-                        "flannel_backend",
-                        "flannel_network_subnetlen",
-                    ],
-                    "flannel overlay network",
-                ),
-            ],
-            volume_drivers: vec![sub_driver_info(
-                "rexray",
+/// What `swarm_fedora_atomic_v1` has of its own.
+pub struct SwarmFedoraAtomic;
+
+impl HeatDriver for SwarmFedoraAtomic {
+    const NAME: &'static str = DRIVER_NAME;
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str =
+        "Docker Swarm and swarm mode on Fedora Atomic, orchestrated with Heat";
+    const CONTAINER_VERSION: &'static str = CONTAINER_VERSION;
+    const CLUSTER_FILE: &'static str = CLUSTER_FILE;
+    const NODE_FILES: &'static [(&'static str, &'static str)] = &NODE_FILES;
+    const TEMPLATES: &'static [(&'static str, &'static str)] = &TEMPLATES;
+    const HOST_PARAMETERS: &'static [&'static str] = HOST_PARAMETERS;
+    const LABEL_PARAMETERS: &'static [&'static str] =
+        &["swarm_strategy", "fixed_subnet_cidr", "docker_volume_type"];
+    const WORKERS: WorkerParameters = WorkerParameters {
+        count: "number_of_nodes",
+        to_remove: "nodes_to_remove",
+        image: "node_image",
+        flavor: "node_flavor",
+    };
+    const NODE_OUTPUTS: [(&'static str, &'static str); 2] = [
+        ("swarm_masters", "number_of_masters"),
+        ("swarm_nodes", "number_of_nodes"),
+    ];
+
+    fn provides() -> Vec<Provides> {
+        vec![
+            Provides::new(SERVER_TYPE, OS, SWARM),
+            Provides::new(SERVER_TYPE, OS, SWARM_MODE),
+        ]
+    }
+
+    fn network_drivers() -> Vec<SubDriverInfo> {
+        vec![
+            sub_driver_info("docker", true, &[], &[], "Docker's own networking"),
+            sub_driver_info(
+                "flannel",
                 false,
                 &[],
-                &["rexray_preempt"],
-                "REX-Ray with Cinder volumes",
-            )],
-            labels: vec![
-                label(
-                    "swarm_strategy",
-                    LabelType::String,
-                    Some("spread"),
-                    &["spread", "binpack", "random"],
-                    "standalone Swarm's scheduling strategy",
-                ),
-                label(
-                    "docker_volume_type",
-                    LabelType::String,
-                    None,
-                    &[],
-                    "Cinder volume type of the docker volume",
-                ),
-                label(
-                    "rexray_preempt",
-                    LabelType::Boolean,
-                    Some("false"),
-                    &[],
-                    "let REX-Ray take volumes over from other hosts",
-                ),
-                label(
+                &[
                     "flannel_network_cidr",
-                    LabelType::Cidr,
-                    Some("10.100.0.0/16"),
-                    &[],
-                    "flannel container network",
-                ),
-                label(
                     "flannel_backend",
-                    LabelType::String,
-                    Some("udp"),
-                    &["udp", "vxlan", "host-gw"],
-                    "flannel backend",
-                ),
-                label(
                     "flannel_network_subnetlen",
-                    LabelType::Integer,
-                    Some("24"),
-                    &[],
-                    "prefix length of each node's container subnet",
-                ),
-                label(
-                    "fixed_subnet_cidr",
-                    LabelType::Cidr,
-                    Some("10.0.0.0/24"),
-                    &[],
-                    "CIDR of the private subnet the driver creates",
-                ),
-            ]
-            .into_iter()
-            .chain(boot_volume::label_specs())
-            .collect(),
-            node_roles: vec![MASTER.into(), WORKER.into()],
-            template_path: Some(format!("templates/{CLUSTER_FILE}")),
-            beta: false,
-        }
-    }
-
-    fn new(config: &DriverConfig) -> DriverResult<Self> {
-        Ok(Self {
-            info: Self::info(),
-            nodes_affinity_policy: helpers::nodes_affinity_policy(config)?,
-            cluster_user_trust: rexray::cluster_user_trust(config)?,
-        })
-    }
-
-    fn validate_template(&self, req: &TemplateRequest) -> DriverResult<Validation> {
-        self.check_template(&req.template)
-    }
-
-    fn validate_cluster(&self, req: &ClusterRequest) -> DriverResult<Validation> {
-        let validation = self.check_template(&effective_template(req))?;
-        check_at_least("master_count", req.cluster.master_count, 1)?;
-        check_at_least("node_count", req.cluster.node_count, 0)?;
-        Ok(validation)
-    }
-
-    fn create_cluster(&self, req: &ClusterRequest) -> DriverResult<StackPlan> {
-        self.validate_cluster(req)?;
-        let mut operation = StackRef::cluster(req).create(
-            CLUSTER_FILE,
-            &TEMPLATES,
-            self.parameters(req)?,
-            req.cluster.create_timeout,
-        );
-        operation.environment = optional_pieces(&effective_template(req)).environment();
-        Ok(stack_plan([operation]))
-    }
-
-    fn update_cluster(&self, req: &ClusterRequest) -> DriverResult<StackPlan> {
-        let workers = scale::default_worker_count(req);
-        check_at_least("node_count", workers, 0)?;
-        let parameters = scale_parameters(workers, &[]);
-        Ok(stack_plan([StackRef::cluster(req).update(parameters)?]))
-    }
-
-    fn resize_cluster(&self, req: &ResizeRequest) -> DriverResult<StackPlan> {
-        helpers::check_default_worker_resize(req)?;
-        let parameters = scale_parameters(req.node_count, &req.nodes_to_remove);
-        Ok(stack_plan([
-            StackRef::cluster(&req.base).update(parameters)?
-        ]))
-    }
-
-    fn delete_cluster(&self, req: &ClusterRequest) -> DriverResult<StackPlan> {
-        // Never created: nothing to delete.
-        Ok(stack_plan(StackRef::cluster(req).delete()))
-    }
-
-    fn node_template(&self, req: &NodeTemplateRequest) -> DriverResult<NodeTemplate> {
-        helpers::node_template(&NODE_FILES, &TEMPLATES, &req.role)
-    }
-
-    fn network_driver(&self, req: &SubDriverRequest) -> DriverResult<SubDriverConfig> {
-        helpers::network_config(&self.info, &req.coe, req.name.as_deref(), &req.labels)
-    }
-
-    fn volume_driver(&self, req: &SubDriverRequest) -> DriverResult<SubDriverConfig> {
-        helpers::volume_config(&self.info, &req.coe, req.name.as_deref(), &req.labels)
-    }
-
-    fn map_status(&self, req: &StatusRequest) -> DriverResult<StatusUpdate> {
-        let base = &req.base;
-        let public = effective_template(base).floating_ip_enabled;
-        let mut update = StatusUpdate::default();
-        // Upstream never creates nodegroup stacks for Swarm.
-        let Some(stack) = helpers::cluster_snapshot(&req.stacks) else {
-            return Ok(update);
-        };
-        let port = if base.template.coe == SWARM_MODE {
-            2375
-        } else {
-            2376
-        };
-        update.cluster = ClusterUpdate {
-            api_address: helpers::output_str(stack, "api_address")
-                .map(|ip| format!("tcp://{}:{port}", helpers::bracket_ipv6(ip))),
-            coe_version: Some(
-                stack
-                    .parameters
-                    .get("swarm_version")
-                    .and_then(Value::as_str)
-                    .unwrap_or(SWARM_VERSION)
-                    .to_owned(),
+                ],
+                "flannel overlay network",
             ),
-            container_version: Some(CONTAINER_VERSION.into()),
-            discovery_url: helpers::output_str(stack, "discovery_url").map(str::to_owned),
-            ..helpers::cluster_stack_status(stack)
-        };
-        let defaults = [
-            (MASTER, "swarm_masters", "number_of_masters"),
-            (WORKER, "swarm_nodes", "number_of_nodes"),
-        ];
-        update.nodegroups = helpers::default_nodegroup_statuses(base, stack, public, &defaults);
-        Ok(update)
+        ]
     }
-}
 
-impl SwarmFedoraAtomicDriver {
-    /// Template-level rules; cluster requests pass their effective template.
-    fn check_template(&self, template: &ClusterTemplate) -> DriverResult<Validation> {
-        helpers::check_provides(&self.info, template)?;
-        let labels = &template.labels;
-        helpers::validate_labels(&self.info.labels, labels)?;
-        boot_volume::check(labels)?;
-        let (_, volume) = helpers::template_sub_drivers(&self.info, template, labels)?;
-        helpers::check_networks(template)?;
-        let mut validation = Validation::default();
-        validation
-            .warnings
-            .extend(rexray::trust_warning(&volume.name, self.cluster_user_trust));
-        if template.coe == SWARM_MODE && labels.contains_key("swarm_strategy") {
-            validation
-                .warnings
-                .push("swarm_strategy only applies to standalone Swarm (coe swarm)".into());
+    fn volume_drivers() -> Vec<SubDriverInfo> {
+        vec![sub_driver_info(
+            "rexray",
+            false,
+            &[],
+            &["rexray_preempt"],
+            "REX-Ray with Cinder volumes",
+        )]
+    }
+
+    fn labels() -> Vec<LabelSpec> {
+        vec![
+            label(
+                "swarm_strategy",
+                LabelType::String,
+                Some("spread"),
+                &["spread", "binpack", "random"],
+                "standalone Swarm's scheduling strategy",
+            ),
+            label(
+                "docker_volume_type",
+                LabelType::String,
+                None,
+                &[],
+                "Cinder volume type of the docker volume",
+            ),
+            label(
+                "rexray_preempt",
+                LabelType::Boolean,
+                Some("false"),
+                &[],
+                "let REX-Ray take volumes over from other hosts",
+            ),
+            label(
+                "flannel_network_cidr",
+                LabelType::Cidr,
+                Some("10.100.0.0/16"),
+                &[],
+                "flannel container network",
+            ),
+            label(
+                "flannel_backend",
+                LabelType::String,
+                Some("udp"),
+                &["udp", "vxlan", "host-gw"],
+                "flannel backend",
+            ),
+            label(
+                "flannel_network_subnetlen",
+                LabelType::Integer,
+                Some("24"),
+                &[],
+                "prefix length of each node's container subnet",
+            ),
+            label(
+                "fixed_subnet_cidr",
+                LabelType::Cidr,
+                Some("10.0.0.0/24"),
+                &[],
+                "CIDR of the private subnet the driver creates",
+            ),
+        ]
+    }
+
+    fn check_template(template: &ClusterTemplate) -> DriverResult<Vec<String>> {
+        let mut warnings = Vec::new();
+        if template.coe == SWARM_MODE && template.labels.contains_key("swarm_strategy") {
+            warnings.push("swarm_strategy only applies to standalone Swarm (coe swarm)".into());
         }
-        validation
-            .warnings
-            .extend(helpers::storage_driver_warning(template));
-        Ok(validation)
+        warnings.extend(helpers::storage_driver_warning(template));
+        Ok(warnings)
     }
 
-    fn parameters(&self, req: &ClusterRequest) -> DriverResult<Map<String, Value>> {
-        let template = effective_template(req);
-        let labels = &template.labels;
+    fn parameters(req: &ClusterRequest, template: &ClusterTemplate, p: &mut Map<String, Value>) {
         let swarm_mode = template.coe == SWARM_MODE;
-        let mut p = helpers::common_parameters(req, &template, &self.nodes_affinity_policy);
-        p.extend(helpers::docker_parameters(req, &template));
-        let mut set = |name: &str, value: Value| {
-            p.insert(name.into(), value);
-        };
-        set("is_cluster_stack", true.into());
-        let optional = optional_pieces(&template);
-        set("master_lb_enabled", optional.master_lb.into());
-        set("docker_volume_enabled", optional.docker_volume.into());
-        set(
-            "master_lb_floating_ip_enabled",
-            (optional.master_lb && optional.master_lb_floating_ip).into(),
+        p.extend(helpers::docker_parameters(req, template));
+        p.insert("swarm_mode".into(), swarm_mode.into());
+        p.insert("swarm_port".into(), swarm_port(template).into());
+    }
+
+    fn cluster_status(req: &StatusRequest, stack: &StackSnapshot, update: &mut ClusterUpdate) {
+        let port = swarm_port(&req.base.template);
+        update.api_address = helpers::output_str(stack, "api_address")
+            .map(|ip| format!("tcp://{}:{port}", helpers::bracket_ipv6(ip)));
+        update.coe_version = Some(
+            stack
+                .parameters
+                .get("swarm_version")
+                .and_then(Value::as_str)
+                .unwrap_or(SWARM_VERSION)
+                .to_owned(),
         );
-        set("swarm_mode", swarm_mode.into());
-        set("swarm_port", if swarm_mode { 2375 } else { 2376 }.into());
-        set("number_of_nodes", scale::default_worker_count(req).into());
-        set("node_image", template.image_id.as_str().into());
-        if let Some(flavor) = &template.flavor_id {
-            set("node_flavor", flavor.as_str().into());
-        }
-        p.extend(helpers::label_parameters(
-            &self.info.labels,
-            labels,
-            ["swarm_strategy", "fixed_subnet_cidr", "docker_volume_type"]
-                .into_iter()
-                .chain(boot_volume::LABELS),
-        ));
-        let (network, volume) = helpers::template_sub_drivers(&self.info, &template, labels)?;
-        p.extend(network.parameters);
-        p.extend(volume.parameters);
-        p.extend(helpers::host_parameters(&req.context, HOST_PARAMETERS));
-        forward_trust_only_to_rexray(&mut p, &volume.name);
-        Ok(p)
+        update.discovery_url = helpers::output_str(stack, "discovery_url").map(str::to_owned);
     }
 }
 
-/// The trustee's password and the trust reach the nodes only for the rexray
-/// volume driver, the one node service that calls OpenStack with them.
-fn forward_trust_only_to_rexray(parameters: &mut Map<String, Value>, volume_driver: &str) {
-    if volume_driver != rexray::REXRAY {
-        parameters.remove("trustee_password");
-        parameters.remove("trust_id");
+/// The Docker API's port: swarm mode's plain one, standalone Swarm's TLS one.
+fn swarm_port(template: &ClusterTemplate) -> i64 {
+    if template.coe == SWARM_MODE {
+        2375
+    } else {
+        2376
     }
-}
-
-/// The optional pieces of the cluster stack, switched by its environment.
-/// The load balancer has a floating IP when the nodes have (upstream's
-/// `floating_ip_enabled`).
-fn optional_pieces(template: &ClusterTemplate) -> environment::Optional {
-    environment::Optional {
-        private_network: template.fixed_network.is_none(),
-        floating_ip: template.floating_ip_enabled,
-        master_lb: template.master_lb_enabled,
-        master_lb_floating_ip: template.floating_ip_enabled,
-        docker_volume: template.docker_volume_size.is_some_and(|size| size > 0),
-        etcd_volume: None,
-    }
-}
-
-/// The parameters scaling the nodes to `node_count`.
-fn scale_parameters(node_count: i64, nodes_to_remove: &[String]) -> Map<String, Value> {
-    helpers::scale_parameters(
-        "number_of_nodes",
-        "nodes_to_remove",
-        node_count,
-        nodes_to_remove,
-    )
 }

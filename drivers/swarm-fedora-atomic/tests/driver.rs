@@ -4,7 +4,7 @@
 #[path = "../../k8s-fedora-atomic/tests/support/mod.rs"]
 mod support;
 
-use magnum_driver_abi::{
+use magnum_driver_sdk::{
     abi_stable::std_types::RStr,
     capability as op,
     serde_json::{self, json, Map, Value},

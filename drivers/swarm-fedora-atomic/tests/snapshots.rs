@@ -7,7 +7,7 @@
 #[path = "../../k8s-fedora-atomic/tests/support/mod.rs"]
 mod support;
 
-use magnum_driver_abi::{
+use magnum_driver_sdk::{
     serde_json::{json, Map},
     Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig, HostContext, StatusRequest,
 };
@@ -54,7 +54,7 @@ fn request(coe: &str) -> ClusterRequest {
     }
 }
 
-fn create(req: &ClusterRequest) -> magnum_driver_abi::serde_json::Value {
+fn create(req: &ClusterRequest) -> magnum_driver_sdk::serde_json::Value {
     let plan = driver().create_cluster(req).unwrap();
     lint(&plan);
     plan_snapshot(&plan)
@@ -135,7 +135,7 @@ fn plan_with_no_nodes() {
     insta::assert_json_snapshot!(create(&req));
 }
 
-fn stack() -> magnum_driver_abi::StackSnapshot {
+fn stack() -> magnum_driver_sdk::StackSnapshot {
     let mut stack = cluster_stack(
         "UPDATE_COMPLETE",
         "Stack UPDATE completed successfully",

@@ -7,7 +7,7 @@
 #[path = "../../k8s-fedora-atomic/tests/support/mod.rs"]
 mod support;
 
-use magnum_driver_abi::{
+use magnum_driver_sdk::{
     capability as op, Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig,
     SubDriverRequest, TemplateRequest,
 };

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use magnum_driver_abi::serde_json::{Map, Value};
+use magnum_driver_sdk::serde_json::{Map, Value};
 use magnum_hot::check::{check, nested_templates, parse_template, Stack};
 
 /// Every problem found in `files` when `top` is created with the parameters

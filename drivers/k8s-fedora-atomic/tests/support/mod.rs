@@ -1,13 +1,12 @@
 //! Test support shared by the three driver crates' tests: this crate's tests
 //! use it as `mod support`, the swarm and mesos drivers' include it with
-//! `#[path]` (drivers depend on the ABI crate alone, so there is no shared
-//! test crate; `magnum-hot` is a dev-dependency). Each driver's tests use a
-//! subset of it.
+//! `#[path]` until a driver test kit crate replaces it (issue 14); `magnum-hot`
+//! is a dev-dependency. Each driver's tests use a subset of it.
 #![allow(dead_code)]
 
 pub mod hot;
 
-use magnum_driver_abi::{
+use magnum_driver_sdk::{
     serde_json::Value, ClusterRequest, DriverError, ErrorKind, NodeGroup, NodeGroupUpdate,
     StackPlan, StackSnapshot, StackTarget, StatusUpdate,
 };
@@ -152,7 +151,7 @@ pub fn nodegroup_update<'a>(update: &'a StatusUpdate, uuid: &str) -> &'a NodeGro
 /// A plan as its snapshots show it: every field, each file's text replaced
 /// by the file's name (the templates and scripts are reviewed as files).
 pub fn plan_snapshot(plan: &StackPlan) -> Value {
-    let mut value = magnum_driver_abi::serde_json::to_value(plan).expect("plans serialize");
+    let mut value = magnum_driver_sdk::serde_json::to_value(plan).expect("plans serialize");
     if let Some(operations) = value["operations"].as_array_mut() {
         for operation in operations {
             let names: Vec<Value> = operation["files"]

@@ -3,14 +3,13 @@
 //! `Magnum::*` types, and the environment's `resource_registry` maps each to
 //! its real type (or nested template) or to `OS::Heat::None`.
 //!
-//! Shared by the three drivers without a crate between them: each includes
-//! this file with `#[path = "../../common/environment.rs"]` (drivers depend on
-//! the ABI crate alone), and lists [`NETWORK_FILES`] (the templates
-//! `Magnum::NetworkSwitcher` maps to) and [`MASTER_PORT_FILE`] (the masters'
-//! ports, made first so that every master knows all their addresses) among
-//! its stack files.
+//! A driver whose templates name these types lists [`NETWORK_FILES`] (the
+//! templates `Magnum::NetworkSwitcher` maps to) and [`MASTER_PORT_FILE`] (the
+//! masters' ports, made first so that every master knows all their
+//! addresses) among its stack files. Their HOT text is in this crate's
+//! `templates/`.
 
-use magnum_driver_abi::serde_json::{Map, Value};
+use serde_json::{Map, Value};
 
 /// The nested templates `Magnum::NetworkSwitcher` maps to, as
 /// `(file name, HOT text)`: a private network the stack creates, or the
@@ -18,18 +17,18 @@ use magnum_driver_abi::serde_json::{Map, Value};
 pub const NETWORK_FILES: [(&str, &str); 2] = [
     (
         PRIVATE_NETWORK,
-        include_str!("templates/network_private.yaml"),
+        include_str!("../templates/network_private.yaml"),
     ),
     (
         EXISTING_NETWORK,
-        include_str!("templates/network_existing.yaml"),
+        include_str!("../templates/network_existing.yaml"),
     ),
 ];
 /// A master's port, made before the masters so that each one's user data
 /// can list every master's address (`(file name, HOT text)`).
 pub const MASTER_PORT_FILE: (&str, &str) = (
     "master_port.yaml",
-    include_str!("templates/master_port.yaml"),
+    include_str!("../templates/master_port.yaml"),
 );
 const PRIVATE_NETWORK: &str = "network_private.yaml";
 const EXISTING_NETWORK: &str = "network_existing.yaml";

@@ -1,7 +1,6 @@
-//! The size of a cluster stack's workers, shared by the three drivers (each
-//! includes this file with `#[path = "../../common/scale.rs"]`).
+//! The size of a cluster stack's workers, shared by the three drivers.
 
-use magnum_driver_abi::{helpers, payload::ClusterRequest};
+use crate::{helpers, payload::ClusterRequest};
 
 /// The default worker nodegroup's `node_count`: what the cluster stack's
 /// worker count parameter holds. `cluster.node_count` is the sum over every

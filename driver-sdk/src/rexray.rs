@@ -1,5 +1,4 @@
-//! The rexray volume driver's rules, shared by the swarm and mesos drivers
-//! (each includes this file with `#[path = "../../common/rexray.rs"]`).
+//! The rexray volume driver's rules, shared by the swarm and mesos drivers.
 //!
 //! REX-Ray on the nodes (`fragments/configure-rexray.sh`) calls Cinder as
 //! the cluster's trustee within the user's trust, which the host hands to
@@ -8,7 +7,9 @@
 //! and its volumes then failed on the nodes; here the template still passes
 //! but the operator is warned.
 
-use magnum_driver_abi::{serde_json::Value, DriverConfig, DriverError, DriverResult};
+use serde_json::Value;
+
+use crate::{DriverConfig, DriverError, DriverResult};
 
 /// The volume driver's name.
 pub const REXRAY: &str = "rexray";

@@ -2,11 +2,8 @@
 //! check, and the parameters they become. The node templates (HOT
 //! 2021-04-16) omit the server's `image` and add a Cinder boot volume when
 //! `boot_volume_size` is above 0.
-//!
-//! Shared without a crate between the drivers: each includes this file with
-//! `#[path = "../../common/boot_volume.rs"]`.
 
-use magnum_driver_abi::{
+use crate::{
     helpers::{check_at_least, label_spec},
     DriverResult, LabelSpec, LabelType, Labels,
 };

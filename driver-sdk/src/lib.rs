@@ -1,0 +1,25 @@
+//! The magnum-rs driver SDK: what a COE driver is written with.
+//!
+//! It re-exports the whole of `magnum-driver-abi` (the contract: root module,
+//! `Driver` trait object, payloads, errors, [`export_driver!`]), so a driver
+//! crate has this one dependency. On top of it:
+//!
+//! - [`helpers`]: upstream Magnum's conventions as pure functions (labels,
+//!   effective templates, parameters, stack operations, status from stack
+//!   outputs);
+//! - [`environment`], [`boot_volume`], [`rexray`], [`scale`]: pieces the
+//!   bundled Heat drivers share;
+//! - [`heat`]: a [`HeatDriver`](heat::HeatDriver) trait whose provided methods
+//!   make a whole one-stack Heat driver out of its parameters and templates.
+//!
+//! Unlike the ABI, the SDK may change in any release: a driver built with an
+//! older SDK keeps loading, since what the host checks is the ABI alone.
+
+pub use magnum_driver_abi::*;
+
+pub mod boot_volume;
+pub mod environment;
+pub mod heat;
+pub mod helpers;
+pub mod rexray;
+pub mod scale;
