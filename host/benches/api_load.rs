@@ -40,7 +40,7 @@ use diesel::{connection::SimpleConnection, pg::PgConnection, Connection};
 use magnum_host::{
     api::{router, AppState},
     db::{self, DbPool},
-    drivers::Registry,
+    plugins::Registry,
 };
 use reqwest::{
     header::{HeaderMap, HeaderValue, CONTENT_TYPE},

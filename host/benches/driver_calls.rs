@@ -10,7 +10,7 @@ use std::{hint::black_box, time::Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use magnum_driver_abi::{payload::*, CoeDriver, DriverConfig};
 use magnum_driver_k8s_fedora_atomic::K8sFedoraAtomicDriver;
-use magnum_host::drivers::Registry;
+use magnum_host::plugins::Registry;
 
 fn request() -> ClusterRequest {
     ClusterRequest {

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::{api::catalog::CloudCatalog, db::DbPool, drivers::Registry};
+use crate::{api::catalog::CloudCatalog, db::DbPool, plugins::Registry};
 
 /// How requests are authenticated.
 #[derive(Debug, Clone)]

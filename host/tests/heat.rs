@@ -725,8 +725,8 @@ fn k8s_library() -> PathBuf {
 }
 
 /// The k8s driver from a plugins dir, as magnumd loads it.
-fn k8s_registry() -> (tempfile::TempDir, magnum_host::drivers::Registry) {
-    use magnum_host::drivers::{
+fn k8s_registry() -> (tempfile::TempDir, magnum_host::plugins::Registry) {
+    use magnum_host::plugins::{
         manifest::{self, Manifest, Registered},
         Registry,
     };

@@ -381,7 +381,7 @@ async fn api_in_keystone_mode(ks: &Harness) {
     use magnum_host::{
         api::{router, AppState, Identity},
         db::{self, DbPool},
-        drivers::Registry,
+        plugins::Registry,
     };
     use tower::ServiceExt;
 

@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use magnum_driver_abi::payload::*;
-use magnum_host::drivers::Registry;
+use magnum_host::plugins::Registry;
 use serde_json::Value;
 
 use crate::support::*;

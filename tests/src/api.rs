@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use magnum_host::{
     api::{self, AppState},
     db::testing::TestDatabase,
-    drivers::Registry,
+    plugins::Registry,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;

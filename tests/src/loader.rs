@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, fs, path::Path};
 
 use magnum_driver_abi::{capability as op, payload::*, ErrorKind, Provides};
-use magnum_host::drivers::{
+use magnum_host::plugins::{
     manifest::{self, Manifest, Registered},
     DriverState, Registry,
 };

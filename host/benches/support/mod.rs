@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use magnum_host::drivers::manifest::{self, Manifest, Registered};
+use magnum_host::plugins::manifest::{self, Manifest, Registered};
 
 /// Driver name and library stem of each bundled driver.
 pub const BUNDLED: [(&str, &str); 3] = [

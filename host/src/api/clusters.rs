@@ -30,9 +30,9 @@ use crate::{
         models::{Cluster, ClusterTemplate, NewCluster, NewNodeGroup, NodeGroup, Quota},
         DbConnection,
     },
-    drivers::LoadedDriver,
     jobs::{self, Operation},
     microversion::Version,
+    plugins::LoadedDriver,
     status::Status,
 };
 

@@ -25,7 +25,7 @@ use crate::{
         models::{ClusterTemplate, NewClusterTemplate, TemplateScope},
         DbConnection,
     },
-    drivers::LoadedDriver,
+    plugins::LoadedDriver,
 };
 
 /// Every attribute a client may send on create.

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand, ValueEnum};
 use magnum_host::{
     config::{Config, Overrides},
-    drivers::{
+    plugins::{
         conformance, loader,
         manage::{self, OwnerCheck, RegisterOptions},
         manifest::{self, Manifest},

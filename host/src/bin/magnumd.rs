@@ -7,7 +7,7 @@ use magnum_host::{
     api::{self, AppState},
     config::{AuthMode, CatalogSource, Config, OrchestratorKind, Overrides},
     db::{self, DbPool},
-    drivers::Registry,
+    plugins::Registry,
 };
 
 /// magnum-rs: OpenStack Magnum's Container Infrastructure Management service.

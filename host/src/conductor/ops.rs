@@ -16,8 +16,8 @@ use crate::{
         DbConnection,
     },
     domain,
-    drivers::LoadedDriver,
     jobs::{Operation, RunState},
+    plugins::LoadedDriver,
     status::Status,
 };
 
