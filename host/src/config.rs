@@ -103,13 +103,7 @@ config_mode!(
     { NoAuth = "noauth", Keystone = "keystone" }
 );
 
-config_mode!(
-    /// `[catalog] source`.
-    CatalogSource,
-    "[catalog] source",
-    "embedded (the [catalog] lists) or openstack (Glance, Nova and Neutron through the Keystone catalog)",
-    { Embedded = "embedded", OpenStack = "openstack" }
-);
+pub use crate::api::catalog::CatalogSource;
 
 /// `[conductor]`.
 #[derive(Debug, Clone, Deserialize)]

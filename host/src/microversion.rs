@@ -102,7 +102,7 @@ fn not_acceptable(err: &VersionError) -> Response {
             } else {
                 "Invalid value for OpenStack-API-Version header"
             };
-            crate::api::error_body(StatusCode::NOT_ACCEPTABLE, detail)
+            crate::api::error::error_body(StatusCode::NOT_ACCEPTABLE, detail)
         }
         VersionError::Unsupported(v) => {
             let detail = if v.major != MAX.major {

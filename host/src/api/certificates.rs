@@ -18,8 +18,8 @@ use super::{
     context::Ctx,
     error::{ApiError, ApiResult},
     input::{Fields, JsonBody},
-    AppState,
 };
+use crate::app::AppState;
 use crate::{
     certs,
     db::{

@@ -22,8 +22,9 @@ use super::{
     context::Ctx,
     error::{ApiError, ApiResult},
     input::{apply_patch, patch_ops, Fields, JsonBody},
-    templates, AppState,
+    templates,
 };
+use crate::app::AppState;
 use crate::{
     db::{
         self,

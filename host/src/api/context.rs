@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use axum::{extract::FromRequestParts, http::request::Parts, http::HeaderMap};
 
-use super::{error::ApiError, AppState, Identity};
+use super::error::ApiError;
+use crate::app::{AppState, Identity};
 use crate::db::models::Cluster;
 use crate::keystone::{KeystoneError, SecretToken};
 use crate::microversion::{Version, MIN};

@@ -17,8 +17,8 @@ use super::{
     clusters,
     context::Ctx,
     error::{ApiError, ApiResult},
-    AppState,
 };
+use crate::app::AppState;
 use crate::{
     db::{self},
     jobs::Operation,

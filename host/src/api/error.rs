@@ -1,11 +1,13 @@
 //! The one error type of every handler: a status and the sentence the user
-//! reads, rendered in Magnum's envelope (see [`super::error_body`]).
+//! reads, rendered in Magnum's envelope (see [`error_body`]).
 
 use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
     Json,
 };
+
+use serde_json::{json, Value};
 
 use crate::db::DbError;
 
@@ -78,11 +80,7 @@ pub fn truncate(s: &str, max: usize) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(super::error_body(self.status, &self.detail)),
-        )
-            .into_response()
+        (self.status, Json(error_body(self.status, &self.detail))).into_response()
     }
 }
 
@@ -144,5 +142,61 @@ impl From<crate::certs::CertError> for ApiError {
             crate::certs::CertError::Db(e) => e.into(),
             other => ApiError::internal(other),
         }
+    }
+}
+
+/// Magnum's error envelope, as upstream's ParsableErrorMiddleware writes it
+/// (magnum/api/middleware/parsable_error.py): `title` is the first sentence
+/// of `detail`, `code` is `client` or `server`, and `request_id` is always
+/// empty in the body (the id travels in the `x-openstack-request-id`
+/// header).
+pub fn error_body(status: StatusCode, detail: &str) -> Value {
+    let title = first_sentence(detail);
+    let code = if status.is_server_error() {
+        "server"
+    } else {
+        "client"
+    };
+    json!({"errors": [{
+        "request_id": "",
+        "code": code,
+        "status": status.as_u16(),
+        "title": title,
+        "detail": detail,
+        "links": [],
+    }]})
+}
+
+/// `detail` up to its first period, as upstream cuts it, except that a
+/// period followed by a digit ("1.10", "10.0.0.5") does not end a sentence.
+fn first_sentence(detail: &str) -> &str {
+    let bytes = detail.as_bytes();
+    let end = bytes
+        .iter()
+        .enumerate()
+        .find(|&(i, &b)| b == b'.' && !bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
+        .map_or(detail.len(), |(i, _)| i);
+    &detail[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_the_first_sentence() {
+        let title = |d: &str| error_body(StatusCode::BAD_REQUEST, d)["errors"][0]["title"].clone();
+        assert_eq!(
+            title("Not supported in the provided microversion; use 1.10 or later."),
+            "Not supported in the provided microversion; use 1.10 or later"
+        );
+        assert_eq!(
+            title("Address 10.0.0.5 is taken. Pick another."),
+            "Address 10.0.0.5 is taken"
+        );
+        assert_eq!(title("Ends with a version 1."), "Ends with a version 1");
+        assert_eq!(title("No period at all"), "No period at all");
+        assert_eq!(title("Quota of 1.5. Two."), "Quota of 1.5");
+        assert_eq!(title("Ünïcödé first. Then."), "Ünïcödé first");
     }
 }

@@ -9,8 +9,8 @@ use super::{
     common::{self},
     context::Ctx,
     error::ApiResult,
-    AppState,
 };
+use crate::app::AppState;
 use crate::db::{self, models::MagnumService};
 
 pub async fn mservices(State(state): State<Arc<AppState>>, ctx: Ctx) -> ApiResult<Json<Value>> {

@@ -21,8 +21,8 @@ use super::{
     context::Ctx,
     error::{ApiError, ApiResult},
     input::{apply_patch, patch_ops, Fields, JsonBody},
-    AppState,
 };
+use crate::app::AppState;
 use crate::{
     db::{
         self,

@@ -16,8 +16,8 @@ use super::{
     context::Ctx,
     error::{ApiError, ApiResult},
     input::{Fields, JsonBody},
-    AppState,
 };
+use crate::app::AppState;
 use crate::db::{self, models::Quota};
 
 const RESOURCES: &[&str] = &["Cluster"];

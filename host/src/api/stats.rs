@@ -12,8 +12,8 @@ use super::{
     common::Query,
     context::Ctx,
     error::{ApiError, ApiResult},
-    AppState,
 };
+use crate::app::AppState;
 use crate::db::{
     self,
     models::{Cluster, NodeGroup},

@@ -16,8 +16,8 @@ use super::{
     context::Ctx,
     error::{ApiError, ApiResult},
     input::{apply_patch, patch_ops, Fields, JsonBody},
-    AppState,
 };
+use crate::app::AppState;
 pub use crate::domain::{template_labels as labels, template_payload as payload};
 use crate::{
     db::{

@@ -192,6 +192,28 @@ pub struct Subnet {
     pub cidr: String,
 }
 
+/// `[catalog] source`: the `[catalog]` lists, or the cloud's own services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum CatalogSource {
+    Embedded,
+    OpenStack,
+}
+
+impl TryFrom<String> for CatalogSource {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "embedded" => Ok(Self::Embedded),
+            "openstack" => Ok(Self::OpenStack),
+            other => Err(format!(
+                "[catalog] source '{other}' is not supported; use embedded (the [catalog] lists) or openstack (Glance, Nova and Neutron through the Keystone catalog)"
+            )),
+        }
+    }
+}
+
 /// The `[catalog]` config section; absent lists take the defaults below.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,7 +221,7 @@ pub struct CatalogFile {
     /// `embedded` (these lists) or `openstack` (Glance, Nova and Neutron
     /// through the `[keystone]` catalog). Default: `openstack` with the
     /// `heat` orchestrator, else `embedded`.
-    pub source: Option<crate::config::CatalogSource>,
+    pub source: Option<CatalogSource>,
     /// Seconds per call to Glance, Nova or Neutron (openstack source).
     pub request_timeout_seconds: Option<u64>,
     pub images: Option<Vec<Image>>,
