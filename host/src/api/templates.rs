@@ -282,7 +282,7 @@ fn validate(
     }
     let driver = select_driver(state, t)?;
     if t.network_driver.is_none() {
-        t.network_driver = magnum_driver_abi::helpers::choose_sub_driver(
+        t.network_driver = magnum_driver_abi::convention::choose_sub_driver(
             "network_driver",
             &driver.info.network_drivers,
             &t.coe,

@@ -974,7 +974,7 @@ fn cluster_delete(
     if !state.tracking {
         // A create interrupted before it recorded its stack: find it by name.
         if l.cluster.stack_id.is_none() {
-            let name = magnum_driver_abi::helpers::stack_name(&l.cluster.name, &l.cluster.uuid);
+            let name = magnum_driver_abi::convention::stack_name(&l.cluster.name, &l.cluster.uuid);
             match c
                 .orchestrator
                 .find(conn, &name, l.cluster.trust_id.as_deref())

@@ -457,7 +457,7 @@ fn newer_template(info: &DriverInfo, template: &ClusterTemplate) -> ClusterTempl
         if let Some((major, minor, _)) = spec
             .default
             .as_deref()
-            .and_then(magnum_driver_abi::helpers::parse_version)
+            .and_then(magnum_driver_abi::convention::parse_version)
         {
             newer
                 .labels
