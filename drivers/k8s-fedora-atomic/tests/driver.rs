@@ -1,7 +1,7 @@
 //! Behaviour of `k8s_fedora_atomic_v1`, called through the rlib.
 
-// Shared with the swarm and mesos drivers' tests; see the file's header.
-mod support;
+// The driver test kit (driver-testkit/).
+use magnum_driver_testkit as support;
 
 use magnum_driver_k8s_fedora_atomic::{K8sFedoraAtomicDriver, CLUSTER_FILE, DRIVER_NAME};
 use magnum_driver_sdk::{

@@ -2,7 +2,7 @@
 //! and of its status mapping. Inputs are fixed (no random uuids), so the
 //! snapshots need no redactions. Review changes with `cargo insta review`.
 
-mod support;
+use magnum_driver_testkit as support;
 
 use magnum_driver_k8s_fedora_atomic::K8sFedoraAtomicDriver;
 use magnum_driver_sdk::{

@@ -2,7 +2,7 @@
 //! volume drivers, cluster sizes): each error is `Invalid` on the field at
 //! fault and its message names the allowed values.
 
-mod support;
+use magnum_driver_testkit as support;
 
 use magnum_driver_k8s_fedora_atomic::K8sFedoraAtomicDriver;
 use magnum_driver_sdk::{

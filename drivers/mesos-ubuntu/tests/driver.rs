@@ -1,8 +1,7 @@
 //! Behaviour of `mesos_ubuntu_v1`, called through the rlib.
 
-// Test support shared by the three drivers' tests; see the file's header.
-#[path = "../../k8s-fedora-atomic/tests/support/mod.rs"]
-mod support;
+// The driver test kit (driver-testkit/).
+use magnum_driver_testkit as support;
 
 use magnum_driver_mesos_ubuntu::{MesosUbuntuDriver, CLUSTER_FILE, DRIVER_NAME};
 use magnum_driver_sdk::{

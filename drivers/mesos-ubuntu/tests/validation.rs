@@ -2,9 +2,8 @@
 //! volume drivers, cluster sizes, unsupported operations): each error is
 //! `Invalid` on the field at fault and its message names the allowed values.
 
-// Test support shared by the three drivers' tests; see the file's header.
-#[path = "../../k8s-fedora-atomic/tests/support/mod.rs"]
-mod support;
+// The driver test kit (driver-testkit/).
+use magnum_driver_testkit as support;
 
 use magnum_driver_mesos_ubuntu::MesosUbuntuDriver;
 use magnum_driver_sdk::{

@@ -3,9 +3,8 @@
 //! fixed, so the snapshots need no redactions. Review changes with
 //! `cargo insta review`.
 
-// Test support shared by the three drivers' tests; see the file's header.
-#[path = "../../k8s-fedora-atomic/tests/support/mod.rs"]
-mod support;
+// The driver test kit (driver-testkit/).
+use magnum_driver_testkit as support;
 
 use magnum_driver_sdk::{
     serde_json::{json, Map},

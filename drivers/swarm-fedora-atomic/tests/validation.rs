@@ -3,9 +3,8 @@
 //! `Invalid` (or `Unsupported`) on the field at fault and its message names
 //! the allowed values.
 
-// Test support shared by the three drivers' tests; see the file's header.
-#[path = "../../k8s-fedora-atomic/tests/support/mod.rs"]
-mod support;
+// The driver test kit (driver-testkit/).
+use magnum_driver_testkit as support;
 
 use magnum_driver_sdk::{
     capability as op, Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig,

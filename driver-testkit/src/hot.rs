@@ -1,6 +1,5 @@
 //! The plans' HOT files through `magnum-hot`'s static check, the one the
-//! host's `magnum-driver-manage verify` runs (shared by the three driver
-//! crates' tests through `support`; `magnum-hot` is a dev-dependency of each).
+//! host's `magnum-driver-manage verify` runs.
 
 use std::collections::BTreeMap;
 

@@ -1,8 +1,7 @@
-//! Test support shared by the three driver crates' tests: this crate's tests
-//! use it as `mod support`, the swarm and mesos drivers' include it with
-//! `#[path]` until a driver test kit crate replaces it (issue 14); `magnum-hot`
-//! is a dev-dependency. Each driver's tests use a subset of it.
-#![allow(dead_code)]
+//! The driver test kit: what the bundled drivers' tests (and a vendor's)
+//! share — sample nodegroups and stacks, the HOT static check of a plan's
+//! files (`magnum-hot`'s, the one `magnum-driver-manage verify` runs), and
+//! plan snapshots. A dev-dependency; each driver's tests use a subset of it.
 
 pub mod hot;
 
