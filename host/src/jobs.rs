@@ -116,6 +116,10 @@ pub struct RunState {
     /// A delete: the stack being deleted, and whether its delete was issued.
     pub step: usize,
     pub issued: bool,
+    /// An upgrade: the new template's labels its plan applied to the stacks
+    /// (passed as stack parameters of the same name and value), which the
+    /// cluster's labels take once the upgrade completes.
+    pub carried_labels: std::collections::BTreeMap<String, String>,
 }
 
 impl RunState {

@@ -292,3 +292,35 @@ conductor_test!(
         assert_eq!(app.count("nodegroup"), 0);
     }
 );
+
+// Issue 14 (COE rules out of the host): an upgrade carries into the
+// cluster's labels what its plan applied to the stacks (kube_tag for
+// kubernetes), nothing else of the new template.
+conductor_test!(
+    an_upgrade_carries_the_labels_its_plan_applied,
+    fast_cloud(),
+    |app: &TestApp| {
+        let path = cluster_with_extra_group(app, 1, 1);
+        let mut body = crate::api::template_body("k8s-next", "kubernetes", "fedora-atomic-latest");
+        body["labels"]["kube_tag"] = json!("v1.28.0");
+        body["labels"]["coredns_tag"] = json!("1.11.1");
+        let r = app.post("/v1/clustertemplates", body);
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let next = r.body["uuid"].as_str().unwrap().to_owned();
+        let r = app.post(
+            &format!("{path}/actions/upgrade"),
+            json!({"cluster_template": "k8s-next", "max_batch_size": 1}),
+        );
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        let c = settled(app, &path);
+        assert_eq!(c["status"], "UPDATE_COMPLETE", "{c}");
+        assert_eq!(c["cluster_template_id"], next.as_str(), "{c}");
+        assert_eq!(c["labels"]["kube_tag"], "v1.28.0", "{c}");
+        assert_eq!(c["coe_version"], "v1.28.0", "{c}");
+        assert!(
+            c["labels"].get("coredns_tag").is_none(),
+            "a label the upgrade did not apply is not carried: {c}"
+        );
+        assert_sizes(app, &path, &[("default-worker", 1), ("ng", 1)]);
+    }
+);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use diesel::OptionalExtension;
 use magnum_driver_abi::{capability as op, payload::*, DriverError};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{elapsed, Conductor, OrchestratorError, Outcome};
 use crate::{
@@ -722,6 +722,26 @@ fn wait_for_busy_stacks(
     Ok(Ok(()))
 }
 
+/// The labels of `labels` that `plan` passes to its stacks as parameters of
+/// the same name and value: what an upgrade applied.
+fn applied_labels(
+    labels: &std::collections::BTreeMap<String, String>,
+    plan: &StackPlan,
+) -> std::collections::BTreeMap<String, String> {
+    labels
+        .iter()
+        .filter(|(name, value)| {
+            plan.operations.iter().any(|o| {
+                o.parameters
+                    .get(name.as_str())
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| p == value.as_str())
+            })
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Polls the stacks an update issued: `Ok(None)` while one of them has not
 /// reached a terminal status of `action`, else the failure (if any).
 fn settled(
@@ -813,6 +833,7 @@ fn cluster_update(
             Ok(r) => r,
             Err(reason) => return finish(c, conn, run, Some(&drv), failed(reason)),
         };
+        let mut carried = std::collections::BTreeMap::new();
         let plan = match run.op {
             // A rotation is an update whose host context changed (new
             // credential, new CA id); the driver declared it takes part.
@@ -863,7 +884,7 @@ fn cluster_update(
                     let reason = format!("cluster template {tmpl} no longer exists");
                     return finish(c, conn, run, Some(&drv), failed(reason));
                 };
-                drv.call::<_, StackPlan>(
+                let planned = drv.call::<_, StackPlan>(
                     op::UPGRADE_CLUSTER,
                     &UpgradeRequest {
                         base,
@@ -871,7 +892,11 @@ fn cluster_update(
                         nodegroup: nodegroup.clone(),
                         max_batch_size: *max_batch_size,
                     },
-                )
+                );
+                if let Ok(plan) = &planned {
+                    carried = applied_labels(&domain::template_labels(&new_template), plan);
+                }
+                planned
             }
             // A rotation is an update whose host context changed (new
             // credential, new CA id); the driver declared it takes part.
@@ -907,6 +932,7 @@ fn cluster_update(
             issued.push(id.clone());
         }
         state.stacks = issued;
+        state.carried_labels = carried;
         state.tracking = true;
         state.polls = 0;
         return Ok(poll(state, Duration::from_secs(1)));
@@ -922,14 +948,13 @@ fn cluster_update(
         },
     ) = (&failure, run.op)
     {
-        // The cluster now runs the new template's version.
+        // The cluster now runs the new template, with the labels the
+        // upgrade applied (kube_tag for kubernetes: the driver's plan says
+        // which, the host knows no COE).
         {
             if let Some(new_template) = db(ClusterTemplate::find_by_uuid(conn, tmpl).optional())? {
-                let new_labels = domain::template_labels(&new_template);
                 let mut labels = domain::labels_of(&l.cluster.labels);
-                if let Some(tag) = new_labels.get("kube_tag") {
-                    labels.insert("kube_tag".into(), tag.clone());
-                }
+                labels.extend(state.carried_labels.clone());
                 l.cluster.labels = domain::labels_text(&labels);
                 l.cluster.cluster_template_id = new_template.uuid.clone();
                 let status = l.cluster.status;
