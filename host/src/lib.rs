@@ -11,4 +11,5 @@ pub mod files;
 pub mod jobs;
 pub mod keystone;
 pub mod microversion;
+pub mod openstack;
 pub mod orchestrator;

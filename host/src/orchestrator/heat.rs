@@ -44,11 +44,11 @@ use serde_json::{json, Map, Value};
 use crate::{
     conductor::{Orchestrator, OrchestratorError},
     db::DbConnection,
-    keystone::{error_chain, KeystoneClient, KeystoneError, SecretToken},
+    keystone::{KeystoneClient, KeystoneError, SecretToken},
+    openstack::{session::BoxFuture, Call, Session, SessionError, TokenSource},
 };
 
 const SERVICE_TYPE: &str = "orchestration";
-const AUTH_HEADER: &str = "X-Auth-Token";
 /// Longest chain of redirects followed for one call (Heat sends one).
 const MAX_REDIRECTS: usize = 3;
 /// A trust-scoped token is renewed this long before it expires.
@@ -124,7 +124,8 @@ struct Answer {
 
 pub struct HeatOrchestrator {
     keystone: KeystoneClient,
-    http: reqwest::Client,
+    /// The keystone client's TLS, Heat's timeouts.
+    session: Session,
     settings: HeatSettings,
     /// Interface and region of the orchestration endpoint in a trust
     /// token's catalog (the service token's come from `keystone`'s own).
@@ -157,15 +158,15 @@ impl HeatOrchestrator {
         region: Option<&str>,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, OrchestratorError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.request_timeout_seconds.max(1)))
-            .connect_timeout(Duration::from_secs(5))
-            // Heat's redirects are followed by hand, same origin only, so a
-            // token is never sent anywhere a Location points.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("magnum-rs/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| OrchestratorError::Unavailable(format!("HTTP client: {e}")))?;
+        // The session follows no redirect: Heat's are followed by hand, same
+        // origin only, so a token is never sent anywhere a Location points.
+        let session = keystone
+            .http_session()
+            .with_timeouts(
+                Duration::from_secs(settings.request_timeout_seconds.max(1)),
+                Duration::from_secs(5),
+            )
+            .map_err(|e| OrchestratorError::Unavailable(e.to_string()))?;
         let mut extra_files = BTreeMap::new();
         for (name, path) in &settings.files {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -179,7 +180,7 @@ impl HeatOrchestrator {
         Ok(Self {
             extra_files,
             keystone,
-            http,
+            session,
             settings,
             interface: interface.to_owned(),
             region: region.map(str::to_owned),
@@ -409,53 +410,27 @@ impl HeatOrchestrator {
         url: Url,
         body: Option<&Value>,
     ) -> Result<Answer, OrchestratorError> {
-        let mut retried = false;
-        loop {
-            let token = self.token(scope).await?;
-            let mut request = self
-                .http
-                .request(method.clone(), url.clone())
-                .header(reqwest::header::ACCEPT, "application/json");
-            let mut value = reqwest::header::HeaderValue::from_str(token.expose())
-                .map_err(|_| unexpected("the token is not a valid header value".into()))?;
-            value.set_sensitive(true);
-            request = request.header(AUTH_HEADER, value);
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let started = std::time::Instant::now();
-            let response = request.send().await.map_err(|e| {
-                OrchestratorError::Unavailable(format!(
-                    "Heat at {}: {}",
-                    url.origin().ascii_serialization(),
-                    error_chain(&e)
-                ))
+        let origin = url.origin().ascii_serialization();
+        let mut call = Call::new(method.clone(), url);
+        call.body = body;
+        let started = std::time::Instant::now();
+        let answer = self
+            .session
+            .send_authed(&ScopeToken { heat: self, scope }, &call)
+            .await
+            .map_err(|e| match e {
+                CallError::Session(SessionError::Unavailable(m)) => {
+                    OrchestratorError::Unavailable(format!("Heat at {origin}: {m}"))
+                }
+                CallError::Session(other) => unexpected(other.to_string()),
+                CallError::Heat(e) => e,
             })?;
-            let status = response.status();
-            let location = response
-                .headers()
-                .get(LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let text = response.text().await.map_err(|e| {
-                OrchestratorError::Unavailable(format!(
-                    "Heat answer unreadable: {}",
-                    error_chain(&e)
-                ))
-            })?;
-            tracing::debug!(%method, path = url.path(), %status, elapsed = ?started.elapsed(), "heat call");
-            if status == StatusCode::UNAUTHORIZED && !retried {
-                // The token was revoked or expired early: log in again, once.
-                retried = true;
-                self.forget_token(scope, &token).await;
-                continue;
-            }
-            return Ok(Answer {
-                status,
-                location,
-                body: text,
-            });
-        }
+        tracing::debug!(%method, path = call.url.path(), status = %answer.status, elapsed = ?started.elapsed(), "heat call");
+        Ok(Answer {
+            status: answer.status,
+            location: answer.header(LOCATION.as_str()).map(str::to_owned),
+            body: answer.body,
+        })
     }
 
     async fn token(&self, scope: &Scope) -> Result<SecretToken, OrchestratorError> {
@@ -532,6 +507,42 @@ impl HeatOrchestrator {
             )),
             _ => rejected(what, answer),
         }
+    }
+}
+
+/// A call's token: the service user's or a trust's, by scope. A 401 drops
+/// it (the service session, or the cached trust token), and the session
+/// sends the call once more with a fresh one.
+struct ScopeToken<'a> {
+    heat: &'a HeatOrchestrator,
+    scope: &'a Scope,
+}
+
+/// Why a call failed: the transport, or getting its token.
+enum CallError {
+    Session(SessionError),
+    Heat(OrchestratorError),
+}
+
+impl From<SessionError> for CallError {
+    fn from(e: SessionError) -> Self {
+        Self::Session(e)
+    }
+}
+
+impl TokenSource for ScopeToken<'_> {
+    type Error = CallError;
+
+    fn token(&self) -> BoxFuture<'_, Result<SecretToken, CallError>> {
+        Box::pin(async move { self.heat.token(self.scope).await.map_err(CallError::Heat) })
+    }
+
+    fn forget<'a>(&'a self, stale: &'a SecretToken) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            // The token was revoked or expired early: log in again, once.
+            self.heat.forget_token(self.scope, stale).await;
+            true
+        })
     }
 }
 
