@@ -521,6 +521,43 @@ mod tests {
     }
 
     #[test]
+    fn keystone_tls_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("magnum.toml");
+        let base = "[auth]\nmode = \"keystone\"\n[keystone]\nauth_url = \"https://keystone.example:5000/v3\"\nusername = \"magnum\"\npassword = \"pw\"\nproject_name = \"service\"\n";
+        let load = |extra: &str| {
+            std::fs::write(&path, format!("{base}{extra}")).unwrap();
+            Config::load(&Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let cfg = load("").unwrap();
+        let ks = cfg.keystone.unwrap();
+        assert_eq!((ks.cafile, ks.insecure), (None, false));
+        let err = load("cafile = \"/nonexistent/ca.pem\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cafile /nonexistent/ca.pem: cannot read"),
+            "{err}"
+        );
+        let err = load("cafile = \"/etc/hostname\"\ninsecure = true\n").unwrap_err();
+        assert!(err.to_string().contains("exclude each other"), "{err}");
+        assert!(
+            load("insecure = true\n")
+                .unwrap()
+                .keystone
+                .unwrap()
+                .insecure
+        );
+        let err = load("ca_file = \"/x\"\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown field `ca_file`"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
     fn typos_and_bad_values_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("magnum.toml");
