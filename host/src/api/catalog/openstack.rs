@@ -393,7 +393,7 @@ impl OpenStackCatalog {
         let mut call = Call::new(Method::GET, url);
         for (name, v) in req.headers {
             let value = HeaderValue::from_str(v).map_err(|e| unavailable(e.to_string()))?;
-            call = call.header(*name, value);
+            call = call.header(name, value);
         }
         // The user's own token gets no second try; the service user's is
         // renewed once on a 401.
