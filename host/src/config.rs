@@ -49,6 +49,68 @@ pub struct FileConfig {
     pub certificates: crate::certs::CertificateConfig,
 }
 
+/// A mode read from the config file: an unknown name is an error that lists
+/// the accepted ones.
+macro_rules! config_mode {
+    ($(#[$doc:meta])* $name:ident, $key:literal, $hint:literal, { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+        #[serde(try_from = "String")]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(value: String) -> Result<Self, String> {
+                match value.as_str() {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(format!(concat!($key, " '{}' is not supported; use ", $hint), other)),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+config_mode!(
+    /// `[conductor] orchestrator`.
+    OrchestratorKind,
+    "[conductor] orchestrator",
+    "local (the embedded simulated cloud) or heat (OpenStack Heat)",
+    { Local = "local", Heat = "heat" }
+);
+
+config_mode!(
+    /// `[auth] mode`.
+    AuthMode,
+    "[auth] mode",
+    "noauth or keystone",
+    { NoAuth = "noauth", Keystone = "keystone" }
+);
+
+config_mode!(
+    /// `[catalog] source`.
+    CatalogSource,
+    "[catalog] source",
+    "embedded (the [catalog] lists) or openstack (Glance, Nova and Neutron through the Keystone catalog)",
+    { Embedded = "embedded", OpenStack = "openstack" }
+);
+
 /// `[conductor]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -57,7 +119,7 @@ pub struct ConductorFile {
     pub in_process: bool,
     /// `local` (the embedded simulated cloud) or `heat` (a real OpenStack
     /// Heat, called as the `[keystone]` service user).
-    pub orchestrator: String,
+    pub orchestrator: OrchestratorKind,
     /// Jobs run at once.
     pub concurrency: usize,
     /// Deadline of update, resize, upgrade and delete operations.
@@ -76,7 +138,7 @@ impl Default for ConductorFile {
     fn default() -> Self {
         Self {
             in_process: true,
-            orchestrator: "local".to_owned(),
+            orchestrator: OrchestratorKind::Local,
             concurrency: 4,
             operation_timeout_minutes: 60,
             host: None,
@@ -172,7 +234,7 @@ impl KeystoneFile {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthFile {
     /// `noauth` (the embedded default) or `keystone`.
-    pub mode: String,
+    pub mode: AuthMode,
     /// noauth: who an anonymous request acts as.
     pub default_project_id: String,
     pub default_user_id: String,
@@ -182,7 +244,7 @@ pub struct AuthFile {
 impl Default for AuthFile {
     fn default() -> Self {
         Self {
-            mode: "noauth".to_owned(),
+            mode: AuthMode::NoAuth,
             default_project_id: "admin".to_owned(),
             default_user_id: "admin".to_owned(),
             default_roles: vec!["admin".to_owned()],
@@ -274,32 +336,15 @@ impl Config {
         // Only the scheme is checked here; connecting is the caller's business.
         crate::db::DbTarget::parse(&database_url)?;
         let mut keystone = file.keystone;
-        if !matches!(file.auth.mode.as_str(), "noauth" | "keystone") {
-            return Err(anyhow!(
-                "[auth] mode '{}' is not supported; use noauth or keystone",
-                file.auth.mode
-            ));
-        }
-        if !matches!(file.conductor.orchestrator.as_str(), "local" | "heat") {
-            return Err(anyhow!(
-                "[conductor] orchestrator '{}' is not supported; use local (the embedded simulated cloud) or heat (OpenStack Heat)",
-                file.conductor.orchestrator
-            ));
-        }
         // A real cloud's catalog goes with a real orchestrator by default.
         let mut catalog = file.catalog;
-        let source = catalog.source.take().unwrap_or_else(|| {
-            if file.conductor.orchestrator == "heat" {
-                "openstack".to_owned()
-            } else {
-                "embedded".to_owned()
-            }
-        });
-        if !matches!(source.as_str(), "embedded" | "openstack") {
-            return Err(anyhow!(
-                "[catalog] source '{source}' is not supported; use embedded (the [catalog] lists) or openstack (Glance, Nova and Neutron through the Keystone catalog)"
-            ));
-        }
+        let source = catalog
+            .source
+            .take()
+            .unwrap_or(match file.conductor.orchestrator {
+                OrchestratorKind::Heat => CatalogSource::OpenStack,
+                OrchestratorKind::Local => CatalogSource::Embedded,
+            });
         if catalog.request_timeout_seconds == Some(0) {
             return Err(anyhow!(
                 "[catalog] request_timeout_seconds must be at least 1"
@@ -309,11 +354,11 @@ impl Config {
         // The service user is needed by keystone authentication, by the
         // heat orchestrator (which may run with noauth, in a test cloud) and
         // by the openstack catalog.
-        let needs_service_user = if file.auth.mode == "keystone" {
+        let needs_service_user = if file.auth.mode == AuthMode::Keystone {
             Some("[auth] mode = \"keystone\"")
-        } else if file.conductor.orchestrator == "heat" {
+        } else if file.conductor.orchestrator == OrchestratorKind::Heat {
             Some("[conductor] orchestrator = \"heat\"")
-        } else if catalog.source.as_deref() == Some("openstack") {
+        } else if catalog.source == Some(CatalogSource::OpenStack) {
             Some("[catalog] source = \"openstack\"")
         } else {
             None
@@ -497,17 +542,23 @@ mod tests {
         )
         .unwrap();
         let cfg = load().unwrap();
-        assert_eq!(cfg.conductor.orchestrator, "heat");
+        assert_eq!(cfg.conductor.orchestrator, OrchestratorKind::Heat);
         assert_eq!(cfg.heat.region.as_deref(), Some("RegionTwo"));
         assert_eq!(cfg.heat.stack_timeout_minutes, 60);
         assert_eq!(cfg.heat.resource_registry.len(), 1);
         // A real cloud's catalog by default with heat, the lists otherwise.
-        assert_eq!(cfg.catalog.source.as_deref(), Some("openstack"));
+        assert_eq!(cfg.catalog.source, Some(CatalogSource::OpenStack));
         std::fs::write(&path, "[conductor]\norchestrator = \"nova\"\n").unwrap();
-        let err = load().unwrap_err();
-        assert!(err.to_string().contains("use local"), "{err}");
+        let err = format!("{:#}", load().unwrap_err());
+        assert!(
+            err.contains("[conductor] orchestrator 'nova' is not supported; use local"),
+            "{err}"
+        );
         std::fs::write(&path, "").unwrap();
-        assert_eq!(load().unwrap().catalog.source.as_deref(), Some("embedded"));
+        assert_eq!(
+            load().unwrap().catalog.source,
+            Some(CatalogSource::Embedded)
+        );
         std::fs::write(&path, "[catalog]\nsource = \"openstack\"\n").unwrap();
         let err = load().unwrap_err();
         assert!(
@@ -516,8 +567,17 @@ mod tests {
             "{err}"
         );
         std::fs::write(&path, "[catalog]\nsource = \"glance\"\n").unwrap();
-        let err = load().unwrap_err();
-        assert!(err.to_string().contains("use embedded"), "{err}");
+        let err = format!("{:#}", load().unwrap_err());
+        assert!(
+            err.contains("[catalog] source 'glance' is not supported; use embedded"),
+            "{err}"
+        );
+        std::fs::write(&path, "[auth]\nmode = \"ldap\"\n").unwrap();
+        let err = format!("{:#}", load().unwrap_err());
+        assert!(
+            err.contains("[auth] mode 'ldap' is not supported; use noauth or keystone"),
+            "{err}"
+        );
     }
 
     #[test]

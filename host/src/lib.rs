@@ -2,10 +2,12 @@
 //! HTTP API.
 
 pub mod api;
+pub mod app;
 pub mod certs;
 pub mod conductor;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod drivers;
 pub mod files;
 pub mod jobs;

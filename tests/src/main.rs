@@ -17,5 +17,6 @@ mod local_cloud;
 mod model;
 mod outage;
 mod outcomes;
+mod request_ids;
 mod support;
 mod vendor;

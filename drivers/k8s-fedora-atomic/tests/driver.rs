@@ -384,7 +384,15 @@ fn sub_drivers_resolve_like_create_does() {
 fn update_and_resize_only_touch_counts() {
     let d = driver();
     let mut req = request();
-    req.cluster.node_count = 5;
+    // `PATCH node_count` as the host hands it over: the default worker
+    // group's row holds the new size; the cluster's count is the sum over every worker group, which
+    // the cluster stack must not be scaled to.
+    req.nodegroups
+        .iter_mut()
+        .find(|g| g.is_default && g.role != "master")
+        .expect("default worker group")
+        .node_count = 5;
+    req.cluster.node_count = 6;
     let plan = d.update_cluster(&req).unwrap();
     let operation = &plan.operations[0];
     assert_eq!(operation.action, StackAction::Update);

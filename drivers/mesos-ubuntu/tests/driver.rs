@@ -246,6 +246,13 @@ fn slaves_get_docker_volumes_and_rexray_the_trust() {
 fn scaling_uses_the_slave_parameters() {
     let d = driver();
     let mut req = request();
+    // `PATCH node_count` as the host hands it over: the default worker
+    // group's row holds the new size; the cluster's count follows.
+    req.nodegroups
+        .iter_mut()
+        .find(|g| g.is_default && g.role != "master")
+        .expect("default worker group")
+        .node_count = 5;
     req.cluster.node_count = 5;
     let operation = &d.update_cluster(&req).unwrap().operations[0];
     assert!(operation.existing);

@@ -325,6 +325,13 @@ fn sub_drivers_resolve_like_create_does() {
 fn update_resize_and_delete_target_the_cluster_stack() {
     let d = driver();
     let mut req = request("swarm");
+    // `PATCH node_count` as the host hands it over: the default worker
+    // group's row holds the new size; the cluster's count follows.
+    req.nodegroups
+        .iter_mut()
+        .find(|g| g.is_default && g.role != "master")
+        .expect("default worker group")
+        .node_count = 4;
     req.cluster.node_count = 4;
     let operation = &d.update_cluster(&req).unwrap().operations[0];
     assert_eq!(operation.action, StackAction::Update);

@@ -35,6 +35,8 @@ use crate::{
     microversion::Version,
 };
 
+pub use crate::domain::{counts, nodegroup_payload, request};
+
 const CREATE_FIELDS: &[&str] = &[
     "uuid",
     "name",
@@ -94,34 +96,6 @@ fn check_name(name: &str) -> ApiResult<()> {
             ),
         ))
     }
-}
-
-/// The sums over nodegroups upstream computes for the cluster object.
-struct Counts {
-    node_count: i64,
-    master_count: i64,
-    node_addresses: Vec<String>,
-    master_addresses: Vec<String>,
-}
-
-fn counts(groups: &[NodeGroup]) -> Counts {
-    let mut c = Counts {
-        node_count: 0,
-        master_count: 0,
-        node_addresses: Vec::new(),
-        master_addresses: Vec::new(),
-    };
-    for g in groups {
-        let addrs: Vec<String> = serde_json::from_str(&g.node_addresses).unwrap_or_default();
-        if g.role == "master" {
-            c.master_count += i64::from(g.node_count);
-            c.master_addresses.extend(addrs);
-        } else {
-            c.node_count += i64::from(g.node_count);
-            c.node_addresses.extend(addrs);
-        }
-    }
-    c
 }
 
 fn stack_field(v: Version) -> &'static str {
@@ -244,68 +218,6 @@ pub fn driver_of(state: &AppState, c: &Cluster) -> ApiResult<Arc<LoadedDriver>> 
             c.uuid, c.driver
         ))
     })
-}
-
-pub fn nodegroup_payload(g: &NodeGroup) -> payload::NodeGroup {
-    payload::NodeGroup {
-        uuid: g.uuid.clone(),
-        name: g.name.clone(),
-        role: g.role.clone(),
-        is_default: g.is_default,
-        node_count: g.node_count.into(),
-        min_node_count: g.min_node_count.into(),
-        max_node_count: g.max_node_count.map(i64::from),
-        flavor_id: g.flavor_id.clone(),
-        image_id: g.image_id.clone(),
-        docker_volume_size: g.docker_volume_size.map(i64::from),
-        labels: common::labels_of(&g.labels),
-        node_addresses: serde_json::from_str(&g.node_addresses).unwrap_or_default(),
-        stack_id: g.stack_id.clone(),
-        status: g.status.clone().unwrap_or_default(),
-    }
-}
-
-/// The request every cluster operation hands the driver.
-pub fn request(
-    state: &AppState,
-    t: &ClusterTemplate,
-    c: &Cluster,
-    groups: &[NodeGroup],
-) -> payload::ClusterRequest {
-    let n = counts(groups);
-    payload::ClusterRequest {
-        template: templates::payload(state, t),
-        cluster: payload::Cluster {
-            uuid: c.uuid.clone(),
-            name: c.name.clone(),
-            project_id: c.project_id.clone(),
-            keypair: c.keypair.clone(),
-            master_count: n.master_count,
-            node_count: n.node_count,
-            // Upstream hands Heat `create_timeout or 60`
-            // (magnum/drivers/heat/driver.py): a stored 0 is not "no time".
-            create_timeout: c
-                .create_timeout
-                .map(|m| if m > 0 { m } else { 60 })
-                .map(i64::from),
-            discovery_url: c.discovery_url.clone(),
-            docker_volume_size: c.docker_volume_size.map(i64::from),
-            labels: common::labels_of(&c.labels),
-            master_flavor_id: c.master_flavor_id.clone(),
-            flavor_id: c.flavor_id.clone(),
-            fixed_network: c.fixed_network.clone(),
-            fixed_subnet: c.fixed_subnet.clone(),
-            floating_ip_enabled: Some(c.floating_ip_enabled),
-            master_lb_enabled: Some(c.master_lb_enabled),
-            stack_id: c.stack_id.clone(),
-            status: c.status.clone(),
-            api_address: c.api_address.clone(),
-            coe_version: c.coe_version.clone(),
-            container_version: c.container_version.clone(),
-        },
-        nodegroups: groups.iter().map(nodegroup_payload).collect(),
-        context: state.host_context(),
-    }
 }
 
 pub async fn list(

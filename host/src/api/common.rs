@@ -12,31 +12,7 @@ use crate::db::{
     models::{Page, SortDir, SortKey},
     DbConnection,
 };
-
-/// Statuses from which update, upgrade and CA rotation may start.
-pub const UPDATE_ALLOWED: &[&str] = &[
-    "CREATE_COMPLETE",
-    "UPDATE_COMPLETE",
-    "RESUME_COMPLETE",
-    "RESTORE_COMPLETE",
-    "ROLLBACK_COMPLETE",
-    "SNAPSHOT_COMPLETE",
-    "CHECK_COMPLETE",
-    "ADOPT_COMPLETE",
-];
-
-/// Resize also retries from a failed or running update (upstream, for autoscalers).
-pub fn resize_allowed(status: &str) -> bool {
-    UPDATE_ALLOWED.contains(&status) || status == "UPDATE_FAILED" || status == "UPDATE_IN_PROGRESS"
-}
-
-pub const FAILED: &[&str] = &[
-    "CREATE_FAILED",
-    "UPDATE_FAILED",
-    "DELETE_FAILED",
-    "ROLLBACK_FAILED",
-    "RESUME_FAILED",
-];
+pub use crate::domain::{json_of, labels_of, labels_text, resize_allowed, FAILED, UPDATE_ALLOWED};
 
 /// The query string as ordered pairs; a repeated key keeps its last value.
 #[derive(Debug, Default)]
@@ -172,19 +148,6 @@ pub fn time(t: &NaiveDateTime) -> Value {
 
 pub fn opt_time(t: &Option<NaiveDateTime>) -> Value {
     t.as_ref().map_or(Value::Null, time)
-}
-
-/// A JSON column holding an object of strings.
-pub fn labels_of(text: &str) -> BTreeMap<String, String> {
-    serde_json::from_str(text).unwrap_or_default()
-}
-
-pub fn json_of(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
-}
-
-pub fn labels_text(labels: &BTreeMap<String, String>) -> String {
-    serde_json::to_string(labels).unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// Whether `ident` looks like a uuid (then it is looked up as one).

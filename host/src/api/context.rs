@@ -6,36 +6,10 @@ use std::sync::Arc;
 
 use axum::{extract::FromRequestParts, http::request::Parts, http::HeaderMap};
 
-use super::{error::ApiError, AppState};
+use super::{error::ApiError, AppState, Identity};
 use crate::db::models::Cluster;
 use crate::keystone::{KeystoneError, SecretToken};
 use crate::microversion::{Version, MIN};
-
-/// How requests are authenticated.
-#[derive(Debug, Clone)]
-pub enum Identity {
-    /// No authentication: every request acts as `default_*`, unless it
-    /// names itself with `X-Project-Id` / `X-User-Id` / `X-Roles` (for local
-    /// testing, as keystonemiddleware would set them).
-    NoAuth {
-        project_id: String,
-        user_id: String,
-        roles: Vec<String>,
-    },
-    /// `X-Auth-Token` validated against Keystone v3 (cached until expiry);
-    /// project, user and roles come from the token.
-    Keystone(crate::keystone::KeystoneClient),
-}
-
-impl Default for Identity {
-    fn default() -> Self {
-        Self::NoAuth {
-            project_id: "admin".to_owned(),
-            user_id: "admin".to_owned(),
-            roles: vec!["admin".to_owned()],
-        }
-    }
-}
 
 /// The caller of one request and the negotiated microversion.
 #[derive(Debug, Clone)]

@@ -3,13 +3,18 @@
 //! body limit, error envelope).
 
 pub mod catalog;
+mod certificates;
 pub mod clusters;
 pub mod common;
 pub mod context;
+mod credentials;
 pub mod error;
+mod federations;
 pub mod input;
+mod mservices;
 mod nodegroups;
-mod other;
+mod quotas;
+mod stats;
 pub mod templates;
 
 use std::sync::Arc;
@@ -24,77 +29,14 @@ use axum::{
 };
 use serde_json::{json, Value};
 
-use crate::{
-    db::{self, DbPool},
-    drivers::Registry,
-};
+use crate::db;
 use common::base_url;
 
+pub use crate::app::{AppState, Identity, Settings};
 pub use catalog::{Catalog, CloudCatalog, OpenStackCatalog};
-pub use context::Identity;
 
 pub const MIN_VERSION: &str = "1.1";
 pub const MAX_VERSION: &str = "1.14";
-
-/// Limits and defaults of the API (upstream's `[quotas]` and service settings).
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// `[quotas] max_clusters_per_project` when a project has no quota row.
-    pub max_clusters_per_project: i64,
-    /// Seconds without a heartbeat after which a service shows `down`.
-    pub service_down_time: i64,
-    /// The URL nodes use to reach this API (given to drivers).
-    pub public_url: Option<String>,
-    /// Create a Keystone trust from the requesting user to the service user
-    /// for each new cluster (keystone identity with the `heat`
-    /// orchestrator): the conductor creates the cluster's stacks in the
-    /// user's project through it, and deletes it with the cluster.
-    pub cluster_trusts: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            max_clusters_per_project: 20,
-            service_down_time: 180,
-            public_url: None,
-            cluster_trusts: false,
-        }
-    }
-}
-
-pub struct AppState {
-    pub registry: Registry,
-    pub pool: DbPool,
-    pub catalog: CloudCatalog,
-    pub identity: Identity,
-    pub settings: Settings,
-    /// Cluster CAs and credentials, and the key that seals them.
-    pub certs: Arc<crate::certs::Authority>,
-}
-
-impl AppState {
-    /// The embedded defaults: noauth as admin, the default catalog.
-    pub fn new(registry: Registry, pool: DbPool) -> Self {
-        Self {
-            registry,
-            pool,
-            catalog: CloudCatalog::default(),
-            identity: Identity::default(),
-            settings: Settings::default(),
-            certs: Arc::new(crate::certs::Authority::ephemeral(
-                crate::certs::CertificateConfig::default(),
-            )),
-        }
-    }
-
-    pub fn host_context(&self) -> magnum_driver_abi::payload::HostContext {
-        magnum_driver_abi::payload::HostContext {
-            magnum_url: self.settings.public_url.clone(),
-            ..Default::default()
-        }
-    }
-}
 
 /// The API. Paths whose first segment is not `v1` are served as if under
 /// `/v1` (upstream's root controller does the same), which is what the
@@ -183,33 +125,39 @@ fn routes(state: Arc<AppState>) -> Router {
         )
         .route(
             "/v1/quotas",
-            get(other::quota_list).post(other::quota_create),
+            get(quotas::quota_list).post(quotas::quota_create),
         )
         .route(
             "/v1/quotas/{project_id}/{resource}",
-            get(other::quota_get)
-                .patch(other::quota_update)
-                .delete(other::quota_delete),
+            get(quotas::quota_get)
+                .patch(quotas::quota_update)
+                .delete(quotas::quota_delete),
         )
-        .route("/v1/stats", get(other::stats))
-        .route("/v1/mservices", get(other::mservices))
+        .route("/v1/stats", get(stats::stats))
+        .route("/v1/mservices", get(mservices::mservices))
         .route(
             "/v1/federations",
-            get(other::federation_list).post(other::federation_create),
+            get(federations::federation_list).post(federations::federation_create),
         )
-        .route("/v1/federations/detail", get(other::federation_detail))
+        .route(
+            "/v1/federations/detail",
+            get(federations::federation_detail),
+        )
         .route(
             "/v1/federations/{ident}",
-            get(other::federation_get)
-                .patch(other::federation_patch)
-                .delete(other::federation_delete),
+            get(federations::federation_get)
+                .patch(federations::federation_patch)
+                .delete(federations::federation_delete),
         )
-        .route("/v1/certificates", post(other::certificate_sign))
+        .route("/v1/certificates", post(certificates::certificate_sign))
         .route(
             "/v1/certificates/{ident}",
-            get(other::certificate_get).patch(other::certificate_rotate),
+            get(certificates::certificate_get).patch(certificates::certificate_rotate),
         )
-        .route("/v1/credentials/{ident}", patch(other::credential_rotate))
+        .route(
+            "/v1/credentials/{ident}",
+            patch(credentials::credential_rotate),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(input::MAX_BODY))
@@ -347,22 +295,71 @@ async fn not_found(req: Request) -> Response {
 
 const REQUEST_ID: &str = "x-openstack-request-id";
 
-/// Gives every request an id (`req-<uuid4>`) and echoes it in the response.
+/// Gives every request an id and echoes it in the response: an inbound
+/// `X-OpenStack-Request-ID` of oslo's form (`req-<uuid>`, what a calling
+/// service passes on) is kept, anything else is replaced by a new one. The
+/// request runs in a span carrying the id, so every line it logs (and the
+/// 500 whose message points at the log) names it, and it ends with one
+/// access-log line: method, path, status, duration.
 async fn request_id(mut req: Request, next: Next) -> Response {
-    let id = format!("req-{}", uuid::Uuid::new_v4());
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        req.headers_mut().insert(REQUEST_ID, v.clone());
-        let mut resp = next.run(req).await;
-        resp.headers_mut().insert(REQUEST_ID, v);
-        resp
-    } else {
-        next.run(req).await
-    }
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_request_id(v))
+        .map_or_else(|| format!("req-{}", uuid::Uuid::new_v4()), str::to_owned);
+    let Ok(value) = HeaderValue::from_str(&id) else {
+        return next.run(req).await;
+    };
+    req.headers_mut().insert(REQUEST_ID, value.clone());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", id = %id);
+    let started = std::time::Instant::now();
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let status = resp.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(
+            target: "magnum::access",
+            %method,
+            %path,
+            status,
+            ms = format_args!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+            "request"
+        );
+    });
+    resp.headers_mut().insert(REQUEST_ID, value);
+    resp
+}
+
+/// `req-` and a uuid in its hyphenated lowercase form (oslo.context's).
+fn is_request_id(v: &str) -> bool {
+    v.strip_prefix("req-").is_some_and(|u| {
+        u.len() == 36
+            && uuid::Uuid::parse_str(u).is_ok()
+            && u.bytes()
+                .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inbound_request_ids_of_the_right_form_are_kept() {
+        assert!(is_request_id("req-0f8e2c44-6a4b-4f1e-9d8a-2b6c1e0a9f31"));
+        for bad in [
+            "req-0F8E2C44-6A4B-4F1E-9D8A-2B6C1E0A9F31",
+            "0f8e2c44-6a4b-4f1e-9d8a-2b6c1e0a9f31",
+            "req-0f8e2c446a4b4f1e9d8a2b6c1e0a9f31",
+            "req-\n",
+            "req-0f8e2c44-6a4b-4f1e-9d8a-2b6c1e0a9f31\r\nX: y",
+            "",
+        ] {
+            assert!(!is_request_id(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn titles_are_the_first_sentence() {

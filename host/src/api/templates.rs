@@ -1,6 +1,6 @@
 //! `/v1/clustertemplates` (upstream §1.7, §5.1, §5.2).
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     extract::{Path, RawQuery, State},
@@ -12,13 +12,13 @@ use magnum_driver_abi::payload;
 use serde_json::{json, Map, Value};
 
 use super::{
-    catalog::CloudCatalog,
     common::{self, Query},
     context::Ctx,
     error::{ApiError, ApiResult},
     input::{apply_patch, patch_ops, Fields, JsonBody},
     AppState,
 };
+pub use crate::domain::{template_labels as labels, template_payload as payload};
 use crate::{
     db::{
         self,
@@ -200,54 +200,6 @@ fn check_dns(dns: &str) -> ApiResult<()> {
             "Expected a single dns address or comma separated dns list, but received {}.",
             super::error::truncate(dns, 64)
         )))
-    }
-}
-
-/// The driver payload for a template row; a fixed network without its
-/// subnet gets the network's first subnet from the catalog, which a pure
-/// driver cannot look up.
-pub fn payload(state: &AppState, t: &ClusterTemplate) -> payload::ClusterTemplate {
-    let mut fixed_subnet = t.fixed_subnet.clone();
-    // Only the embedded catalog answers without I/O; with OpenStack the
-    // driver's template picks the network's subnet itself.
-    if let (Some(net), None, CloudCatalog::Embedded(catalog)) =
-        (&t.fixed_network, &fixed_subnet, &state.catalog)
-    {
-        fixed_subnet = catalog
-            .fixed_network(net)
-            .ok()
-            .and_then(|n| n.subnets.first())
-            .map(|s| s.name.clone());
-    }
-    payload::ClusterTemplate {
-        uuid: t.uuid.clone(),
-        name: t.name.clone(),
-        coe: t.coe.clone(),
-        server_type: t.server_type.clone(),
-        cluster_distro: t.cluster_distro.clone().unwrap_or_default(),
-        image_id: t.image_id.clone(),
-        flavor_id: t.flavor_id.clone(),
-        master_flavor_id: t.master_flavor_id.clone(),
-        keypair_id: t.keypair_id.clone(),
-        external_network_id: t.external_network_id.clone(),
-        fixed_network: t.fixed_network.clone(),
-        fixed_subnet,
-        network_driver: t.network_driver.clone(),
-        volume_driver: t.volume_driver.clone(),
-        docker_volume_size: t.docker_volume_size.map(i64::from),
-        docker_storage_driver: t.docker_storage_driver.clone(),
-        dns_nameserver: t.dns_nameserver.clone(),
-        http_proxy: t.http_proxy.clone(),
-        https_proxy: t.https_proxy.clone(),
-        no_proxy: t.no_proxy.clone(),
-        labels: common::labels_of(&t.labels),
-        tls_disabled: t.tls_disabled,
-        public: t.public,
-        registry_enabled: t.registry_enabled,
-        master_lb_enabled: t.master_lb_enabled,
-        floating_ip_enabled: t.floating_ip_enabled,
-        insecure_registry: t.insecure_registry.clone(),
-        driver: t.driver.clone(),
     }
 }
 
@@ -687,9 +639,4 @@ fn to_new(t: &ClusterTemplate) -> NewClusterTemplate {
         tags: t.tags.clone(),
         driver: t.driver.clone(),
     }
-}
-
-/// Labels of a template as a map (for cluster inheritance).
-pub fn labels(t: &ClusterTemplate) -> BTreeMap<String, String> {
-    common::labels_of(&t.labels)
 }

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use clap::{Parser, Subcommand};
 use magnum_host::{
     api::{self, AppState},
-    config::{Config, Overrides},
+    config::{AuthMode, CatalogSource, Config, OrchestratorKind, Overrides},
     db::{self, DbPool},
     drivers::Registry,
 };
@@ -217,7 +217,7 @@ fn orchestrator(
     config: &Config,
     tls: Option<&magnum_host::openstack::Tls>,
 ) -> anyhow::Result<Arc<dyn magnum_host::conductor::Orchestrator>> {
-    if config.conductor.orchestrator != "heat" {
+    if config.conductor.orchestrator != OrchestratorKind::Heat {
         let cloud = magnum_host::orchestrator::local::LocalCloud::new(config.local.clone());
         return Ok(Arc::new(cloud));
     }
@@ -254,7 +254,7 @@ fn catalog(
     config: &Config,
     tls: Option<&magnum_host::openstack::Tls>,
 ) -> anyhow::Result<api::CloudCatalog> {
-    if config.catalog.source.as_deref() != Some("openstack") {
+    if config.catalog.source != Some(CatalogSource::OpenStack) {
         return Ok(api::CloudCatalog::Embedded(api::Catalog::from_file(
             config.catalog.clone(),
         )));
@@ -305,7 +305,7 @@ fn app_state(
     let mut state = AppState::new(registry, pool);
     state.catalog = catalog(config, tls)?;
     state.identity = match &config.keystone {
-        Some(ks) if config.auth.mode == "keystone" => {
+        Some(ks) if config.auth.mode == AuthMode::Keystone => {
             let client = magnum_host::keystone::KeystoneClient::with_options(
                 ks.service_auth(),
                 keystone_options(ks, tls)?,
@@ -332,7 +332,7 @@ fn app_state(
         // Heat creates the stacks in the user's project through a trust;
         // without Keystone there is no user to take one from.
         cluster_trusts: matches!(state.identity, api::Identity::Keystone(_))
-            && config.conductor.orchestrator == "heat",
+            && config.conductor.orchestrator == OrchestratorKind::Heat,
     };
     state.certs = Arc::new(magnum_host::certs::Authority::load(
         config.certificates.clone(),

@@ -15,11 +15,11 @@ use serde_json::{json, Map, Value};
 
 use super::Conductor;
 use crate::{
-    api::common::UPDATE_ALLOWED,
     db::{
         models::{Cluster, HealthRow, NodeGroup},
         DbConnection,
     },
+    domain::UPDATE_ALLOWED,
 };
 
 /// What the last pass saw of each cluster it could skip next time.

@@ -10,24 +10,22 @@
 //! stack is looked up by its deterministic name before one is created.
 
 mod health;
-mod local;
 mod ops;
-pub mod orchestrator;
 
 use std::{sync::Arc, time::Duration};
 
 use chrono::NaiveDateTime;
 use tokio::sync::{watch, Semaphore};
 
+pub use crate::orchestrator::{Orchestrator, OrchestratorError};
 use crate::{
-    api::AppState,
+    app::AppState,
     db::{
         self,
         models::{now, Job, MagnumService},
     },
 };
 pub use health::HealthPass;
-pub use orchestrator::{Orchestrator, OrchestratorError};
 
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -11,11 +11,11 @@ use serde_json::json;
 
 use super::{elapsed, Conductor, OrchestratorError, Outcome};
 use crate::{
-    api::{clusters, templates},
     db::{
         models::{Cluster, ClusterTemplate, Job, NodeGroup},
         DbConnection,
     },
+    domain,
     drivers::LoadedDriver,
     jobs::{Operation, RunState},
 };
@@ -138,7 +138,7 @@ fn driver(c: &Conductor, cluster: &Cluster) -> Result<std::sync::Arc<LoadedDrive
 }
 
 fn request(c: &Conductor, l: &Loaded) -> ClusterRequest {
-    clusters::request(&c.state, &l.template, &l.cluster, &l.groups)
+    domain::request(&c.state, &l.template, &l.cluster, &l.groups)
 }
 
 /// The request of an operation that boots or changes nodes: it also carries
@@ -169,7 +169,7 @@ fn release_trust(c: &Conductor, cluster: &Cluster) {
     let Some(trust) = cluster.trust_id.as_deref().filter(|t| !t.is_empty()) else {
         return;
     };
-    let crate::api::Identity::Keystone(client) = &c.state.identity else {
+    let crate::app::Identity::Keystone(client) = &c.state.identity else {
         tracing::warn!(
             cluster = %cluster.uuid,
             trust = %trust,
@@ -863,7 +863,7 @@ fn cluster_update(
                     op::UPGRADE_CLUSTER,
                     &UpgradeRequest {
                         base,
-                        new_template: templates::payload(&c.state, &new_template),
+                        new_template: domain::template_payload(&c.state, &new_template),
                         nodegroup: nodegroup.clone(),
                         max_batch_size: *max_batch_size,
                     },
@@ -921,12 +921,12 @@ fn cluster_update(
         // The cluster now runs the new template's version.
         {
             if let Some(new_template) = db(ClusterTemplate::find_by_uuid(conn, tmpl).optional())? {
-                let new_labels = templates::labels(&new_template);
-                let mut labels = crate::api::common::labels_of(&l.cluster.labels);
+                let new_labels = domain::template_labels(&new_template);
+                let mut labels = domain::labels_of(&l.cluster.labels);
                 if let Some(tag) = new_labels.get("kube_tag") {
                     labels.insert("kube_tag".into(), tag.clone());
                 }
-                l.cluster.labels = crate::api::common::labels_text(&labels);
+                l.cluster.labels = domain::labels_text(&labels);
                 l.cluster.cluster_template_id = new_template.uuid.clone();
                 let status = l.cluster.status.clone();
                 save(conn, &l.cluster, &status)?;
@@ -1117,7 +1117,7 @@ fn nodegroup_op(
         // in at once.
         let req = NodeGroupRequest {
             base,
-            nodegroup: clusters::nodegroup_payload(&l.groups[idx]),
+            nodegroup: domain::nodegroup_payload(&l.groups[idx]),
         };
         let operation = if creating {
             op::CREATE_NODEGROUP

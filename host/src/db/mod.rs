@@ -454,7 +454,11 @@ where
 {
     let pool = pool.clone();
     let (checked_out, mut got_connection) = tokio::sync::oneshot::channel::<()>();
+    // The caller's span (a request's, with its id) follows the work onto
+    // the blocking pool, so what the closure logs names the request.
+    let span = tracing::Span::current();
     let mut task = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
         let mut conn = pool.get()?;
         if checked_out.send(()).is_err() {
             // The caller gave up waiting and has answered already.

@@ -52,6 +52,11 @@ impl Default for Tls {
 impl Tls {
     /// Reads `cafile` (an error names the file and what is wrong with it).
     pub fn new(settings: &TlsSettings) -> Result<Self, String> {
+        // reqwest is built without a provider of its own, and a plain
+        // `reqwest::Client` elsewhere in the process (a test's) panics
+        // without a process default: make ring that default, unless the
+        // program chose another.
+        let _ = ring_provider().install_default();
         let provider = Arc::new(ring_provider());
         let verifier: Arc<dyn ServerCertVerifier> = if settings.insecure {
             tracing::warn!(
@@ -240,7 +245,11 @@ mod tests {
         .expect("a PEM CA is read");
         assert_eq!(tls.settings().cafile.as_deref(), Some(good.as_path()));
         assert!(format!("{tls:?}").contains("ca.pem"));
-        // The default never fails, with or without system roots.
+        // The default never fails, with or without system roots, and once a
+        // Tls exists a plain reqwest client can be built too.
         let _ = Tls::default();
+        reqwest::Client::builder()
+            .build()
+            .expect("ring is the process default provider");
     }
 }

@@ -42,10 +42,10 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    conductor::{Orchestrator, OrchestratorError},
     db::DbConnection,
     keystone::{KeystoneClient, KeystoneError, SecretToken},
     openstack::{session::BoxFuture, Call, Session, SessionError, TokenSource},
+    orchestrator::{Orchestrator, OrchestratorError},
 };
 
 const SERVICE_TYPE: &str = "orchestration";

@@ -1,5 +1,5 @@
 //! Orchestrators: what turns a driver's stack plan into (simulated or real)
-//! resources.
+//! resources, behind one trait, [`Orchestrator`], which the conductor uses.
 //!
 //! - [`hot`]: a pure evaluator of the Heat Orchestration Templates the
 //!   drivers' plans carry;
@@ -11,6 +11,7 @@
 
 pub mod heat;
 pub mod hot;
+mod interface;
 pub mod local;
 pub mod sim;
 
@@ -18,4 +19,5 @@ pub mod sim;
 mod tests;
 
 pub use heat::{HeatOrchestrator, HeatSettings};
+pub use interface::{Orchestrator, OrchestratorError};
 pub use local::{LocalCloud, LocalCloudConfig, LocalError, SimServer};

@@ -199,7 +199,7 @@ pub struct CatalogFile {
     /// `embedded` (these lists) or `openstack` (Glance, Nova and Neutron
     /// through the `[keystone]` catalog). Default: `openstack` with the
     /// `heat` orchestrator, else `embedded`.
-    pub source: Option<String>,
+    pub source: Option<crate::config::CatalogSource>,
     /// Seconds per call to Glance, Nova or Neutron (openstack source).
     pub request_timeout_seconds: Option<u64>,
     pub images: Option<Vec<Image>>,
