@@ -30,6 +30,8 @@ use crate::openstack::{
 pub use crate::openstack::{Catalog, CatalogEndpoint, CatalogService, SecretToken};
 
 const SUBJECT_HEADER: &str = "X-Subject-Token";
+/// A cached trust-scoped token is renewed this long before it expires.
+const TRUST_TOKEN_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(120);
 #[cfg(test)]
 use crate::openstack::session::MAX_TOKEN_LEN;
 
@@ -476,6 +478,8 @@ struct Inner {
     /// each sending their own when the token runs out.
     session: tokio::sync::Mutex<Option<Arc<ServiceSession>>>,
     cache: Mutex<TokenCache>,
+    /// Trust-scoped tokens of the service user, by trust id.
+    trust_tokens: Mutex<HashMap<String, Arc<IssuedToken>>>,
     counters: Counters,
 }
 
@@ -583,6 +587,7 @@ impl KeystoneClient {
                 opts,
                 session: tokio::sync::Mutex::new(None),
                 cache: Mutex::new(cache),
+                trust_tokens: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
             }),
         })
@@ -784,6 +789,7 @@ impl KeystoneClient {
     /// admin; the service user holds admin on its project). A trust that is
     /// already gone counts as deleted, so cleanup can be retried.
     pub async fn delete_trust(&self, trust_id: &str) -> Result<(), KeystoneError> {
+        self.trust_tokens().remove(trust_id);
         let url = self.url(&format!("OS-TRUST/trusts/{}", path_segment(trust_id)?))?;
         let (status, body) = self
             .send_as_service(Method::DELETE, url, HeaderMap::new(), None, || {})
@@ -811,7 +817,37 @@ impl KeystoneClient {
         }
     }
 
+    /// `trust_scoped_token`, cached until shortly before it expires.
+    pub async fn trust_token(&self, trust_id: &str) -> Result<Arc<IssuedToken>, KeystoneError> {
+        if let Some(t) = self.trust_tokens().get(trust_id) {
+            if Utc::now() + TRUST_TOKEN_MARGIN < t.info.expires_at {
+                return Ok(t.clone());
+            }
+        }
+        let issued = Arc::new(self.trust_scoped_token(trust_id).await?);
+        self.trust_tokens()
+            .insert(trust_id.to_owned(), issued.clone());
+        Ok(issued)
+    }
+
+    /// Forget the cached token of the trust if it is still `stale` (a
+    /// service answered 401 to it), so the next call gets a new one.
+    pub fn forget_trust_token(&self, trust_id: &str, stale: &SecretToken) {
+        let mut tokens = self.trust_tokens();
+        if tokens.get(trust_id).is_some_and(|t| &t.token == stale) {
+            tokens.remove(trust_id);
+        }
+    }
+
     // ------------------------------------------------------------ internals
+
+    fn trust_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<IssuedToken>>> {
+        // Single inserts and removes: the map stays consistent across a panic.
+        self.inner
+            .trust_tokens
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, TokenCache> {
         // A panic while holding the lock leaves a consistent map behind (no

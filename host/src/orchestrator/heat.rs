@@ -28,14 +28,8 @@
 //! come from a blocking-pool thread (the conductor's jobs run there), never
 //! from an async worker.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    fmt,
-    sync::Mutex,
-    time::Duration,
-};
+use std::{collections::BTreeMap, fmt, time::Duration};
 
-use chrono::Utc;
 use magnum_driver_abi::payload::{StackOperation, StackSnapshot};
 use reqwest::{header::LOCATION, Method, StatusCode, Url};
 use serde::Deserialize;
@@ -51,8 +45,6 @@ use crate::{
 const SERVICE_TYPE: &str = "orchestration";
 /// Longest chain of redirects followed for one call (Heat sends one).
 const MAX_REDIRECTS: usize = 3;
-/// A trust-scoped token is renewed this long before it expires.
-const TRUST_TOKEN_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(120);
 
 /// `[heat]`: how stacks are created on Heat.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -108,13 +100,6 @@ impl fmt::Debug for Scope {
     }
 }
 
-/// A trust-scoped token and the orchestration endpoint of its project.
-struct TrustSession {
-    token: SecretToken,
-    endpoint: Url,
-    expires_at: chrono::DateTime<Utc>,
-}
-
 /// One HTTP answer of Heat.
 struct Answer {
     status: StatusCode,
@@ -132,7 +117,6 @@ pub struct HeatOrchestrator {
     interface: String,
     region: Option<String>,
     runtime: tokio::runtime::Handle,
-    trusts: Mutex<HashMap<String, std::sync::Arc<TrustSession>>>,
     /// `settings.files`, read.
     extra_files: BTreeMap<String, String>,
 }
@@ -185,7 +169,6 @@ impl HeatOrchestrator {
             interface: interface.to_owned(),
             region: region.map(str::to_owned),
             runtime,
-            trusts: Mutex::new(HashMap::new()),
         })
     }
 
@@ -436,7 +419,13 @@ impl HeatOrchestrator {
     async fn token(&self, scope: &Scope) -> Result<SecretToken, OrchestratorError> {
         match scope {
             Scope::Service => self.keystone.service_token().await.map_err(keystone_error),
-            Scope::Trust(id) => Ok(self.trust_session(id).await?.token.clone()),
+            Scope::Trust(id) => Ok(self
+                .keystone
+                .trust_token(id)
+                .await
+                .map_err(keystone_error)?
+                .token
+                .clone()),
         }
     }
 
@@ -447,53 +436,23 @@ impl HeatOrchestrator {
                 .catalog_endpoint(SERVICE_TYPE)
                 .await
                 .map_err(keystone_error),
-            Scope::Trust(id) => Ok(self.trust_session(id).await?.endpoint.clone()),
+            // The trust's project's endpoint, from its token's catalog.
+            Scope::Trust(id) => self
+                .keystone
+                .trust_token(id)
+                .await
+                .map_err(keystone_error)?
+                .catalog
+                .endpoint(SERVICE_TYPE, &self.interface, self.region.as_deref())
+                .map_err(keystone_error),
         }
     }
 
     async fn forget_token(&self, scope: &Scope, token: &SecretToken) {
         match scope {
             Scope::Service => self.keystone.forget_service_token(token).await,
-            Scope::Trust(id) => {
-                self.trust_cache().remove(id);
-            }
+            Scope::Trust(id) => self.keystone.forget_trust_token(id, token),
         }
-    }
-
-    fn trust_cache(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, std::sync::Arc<TrustSession>>> {
-        // The map stays consistent across a panic (single inserts/removes).
-        self.trusts.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A cached trust-scoped token, renewed before it expires.
-    async fn trust_session(
-        &self,
-        trust_id: &str,
-    ) -> Result<std::sync::Arc<TrustSession>, OrchestratorError> {
-        if let Some(s) = self.trust_cache().get(trust_id) {
-            if Utc::now() + TRUST_TOKEN_MARGIN < s.expires_at {
-                return Ok(s.clone());
-            }
-        }
-        let issued = self
-            .keystone
-            .trust_scoped_token(trust_id)
-            .await
-            .map_err(keystone_error)?;
-        let endpoint = issued
-            .catalog
-            .endpoint(SERVICE_TYPE, &self.interface, self.region.as_deref())
-            .map_err(keystone_error)?;
-        let session = std::sync::Arc::new(TrustSession {
-            token: issued.token,
-            endpoint,
-            expires_at: issued.info.expires_at,
-        });
-        self.trust_cache()
-            .insert(trust_id.to_owned(), session.clone());
-        Ok(session)
     }
 
     /// The error of an unexpected answer: 5xx and 409 (another action in
