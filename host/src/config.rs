@@ -163,6 +163,13 @@ pub struct KeystoneFile {
     /// Seconds a validated token is trusted without asking Keystone again.
     #[serde(default = "default_cache_ttl")]
     pub token_cache_seconds: u64,
+    /// PEM bundle of CAs trusted for every OpenStack endpoint (Keystone,
+    /// Heat, Glance, Nova, Neutron), besides the system's.
+    pub cafile: Option<PathBuf>,
+    /// Do not verify the endpoints' TLS certificates (test clouds only;
+    /// logged as a warning at start).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 fn default_domain() -> String {
@@ -184,6 +191,8 @@ impl std::fmt::Debug for KeystoneFile {
             .field("project_name", &self.project_name)
             .field("region", &self.region)
             .field("interface", &self.interface)
+            .field("cafile", &self.cafile)
+            .field("insecure", &self.insecure)
             .finish_non_exhaustive()
     }
 }
@@ -201,6 +210,16 @@ impl KeystoneFile {
         auth.region = self.region.clone();
         auth.interface = self.interface.clone();
         auth
+    }
+
+    /// The TLS of every OpenStack client: reads `cafile`, and logs the
+    /// warning of `insecure`. Build it once and share it.
+    pub fn tls(&self) -> anyhow::Result<crate::openstack::Tls> {
+        crate::openstack::Tls::new(&crate::openstack::TlsSettings {
+            cafile: self.cafile.clone(),
+            insecure: self.insecure,
+        })
+        .map_err(|e| anyhow!(e))
     }
 }
 
@@ -349,6 +368,15 @@ impl Config {
                 return Err(anyhow!(
                     "[keystone] password is empty; set it in the file or MAGNUM_KEYSTONE_PASSWORD"
                 ));
+            }
+            if ks.insecure && ks.cafile.is_some() {
+                return Err(anyhow!(
+                    "[keystone] cafile and insecure = true exclude each other: a CA bundle is for verifying"
+                ));
+            }
+            // A cafile that cannot be read stops the start, not the first call.
+            if ks.cafile.is_some() {
+                ks.tls()?;
             }
         }
         if file.heat.stack_timeout_minutes < 1 || file.heat.request_timeout_seconds < 1 {
@@ -543,6 +571,43 @@ mod tests {
         assert!(
             err.contains("[auth] mode 'ldap' is not supported; use noauth or keystone"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn keystone_tls_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("magnum.toml");
+        let base = "[auth]\nmode = \"keystone\"\n[keystone]\nauth_url = \"https://keystone.example:5000/v3\"\nusername = \"magnum\"\npassword = \"pw\"\nproject_name = \"service\"\n";
+        let load = |extra: &str| {
+            std::fs::write(&path, format!("{base}{extra}")).unwrap();
+            Config::load(&Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let cfg = load("").unwrap();
+        let ks = cfg.keystone.unwrap();
+        assert_eq!((ks.cafile, ks.insecure), (None, false));
+        let err = load("cafile = \"/nonexistent/ca.pem\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cafile /nonexistent/ca.pem: cannot read"),
+            "{err}"
+        );
+        let err = load("cafile = \"/etc/hostname\"\ninsecure = true\n").unwrap_err();
+        assert!(err.to_string().contains("exclude each other"), "{err}");
+        assert!(
+            load("insecure = true\n")
+                .unwrap()
+                .keystone
+                .unwrap()
+                .insecure
+        );
+        let err = load("ca_file = \"/x\"\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown field `ca_file`"),
+            "{err:#}"
         );
     }
 

@@ -17,19 +17,23 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use reqwest::{
-    header::{HeaderMap, HeaderValue},
-    Method, StatusCode, Url,
-};
+use reqwest::{header::HeaderMap, Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-const AUTH_HEADER: &str = "X-Auth-Token";
+use crate::openstack::{
+    session::{normalize_interface, BoxFuture},
+    token_header, Answer, Call, EndpointError, FixedToken, Session, SessionError, SessionOptions,
+    Tls, TokenSource,
+};
+pub use crate::openstack::{Catalog, CatalogEndpoint, CatalogService, SecretToken};
+
 const SUBJECT_HEADER: &str = "X-Subject-Token";
-/// Keystone's own limit on a token is far below this; anything longer is junk
-/// and is refused before it reaches the network.
-const MAX_TOKEN_LEN: usize = 16 * 1024;
+/// A cached trust-scoped token is renewed this long before it expires.
+const TRUST_TOKEN_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(120);
+#[cfg(test)]
+use crate::openstack::session::MAX_TOKEN_LEN;
 
 /// Errors of the Keystone client. The API maps `InvalidToken` to 401 and
 /// `Unavailable` to 503; the others are configuration or programming errors.
@@ -70,27 +74,6 @@ fn region_suffix(region: &Option<String>) -> String {
         .as_ref()
         .map(|r| format!(" in region '{r}'"))
         .unwrap_or_default()
-}
-
-/// A token kept out of logs: `Debug` prints `***`. `expose()` is the only way
-/// to the text, which makes each use easy to find.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretToken(Arc<str>);
-
-impl SecretToken {
-    pub fn new(token: impl Into<String>) -> Self {
-        Self(Arc::from(token.into()))
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretToken(***)")
-    }
 }
 
 /// The service user's credentials (keystonemiddleware's `[keystone_authtoken]`
@@ -163,6 +146,8 @@ pub struct KeystoneOptions {
     /// half of the token's lifetime), so no request goes out with a token
     /// that dies on the way.
     pub refresh_margin: Duration,
+    /// Trusted CAs of Keystone (and every endpoint of its catalog).
+    pub tls: Tls,
 }
 
 impl Default for KeystoneOptions {
@@ -173,6 +158,7 @@ impl Default for KeystoneOptions {
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             refresh_margin: Duration::from_secs(60),
+            tls: Tls::default(),
         }
     }
 }
@@ -245,37 +231,6 @@ pub struct KeystoneStats {
 
 // ---------------------------------------------------------------- catalog
 
-/// A token's service catalog.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Catalog(pub Vec<CatalogService>);
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct CatalogService {
-    #[serde(rename = "type")]
-    pub service_type: String,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub endpoints: Vec<CatalogEndpoint>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct CatalogEndpoint {
-    pub interface: String,
-    #[serde(default)]
-    pub region: Option<String>,
-    #[serde(default)]
-    pub region_id: Option<String>,
-    pub url: String,
-}
-
-/// `publicURL` (the v2 spelling, still common in configs) -> `public`.
-fn normalize_interface(interface: &str) -> String {
-    let lower = interface.trim().to_ascii_lowercase();
-    lower.strip_suffix("url").unwrap_or(&lower).to_owned()
-}
-
 impl Catalog {
     /// The first endpoint of `service_type` on `interface` in `region` (any
     /// region when `None`).
@@ -285,28 +240,41 @@ impl Catalog {
         interface: &str,
         region: Option<&str>,
     ) -> Result<Url, KeystoneError> {
-        let interface = normalize_interface(interface);
-        let found = self
-            .0
-            .iter()
-            .filter(|s| s.service_type == service_type)
-            .flat_map(|s| s.endpoints.iter())
-            .find(|e| {
-                e.interface == interface
-                    && region.is_none_or(|r| {
-                        e.region_id.as_deref() == Some(r) || e.region.as_deref() == Some(r)
-                    })
-            });
-        match found {
-            Some(e) => Url::parse(&e.url).map_err(|err| KeystoneError::Unexpected {
-                status: 200,
-                message: format!("catalog URL '{}' for {service_type}: {err}", e.url),
-            }),
-            None => Err(KeystoneError::EndpointNotFound {
-                service_type: service_type.to_owned(),
+        self.find(service_type, interface, region)
+            .map_err(Into::into)
+    }
+}
+
+impl From<EndpointError> for KeystoneError {
+    fn from(e: EndpointError) -> Self {
+        match e {
+            EndpointError::NotFound {
+                service_type,
                 interface,
-                region: region.map(str::to_owned),
-            }),
+                region,
+            } => KeystoneError::EndpointNotFound {
+                service_type,
+                interface,
+                region,
+            },
+            EndpointError::BadUrl(message) => KeystoneError::Unexpected {
+                status: 200,
+                message,
+            },
+        }
+    }
+}
+
+impl From<SessionError> for KeystoneError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Unavailable(m) => KeystoneError::Unavailable(m),
+            // Users' tokens are checked before they go out: this is ours.
+            SessionError::BadToken => KeystoneError::Unexpected {
+                status: 201,
+                message: "keystone issued a token that is not a valid header".to_owned(),
+            },
+            SessionError::Config(m) => KeystoneError::Config(m),
         }
     }
 }
@@ -500,7 +468,7 @@ struct Counters {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    http: Session,
     auth: ServiceAuth,
     /// `.../v3/`, with the trailing slash `Url::join` needs.
     base: Url,
@@ -510,6 +478,8 @@ struct Inner {
     /// each sending their own when the token runs out.
     session: tokio::sync::Mutex<Option<Arc<ServiceSession>>>,
     cache: Mutex<TokenCache>,
+    /// Trust-scoped tokens of the service user, by trust id.
+    trust_tokens: Mutex<HashMap<String, Arc<IssuedToken>>>,
     counters: Counters,
 }
 
@@ -541,47 +511,11 @@ fn normalize_auth_url(auth_url: &str) -> Result<Url, KeystoneError> {
     let url = Url::parse(&with_v3)
         .map_err(|e| KeystoneError::Config(format!("auth_url '{auth_url}': {e}")))?;
     match url.scheme() {
-        "http" => Ok(url),
-        // The client is built without a TLS stack (see host/Cargo.toml).
-        "https" => Err(KeystoneError::Config(format!(
-            "auth_url '{auth_url}': https is not supported by this build"
-        ))),
+        "http" | "https" => Ok(url),
         other => Err(KeystoneError::Config(format!(
             "auth_url '{auth_url}': unsupported scheme '{other}'"
         ))),
     }
-}
-
-/// A header value marked sensitive (hyper then hides it from its own Debug
-/// output). Tokens with characters no header may hold are refused here.
-fn token_header(token: &str) -> Option<HeaderValue> {
-    if token.is_empty()
-        || token.len() > MAX_TOKEN_LEN
-        || !token.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return None;
-    }
-    let mut value = HeaderValue::from_str(token).ok()?;
-    value.set_sensitive(true);
-    Some(value)
-}
-
-/// An error with its causes, `: `-joined (reqwest's own message alone is
-/// just "error sending request"). Shared by the OpenStack service clients.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// The reason of a failed request, with its causes.
-fn transport_error(err: &reqwest::Error) -> KeystoneError {
-    KeystoneError::Unavailable(error_chain(err))
 }
 
 /// Keystone's `{"error": {"message": ...}}`, without any secret that went out
@@ -632,15 +566,13 @@ impl KeystoneClient {
 
     pub fn with_options(auth: ServiceAuth, opts: KeystoneOptions) -> Result<Self, KeystoneError> {
         let base = normalize_auth_url(&auth.auth_url)?;
-        let http = reqwest::Client::builder()
-            .timeout(opts.request_timeout)
-            .connect_timeout(opts.connect_timeout)
-            // Keystone never redirects; following one would carry X-Auth-Token
-            // to wherever the Location points.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("magnum-rs/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| KeystoneError::Config(format!("HTTP client: {e}")))?;
+        // Keystone never redirects; the session follows none, since one
+        // would carry X-Auth-Token to wherever the Location points.
+        let http = Session::new(SessionOptions {
+            request_timeout: opts.request_timeout,
+            connect_timeout: opts.connect_timeout,
+            tls: opts.tls.clone(),
+        })?;
         let interface = normalize_interface(&auth.interface);
         let cache = TokenCache {
             entries: HashMap::new(),
@@ -655,9 +587,21 @@ impl KeystoneClient {
                 opts,
                 session: tokio::sync::Mutex::new(None),
                 cache: Mutex::new(cache),
+                trust_tokens: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
             }),
         })
+    }
+
+    /// The HTTP session (TLS, timeouts) of this client; the other
+    /// OpenStack clients build theirs with the same TLS.
+    pub fn http_session(&self) -> &Session {
+        &self.inner.http
+    }
+
+    /// The trusted CAs of every OpenStack endpoint.
+    pub fn tls(&self) -> &Tls {
+        self.inner.http.tls()
     }
 
     /// The normalized identity URL, `.../v3/`.
@@ -797,7 +741,7 @@ impl KeystoneClient {
         user_token: &str,
         user: &TokenInfo,
     ) -> Result<Trust, KeystoneError> {
-        let auth = token_header(user_token).ok_or(KeystoneError::InvalidToken)?;
+        token_header(user_token).ok_or(KeystoneError::InvalidToken)?;
         let project_id = user.project_id.as_deref().ok_or_else(|| {
             KeystoneError::Config("a trust needs a project-scoped token".to_owned())
         })?;
@@ -813,10 +757,17 @@ impl KeystoneClient {
                 "roles": roles,
             }
         });
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTH_HEADER, auth);
         let url = self.url("OS-TRUST/trusts")?;
-        let (status, text) = self.send(Method::POST, url, headers, Some(&body)).await?;
+        let Answer {
+            status, body: text, ..
+        } = self
+            .inner
+            .http
+            .send_authed(
+                &FixedToken(SecretToken::new(user_token)),
+                &Call::new(Method::POST, url).json(&body),
+            )
+            .await?;
         match status {
             StatusCode::CREATED | StatusCode::OK => {}
             StatusCode::UNAUTHORIZED => return Err(KeystoneError::InvalidToken),
@@ -838,6 +789,7 @@ impl KeystoneClient {
     /// admin; the service user holds admin on its project). A trust that is
     /// already gone counts as deleted, so cleanup can be retried.
     pub async fn delete_trust(&self, trust_id: &str) -> Result<(), KeystoneError> {
+        self.trust_tokens().remove(trust_id);
         let url = self.url(&format!("OS-TRUST/trusts/{}", path_segment(trust_id)?))?;
         let (status, body) = self
             .send_as_service(Method::DELETE, url, HeaderMap::new(), None, || {})
@@ -865,7 +817,37 @@ impl KeystoneClient {
         }
     }
 
+    /// `trust_scoped_token`, cached until shortly before it expires.
+    pub async fn trust_token(&self, trust_id: &str) -> Result<Arc<IssuedToken>, KeystoneError> {
+        if let Some(t) = self.trust_tokens().get(trust_id) {
+            if Utc::now() + TRUST_TOKEN_MARGIN < t.info.expires_at {
+                return Ok(t.clone());
+            }
+        }
+        let issued = Arc::new(self.trust_scoped_token(trust_id).await?);
+        self.trust_tokens()
+            .insert(trust_id.to_owned(), issued.clone());
+        Ok(issued)
+    }
+
+    /// Forget the cached token of the trust if it is still `stale` (a
+    /// service answered 401 to it), so the next call gets a new one.
+    pub fn forget_trust_token(&self, trust_id: &str, stale: &SecretToken) {
+        let mut tokens = self.trust_tokens();
+        if tokens.get(trust_id).is_some_and(|t| &t.token == stale) {
+            tokens.remove(trust_id);
+        }
+    }
+
     // ------------------------------------------------------------ internals
+
+    fn trust_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<IssuedToken>>> {
+        // Single inserts and removes: the map stays consistent across a panic.
+        self.inner
+            .trust_tokens
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, TokenCache> {
         // A panic while holding the lock leaves a consistent map behind (no
@@ -916,15 +898,6 @@ impl KeystoneClient {
         Ok(session)
     }
 
-    /// Forget the service session if it is still `stale` (another task may
-    /// have replaced it already).
-    async fn drop_session(&self, stale: &Arc<ServiceSession>) {
-        let mut guard = self.inner.session.lock().await;
-        if guard.as_ref().is_some_and(|s| Arc::ptr_eq(s, stale)) {
-            *guard = None;
-        }
-    }
-
     /// `POST /v3/auth/tokens` with the service user's password and `scope`.
     async fn password_login(&self, scope: serde_json::Value) -> Result<IssuedToken, KeystoneError> {
         let auth = &self.inner.auth;
@@ -948,18 +921,14 @@ impl KeystoneClient {
             .service_auth_requests
             .fetch_add(1, Ordering::Relaxed);
         let url = self.url("auth/tokens")?;
-        let response = self
-            .request(Method::POST, url, HeaderMap::new(), Some(&body))
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
-        let status = response.status();
-        let token = response
-            .headers()
-            .get(SUBJECT_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(SecretToken::new);
-        let text = response.text().await.map_err(|e| transport_error(&e))?;
+        let answer = self
+            .inner
+            .http
+            .send(&Call::new(Method::POST, url).json(&body))
+            .await?;
+        let status = answer.status;
+        let token = answer.header(SUBJECT_HEADER).map(SecretToken::new);
+        let text = answer.body;
         let secrets = [auth.password.as_str()];
         match status {
             StatusCode::CREATED | StatusCode::OK => {}
@@ -984,58 +953,6 @@ impl KeystoneClient {
         })
     }
 
-    fn request(
-        &self,
-        method: Method,
-        url: Url,
-        headers: HeaderMap,
-        body: Option<&serde_json::Value>,
-    ) -> reqwest::RequestBuilder {
-        let mut builder = self
-            .inner
-            .http
-            .request(method, url)
-            .headers(headers)
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(body) = body {
-            builder = builder.json(body);
-        }
-        builder
-    }
-
-    /// Send and read the whole answer; transport failures are `Unavailable`.
-    async fn send(
-        &self,
-        method: Method,
-        url: Url,
-        headers: HeaderMap,
-        body: Option<&serde_json::Value>,
-    ) -> Result<(StatusCode, String), KeystoneError> {
-        // A pooled connection the server closed at the instant it was reused
-        // (gunicorn's keep-alive is 2 s) fails the request after it was
-        // written. Retrying once is safe when nothing was sent (connect) or
-        // the method is idempotent; a POST that may have landed is not retried.
-        let idempotent = matches!(method, Method::GET | Method::HEAD | Method::DELETE);
-        let mut attempt = 0;
-        let response = loop {
-            attempt += 1;
-            match self
-                .request(method.clone(), url.clone(), headers.clone(), body)
-                .send()
-                .await
-            {
-                Ok(response) => break response,
-                Err(e) if attempt == 1 && !e.is_timeout() && (e.is_connect() || idempotent) => {
-                    tracing::debug!("keystone: {}; retrying once", transport_error(&e));
-                }
-                Err(e) => return Err(transport_error(&e)),
-            }
-        };
-        let status = response.status();
-        let text = response.text().await.map_err(|e| transport_error(&e))?;
-        Ok((status, text))
-    }
-
     /// `send` with the service token. A 401 means that token died early
     /// (revoked, keys rotated): log in again and retry once, as
     /// keystonemiddleware does.
@@ -1045,28 +962,54 @@ impl KeystoneClient {
         url: Url,
         headers: HeaderMap,
         body: Option<&serde_json::Value>,
-        on_attempt: impl Fn(),
+        on_attempt: impl Fn() + Send + Sync,
     ) -> Result<(StatusCode, String), KeystoneError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let session = self.session().await?;
-            let auth = token_header(session.issued.token.expose()).ok_or_else(|| {
-                KeystoneError::Unexpected {
-                    status: 201,
-                    message: "keystone issued a token that is not a valid header".to_owned(),
-                }
-            })?;
-            let mut h = headers.clone();
-            h.insert(AUTH_HEADER, auth);
-            on_attempt();
-            let (status, text) = self.send(method.clone(), url.clone(), h, body).await?;
-            if status == StatusCode::UNAUTHORIZED && attempt == 1 {
-                tracing::info!("keystone: service token refused, logging in again");
-                self.drop_session(&session).await;
-                continue;
-            }
-            return Ok((status, text));
+        let mut call = Call::new(method, url);
+        call.headers = headers;
+        call.body = body;
+        let source = ServiceToken {
+            client: self,
+            on_attempt: &on_attempt,
+        };
+        let Answer { status, body, .. } = self.inner.http.send_authed(&source, &call).await?;
+        Ok((status, body))
+    }
+}
+
+/// The service user's cached token, as a session's token source: a 401
+/// drops it, so the next attempt logs in again.
+struct ServiceToken<'a> {
+    client: &'a KeystoneClient,
+    on_attempt: &'a (dyn Fn() + Send + Sync),
+}
+
+impl TokenSource for ServiceToken<'_> {
+    type Error = KeystoneError;
+
+    fn token(&self) -> BoxFuture<'_, Result<SecretToken, KeystoneError>> {
+        Box::pin(async move {
+            let token = self.client.service_token().await?;
+            (self.on_attempt)();
+            Ok(token)
+        })
+    }
+
+    fn forget<'a>(&'a self, stale: &'a SecretToken) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            tracing::info!("keystone: service token refused, logging in again");
+            self.client.forget_service_token(stale).await;
+            true
+        })
+    }
+}
+
+impl KeystoneClient {
+    /// The service user's token as a session's token source, for the other
+    /// OpenStack clients (Heat, the catalog): a 401 logs in again once.
+    pub fn service_token_source(&self) -> impl TokenSource<Error = KeystoneError> + '_ {
+        ServiceToken {
+            client: self,
+            on_attempt: &|| {},
         }
     }
 }
@@ -1118,11 +1061,12 @@ mod tests {
             ("http://h:5000/", "http://h:5000/v3/"),
             ("http://h:5000/v3", "http://h:5000/v3/"),
             ("http://h/identity/v3/", "http://h/identity/v3/"),
+            ("https://h:5000", "https://h:5000/v3/"),
         ] {
             assert_eq!(normalize_auth_url(input).unwrap().as_str(), want, "{input}");
         }
         assert!(matches!(
-            normalize_auth_url("https://h:5000"),
+            normalize_auth_url("ftp://h:5000"),
             Err(KeystoneError::Config(_))
         ));
         assert!(matches!(

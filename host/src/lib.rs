@@ -12,6 +12,7 @@ pub mod files;
 pub mod jobs;
 pub mod keystone;
 pub mod microversion;
+pub mod openstack;
 pub mod orchestrator;
 pub mod plugins;
 pub mod status;

@@ -524,6 +524,202 @@ async fn api_in_keystone_mode(ks: &Harness) {
     );
 }
 
+/// A TLS-terminating proxy (tests/keystone/tls_proxy.py) on 127.0.0.1 in
+/// front of the harness's Keystone, with a CA and a server certificate for
+/// 127.0.0.1 made here; killed on drop.
+struct TlsProxy {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl TlsProxy {
+    fn start(ks: &Harness) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        use std::io::BufRead;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "magnum-rs test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("CA");
+        let issuer = Issuer::from_ca_cert_pem(&ca.pem(), &ca_key).expect("issuer");
+        let server_key = KeyPair::generate().expect("server key");
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("server params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "127.0.0.1");
+        let server = params.signed_by(&server_key, &issuer).expect("server cert");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("ca.pem");
+        std::fs::write(dir.path().join("server.pem"), server.pem()).expect("server.pem");
+        std::fs::write(dir.path().join("server.key"), server_key.serialize_pem())
+            .expect("server.key");
+
+        let upstream = url_port(ks.url());
+        let mut child = Command::new("python3")
+            .arg(ks.dir.join("tls_proxy.py"))
+            .arg(dir.path().join("server.pem"))
+            .arg(dir.path().join("server.key"))
+            .arg(upstream.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 tests/keystone/tls_proxy.py");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("proxy port");
+        let port = line.trim().parse().expect("the proxy prints its port");
+        Self { child, port, dir }
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}/v3", self.port)
+    }
+
+    fn cafile(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn url_port(url: &str) -> u16 {
+    url.split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|host| host.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url}"))
+}
+
+/// A `tracing` writer into a shared buffer, to see the warnings logged.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("buffer")).into_owned()
+    }
+}
+
+/// Keystone reached over https: trusted through `cafile`; refused without
+/// it, with the certificate problem named (the API answers 503); accepted
+/// with `insecure`, which logs a warning.
+async fn keystone_over_https(ks: &Harness) {
+    use magnum_host::openstack::{Tls, TlsSettings};
+
+    let proxy = TlsProxy::start(ks);
+    let over_https = |tls: Tls| {
+        let mut auth = ks.magnum();
+        auth.auth_url = proxy.url();
+        client(auth, KeystoneOptions { tls, ..no_cache() })
+    };
+    let user_token = login(ks.auth("demo", "KEYSTONE_DEMO_PASSWORD", "demo")).await;
+
+    // The CA file configured: the service login and the validation go over
+    // TLS.
+    let tls = Tls::new(&TlsSettings {
+        cafile: Some(proxy.cafile()),
+        insecure: false,
+    })
+    .expect("cafile");
+    let trusted = over_https(tls);
+    assert_eq!(trusted.auth_url().scheme(), "https");
+    let info = trusted
+        .validate(&user_token)
+        .await
+        .expect("validate over https");
+    assert_eq!(info.user_name, "demo");
+    assert_eq!(trusted.stats().service_auth_requests, 1);
+
+    // Without it (the system roots only): a clear error, never a panic.
+    let untrusted = over_https(Tls::default());
+    let err = untrusted.validate(&user_token).await.unwrap_err();
+    eprintln!("https without the CA: {err}");
+    match &err {
+        KeystoneError::Unavailable(m) => {
+            assert!(m.contains("certificate"), "{m}");
+            assert!(m.contains("UnknownIssuer"), "{m}");
+            assert!(m.contains("[keystone] cafile"), "{m}");
+        }
+        other => panic!("expected Unavailable naming the certificate, got {other:?}"),
+    }
+    // ...which the API answers with a 503.
+    {
+        use axum::{body::Body, http::Request};
+        use magnum_host::{
+            api::{router, AppState, Identity},
+            db::{self, DbPool},
+            drivers::Registry,
+        };
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = DbPool::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("m.sqlite").display()
+        ))
+        .expect("sqlite");
+        db::migrate(&mut pool.get().expect("conn")).expect("migrate");
+        let mut state = AppState::new(Registry::default(), pool);
+        state.identity = Identity::Keystone(untrusted.clone());
+        let response = router(std::sync::Arc::new(state))
+            .oneshot(
+                Request::get("/v1/clusters")
+                    .header("x-auth-token", &user_token)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("infallible");
+        assert_eq!(response.status().as_u16(), 503);
+    }
+
+    // insecure = true: accepted, and said loudly.
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let tls = tracing::subscriber::with_default(subscriber, || {
+        Tls::new(&TlsSettings {
+            cafile: None,
+            insecure: true,
+        })
+    })
+    .expect("insecure");
+    let logged = captured.text();
+    assert!(
+        logged.contains("WARN") && logged.contains("NOT verified"),
+        "{logged}"
+    );
+    let insecure = over_https(tls);
+    let info = insecure
+        .validate(&user_token)
+        .await
+        .expect("validate with insecure = true");
+    assert_eq!(info.user_name, "demo");
+}
+
 #[test]
 fn keystone_client_against_real_keystone() {
     let mut ks = match Harness::start() {
@@ -545,6 +741,7 @@ fn keystone_client_against_real_keystone() {
         revoked_tokens(&ks).await;
         trust_round_trip(&ks).await;
         api_in_keystone_mode(&ks).await;
+        keystone_over_https(&ks).await;
     });
 
     // Keystone stopped: a token in the cache is still served (as

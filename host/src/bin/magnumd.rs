@@ -161,7 +161,9 @@ fn serve(config: Config, api_enabled: bool) -> anyhow::Result<()> {
         registered = registry.entries.len(),
         "drivers ready"
     );
-    let state = Arc::new(app_state(&config, registry, pool)?);
+    // One TLS for every OpenStack client (the insecure warning once).
+    let tls = openstack_tls(&config)?;
+    let state = Arc::new(app_state(&config, tls.as_ref(), registry, pool)?);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -182,7 +184,7 @@ fn serve(config: Config, api_enabled: bool) -> anyhow::Result<()> {
             }
             let conductor = Arc::new(magnum_host::conductor::Conductor::new(
                 state.clone(),
-                orchestrator(&config)?,
+                orchestrator(&config, tls.as_ref())?,
                 settings,
             ));
             Some(tokio::spawn(conductor.run(stop_rx)))
@@ -211,7 +213,10 @@ fn serve(config: Config, api_enabled: bool) -> anyhow::Result<()> {
 
 /// The conductor's orchestrator from `[conductor] orchestrator` (validated
 /// by `Config::load`). Call inside the runtime: `heat` keeps its handle.
-fn orchestrator(config: &Config) -> anyhow::Result<Arc<dyn magnum_host::conductor::Orchestrator>> {
+fn orchestrator(
+    config: &Config,
+    tls: Option<&magnum_host::openstack::Tls>,
+) -> anyhow::Result<Arc<dyn magnum_host::conductor::Orchestrator>> {
     if config.conductor.orchestrator != OrchestratorKind::Heat {
         let cloud = magnum_host::orchestrator::local::LocalCloud::new(config.local.clone());
         return Ok(Arc::new(cloud));
@@ -230,7 +235,8 @@ fn orchestrator(config: &Config) -> anyhow::Result<Arc<dyn magnum_host::conducto
         auth.interface = interface.clone();
     }
     let (interface, region) = (auth.interface.clone(), auth.region.clone());
-    let client = magnum_host::keystone::KeystoneClient::new(auth)?;
+    let client =
+        magnum_host::keystone::KeystoneClient::with_options(auth, keystone_options(ks, tls)?)?;
     let heat = magnum_host::orchestrator::HeatOrchestrator::new(
         client,
         config.heat.clone(),
@@ -244,7 +250,10 @@ fn orchestrator(config: &Config) -> anyhow::Result<Arc<dyn magnum_host::conducto
 
 /// `[catalog] source` (resolved by `Config::load`): the embedded lists, or
 /// Glance, Nova and Neutron found through `[keystone]`'s catalog.
-fn catalog(config: &Config) -> anyhow::Result<api::CloudCatalog> {
+fn catalog(
+    config: &Config,
+    tls: Option<&magnum_host::openstack::Tls>,
+) -> anyhow::Result<api::CloudCatalog> {
     if config.catalog.source != Some(CatalogSource::OpenStack) {
         return Ok(api::CloudCatalog::Embedded(api::Catalog::from_file(
             config.catalog.clone(),
@@ -253,7 +262,10 @@ fn catalog(config: &Config) -> anyhow::Result<api::CloudCatalog> {
     let ks = config.keystone.as_ref().ok_or_else(|| {
         anyhow::anyhow!("[catalog] source = \"openstack\" needs a [keystone] section")
     })?;
-    let client = magnum_host::keystone::KeystoneClient::new(ks.service_auth())?;
+    let client = magnum_host::keystone::KeystoneClient::with_options(
+        ks.service_auth(),
+        keystone_options(ks, tls)?,
+    )?;
     let timeout =
         std::time::Duration::from_secs(config.catalog.request_timeout_seconds.unwrap_or(10));
     tracing::info!(auth_url = %ks.auth_url, region = ?ks.region, interface = %ks.interface, "catalog: openstack (Glance, Nova, Neutron)");
@@ -262,17 +274,42 @@ fn catalog(config: &Config) -> anyhow::Result<api::CloudCatalog> {
     )?))
 }
 
-fn app_state(config: &Config, registry: Registry, pool: DbPool) -> anyhow::Result<AppState> {
+/// `[keystone]`'s client options with the shared TLS (`tls` is built once
+/// by `openstack_tls`, so the `insecure` warning is logged once).
+fn keystone_options(
+    ks: &magnum_host::config::KeystoneFile,
+    tls: Option<&magnum_host::openstack::Tls>,
+) -> anyhow::Result<magnum_host::keystone::KeystoneOptions> {
+    let tls = match tls {
+        Some(tls) => tls.clone(),
+        None => ks.tls()?,
+    };
+    Ok(magnum_host::keystone::KeystoneOptions {
+        cache_max_ttl: std::time::Duration::from_secs(ks.token_cache_seconds),
+        tls,
+        ..Default::default()
+    })
+}
+
+/// The TLS of every OpenStack client, from `[keystone]` (cafile, insecure).
+fn openstack_tls(config: &Config) -> anyhow::Result<Option<magnum_host::openstack::Tls>> {
+    config.keystone.as_ref().map(|ks| ks.tls()).transpose()
+}
+
+fn app_state(
+    config: &Config,
+    tls: Option<&magnum_host::openstack::Tls>,
+    registry: Registry,
+    pool: DbPool,
+) -> anyhow::Result<AppState> {
     let mut state = AppState::new(registry, pool);
-    state.catalog = catalog(config)?;
+    state.catalog = catalog(config, tls)?;
     state.identity = match &config.keystone {
         Some(ks) if config.auth.mode == AuthMode::Keystone => {
-            let options = magnum_host::keystone::KeystoneOptions {
-                cache_max_ttl: std::time::Duration::from_secs(ks.token_cache_seconds),
-                ..Default::default()
-            };
-            let client =
-                magnum_host::keystone::KeystoneClient::with_options(ks.service_auth(), options)?;
+            let client = magnum_host::keystone::KeystoneClient::with_options(
+                ks.service_auth(),
+                keystone_options(ks, tls)?,
+            )?;
             tracing::info!(auth_url = %ks.auth_url, user = %ks.username, "authentication: keystone");
             api::Identity::Keystone(client)
         }

@@ -28,14 +28,8 @@
 //! come from a blocking-pool thread (the conductor's jobs run there), never
 //! from an async worker.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    fmt,
-    sync::Mutex,
-    time::Duration,
-};
+use std::{collections::BTreeMap, fmt, time::Duration};
 
-use chrono::Utc;
 use magnum_driver_abi::payload::{StackOperation, StackSnapshot};
 use reqwest::{header::LOCATION, Method, StatusCode, Url};
 use serde::Deserialize;
@@ -43,16 +37,14 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     db::DbConnection,
-    keystone::{error_chain, KeystoneClient, KeystoneError, SecretToken},
+    keystone::{KeystoneClient, KeystoneError, SecretToken},
+    openstack::{session::BoxFuture, Call, Session, SessionError, TokenSource},
     orchestrator::{Orchestrator, OrchestratorError},
 };
 
 const SERVICE_TYPE: &str = "orchestration";
-const AUTH_HEADER: &str = "X-Auth-Token";
 /// Longest chain of redirects followed for one call (Heat sends one).
 const MAX_REDIRECTS: usize = 3;
-/// A trust-scoped token is renewed this long before it expires.
-const TRUST_TOKEN_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(120);
 
 /// `[heat]`: how stacks are created on Heat.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -108,13 +100,6 @@ impl fmt::Debug for Scope {
     }
 }
 
-/// A trust-scoped token and the orchestration endpoint of its project.
-struct TrustSession {
-    token: SecretToken,
-    endpoint: Url,
-    expires_at: chrono::DateTime<Utc>,
-}
-
 /// One HTTP answer of Heat.
 struct Answer {
     status: StatusCode,
@@ -124,14 +109,14 @@ struct Answer {
 
 pub struct HeatOrchestrator {
     keystone: KeystoneClient,
-    http: reqwest::Client,
+    /// The keystone client's TLS, Heat's timeouts.
+    session: Session,
     settings: HeatSettings,
     /// Interface and region of the orchestration endpoint in a trust
     /// token's catalog (the service token's come from `keystone`'s own).
     interface: String,
     region: Option<String>,
     runtime: tokio::runtime::Handle,
-    trusts: Mutex<HashMap<String, std::sync::Arc<TrustSession>>>,
     /// `settings.files`, read.
     extra_files: BTreeMap<String, String>,
 }
@@ -157,15 +142,15 @@ impl HeatOrchestrator {
         region: Option<&str>,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, OrchestratorError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.request_timeout_seconds.max(1)))
-            .connect_timeout(Duration::from_secs(5))
-            // Heat's redirects are followed by hand, same origin only, so a
-            // token is never sent anywhere a Location points.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("magnum-rs/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| OrchestratorError::Unavailable(format!("HTTP client: {e}")))?;
+        // The session follows no redirect: Heat's are followed by hand, same
+        // origin only, so a token is never sent anywhere a Location points.
+        let session = keystone
+            .http_session()
+            .with_timeouts(
+                Duration::from_secs(settings.request_timeout_seconds.max(1)),
+                Duration::from_secs(5),
+            )
+            .map_err(|e| OrchestratorError::Unavailable(e.to_string()))?;
         let mut extra_files = BTreeMap::new();
         for (name, path) in &settings.files {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -179,12 +164,11 @@ impl HeatOrchestrator {
         Ok(Self {
             extra_files,
             keystone,
-            http,
+            session,
             settings,
             interface: interface.to_owned(),
             region: region.map(str::to_owned),
             runtime,
-            trusts: Mutex::new(HashMap::new()),
         })
     }
 
@@ -409,59 +393,39 @@ impl HeatOrchestrator {
         url: Url,
         body: Option<&Value>,
     ) -> Result<Answer, OrchestratorError> {
-        let mut retried = false;
-        loop {
-            let token = self.token(scope).await?;
-            let mut request = self
-                .http
-                .request(method.clone(), url.clone())
-                .header(reqwest::header::ACCEPT, "application/json");
-            let mut value = reqwest::header::HeaderValue::from_str(token.expose())
-                .map_err(|_| unexpected("the token is not a valid header value".into()))?;
-            value.set_sensitive(true);
-            request = request.header(AUTH_HEADER, value);
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let started = std::time::Instant::now();
-            let response = request.send().await.map_err(|e| {
-                OrchestratorError::Unavailable(format!(
-                    "Heat at {}: {}",
-                    url.origin().ascii_serialization(),
-                    error_chain(&e)
-                ))
+        let origin = url.origin().ascii_serialization();
+        let mut call = Call::new(method.clone(), url);
+        call.body = body;
+        let started = std::time::Instant::now();
+        let answer = self
+            .session
+            .send_authed(&ScopeToken { heat: self, scope }, &call)
+            .await
+            .map_err(|e| match e {
+                CallError::Session(SessionError::Unavailable(m)) => {
+                    OrchestratorError::Unavailable(format!("Heat at {origin}: {m}"))
+                }
+                CallError::Session(other) => unexpected(other.to_string()),
+                CallError::Heat(e) => e,
             })?;
-            let status = response.status();
-            let location = response
-                .headers()
-                .get(LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let text = response.text().await.map_err(|e| {
-                OrchestratorError::Unavailable(format!(
-                    "Heat answer unreadable: {}",
-                    error_chain(&e)
-                ))
-            })?;
-            tracing::debug!(%method, path = url.path(), %status, elapsed = ?started.elapsed(), "heat call");
-            if status == StatusCode::UNAUTHORIZED && !retried {
-                // The token was revoked or expired early: log in again, once.
-                retried = true;
-                self.forget_token(scope, &token).await;
-                continue;
-            }
-            return Ok(Answer {
-                status,
-                location,
-                body: text,
-            });
-        }
+        tracing::debug!(%method, path = call.url.path(), status = %answer.status, elapsed = ?started.elapsed(), "heat call");
+        Ok(Answer {
+            status: answer.status,
+            location: answer.header(LOCATION.as_str()).map(str::to_owned),
+            body: answer.body,
+        })
     }
 
     async fn token(&self, scope: &Scope) -> Result<SecretToken, OrchestratorError> {
         match scope {
             Scope::Service => self.keystone.service_token().await.map_err(keystone_error),
-            Scope::Trust(id) => Ok(self.trust_session(id).await?.token.clone()),
+            Scope::Trust(id) => Ok(self
+                .keystone
+                .trust_token(id)
+                .await
+                .map_err(keystone_error)?
+                .token
+                .clone()),
         }
     }
 
@@ -472,53 +436,23 @@ impl HeatOrchestrator {
                 .catalog_endpoint(SERVICE_TYPE)
                 .await
                 .map_err(keystone_error),
-            Scope::Trust(id) => Ok(self.trust_session(id).await?.endpoint.clone()),
+            // The trust's project's endpoint, from its token's catalog.
+            Scope::Trust(id) => self
+                .keystone
+                .trust_token(id)
+                .await
+                .map_err(keystone_error)?
+                .catalog
+                .endpoint(SERVICE_TYPE, &self.interface, self.region.as_deref())
+                .map_err(keystone_error),
         }
     }
 
     async fn forget_token(&self, scope: &Scope, token: &SecretToken) {
         match scope {
             Scope::Service => self.keystone.forget_service_token(token).await,
-            Scope::Trust(id) => {
-                self.trust_cache().remove(id);
-            }
+            Scope::Trust(id) => self.keystone.forget_trust_token(id, token),
         }
-    }
-
-    fn trust_cache(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, std::sync::Arc<TrustSession>>> {
-        // The map stays consistent across a panic (single inserts/removes).
-        self.trusts.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A cached trust-scoped token, renewed before it expires.
-    async fn trust_session(
-        &self,
-        trust_id: &str,
-    ) -> Result<std::sync::Arc<TrustSession>, OrchestratorError> {
-        if let Some(s) = self.trust_cache().get(trust_id) {
-            if Utc::now() + TRUST_TOKEN_MARGIN < s.expires_at {
-                return Ok(s.clone());
-            }
-        }
-        let issued = self
-            .keystone
-            .trust_scoped_token(trust_id)
-            .await
-            .map_err(keystone_error)?;
-        let endpoint = issued
-            .catalog
-            .endpoint(SERVICE_TYPE, &self.interface, self.region.as_deref())
-            .map_err(keystone_error)?;
-        let session = std::sync::Arc::new(TrustSession {
-            token: issued.token,
-            endpoint,
-            expires_at: issued.info.expires_at,
-        });
-        self.trust_cache()
-            .insert(trust_id.to_owned(), session.clone());
-        Ok(session)
     }
 
     /// The error of an unexpected answer: 5xx and 409 (another action in
@@ -532,6 +466,42 @@ impl HeatOrchestrator {
             )),
             _ => rejected(what, answer),
         }
+    }
+}
+
+/// A call's token: the service user's or a trust's, by scope. A 401 drops
+/// it (the service session, or the cached trust token), and the session
+/// sends the call once more with a fresh one.
+struct ScopeToken<'a> {
+    heat: &'a HeatOrchestrator,
+    scope: &'a Scope,
+}
+
+/// Why a call failed: the transport, or getting its token.
+enum CallError {
+    Session(SessionError),
+    Heat(OrchestratorError),
+}
+
+impl From<SessionError> for CallError {
+    fn from(e: SessionError) -> Self {
+        Self::Session(e)
+    }
+}
+
+impl TokenSource for ScopeToken<'_> {
+    type Error = CallError;
+
+    fn token(&self) -> BoxFuture<'_, Result<SecretToken, CallError>> {
+        Box::pin(async move { self.heat.token(self.scope).await.map_err(CallError::Heat) })
+    }
+
+    fn forget<'a>(&'a self, stale: &'a SecretToken) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            // The token was revoked or expired early: log in again, once.
+            self.heat.forget_token(self.scope, stale).await;
+            true
+        })
     }
 }
 

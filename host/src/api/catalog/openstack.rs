@@ -12,14 +12,13 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use reqwest::{header::HeaderValue, Method, Url};
+use reqwest::{header::HeaderValue, Method};
 use serde_json::Value;
 
 use super::{Flavor, Image, Network, Subnet};
 use crate::api::{common::is_uuid_like, context::Ctx, error::ApiError};
-use crate::keystone::{error_chain, KeystoneClient, SecretToken};
-
-const AUTH_HEADER: &str = "X-Auth-Token";
+use crate::keystone::KeystoneClient;
+use crate::openstack::{Answer, Call, FixedToken, Session};
 /// The first Nova microversion where an admin may name another user's keypair.
 const NOVA_KEYPAIR_USER_VERSION: &str = "2.10";
 
@@ -69,7 +68,8 @@ struct Get<'a> {
 #[derive(Clone)]
 pub struct OpenStackCatalog {
     keystone: KeystoneClient,
-    http: reqwest::Client,
+    /// The keystone client's TLS, the catalog's timeout.
+    session: Session,
 }
 
 impl std::fmt::Debug for OpenStackCatalog {
@@ -82,14 +82,12 @@ impl std::fmt::Debug for OpenStackCatalog {
 
 impl OpenStackCatalog {
     pub fn new(keystone: KeystoneClient, request_timeout: Duration) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .connect_timeout(Duration::from_secs(5))
-            // A redirect would carry X-Auth-Token wherever it points.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("magnum-rs/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { keystone, http })
+        // The session follows no redirect: one would carry X-Auth-Token
+        // wherever it points.
+        let session = keystone
+            .http_session()
+            .with_timeouts(request_timeout, Duration::from_secs(5))?;
+        Ok(Self { keystone, session })
     }
 
     /// Glance v2: by id, else by name (two with the name is a 409).
@@ -392,84 +390,50 @@ impl OpenStackCatalog {
         if !req.query.is_empty() {
             url.query_pairs_mut().extend_pairs(req.query);
         }
-        let mut retried = false;
-        loop {
-            let (token, service_token) = match ctx.auth_token() {
-                Some(t) => (t.clone(), false),
-                None => (
-                    self.keystone
-                        .service_token()
-                        .await
-                        .map_err(|e| unavailable(e.to_string()))?,
-                    true,
-                ),
-            };
-            let response = self
-                .request(&url, &token, req.headers)
-                .map_err(|e| unavailable(e.to_string()))?
-                .send()
+        let mut call = Call::new(Method::GET, url);
+        for (name, v) in req.headers {
+            let value = HeaderValue::from_str(v).map_err(|e| unavailable(e.to_string()))?;
+            call = call.header(name, value);
+        }
+        // The user's own token gets no second try; the service user's is
+        // renewed once on a 401.
+        let answer = match ctx.auth_token() {
+            Some(token) => self
+                .session
+                .send_authed(&FixedToken(token.clone()), &call)
                 .await
-                .map_err(|e| unavailable(error_chain(&e)))?;
-            let status = response.status();
-            let body = response
-                .text()
+                .map_err(|e| unavailable(e.to_string()))?,
+            None => self
+                .session
+                .send_authed(&self.keystone.service_token_source(), &call)
                 .await
-                .map_err(|e| unavailable(error_chain(&e)))?;
-            tracing::debug!(service = product, path = url.path(), %status, "catalog lookup");
-            match status.as_u16() {
-                200 => {
-                    return serde_json::from_str(&body)
-                        .map(Some)
-                        .map_err(|e| unavailable(format!("unreadable answer: {e}")))
-                }
-                404 => return Ok(None),
-                401 if service_token && !retried => {
-                    retried = true;
-                    self.keystone.forget_service_token(&token).await;
-                }
-                401 => {
-                    return Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        format!("{product} refused the request's token."),
-                    ))
-                }
-                403 => {
-                    let what = req.path.first().copied().unwrap_or("resource");
-                    let ident = req.path.get(1).copied().unwrap_or_default();
-                    return Err(ApiError::forbidden(format!(
-                        "Not authorized for {} {ident}.",
-                        what.trim_end_matches('s').trim_start_matches("os-")
-                    )));
-                }
-                _ => {
-                    return Err(unavailable(format!(
-                        "{} answered {status}: {}",
-                        url.path(),
-                        body.chars().take(200).collect::<String>()
-                    )))
-                }
+                .map_err(|e| unavailable(e.to_string()))?,
+        };
+        let Answer { status, body, .. } = answer;
+        tracing::debug!(service = product, path = call.url.path(), %status, "catalog lookup");
+        match status.as_u16() {
+            200 => serde_json::from_str(&body)
+                .map(Some)
+                .map_err(|e| unavailable(format!("unreadable answer: {e}"))),
+            404 => Ok(None),
+            401 => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                format!("{product} refused the request's token."),
+            )),
+            403 => {
+                let what = req.path.first().copied().unwrap_or("resource");
+                let ident = req.path.get(1).copied().unwrap_or_default();
+                Err(ApiError::forbidden(format!(
+                    "Not authorized for {} {ident}.",
+                    what.trim_end_matches('s').trim_start_matches("os-")
+                )))
             }
+            _ => Err(unavailable(format!(
+                "{} answered {status}: {}",
+                call.url.path(),
+                body.chars().take(200).collect::<String>()
+            ))),
         }
-    }
-
-    fn request(
-        &self,
-        url: &Url,
-        token: &SecretToken,
-        headers: &[(&'static str, &str)],
-    ) -> Result<reqwest::RequestBuilder, String> {
-        let mut value = HeaderValue::from_str(token.expose())
-            .map_err(|_| "the token is not a valid header value".to_owned())?;
-        value.set_sensitive(true);
-        let mut request = self
-            .http
-            .request(Method::GET, url.clone())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .header(AUTH_HEADER, value);
-        for (name, v) in headers {
-            request = request.header(*name, *v);
-        }
-        Ok(request)
     }
 }
 
