@@ -669,7 +669,7 @@ async fn keystone_over_https(ks: &Harness) {
         use magnum_host::{
             api::{router, AppState, Identity},
             db::{self, DbPool},
-            drivers::Registry,
+            plugins::Registry,
         };
         use tower::ServiceExt;
         let dir = tempfile::tempdir().expect("tempdir");

@@ -167,6 +167,7 @@ fn serve(config: Config, api_enabled: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let shutdown = shutdown_signal();
         let conductor = if config.conductor.in_process || !api_enabled {
             let mut settings = magnum_host::conductor::Settings {
                 concurrency: config.conductor.concurrency,
@@ -198,10 +199,10 @@ fn serve(config: Config, api_enabled: bool) -> anyhow::Result<()> {
             let listening = listener.local_addr()?;
             tracing::info!(%listening, "serving the Magnum v1 API");
             axum::serve(listener, api::router(state))
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(shutdown)
                 .await?;
         } else {
-            shutdown_signal().await;
+            shutdown.await;
         }
         let _ = stop_tx.send(true);
         if let Some(task) = conductor {
@@ -342,20 +343,28 @@ fn app_state(
 }
 
 /// Resolves on SIGINT or SIGTERM (what systemd and container runtimes send).
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// The handlers are installed when this is called, not when the future is
+/// first polled: called before the service says it is listening, a signal
+/// sent right after that line shuts it down cleanly instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = wait(terminate) => {}
+            _ = wait(interrupt) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
 
 #[cfg(test)]
