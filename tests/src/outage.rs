@@ -86,8 +86,18 @@ impl Proxy {
         self.mode.store(BLACKHOLE, Ordering::SeqCst);
     }
 
+    /// Forwards again. Connections that lived through a blackhole lost
+    /// bytes in both directions, so their protocol streams are out of step
+    /// and would wait forever (no timeout applies to a connection a request
+    /// already holds): they are closed, as a network path that came back
+    /// after its state was lost would reset them.
     pub fn forward(&self) {
-        self.mode.store(FORWARD, Ordering::SeqCst);
+        let previous = self.mode.swap(FORWARD, Ordering::SeqCst);
+        if previous == BLACKHOLE {
+            for s in self.conns.lock().unwrap().drain(..) {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
     }
 
     pub fn refuse(&self) {
