@@ -224,6 +224,23 @@ pub struct NodeGroup {
     pub node_addresses: Vec<String>,
     pub stack_id: Option<String>,
     pub status: String,
+    /// Since 1.1: labels the nodes of this group carry in the COE (Kubernetes
+    /// node labels), as the user set them. The driver judges which keys its
+    /// COE lets a node set.
+    pub node_labels: Labels,
+    /// Since 1.1: taints of this group's nodes, as the user set them.
+    pub node_taints: Vec<Taint>,
+}
+
+/// Since 1.1: a node taint as the API takes it (`key`, optional `value`,
+/// `effect`). The driver judges the effect against its COE.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Taint {
+    pub key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub effect: String,
 }
 
 /// What the host knows that nodes need (URLs, credentials). Filled by the host.
@@ -235,6 +252,10 @@ pub struct HostContext {
     /// Keystone v3 URL, `/v3` included.
     pub auth_url: Option<String>,
     pub verify_ca: bool,
+    /// Since 1.1: the PEM bundle of the CAs the cloud's endpoints (Keystone,
+    /// the magnum API, Heat) are signed by, for nodes to trust;
+    /// `[drivers] openstack_ca_file`. `None`: the nodes' system trust store.
+    pub openstack_ca: Option<String>,
     /// Host-supplied parameters passed through unchanged (trust, credentials).
     pub extra: Map<String, Value>,
 }

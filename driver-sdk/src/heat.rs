@@ -170,6 +170,27 @@ impl<D: HeatDriver> CoeDriver for HeatCoeDriver<D> {
         let validation = self.check_template(&effective_template(req))?;
         check_at_least("master_count", req.cluster.master_count, 1)?;
         check_at_least("node_count", req.cluster.node_count, 0)?;
+        // Node labels and taints are Kubernetes node settings: refused
+        // rather than accepted and silently not applied.
+        if let Some(group) = req
+            .nodegroups
+            .iter()
+            .find(|g| !g.node_labels.is_empty() || !g.node_taints.is_empty())
+        {
+            let field = if group.node_labels.is_empty() {
+                "node_taints"
+            } else {
+                "node_labels"
+            };
+            return Err(crate::DriverError::invalid(
+                field,
+                format!(
+                    "driver {} does not apply {field} (a Kubernetes node setting); nodegroup {} has some",
+                    D::NAME,
+                    group.name
+                ),
+            ));
+        }
         Ok(validation)
     }
 

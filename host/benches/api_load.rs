@@ -415,7 +415,21 @@ fn run(
         3,
         "all three bundled drivers load"
     );
-    let rows = rt.block_on(bench_backend(AppState::new(registry, pool), limits));
+    // The state magnumd builds from its default configuration.
+    let data = tempfile::tempdir().expect("tempdir");
+    let config = magnum_host::config::Config::from_toml(
+        "",
+        &magnum_host::config::Overrides {
+            data_dir: Some(data.path().to_owned()),
+            plugins_dir: Some(plugins.to_owned()),
+            ..Default::default()
+        },
+    )
+    .expect("default config");
+    let state = rt
+        .block_on(AppState::from_config(&config, registry, pool, None))
+        .expect("state from config");
+    let rows = rt.block_on(bench_backend(state, limits));
     print_table(title, &rows);
     rows
 }

@@ -33,7 +33,7 @@ pub struct FileConfig {
     pub api: ApiFile,
     /// The embedded cloud's images, flavors, keypairs and networks.
     #[serde(default)]
-    pub catalog: crate::api::catalog::CatalogFile,
+    pub catalog: crate::catalog::CatalogFile,
     /// The service user for `[auth] mode = "keystone"`.
     pub keystone: Option<KeystoneFile>,
     #[serde(default)]
@@ -47,6 +47,33 @@ pub struct FileConfig {
     /// Cluster CAs: key algorithm, validity, CSR rules, the sealing key.
     #[serde(default)]
     pub certificates: crate::certs::CertificateConfig,
+    /// What the drivers tell the nodes about the cloud (TLS verification, CA).
+    #[serde(default)]
+    pub drivers: DriversFile,
+}
+
+/// `[drivers]` (upstream's section of the same name): how cluster nodes
+/// trust the cloud's endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriversFile {
+    /// Nodes verify the TLS certificates of Keystone, Heat and this API
+    /// (upstream `verify_ca`, default true). Turning it off is for test
+    /// clouds only: a node then trusts whoever answers.
+    pub verify_ca: bool,
+    /// A PEM bundle of the CAs that sign the cloud's endpoints (upstream
+    /// `openstack_ca_file`), installed on every node; unset, nodes use their
+    /// image's trust store.
+    pub openstack_ca_file: Option<PathBuf>,
+}
+
+impl Default for DriversFile {
+    fn default() -> Self {
+        Self {
+            verify_ca: true,
+            openstack_ca_file: None,
+        }
+    }
 }
 
 /// A mode read from the config file: an unknown name is an error that lists
@@ -103,7 +130,7 @@ config_mode!(
     { NoAuth = "noauth", Keystone = "keystone" }
 );
 
-pub use crate::api::catalog::CatalogSource;
+pub use crate::catalog::CatalogSource;
 
 /// `[conductor]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -290,12 +317,15 @@ pub struct Config {
     pub database: crate::db::DbTimeouts,
     pub auth: AuthFile,
     pub api: ApiFile,
-    pub catalog: crate::api::catalog::CatalogFile,
+    pub catalog: crate::catalog::CatalogFile,
     pub keystone: Option<KeystoneFile>,
     pub conductor: ConductorFile,
     pub local: crate::orchestrator::local::LocalCloudConfig,
     pub heat: crate::orchestrator::heat::HeatSettings,
     pub certificates: crate::certs::CertificateConfig,
+    pub drivers: DriversFile,
+    /// The PEM text of `[drivers] openstack_ca_file`, read at start.
+    pub openstack_ca: Option<String>,
 }
 
 impl Config {
@@ -304,6 +334,17 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        Self::from_file(file, overrides)
+    }
+
+    /// A configuration from TOML text (the file's format) and overrides, as
+    /// the tests and benches build the same state `magnumd` does.
+    pub fn from_toml(text: &str, overrides: &Overrides) -> anyhow::Result<Self> {
+        let file = toml::from_str(text).context("invalid config")?;
+        Self::from_file(file, overrides)
+    }
+
+    fn from_file(file: FileConfig, overrides: &Overrides) -> anyhow::Result<Self> {
         let bind_text = overrides
             .bind
             .clone()
@@ -411,6 +452,21 @@ impl Config {
                 "[conductor] concurrency, operation_timeout_minutes, lease_seconds and health_interval_seconds must be at least 1"
             ));
         }
+        let openstack_ca = match &file.drivers.openstack_ca_file {
+            Some(path) => {
+                let pem = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read [drivers] openstack_ca_file {}", path.display())
+                })?;
+                if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(anyhow!(
+                        "[drivers] openstack_ca_file {} holds no PEM certificate",
+                        path.display()
+                    ));
+                }
+                Some(pem)
+            }
+            None => None,
+        };
         Ok(Self {
             bind,
             data_dir,
@@ -430,6 +486,8 @@ impl Config {
             local: file.local,
             heat: file.heat,
             certificates,
+            drivers: file.drivers,
+            openstack_ca,
         })
     }
 }

@@ -9,8 +9,8 @@ use magnum_driver_abi::payload;
 use serde_json::Value;
 
 use crate::{
-    api::catalog::CloudCatalog,
     app::AppState,
+    catalog::CloudCatalog,
     db::models::{Cluster, ClusterTemplate, NodeGroup},
     status::Status,
 };
@@ -135,6 +135,8 @@ pub fn nodegroup_payload(g: &NodeGroup) -> payload::NodeGroup {
         node_addresses: serde_json::from_str(&g.node_addresses).unwrap_or_default(),
         stack_id: g.stack_id.clone(),
         status: g.status.map(|s| s.to_string()).unwrap_or_default(),
+        node_labels: labels_of(&g.node_labels),
+        node_taints: serde_json::from_str(&g.node_taints).unwrap_or_default(),
     }
 }
 

@@ -638,6 +638,18 @@ impl KeystoneClient {
         )
     }
 
+    /// The URL of `service_type` as a node outside the control plane reaches
+    /// it: the catalog's public endpoint, else its internal one, in the
+    /// configured region.
+    pub async fn node_facing_endpoint(&self, service_type: &str) -> Result<Url, KeystoneError> {
+        let session = self.session().await?;
+        let region = self.inner.auth.region.as_deref();
+        let catalog = &session.issued.catalog;
+        catalog
+            .endpoint(service_type, "public", region)
+            .or_else(|_| catalog.endpoint(service_type, "internal", region))
+    }
+
     /// Forget the service token if it is still `token`, so the next call logs
     /// in again: for other services' clients (Heat) that got a 401 with it.
     pub async fn forget_service_token(&self, token: &SecretToken) {

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod app;
+pub mod catalog;
 pub mod certs;
 pub mod conductor;
 pub mod config;

@@ -320,6 +320,7 @@ fn request(name: &str, uuid: &str, extra: Map<String, Value>) -> ClusterRequest 
             magnum_url: Some("http://127.0.0.1:9511/v1".into()),
             auth_url: None,
             verify_ca: false,
+            openstack_ca: None,
             extra,
         },
     }

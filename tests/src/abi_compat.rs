@@ -1,6 +1,7 @@
 //! ABI evolution: a driver built against the frozen 1.0 copy loads in this
-//! host and in a fixture "1.1" host, which gets Unsupported / None for what
-//! the old driver lacks; a 1.1 driver loads in this 1.0 host.
+//! (1.1) host and in a fixture "next minor" (1.2) host, which gets
+//! Unsupported / None for what the old driver lacks; a 1.2 driver loads in
+//! this host.
 
 use std::process::Command;
 
@@ -43,11 +44,11 @@ fn old_minor_driver_works_in_this_host_and_newer_driver_too() {
     // A driver of a newer minor loads here too; its extra functions are unseen.
     let next = registry
         .get("next_driver")
-        .expect("1.1 driver loads in a 1.0 host");
-    assert_eq!(next.abi_version, "1.1.0");
+        .expect("a newer-minor driver loads in this host");
+    assert_eq!(next.abi_version, "1.2.0");
     assert!(next.validate_template(&TemplateRequest::default()).is_ok());
     let manifest = std::fs::read_to_string(plugins.join("next_driver.toml")).unwrap();
-    assert!(manifest.contains("abi = \"^1.1\""), "{manifest}");
+    assert!(manifest.contains("abi = \"^1.2\""), "{manifest}");
 }
 
 #[test]
@@ -75,7 +76,7 @@ fn newer_host_answers_unsupported_for_what_an_old_driver_lacks() {
     assert_eq!(
         old["features"],
         Value::Null,
-        "a 1.1 root function is None on a 1.0 driver"
+        "a 1.2 root function is None on a 1.0 driver"
     );
 
     let new = run("libmagnum_fixture_next_driver.so");
@@ -96,17 +97,22 @@ fn newer_host_answers_unsupported_for_what_an_old_driver_lacks() {
     );
 }
 
-/// While driver-abi is still 1.0.x, the frozen copy must be the same source:
-/// a change to the ABI crate without a version bump would otherwise go unseen.
+/// The frozen copy of the current minor (`abi-MAJOR.MINOR`) must be the same
+/// source as driver-abi: a change to the ABI crate without a version bump
+/// would otherwise go unseen. Older minors' copies are history.
 #[test]
 fn frozen_copy_matches_the_released_abi() {
     let abi_version = magnum_driver_abi::compat::abi_version();
-    if (abi_version.major, abi_version.minor) != (1, 0) {
-        println!("driver-abi is {abi_version}; the 1.0 copy is frozen history now");
-        return;
-    }
     let live = workspace().join("driver-abi/src");
-    let frozen = workspace().join(COMPAT).join("abi-1.0/src");
+    let frozen = workspace().join(COMPAT).join(format!(
+        "abi-{}.{}/src",
+        abi_version.major, abi_version.minor
+    ));
+    assert!(
+        frozen.is_dir(),
+        "driver-abi is {abi_version}: freeze a copy of it in {}",
+        frozen.display()
+    );
     let mut names: Vec<_> = std::fs::read_dir(&live)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -117,7 +123,7 @@ fn frozen_copy_matches_the_released_abi() {
         let b = std::fs::read_to_string(frozen.join(&name)).unwrap_or_default();
         assert!(
             a == b,
-            "driver-abi/src/{} differs from the frozen 1.0 copy: bump the ABI version (see driver-abi/CHANGELOG.md) or keep 1.0 unchanged",
+            "driver-abi/src/{} differs from its frozen copy: bump the ABI version (see driver-abi/CHANGELOG.md) or keep the released contract unchanged",
             name.to_string_lossy()
         );
     }

@@ -64,14 +64,34 @@ impl TestApp {
     pub fn with(db: TestDatabase, tweak: impl FnOnce(&mut AppState)) -> Self {
         let registry = Registry::load(plugins()).expect("load drivers");
         assert_eq!(registry.loaded().count(), 3, "bundled drivers load");
-        let mut state = AppState::new(registry, db.pool.clone());
-        tweak(&mut state);
-        let state = Arc::new(state);
-        let router = api::router(state.clone());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
+        // The state magnumd builds from its configuration (the embedded
+        // defaults), on this test's database.
+        let data = tempfile::tempdir().expect("tempdir");
+        let config = magnum_host::config::Config::from_toml(
+            "",
+            &magnum_host::config::Overrides {
+                data_dir: Some(data.path().to_owned()),
+                plugins_dir: Some(plugins().clone()),
+                ..Default::default()
+            },
+        )
+        .expect("default config");
+        let mut state = rt
+            .block_on(AppState::from_config(
+                &config,
+                registry,
+                db.pool.clone(),
+                None,
+            ))
+            .expect("state from config");
+        drop(data);
+        tweak(&mut state);
+        let state = Arc::new(state);
+        let router = api::router(state.clone());
         Self {
             router,
             state,

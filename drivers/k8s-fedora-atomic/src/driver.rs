@@ -326,6 +326,7 @@ impl CoeDriver for K8sFedoraAtomicDriver {
             ));
         }
         check_at_least("node_count", cluster.node_count, 0)?;
+        crate::node_labels::check(&req.nodegroups)?;
         Ok(validation)
     }
 
@@ -439,6 +440,7 @@ impl CoeDriver for K8sFedoraAtomicDriver {
             ));
         }
         check_at_least("nodegroup.node_count", group.node_count, 0)?;
+        crate::node_labels::check_group(group)?;
         self.check_template(&effective_template(&req.base))?;
         let mut operation = nodegroup_stack(&req.base, group).create(
             CLUSTER_FILE,
@@ -453,16 +455,23 @@ impl CoeDriver for K8sFedoraAtomicDriver {
 
     fn update_nodegroup(&self, req: &NodeGroupRequest) -> DriverResult<StackPlan> {
         let group = &req.nodegroup;
+        crate::node_labels::check_group(group)?;
         // A master group's stack has nothing a nodegroup update can change.
         if group.role == MASTER {
             return Ok(StackPlan::default());
         }
-        Ok(stack_plan([scale_group(
-            &req.base,
-            group,
-            group.node_count,
-            &[],
-        )?]))
+        let mut operation = scale_group(&req.base, group, group.node_count, &[])?;
+        // Nodes that join from now on register with the group's current
+        // labels and taints (kubelet takes them at registration only).
+        operation.parameters.insert(
+            "worker_node_labels".into(),
+            crate::node_labels::kubelet_labels(&group.node_labels).into(),
+        );
+        operation.parameters.insert(
+            "worker_node_taints".into(),
+            crate::node_labels::kubelet_taints(&group.node_taints).into(),
+        );
+        Ok(stack_plan([operation]))
     }
 
     fn delete_nodegroup(&self, req: &NodeGroupRequest) -> DriverResult<StackPlan> {
@@ -622,6 +631,18 @@ impl K8sFedoraAtomicDriver {
         }
         if let Some(group) = default_nodegroup(req, WORKER) {
             set("worker_role", group.role.as_str().into());
+        }
+        // kubelet registers the workers with their group's labels and taints
+        // (a nodegroup stack's own group, else the default worker group).
+        if let Some(workers) = group.or_else(|| default_nodegroup(req, WORKER)) {
+            set(
+                "worker_node_labels",
+                crate::node_labels::kubelet_labels(&workers.node_labels).into(),
+            );
+            set(
+                "worker_node_taints",
+                crate::node_labels::kubelet_taints(&workers.node_taints).into(),
+            );
         }
         let passed_labels = [
             "kube_tag",

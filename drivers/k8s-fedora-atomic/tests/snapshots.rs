@@ -60,6 +60,7 @@ fn request() -> ClusterRequest {
             auth_url: Some("http://keystone:5000/v3".into()),
             verify_ca: true,
             extra,
+            openstack_ca: None,
         },
     }
 }

@@ -182,9 +182,7 @@ pub fn by_uuid_or_name<T>(
     }
 }
 
-pub fn is_uuid_like(ident: &str) -> bool {
-    uuid::Uuid::parse_str(ident).is_ok()
-}
+pub use crate::catalog::is_uuid_like;
 
 /// `labels_overridden` / `labels_added` / `labels_skipped` of a child
 /// against its parent; overridden ones report the parent's value.

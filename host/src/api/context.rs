@@ -28,6 +28,16 @@ pub struct Ctx {
     auth_token: Option<SecretToken>,
 }
 
+/// Catalog lookups run as the request's caller.
+impl crate::catalog::Caller for Ctx {
+    fn user_id(&self) -> &str {
+        &self.user_id
+    }
+    fn auth_token(&self) -> Option<&SecretToken> {
+        self.auth_token.as_ref()
+    }
+}
+
 impl Ctx {
     /// The caller's Keystone token: `None` in noauth mode and for nodes.
     pub fn auth_token(&self) -> Option<&SecretToken> {

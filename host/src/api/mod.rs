@@ -2,7 +2,6 @@
 //! routes, and the layers every request passes (request id, microversion,
 //! body limit, error envelope).
 
-pub mod catalog;
 mod certificates;
 pub mod clusters;
 pub mod common;
@@ -33,7 +32,7 @@ use crate::db;
 use common::base_url;
 
 pub use crate::app::{AppState, Identity, Settings};
-pub use catalog::{Catalog, CloudCatalog, OpenStackCatalog};
+pub use crate::catalog::{Catalog, CloudCatalog, OpenStackCatalog};
 pub use error::error_body;
 
 pub const MIN_VERSION: &str = "1.1";

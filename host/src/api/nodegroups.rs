@@ -58,23 +58,6 @@ const PATCHABLE: &[&str] = &[
     "node_taints",
 ];
 
-const TAINT_EFFECTS: &[&str] = &["NoSchedule", "PreferNoSchedule", "NoExecute"];
-
-/// Kubelet-settable label keys in the k8s namespaces (kubelet's allow-list).
-const KUBELET_LABELS: &[&str] = &[
-    "kubernetes.io/arch",
-    "kubernetes.io/hostname",
-    "kubernetes.io/os",
-    "beta.kubernetes.io/arch",
-    "beta.kubernetes.io/os",
-    "beta.kubernetes.io/instance-type",
-    "node.kubernetes.io/instance-type",
-    "failure-domain.beta.kubernetes.io/region",
-    "failure-domain.beta.kubernetes.io/zone",
-    "topology.kubernetes.io/region",
-    "topology.kubernetes.io/zone",
-];
-
 fn base_path(cluster: &str) -> String {
     format!("clusters/{cluster}/nodegroups")
 }
@@ -150,27 +133,14 @@ fn lookup(conn: &mut DbConnection, cluster: &Cluster, ident: &str) -> ApiResult<
     })
 }
 
-/// `node_labels` (1.14): a dict of strings; keys in the Kubernetes
-/// namespaces only where kubelet may set them.
+/// `node_labels` (1.14): a dict of strings. Which keys a node may carry is
+/// the COE's rule: the driver judges them (`validate_cluster`).
 fn check_node_labels(v: &Value) -> ApiResult<BTreeMap<String, String>> {
-    let labels = super::input::parse_labels("node_labels", v)?;
-    for key in labels.keys() {
-        let (prefix, _) = key.rsplit_once('/').unwrap_or(("", key));
-        let k8s = ["kubernetes.io", "k8s.io"]
-            .iter()
-            .any(|ns| prefix == *ns || prefix.ends_with(&format!(".{ns}")));
-        let allowed = prefix == "kubelet.kubernetes.io"
-            || prefix == "node.kubernetes.io"
-            || KUBELET_LABELS.contains(&key.as_str());
-        if k8s && !allowed {
-            return Err(ApiError::bad_request(format!(
-                "Node label {key} is in a Kubernetes namespace kubelet may not set; use kubelet.kubernetes.io/ or node.kubernetes.io/ prefixes."
-            )));
-        }
-    }
-    Ok(labels)
+    super::input::parse_labels("node_labels", v)
 }
 
+/// `node_taints` (1.14): a list of `{key, value, effect}` with a key and an
+/// effect; which effects exist is the COE's rule (the driver judges it).
 fn check_node_taints(v: &Value) -> ApiResult<Vec<Value>> {
     let Value::Array(items) = v else {
         return Err(ApiError::invalid_field(
@@ -200,17 +170,20 @@ fn check_node_taints(v: &Value) -> ApiResult<Vec<Value>> {
             .get("key")
             .and_then(Value::as_str)
             .filter(|k| !k.is_empty());
-        let effect = m.get("effect").and_then(Value::as_str);
+        let effect = m
+            .get("effect")
+            .and_then(Value::as_str)
+            .filter(|e| !e.is_empty());
         let Some(key) = key else {
             return Err(ApiError::bad_request("Every node taint needs a key."));
         };
-        if !effect.is_some_and(|e| TAINT_EFFECTS.contains(&e)) {
+        let Some(effect) = effect else {
             return Err(ApiError::invalid_field(
                 "node_taints",
                 item,
-                &format!("effect should be one of: {}", TAINT_EFFECTS.join(", ")),
+                "every node taint needs an effect",
             ));
-        }
+        };
         if m.get("value")
             .is_some_and(|v| !v.is_string() && !v.is_null())
         {
@@ -404,6 +377,10 @@ pub async fn create(
                     e.into()
                 }
             })?;
+            // The driver judges what is its COE's (node label keys, taint
+            // effects); an error rolls the insert back.
+            let groups = NodeGroup::all_of_cluster(conn, &cluster.uuid)?;
+            driver.validate_cluster(&clusters::request(&st, &template, &cluster, &groups))?;
             // Upstream moves the cluster to UPDATE_IN_PROGRESS for nodegroup
             // work; a cluster still being created keeps its status and the
             // conductor builds the group after it.
@@ -436,6 +413,7 @@ pub async fn patch(
     ctx.require_version(NG_VERSION, "PATCH")?;
     ctx.require_member("nodegroup:update")?;
     let ops = patch_ops(body, &[])?;
+    let st = state.clone();
     let group = db::run_blocking(&state.pool, move |conn| -> ApiResult<NodeGroup> {
         db::write_transaction(conn, |conn| {
             // The cluster row is locked: nodegroup writes of a cluster
@@ -469,10 +447,8 @@ pub async fn patch(
             let min = f.int("min_node_count", 0, 10_000)?.unwrap_or(0);
             let max = f.int("max_node_count", 0, 10_000)?;
             check_bounds(min, max, group.node_count.into())?;
-            if changed.iter().any(|k| k.starts_with("node_")) {
-                if group.role == "master" && changed.contains(&"node_taints") {
-                    return Err(ApiError::bad_request("Taints are not allowed on master nodegroups."));
-                }
+            let node_settings = changed.iter().any(|k| k.starts_with("node_"));
+            if node_settings {
                 let labels = match doc.get("node_labels") {
                     None | Some(Value::Null) => BTreeMap::new(),
                     Some(v) => check_node_labels(v)?,
@@ -487,6 +463,15 @@ pub async fn patch(
             group.min_node_count = min as i32;
             group.max_node_count = max.map(|m| m as i32);
             let group = group.update(conn)?;
+            if node_settings {
+                // The driver judges the new labels and taints; an error
+                // rolls the update back.
+                let driver = clusters::driver_of(&st, &cluster)?;
+                let template =
+                    db::models::ClusterTemplate::find_by_uuid(conn, &cluster.cluster_template_id)?;
+                let groups = NodeGroup::all_of_cluster(conn, &cluster.uuid)?;
+                driver.validate_cluster(&clusters::request(&st, &template, &cluster, &groups))?;
+            }
             jobs::enqueue(
                 conn,
                 &cluster.uuid,
@@ -544,15 +529,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn node_labels_and_taints_follow_upstream() {
+    fn node_labels_and_taints_have_their_shape_checked_here() {
+        // The COE's rules (kubelet's namespaces, taint effects) are the
+        // driver's: see drivers/k8s-fedora-atomic/src/node_labels.rs.
         assert!(check_node_labels(&json!({"node.kubernetes.io/pool": "a", "team": "x"})).is_ok());
-        assert!(check_node_labels(&json!({"kubernetes.io/role": "master"})).is_err());
-        assert!(check_node_labels(&json!({"kubernetes.io/os": "linux"})).is_ok());
-        assert!(check_node_labels(&json!({"foo.k8s.io/x": "y"})).is_err());
+        assert!(check_node_labels(&json!(["team"])).is_err());
         assert!(
             check_node_taints(&json!([{"key": "k", "value": "v", "effect": "NoSchedule"}])).is_ok()
         );
-        assert!(check_node_taints(&json!([{"key": "k", "effect": "Sometimes"}])).is_err());
+        assert!(check_node_taints(&json!([{"key": "k"}])).is_err());
+        assert!(
+            check_node_taints(&json!([{"key": "k", "effect": "NoSchedule", "value": 1}])).is_err()
+        );
         assert!(check_node_taints(&json!([{"effect": "NoSchedule"}])).is_err());
         assert!(check_node_taints(&json!([{"key": "k", "effect": "NoSchedule", "x": 1}])).is_err());
         assert!(check_bounds(2, Some(1), 1).is_err());

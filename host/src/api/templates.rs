@@ -260,7 +260,7 @@ async fn check_cloud(
         .fixed(ctx, t.fixed_network.as_deref(), t.fixed_subnet.as_deref())
         .await?;
     match (&t.fixed_network, &t.fixed_subnet) {
-        (Some(net), None) => catalog.default_subnet(ctx, net).await,
+        (Some(net), None) => Ok(catalog.default_subnet(ctx, net).await?),
         _ => Ok(None),
     }
 }

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use clap::{Parser, Subcommand};
 use magnum_host::{
     api::{self, AppState},
-    config::{AuthMode, CatalogSource, Config, OrchestratorKind, Overrides},
+    config::{Config, Overrides},
     db::{self, DbPool},
     plugins::Registry,
 };
@@ -162,31 +162,17 @@ fn serve(config: Config, api_enabled: bool) -> anyhow::Result<()> {
         "drivers ready"
     );
     // One TLS for every OpenStack client (the insecure warning once).
-    let tls = openstack_tls(&config)?;
-    let state = Arc::new(app_state(&config, tls.as_ref(), registry, pool)?);
+    let tls = magnum_host::app::openstack_tls(&config)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
+        let state = Arc::new(AppState::from_config(&config, registry, pool, tls.as_ref()).await?);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let shutdown = shutdown_signal();
         let conductor = if config.conductor.in_process || !api_enabled {
-            let mut settings = magnum_host::conductor::Settings {
-                concurrency: config.conductor.concurrency,
-                operation_timeout: std::time::Duration::from_secs(
-                    config.conductor.operation_timeout_minutes * 60,
-                ),
-                lease: std::time::Duration::from_secs(config.conductor.lease_seconds),
-                health_interval: std::time::Duration::from_secs(
-                    config.conductor.health_interval_seconds,
-                ),
-                ..Default::default()
-            };
-            if let Some(host) = &config.conductor.host {
-                settings.host = host.clone();
-            }
             let conductor = Arc::new(magnum_host::conductor::Conductor::new(
                 state.clone(),
-                orchestrator(&config, tls.as_ref())?,
-                settings,
+                magnum_host::orchestrator::from_config(&config, tls.as_ref())?,
+                magnum_host::conductor::Settings::from_config(&config.conductor),
             ));
             Some(tokio::spawn(conductor.run(stop_rx)))
         } else {
@@ -210,136 +196,6 @@ fn serve(config: Config, api_enabled: bool) -> anyhow::Result<()> {
         }
         Ok(())
     })
-}
-
-/// The conductor's orchestrator from `[conductor] orchestrator` (validated
-/// by `Config::load`). Call inside the runtime: `heat` keeps its handle.
-fn orchestrator(
-    config: &Config,
-    tls: Option<&magnum_host::openstack::Tls>,
-) -> anyhow::Result<Arc<dyn magnum_host::conductor::Orchestrator>> {
-    if config.conductor.orchestrator != OrchestratorKind::Heat {
-        let cloud = magnum_host::orchestrator::local::LocalCloud::new(config.local.clone());
-        return Ok(Arc::new(cloud));
-    }
-    let ks = config
-        .keystone
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("the heat orchestrator needs a [keystone] section"))?;
-    // [heat] region/interface pick the orchestration endpoint; [keystone]'s
-    // are the default.
-    let mut auth = ks.service_auth();
-    if let Some(region) = &config.heat.region {
-        auth.region = Some(region.clone());
-    }
-    if let Some(interface) = &config.heat.interface {
-        auth.interface = interface.clone();
-    }
-    let (interface, region) = (auth.interface.clone(), auth.region.clone());
-    let client =
-        magnum_host::keystone::KeystoneClient::with_options(auth, keystone_options(ks, tls)?)?;
-    let heat = magnum_host::orchestrator::HeatOrchestrator::new(
-        client,
-        config.heat.clone(),
-        &interface,
-        region.as_deref(),
-        tokio::runtime::Handle::current(),
-    )?;
-    tracing::info!(auth_url = %ks.auth_url, user = %ks.username, ?region, %interface, "orchestrator: heat");
-    Ok(Arc::new(heat))
-}
-
-/// `[catalog] source` (resolved by `Config::load`): the embedded lists, or
-/// Glance, Nova and Neutron found through `[keystone]`'s catalog.
-fn catalog(
-    config: &Config,
-    tls: Option<&magnum_host::openstack::Tls>,
-) -> anyhow::Result<api::CloudCatalog> {
-    if config.catalog.source != Some(CatalogSource::OpenStack) {
-        return Ok(api::CloudCatalog::Embedded(api::Catalog::from_file(
-            config.catalog.clone(),
-        )));
-    }
-    let ks = config.keystone.as_ref().ok_or_else(|| {
-        anyhow::anyhow!("[catalog] source = \"openstack\" needs a [keystone] section")
-    })?;
-    let client = magnum_host::keystone::KeystoneClient::with_options(
-        ks.service_auth(),
-        keystone_options(ks, tls)?,
-    )?;
-    let timeout =
-        std::time::Duration::from_secs(config.catalog.request_timeout_seconds.unwrap_or(10));
-    tracing::info!(auth_url = %ks.auth_url, region = ?ks.region, interface = %ks.interface, "catalog: openstack (Glance, Nova, Neutron)");
-    Ok(api::CloudCatalog::OpenStack(api::OpenStackCatalog::new(
-        client, timeout,
-    )?))
-}
-
-/// `[keystone]`'s client options with the shared TLS (`tls` is built once
-/// by `openstack_tls`, so the `insecure` warning is logged once).
-fn keystone_options(
-    ks: &magnum_host::config::KeystoneFile,
-    tls: Option<&magnum_host::openstack::Tls>,
-) -> anyhow::Result<magnum_host::keystone::KeystoneOptions> {
-    let tls = match tls {
-        Some(tls) => tls.clone(),
-        None => ks.tls()?,
-    };
-    Ok(magnum_host::keystone::KeystoneOptions {
-        cache_max_ttl: std::time::Duration::from_secs(ks.token_cache_seconds),
-        tls,
-        ..Default::default()
-    })
-}
-
-/// The TLS of every OpenStack client, from `[keystone]` (cafile, insecure).
-fn openstack_tls(config: &Config) -> anyhow::Result<Option<magnum_host::openstack::Tls>> {
-    config.keystone.as_ref().map(|ks| ks.tls()).transpose()
-}
-
-fn app_state(
-    config: &Config,
-    tls: Option<&magnum_host::openstack::Tls>,
-    registry: Registry,
-    pool: DbPool,
-) -> anyhow::Result<AppState> {
-    let mut state = AppState::new(registry, pool);
-    state.catalog = catalog(config, tls)?;
-    state.identity = match &config.keystone {
-        Some(ks) if config.auth.mode == AuthMode::Keystone => {
-            let client = magnum_host::keystone::KeystoneClient::with_options(
-                ks.service_auth(),
-                keystone_options(ks, tls)?,
-            )?;
-            tracing::info!(auth_url = %ks.auth_url, user = %ks.username, "authentication: keystone");
-            api::Identity::Keystone(client)
-        }
-        _ => {
-            tracing::info!(
-                project = %config.auth.default_project_id,
-                "authentication: noauth (X-Project-Id / X-User-Id / X-Roles override the defaults)"
-            );
-            api::Identity::NoAuth {
-                project_id: config.auth.default_project_id.clone(),
-                user_id: config.auth.default_user_id.clone(),
-                roles: config.auth.default_roles.clone(),
-            }
-        }
-    };
-    state.settings = api::Settings {
-        max_clusters_per_project: config.api.max_clusters_per_project,
-        service_down_time: config.api.service_down_time,
-        public_url: config.api.public_url.clone(),
-        // Heat creates the stacks in the user's project through a trust;
-        // without Keystone there is no user to take one from.
-        cluster_trusts: matches!(state.identity, api::Identity::Keystone(_))
-            && config.conductor.orchestrator == OrchestratorKind::Heat,
-    };
-    state.certs = Arc::new(magnum_host::certs::Authority::load(
-        config.certificates.clone(),
-        &config.data_dir,
-    )?);
-    Ok(state)
 }
 
 /// Resolves on SIGINT or SIGTERM (what systemd and container runtimes send).

@@ -47,6 +47,23 @@ pub struct Settings {
     pub health_interval: Duration,
 }
 
+impl Settings {
+    /// `[conductor]`'s settings; the rest keep their defaults.
+    pub fn from_config(c: &crate::config::ConductorFile) -> Self {
+        let mut settings = Self {
+            concurrency: c.concurrency,
+            operation_timeout: Duration::from_secs(c.operation_timeout_minutes * 60),
+            lease: Duration::from_secs(c.lease_seconds),
+            health_interval: Duration::from_secs(c.health_interval_seconds),
+            ..Default::default()
+        };
+        if let Some(host) = &c.host {
+            settings.host = host.clone();
+        }
+        settings
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {

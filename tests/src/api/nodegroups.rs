@@ -69,9 +69,15 @@ api_test!(nodegroup_lifecycle_and_rules, |app: &TestApp| {
             "Kubernetes namespace",
         ),
         (
+            // Would break kubelet's --node-labels k=v,k=v flag.
+            json!({"name": "b", "node_labels": {"pool": "a,b=c"}}),
+            StatusCode::BAD_REQUEST,
+            "Node label pool: the value",
+        ),
+        (
             json!({"name": "b", "node_taints": [{"key": "k", "effect": "Always"}]}),
             StatusCode::BAD_REQUEST,
-            "effect should be one of",
+            "should be one of: NoSchedule, PreferNoSchedule, NoExecute",
         ),
         (
             json!({"name": "b", "flavor_id": "nope"}),
@@ -89,11 +95,15 @@ api_test!(nodegroup_lifecycle_and_rules, |app: &TestApp| {
             "Unknown attribute",
         ),
     ];
+    let groups_before = app.get(&base).body["nodegroups"].clone();
     for (body, status, needle) in errors {
         let r = app.post(&base, body.clone());
         assert_eq!(r.status, status, "{body}: {}", r.body);
         assert!(r.detail().contains(needle), "{body}: {}", r.detail());
     }
+    // A refusal (the driver's included, judged after the insert) leaves
+    // nothing behind.
+    assert_eq!(app.get(&base).body["nodegroups"], groups_before);
     let r = app.call_as(
         Method::POST,
         &base,

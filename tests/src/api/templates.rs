@@ -485,7 +485,7 @@ api_test!(visibility_public_hidden_and_projects, |app: &TestApp| {
 /// and cluster create refuse it with upstream's 400, and store nothing.
 mod zero_disk_flavor {
     use super::*;
-    use magnum_host::api::catalog::{Catalog, CloudCatalog, Flavor};
+    use magnum_host::catalog::{Catalog, CloudCatalog, Flavor};
 
     const REFUSED: &str =
         "Flavor with zero root volume size is not supported when boot_volume_size is zero.";

@@ -18,9 +18,11 @@ if [ "$ROLE" = master ]; then
     taints="--register-with-taints=node-role.kubernetes.io/control-plane=:NoSchedule"
 else
     server=$(api_url "$KUBE_MASTER_IP")
-    taints=""
+    # The nodegroup's node_taints (checked by the driver), at registration.
+    taints="${NODE_TAINTS:+--register-with-taints=$NODE_TAINTS}"
 fi
-labels="magnum.openstack.org/role=$ROLE,magnum.openstack.org/nodegroup=$NODEGROUP_NAME"
+# The nodegroup's node_labels (keys the driver allowed kubelet to set).
+labels="magnum.openstack.org/role=$ROLE,magnum.openstack.org/nodegroup=$NODEGROUP_NAME${NODE_LABELS:+,$NODE_LABELS}"
 
 case "$CONTAINER_RUNTIME" in
 containerd)

@@ -76,6 +76,7 @@ fn request(coe: &str, distro: &str, name: &str, uuid: &str) -> ClusterRequest {
             magnum_url: Some("http://magnum:9511/v1".into()),
             auth_url: Some("http://keystone:5000/v3".into()),
             verify_ca: true,
+            openstack_ca: None,
             extra,
         },
     }

@@ -11,12 +11,11 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use reqwest::{header::HeaderValue, Method};
 use serde_json::Value;
 
+use super::{is_uuid_like, Caller, CatalogError as ApiError};
 use super::{Flavor, Image, Network, Subnet};
-use crate::api::{common::is_uuid_like, context::Ctx, error::ApiError};
 use crate::keystone::KeystoneClient;
 use crate::openstack::{Answer, Call, FixedToken, Session};
 /// The first Nova microversion where an admin may name another user's keypair.
@@ -91,7 +90,7 @@ impl OpenStackCatalog {
     }
 
     /// Glance v2: by id, else by name (two with the name is a 409).
-    pub async fn image(&self, ctx: &Ctx, ident: &str) -> Result<Image, ApiError> {
+    pub async fn image(&self, ctx: &dyn Caller, ident: &str) -> Result<Image, ApiError> {
         let found = match self.by_id(ctx, Service::Image, &["images", ident]).await? {
             Some(image) => Some(image),
             None => {
@@ -127,7 +126,7 @@ impl OpenStackCatalog {
 
     /// Nova: by id (flavor ids need not be uuids), else by name among the
     /// flavors the caller may use.
-    pub async fn flavor(&self, ctx: &Ctx, ident: &str) -> Result<Flavor, ApiError> {
+    pub async fn flavor(&self, ctx: &dyn Caller, ident: &str) -> Result<Flavor, ApiError> {
         let found = match self
             .by_id(ctx, Service::Compute, &["flavors", ident])
             .await?
@@ -171,9 +170,9 @@ impl OpenStackCatalog {
 
     /// Nova keypairs belong to a user: the caller's own with their token,
     /// else (service token) the request user's through `user_id`.
-    pub async fn keypair(&self, ctx: &Ctx, name: &str) -> Result<(), ApiError> {
+    pub async fn keypair(&self, ctx: &dyn Caller, name: &str) -> Result<(), ApiError> {
         let as_user = ctx.auth_token().is_some();
-        let user_query = [("user_id", ctx.user_id.as_str())];
+        let user_query = [("user_id", ctx.user_id())];
         let found = self
             .get(
                 ctx,
@@ -200,7 +199,11 @@ impl OpenStackCatalog {
         }
     }
 
-    pub async fn external_network(&self, ctx: &Ctx, ident: &str) -> Result<Network, ApiError> {
+    pub async fn external_network(
+        &self,
+        ctx: &dyn Caller,
+        ident: &str,
+    ) -> Result<Network, ApiError> {
         let net = self.network(ctx, ident).await?.ok_or_else(|| {
             ApiError::bad_request(format!("External network {ident} could not be found."))
         })?;
@@ -212,7 +215,7 @@ impl OpenStackCatalog {
         Ok(net)
     }
 
-    pub async fn fixed_network(&self, ctx: &Ctx, ident: &str) -> Result<Network, ApiError> {
+    pub async fn fixed_network(&self, ctx: &dyn Caller, ident: &str) -> Result<Network, ApiError> {
         self.network(ctx, ident).await?.ok_or_else(|| {
             ApiError::bad_request(format!("Fixed network {ident} could not be found."))
         })
@@ -221,7 +224,7 @@ impl OpenStackCatalog {
     /// A subnet by id or name, in `network` when one is given.
     pub async fn fixed_subnet(
         &self,
-        ctx: &Ctx,
+        ctx: &dyn Caller,
         network: Option<&Network>,
         ident: &str,
     ) -> Result<Subnet, ApiError> {
@@ -271,7 +274,7 @@ impl OpenStackCatalog {
     /// The network's first subnet (Neutron's order), if it has any.
     pub async fn first_subnet(
         &self,
-        ctx: &Ctx,
+        ctx: &dyn Caller,
         network: &Network,
     ) -> Result<Option<Subnet>, ApiError> {
         let list = self
@@ -293,7 +296,7 @@ impl OpenStackCatalog {
         }))
     }
 
-    async fn network(&self, ctx: &Ctx, ident: &str) -> Result<Option<Network>, ApiError> {
+    async fn network(&self, ctx: &dyn Caller, ident: &str) -> Result<Option<Network>, ApiError> {
         let found = match self
             .by_id(ctx, Service::Network, &["networks", ident])
             .await?
@@ -332,7 +335,7 @@ impl OpenStackCatalog {
     /// only has uuids) skips the call. `None` when it does not exist.
     async fn by_id(
         &self,
-        ctx: &Ctx,
+        ctx: &dyn Caller,
         service: Service,
         path: &[&str],
     ) -> Result<Option<Value>, ApiError> {
@@ -355,13 +358,11 @@ impl OpenStackCatalog {
 
     /// The JSON body of a 200, `None` for a 404; 403 is the caller's
     /// business, anything else the service's (503, cause in the log).
-    async fn get(&self, ctx: &Ctx, req: Get<'_>) -> Result<Option<Value>, ApiError> {
+    async fn get(&self, ctx: &dyn Caller, req: Get<'_>) -> Result<Option<Value>, ApiError> {
         let product = req.service.product();
         let unavailable = |cause: String| {
             tracing::warn!(service = product, "catalog lookup failed: {cause}");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("{product} could not be reached to check the request's cloud resources; try again later."),
+            ApiError::unavailable(format!("{product} could not be reached to check the request's cloud resources; try again later."),
             )
         };
         let mut url = self
@@ -416,10 +417,9 @@ impl OpenStackCatalog {
                 .map(Some)
                 .map_err(|e| unavailable(format!("unreadable answer: {e}"))),
             404 => Ok(None),
-            401 => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                format!("{product} refused the request's token."),
-            )),
+            401 => Err(ApiError::unauthorized(format!(
+                "{product} refused the request's token."
+            ))),
             403 => {
                 let what = req.path.first().copied().unwrap_or("resource");
                 let ident = req.path.get(1).copied().unwrap_or_default();
@@ -482,7 +482,7 @@ mod tests {
         );
         assert!(one_named(&list, "images", "z", "image").unwrap().is_none());
         let err = one_named(&list, "images", "y", "image").unwrap_err();
-        assert_eq!(err.status, StatusCode::CONFLICT);
-        assert!(err.detail.contains("Please use the image id instead"));
+        assert_eq!(err.kind, super::super::CatalogErrorKind::Conflict);
+        assert!(err.message.contains("Please use the image id instead"));
     }
 }

@@ -10,8 +10,71 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{context::Ctx, error::ApiError};
 pub use openstack::OpenStackCatalog;
+
+use crate::openstack::SecretToken;
+
+/// Who asks: lookups run with the caller's token when it has one (so a
+/// user sees only what its project may use), else with the service user's.
+pub trait Caller: Send + Sync {
+    fn user_id(&self) -> &str;
+    fn auth_token(&self) -> Option<&SecretToken>;
+}
+
+/// Why a lookup failed, as the API answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogError {
+    pub kind: CatalogErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogErrorKind {
+    /// The request names something that does not exist or cannot serve (400).
+    BadRequest,
+    /// Not found where the API answers 404 (a keypair).
+    NotFound,
+    /// A name matches several resources (409).
+    Conflict,
+    /// The caller may not use it (403).
+    Forbidden,
+    /// The service refused the caller's token (401).
+    Unauthorized,
+    /// The service could not be asked (503; the cause is in the log).
+    Unavailable,
+}
+
+impl CatalogError {
+    fn new(kind: CatalogErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(CatalogErrorKind::BadRequest, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(CatalogErrorKind::NotFound, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(CatalogErrorKind::Conflict, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(CatalogErrorKind::Forbidden, message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(CatalogErrorKind::Unauthorized, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(CatalogErrorKind::Unavailable, message)
+    }
+}
+
+/// Whether `ident` is a UUID, which is looked up by id before by name.
+pub fn is_uuid_like(ident: &str) -> bool {
+    uuid::Uuid::parse_str(ident).is_ok()
+}
 
 /// Where template and cluster fields are checked.
 #[derive(Debug, Clone)]
@@ -34,14 +97,14 @@ impl CloudCatalog {
         }
     }
 
-    pub async fn image(&self, ctx: &Ctx, ident: &str) -> Result<Image, ApiError> {
+    pub async fn image(&self, ctx: &dyn Caller, ident: &str) -> Result<Image, CatalogError> {
         match self {
             Self::Embedded(c) => c.image(ident).cloned(),
             Self::OpenStack(c) => c.image(ctx, ident).await,
         }
     }
 
-    pub async fn flavor(&self, ctx: &Ctx, ident: &str) -> Result<Flavor, ApiError> {
+    pub async fn flavor(&self, ctx: &dyn Caller, ident: &str) -> Result<Flavor, CatalogError> {
         match self {
             Self::Embedded(c) => c.flavor(ident).cloned(),
             Self::OpenStack(c) => c.flavor(ctx, ident).await,
@@ -54,38 +117,46 @@ impl CloudCatalog {
     /// `[cinder] default_boot_volume_size`).
     pub async fn bootable_flavor(
         &self,
-        ctx: &Ctx,
+        ctx: &dyn Caller,
         ident: &str,
         labels: &BTreeMap<String, String>,
-    ) -> Result<Flavor, ApiError> {
+    ) -> Result<Flavor, CatalogError> {
         let flavor = self.flavor(ctx, ident).await?;
         let boot_volume_size = labels
             .get("boot_volume_size")
             .and_then(|v| v.trim().parse::<i64>().ok())
             .unwrap_or(0);
         if flavor.disk_gb == 0 && boot_volume_size <= 0 {
-            return Err(ApiError::bad_request(
+            return Err(CatalogError::bad_request(
                 "Flavor with zero root volume size is not supported when boot_volume_size is zero.",
             ));
         }
         Ok(flavor)
     }
 
-    pub async fn keypair(&self, ctx: &Ctx, name: &str) -> Result<(), ApiError> {
+    pub async fn keypair(&self, ctx: &dyn Caller, name: &str) -> Result<(), CatalogError> {
         match self {
             Self::Embedded(c) => c.keypair(name),
             Self::OpenStack(c) => c.keypair(ctx, name).await,
         }
     }
 
-    pub async fn external_network(&self, ctx: &Ctx, ident: &str) -> Result<Network, ApiError> {
+    pub async fn external_network(
+        &self,
+        ctx: &dyn Caller,
+        ident: &str,
+    ) -> Result<Network, CatalogError> {
         match self {
             Self::Embedded(c) => c.external_network(ident).cloned(),
             Self::OpenStack(c) => c.external_network(ctx, ident).await,
         }
     }
 
-    pub async fn fixed_network(&self, ctx: &Ctx, ident: &str) -> Result<Network, ApiError> {
+    pub async fn fixed_network(
+        &self,
+        ctx: &dyn Caller,
+        ident: &str,
+    ) -> Result<Network, CatalogError> {
         match self {
             Self::Embedded(c) => c.fixed_network(ident).cloned(),
             Self::OpenStack(c) => c.fixed_network(ctx, ident).await,
@@ -94,10 +165,10 @@ impl CloudCatalog {
 
     pub async fn fixed_subnet(
         &self,
-        ctx: &Ctx,
+        ctx: &dyn Caller,
         network: Option<&Network>,
         ident: &str,
-    ) -> Result<Subnet, ApiError> {
+    ) -> Result<Subnet, CatalogError> {
         match self {
             Self::Embedded(c) => c.fixed_subnet(network, ident).cloned(),
             Self::OpenStack(c) => c.fixed_subnet(ctx, network, ident).await,
@@ -109,9 +180,9 @@ impl CloudCatalog {
     /// catalog, whose first subnet the driver payload fills in without I/O.
     pub async fn default_subnet(
         &self,
-        ctx: &Ctx,
+        ctx: &dyn Caller,
         network: &str,
-    ) -> Result<Option<String>, ApiError> {
+    ) -> Result<Option<String>, CatalogError> {
         match self {
             Self::Embedded(_) => Ok(None),
             Self::OpenStack(c) => {
@@ -125,10 +196,10 @@ impl CloudCatalog {
     /// must be in the network, when given.
     pub async fn fixed(
         &self,
-        ctx: &Ctx,
+        ctx: &dyn Caller,
         network: Option<&str>,
         subnet: Option<&str>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), CatalogError> {
         let net = match network {
             Some(n) => Some(self.fixed_network(ctx, n).await?),
             None => None,
@@ -316,63 +387,65 @@ impl Catalog {
         id: impl Fn(&T) -> &str,
         name: impl Fn(&T) -> &str,
         what: &str,
-    ) -> Result<Option<&'a T>, ApiError> {
+    ) -> Result<Option<&'a T>, CatalogError> {
         if let Some(found) = items.iter().find(|i| id(i) == ident) {
             return Ok(Some(found));
         }
         let mut named = items.iter().filter(|i| name(i) == ident);
         let first = named.next();
         if first.is_some() && named.next().is_some() {
-            return Err(ApiError::conflict(format!(
+            return Err(CatalogError::conflict(format!(
                 "Multiple {what}s exist with same name {ident}. Please use the {what} id instead."
             )));
         }
         Ok(first)
     }
 
-    pub fn image(&self, ident: &str) -> Result<&Image, ApiError> {
-        let image = Self::pick(&self.images, ident, |i| &i.id, |i| &i.name, "image")?
-            .ok_or_else(|| ApiError::bad_request(format!("Image {ident} could not be found.")))?;
+    pub fn image(&self, ident: &str) -> Result<&Image, CatalogError> {
+        let image =
+            Self::pick(&self.images, ident, |i| &i.id, |i| &i.name, "image")?.ok_or_else(|| {
+                CatalogError::bad_request(format!("Image {ident} could not be found."))
+            })?;
         if image.os_distro.as_deref().is_none_or(str::is_empty) {
-            return Err(ApiError::bad_request(format!(
+            return Err(CatalogError::bad_request(format!(
                 "Image {ident} doesn't contain os_distro field."
             )));
         }
         Ok(image)
     }
 
-    pub fn flavor(&self, ident: &str) -> Result<&Flavor, ApiError> {
+    pub fn flavor(&self, ident: &str) -> Result<&Flavor, CatalogError> {
         Self::pick(&self.flavors, ident, |f| &f.id, |f| &f.name, "flavor")?
-            .ok_or_else(|| ApiError::bad_request(format!("Flavor {ident} could not be found.")))
+            .ok_or_else(|| CatalogError::bad_request(format!("Flavor {ident} could not be found.")))
     }
 
     /// Upstream: 404 "Unable to find keypair X." on cluster create.
-    pub fn keypair(&self, name: &str) -> Result<(), ApiError> {
+    pub fn keypair(&self, name: &str) -> Result<(), CatalogError> {
         if self.keypairs.iter().any(|k| k == name) {
             Ok(())
         } else {
-            Err(ApiError::not_found(format!(
+            Err(CatalogError::not_found(format!(
                 "Unable to find keypair {name}."
             )))
         }
     }
 
-    pub fn external_network(&self, ident: &str) -> Result<&Network, ApiError> {
+    pub fn external_network(&self, ident: &str) -> Result<&Network, CatalogError> {
         let net = Self::pick(&self.networks, ident, |n| &n.id, |n| &n.name, "network")?
             .ok_or_else(|| {
-                ApiError::bad_request(format!("External network {ident} could not be found."))
+                CatalogError::bad_request(format!("External network {ident} could not be found."))
             })?;
         if !net.external {
-            return Err(ApiError::bad_request(format!(
+            return Err(CatalogError::bad_request(format!(
                 "Network {ident} is not an external network (router:external is false)."
             )));
         }
         Ok(net)
     }
 
-    pub fn fixed_network(&self, ident: &str) -> Result<&Network, ApiError> {
+    pub fn fixed_network(&self, ident: &str) -> Result<&Network, CatalogError> {
         Self::pick(&self.networks, ident, |n| &n.id, |n| &n.name, "network")?.ok_or_else(|| {
-            ApiError::bad_request(format!("Fixed network {ident} could not be found."))
+            CatalogError::bad_request(format!("Fixed network {ident} could not be found."))
         })
     }
 
@@ -381,7 +454,7 @@ impl Catalog {
         &'a self,
         network: Option<&'a Network>,
         ident: &str,
-    ) -> Result<&'a Subnet, ApiError> {
+    ) -> Result<&'a Subnet, CatalogError> {
         let pool: Vec<&Subnet> = match network {
             Some(n) => n.subnets.iter().collect(),
             None => self.networks.iter().flat_map(|n| &n.subnets).collect(),
@@ -392,10 +465,10 @@ impl Catalog {
         let named: Vec<&&Subnet> = pool.iter().filter(|s| s.name == ident).collect();
         match named.as_slice() {
             [one] => Ok(one),
-            [] => Err(ApiError::bad_request(format!(
+            [] => Err(CatalogError::bad_request(format!(
                 "Fixed subnet {ident} could not be found."
             ))),
-            _ => Err(ApiError::conflict(format!(
+            _ => Err(CatalogError::conflict(format!(
                 "Multiple subnets exist with same name {ident}. Please use the subnet id instead."
             ))),
         }
@@ -422,11 +495,17 @@ mod tests {
         );
         let id = c.image("ubuntu-mesos").unwrap().id.clone();
         assert_eq!(c.image(&id).unwrap().name, "ubuntu-mesos");
-        assert_eq!(c.image("nope").unwrap_err().status, 400);
+        assert_eq!(
+            c.image("nope").unwrap_err().kind,
+            CatalogErrorKind::BadRequest
+        );
         for f in ["m1.small", "m1.medium", "m1.large"] {
             c.flavor(f).unwrap();
         }
-        assert_eq!(c.keypair("nope").unwrap_err().status, 404);
+        assert_eq!(
+            c.keypair("nope").unwrap_err().kind,
+            CatalogErrorKind::NotFound
+        );
         c.external_network("public").unwrap();
         assert!(c.external_network("private").is_err());
         let private = c.fixed_network("private").unwrap();
