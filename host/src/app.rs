@@ -252,3 +252,21 @@ async fn node_facing_url(
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_magnum_url_nodes_get_has_its_v1() {
+        for (given, expected) in [
+            ("http://m:9511", "http://m:9511/v1"),
+            ("http://m:9511/", "http://m:9511/v1"),
+            ("http://m:9511/v1", "http://m:9511/v1"),
+            (
+                "https://cloud.example/container-infra/v1/",
+                "https://cloud.example/container-infra/v1",
+            ),
+        ] {
+            assert_eq!(super::v1_url(given), expected);
+        }
+    }
+}

@@ -720,6 +720,67 @@ async fn keystone_over_https(ks: &Harness) {
     assert_eq!(info.user_name, "demo");
 }
 
+/// The state magnumd builds from its config with the heat orchestrator:
+/// without `[api] public_url`, nodes get the catalog's container-infra
+/// endpoint; with neither, the start is refused with what to set.
+async fn nodes_get_the_catalogs_magnum_url(ks: &Harness) {
+    use magnum_host::{app::AppState, config::Config, config::Overrides, db, plugins::Registry};
+    let data = tempfile::tempdir().expect("tempdir");
+    let config = |region: &str, public_url: &str| {
+        let text = format!(
+            "[conductor]\norchestrator = \"heat\"\n[catalog]\nsource = \"embedded\"\n[api]\n{public_url}\n[keystone]\nauth_url = \"{}\"\nusername = \"magnum\"\npassword = \"{}\"\nproject_name = \"service\"\nregion = \"{region}\"\n",
+            ks.url(),
+            ks.get("KEYSTONE_MAGNUM_PASSWORD"),
+        );
+        Config::from_toml(
+            &text,
+            &Overrides {
+                data_dir: Some(data.path().to_owned()),
+                ..Default::default()
+            },
+        )
+        .expect("config")
+    };
+    let pool = || {
+        let pool = db::DbPool::connect(&format!(
+            "sqlite://{}",
+            data.path().join("m.sqlite").display()
+        ))
+        .expect("sqlite");
+        db::migrate(&mut pool.get().expect("conn")).expect("migrate");
+        pool
+    };
+    let region = ks.get("KEYSTONE_REGION").to_owned();
+    let state = AppState::from_config(&config(&region, ""), Registry::default(), pool(), None)
+        .await
+        .expect("state");
+    let expected = ks.get("KEYSTONE_MAGNUM_API_URL");
+    assert_eq!(state.host_context().magnum_url.as_deref(), Some(expected));
+
+    // [api] public_url wins, and gets its /v1.
+    let state = AppState::from_config(
+        &config(&region, "public_url = \"https://magnum.example:9511/\""),
+        Registry::default(),
+        pool(),
+        None,
+    )
+    .await
+    .expect("state");
+    assert_eq!(
+        state.host_context().magnum_url.as_deref(),
+        Some("https://magnum.example:9511/v1")
+    );
+
+    // No container-infra endpoint in this region and no public_url.
+    let err = AppState::from_config(&config("Nowhere", ""), Registry::default(), pool(), None)
+        .await
+        .err()
+        .expect("refused");
+    let message = err.to_string();
+    assert!(message.contains("set [api] public_url"), "{message}");
+    assert!(message.contains("container-infra"), "{message}");
+}
+
 #[test]
 fn keystone_client_against_real_keystone() {
     let mut ks = match Harness::start() {
@@ -742,6 +803,7 @@ fn keystone_client_against_real_keystone() {
         trust_round_trip(&ks).await;
         api_in_keystone_mode(&ks).await;
         keystone_over_https(&ks).await;
+        nodes_get_the_catalogs_magnum_url(&ks).await;
     });
 
     // Keystone stopped: a token in the cache is still served (as
