@@ -24,6 +24,7 @@ use serde_json::{Map, Value};
 use crate::{
     boot_volume, capability as op, environment,
     helpers::{self, check_at_least, effective_template, stack_plan, StackRef},
+    node_setup::{self, Download},
     rexray, scale, ClusterRequest, ClusterTemplate, ClusterUpdate, CoeDriver, DriverConfig,
     DriverInfo, DriverResult, LabelSpec, NodeTemplate, NodeTemplateRequest, Provides,
     ResizeRequest, StackPlan, StackSnapshot, StatusRequest, StatusUpdate, SubDriverConfig,
@@ -79,6 +80,9 @@ pub trait HeatDriver: Send + Sync + 'static {
     /// Per role, masters then workers: the stack output listing the nodes'
     /// addresses and the parameter holding their count.
     const NODE_OUTPUTS: [(&'static str, &'static str); 2];
+    /// What the nodes download ([`node_setup`]: their labels and
+    /// parameters are added).
+    const DOWNLOADS: &'static [Download] = &[];
 
     /// `DriverInfo::provides`.
     fn provides() -> Vec<Provides>;
@@ -146,6 +150,7 @@ impl<D: HeatDriver> CoeDriver for HeatCoeDriver<D> {
             labels: D::labels()
                 .into_iter()
                 .chain(boot_volume::label_specs())
+                .chain(node_setup::label_specs(D::DOWNLOADS))
                 .collect(),
             node_roles: vec![MASTER.into(), WORKER.into()],
             template_path: Some(format!("templates/{}", D::CLUSTER_FILE)),
@@ -270,11 +275,13 @@ impl<D: HeatDriver> HeatCoeDriver<D> {
         boot_volume::check(labels)?;
         let (_, volume) = helpers::template_sub_drivers(&self.info, template, labels)?;
         helpers::check_networks(template)?;
+        let nodes = node_setup::check(template, D::DOWNLOADS)?;
         let own = D::check_template(template)?;
         let mut validation = Validation::default();
         validation
             .warnings
             .extend(rexray::trust_warning(&volume.name, self.cluster_user_trust));
+        validation.warnings.extend(nodes);
         validation.warnings.extend(own);
         Ok(validation)
     }
@@ -312,6 +319,12 @@ impl<D: HeatDriver> HeatCoeDriver<D> {
         let (network, volume) = helpers::template_sub_drivers(&self.info, &template, labels)?;
         p.extend(network.parameters);
         p.extend(volume.parameters);
+        p.extend(node_setup::parameters(
+            &template,
+            labels,
+            &req.context,
+            D::DOWNLOADS,
+        ));
         p.extend(helpers::host_parameters(&req.context, D::HOST_PARAMETERS));
         // The trustee's password and the trust reach the nodes only for the
         // rexray volume driver, the one node service that calls OpenStack

@@ -9,6 +9,8 @@
 //!   outputs);
 //! - [`environment`], [`boot_volume`], [`rexray`], [`scale`]: pieces the
 //!   bundled Heat drivers share;
+//! - [`node_setup`]: what the nodes download (mirror, versions, checksums),
+//!   their images' registry, proxy and the cloud's CA, as Heat parameters;
 //! - [`heat`]: a [`HeatDriver`](heat::HeatDriver) trait whose provided methods
 //!   make a whole one-stack Heat driver out of its parameters and templates.
 //!
@@ -21,5 +23,6 @@ pub mod boot_volume;
 pub mod environment;
 pub mod heat;
 pub mod helpers;
+pub mod node_setup;
 pub mod rexray;
 pub mod scale;

@@ -42,8 +42,14 @@ fi
 
 if [ ! -x "$BIN_DIR/etcd" ]; then
     tarball="etcd-$ETCD_TAG-linux-$(arch)"
-    curl -fsSL --retry 5 "$ETCD_DOWNLOAD_URL/$ETCD_TAG/$tarball.tar.gz" |
-        tar -xz -C "$BIN_DIR" --strip-components=1 "$tarball/etcd" "$tarball/etcdctl"
+    install_tarball etcd "$ETCD_DOWNLOAD_URL/$ETCD_TAG/$tarball.tar.gz" "$BIN_DIR" \
+        --strip-components=1 "$tarball/etcd" "$tarball/etcdctl"
+fi
+# Standalone Swarm finds its members through etcd's v2 API (libkv), which
+# etcd 3.4 and later serve only when asked to.
+v2_flags=""
+if etcd_v2_wanted; then
+    v2_flags="--enable-v2=true"
 fi
 install -d -m 0700 /var/lib/etcd
 
@@ -57,7 +63,7 @@ Wants=network-online.target
 ExecStart=$BIN_DIR/etcd --name=$name --data-dir=/var/lib/etcd \\
   --listen-client-urls=$scheme://0.0.0.0:2379 --advertise-client-urls=$scheme://$ip:2379 \\
   --listen-peer-urls=$scheme://0.0.0.0:2380 --initial-advertise-peer-urls=$scheme://$ip:2380 \\
-  $membership $tls_flags
+  $membership $tls_flags $v2_flags
 Restart=always
 RestartSec=5
 

@@ -19,10 +19,8 @@ if [ -z "${AUTH_URL:-}" ] || [ -z "${TRUSTEE_USER_ID:-}" ]; then
 fi
 
 if [ ! -x "$BIN_DIR/rexray" ]; then
-    log "downloading rexray $REXRAY_TAG"
-    curl -fsSL --retry 5 --retry-delay 5 \
-        "$REXRAY_DOWNLOAD_URL/v$REXRAY_TAG/rexray-Linux-$(uname -m)-$REXRAY_TAG.tar.gz" |
-        tar -xz -C "$BIN_DIR" rexray
+    install_tarball rexray "$REXRAY_DOWNLOAD_URL/v$REXRAY_TAG/rexray-Linux-$(uname -m)-$REXRAY_TAG.tar.gz" \
+        "$BIN_DIR" rexray
 fi
 
 preempt=false
@@ -30,10 +28,10 @@ if is_true "${REXRAY_PREEMPT:-false}"; then
     preempt=true
 fi
 # The configuration holds the trustee's password: private to root.
-install -d -m 0700 /etc/rexray /var/lib/rexray /var/log/rexray
+install -d -m 0700 "$MAGNUM_ROOT/etc/rexray" "$MAGNUM_ROOT/var/lib/rexray" "$MAGNUM_ROOT/var/log/rexray"
 (
     umask 077
-    cat >/etc/rexray/config.yml <<CONFIG
+    cat >"$MAGNUM_ROOT/etc/rexray/config.yml" <<CONFIG
 rexray:
   logLevel: warn
 libstorage:

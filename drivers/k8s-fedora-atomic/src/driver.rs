@@ -9,6 +9,7 @@ use magnum_driver_sdk::{
         self, check_at_least, cluster_stack_name, default_nodegroup, effective_template,
         find_nodegroup, label_spec as label, stack_plan, sub_driver_info, StackRef,
     },
+    node_setup::{self, Download},
     scale,
     serde_json::{Map, Value},
     ClusterRequest, ClusterTemplate, ClusterUpdate, CoeDriver, DriverConfig, DriverError,
@@ -39,7 +40,7 @@ const NODE_FILES: [(&str, &str); 2] = [(MASTER, "master.yaml"), (WORKER, "worker
 /// Every file of a stack, as `(file name, text)`: the HOT templates, and the
 /// node bootstrap fragments the node templates' user data takes with
 /// `get_file` (the nodes read their values from /etc/sysconfig/heat-params).
-pub const TEMPLATES: [(&str, &str); 16] = [
+pub const TEMPLATES: [(&str, &str); 17] = [
     (CLUSTER_FILE, include_str!("templates/cluster.yaml")),
     environment::NETWORK_FILES[0],
     environment::NETWORK_FILES[1],
@@ -51,6 +52,10 @@ pub const TEMPLATES: [(&str, &str); 16] = [
         include_str!("../../common/fragments/lib-common.sh"),
     ),
     ("fragments/lib.sh", include_str!("fragments/lib.sh")),
+    (
+        "fragments/configure-host.sh",
+        include_str!("../../common/fragments/configure-host.sh"),
+    ),
     (
         "fragments/make-certs.sh",
         include_str!("fragments/make-certs.sh"),
@@ -91,13 +96,79 @@ pub const TEMPLATES: [(&str, &str); 16] = [
 pub const HOST_PARAMETERS: &[&str] = &[
     "ca_rotation_id",
     "cluster_credential",
-    "openstack_ca",
     "ssh_public_key",
     "trust_id",
     "trustee_domain_id",
     "trustee_password",
     "trustee_user_id",
     "trustee_username",
+];
+
+/// What the nodes download, each site with its version label (kube_tag and
+/// containerd_version are labels of their own) and its artifacts, named as
+/// the node scripts name them (their `<name>_sha256` labels pin them).
+pub const DOWNLOADS: &[Download] = &[
+    Download {
+        parameter: "kube_download_url",
+        mirror_dir: "kubernetes",
+        tag: None,
+        artifacts: &[
+            "kube_apiserver",
+            "kube_controller_manager",
+            "kube_scheduler",
+            "kubectl",
+            "kubelet",
+            "kube_proxy",
+        ],
+    },
+    Download {
+        parameter: "etcd_download_url",
+        mirror_dir: "etcd",
+        tag: Some(("etcd_tag", "v3.5.9")),
+        artifacts: &["etcd"],
+    },
+    Download {
+        parameter: "flannel_download_url",
+        mirror_dir: "flannel",
+        tag: Some(("flannel_tag", "v0.22.0")),
+        artifacts: &["flanneld"],
+    },
+    Download {
+        parameter: "flannel_cni_download_url",
+        mirror_dir: "flannel-cni-plugin",
+        tag: Some(("flannel_cni_tag", "v1.2.0")),
+        artifacts: &["flannel_cni"],
+    },
+    Download {
+        parameter: "cni_download_url",
+        mirror_dir: "cni-plugins",
+        tag: Some(("cni_tag", "v1.3.0")),
+        artifacts: &["cni_plugins"],
+    },
+    Download {
+        parameter: "containerd_download_url",
+        mirror_dir: "containerd",
+        tag: None,
+        artifacts: &["containerd"],
+    },
+    Download {
+        parameter: "runc_download_url",
+        mirror_dir: "runc",
+        tag: Some(("runc_tag", "v1.1.9")),
+        artifacts: &["runc"],
+    },
+    Download {
+        parameter: "cri_dockerd_download_url",
+        mirror_dir: "cri-dockerd",
+        tag: Some(("cri_dockerd_tag", "0.3.4")),
+        artifacts: &["cri_dockerd"],
+    },
+    Download {
+        parameter: "calico_download_url",
+        mirror_dir: "calico",
+        tag: Some(("calico_tag", "v3.26.1")),
+        artifacts: &["calico"],
+    },
 ];
 
 /// Host parameters that change when the host rotates the cluster's CAs or
@@ -284,6 +355,7 @@ impl CoeDriver for K8sFedoraAtomicDriver {
             ]
             .into_iter()
             .chain(boot_volume::label_specs())
+            .chain(node_setup::label_specs(DOWNLOADS))
             .collect(),
             node_roles: vec![MASTER.into(), WORKER.into()],
             template_path: Some(format!("templates/{CLUSTER_FILE}")),
@@ -554,11 +626,9 @@ impl K8sFedoraAtomicDriver {
                 "the cinder volume driver needs cloud_provider_enabled=true",
             ));
         }
-        Ok(Validation {
-            warnings: helpers::storage_driver_warning(template)
-                .into_iter()
-                .collect(),
-        })
+        let mut warnings = node_setup::check(template, DOWNLOADS)?;
+        warnings.extend(helpers::storage_driver_warning(template));
+        Ok(Validation { warnings })
     }
 
     fn cloud_provider_enabled(&self, labels: &Labels) -> bool {
@@ -668,6 +738,12 @@ impl K8sFedoraAtomicDriver {
             self.volume_config(template.volume_driver.as_deref(), &labels)?
                 .parameters,
         );
+        p.extend(node_setup::parameters(
+            &template,
+            &labels,
+            &req.context,
+            DOWNLOADS,
+        ));
         p.extend(helpers::host_parameters(&req.context, HOST_PARAMETERS));
         if let Some(group) = group {
             // The group's nodes join the network and security group the

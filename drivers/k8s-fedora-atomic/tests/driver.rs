@@ -250,6 +250,7 @@ fn create_plans_one_cluster_stack() {
             "cluster.yaml",
             "fragments/configure-dns.sh",
             "fragments/configure-etcd.sh",
+            "fragments/configure-host.sh",
             "fragments/configure-master.sh",
             "fragments/configure-network.sh",
             "fragments/configure-node.sh",

@@ -7,6 +7,7 @@ use magnum_driver_sdk::{
     environment,
     heat::{HeatCoeDriver, HeatDriver, WorkerParameters, MASTER, WORKER},
     helpers::{self, label_spec as label, sub_driver_info},
+    node_setup::Download,
     serde_json::{Map, Value},
     ClusterRequest, ClusterTemplate, ClusterUpdate, DriverError, DriverResult, LabelSpec,
     LabelType, Labels, Provides, StackSnapshot, StatusRequest, SubDriverInfo,
@@ -39,7 +40,7 @@ const NODE_FILES: [(&str, &str); 2] = [(MASTER, "master.yaml"), (WORKER, "worker
 /// Every file of the stack, as `(file name, text)`: the HOT templates, and
 /// the node bootstrap fragments the node templates' user data takes with
 /// `get_file` (the nodes read their values from /etc/sysconfig/heat-params).
-pub const TEMPLATES: [(&str, &str); 12] = [
+pub const TEMPLATES: [(&str, &str); 13] = [
     (CLUSTER_FILE, include_str!("templates/cluster.yaml")),
     environment::NETWORK_FILES[0],
     environment::NETWORK_FILES[1],
@@ -51,6 +52,10 @@ pub const TEMPLATES: [(&str, &str); 12] = [
         include_str!("../../common/fragments/lib-common.sh"),
     ),
     ("fragments/lib.sh", include_str!("fragments/lib.sh")),
+    (
+        "fragments/configure-host.sh",
+        include_str!("../../common/fragments/configure-host.sh"),
+    ),
     (
         "fragments/configure-storage.sh",
         include_str!("../../common/fragments/configure-storage.sh"),
@@ -73,7 +78,6 @@ pub const TEMPLATES: [(&str, &str); 12] = [
 /// declares. Heat rejects a stack given an undeclared parameter, so any other
 /// key is not passed on.
 pub const HOST_PARAMETERS: &[&str] = &[
-    "openstack_ca",
     "ssh_public_key",
     "trust_id",
     "trustee_domain_id",
@@ -84,6 +88,15 @@ pub const HOST_PARAMETERS: &[&str] = &[
     "domain_name",
     "username",
 ];
+
+/// What the nodes download: rexray (the rexray volume driver). ZooKeeper,
+/// Mesos, Marathon and Docker come with the image.
+pub const DOWNLOADS: &[Download] = &[Download {
+    parameter: "rexray_download_url",
+    mirror_dir: "rexray",
+    tag: Some(("rexray_tag", "0.11.4")),
+    artifacts: &["rexray"],
+}];
 
 /// The driver, as the host loads it.
 pub type MesosUbuntuDriver = HeatCoeDriver<MesosUbuntu>;
@@ -117,6 +130,7 @@ impl HeatDriver for MesosUbuntu {
         ("mesos_master", "number_of_masters"),
         ("mesos_slaves", "number_of_slaves"),
     ];
+    const DOWNLOADS: &'static [Download] = DOWNLOADS;
 
     fn provides() -> Vec<Provides> {
         vec![Provides::new(SERVER_TYPE, OS, COE)]

@@ -9,6 +9,7 @@ use magnum_driver_sdk::{
     environment,
     heat::{HeatCoeDriver, HeatDriver, WorkerParameters, MASTER, WORKER},
     helpers::{self, label_spec as label, sub_driver_info},
+    node_setup::Download,
     serde_json::{Map, Value},
     ClusterRequest, ClusterTemplate, ClusterUpdate, DriverResult, LabelSpec, LabelType, Provides,
     StackSnapshot, StatusRequest, SubDriverInfo,
@@ -29,7 +30,7 @@ const NODE_FILES: [(&str, &str); 2] = [(MASTER, "master.yaml"), (WORKER, "worker
 /// Every file of the stack, as `(file name, text)`: the HOT templates, and
 /// the node bootstrap fragments the node templates' user data takes with
 /// `get_file` (the nodes read their values from /etc/sysconfig/heat-params).
-pub const TEMPLATES: [(&str, &str); 15] = [
+pub const TEMPLATES: [(&str, &str); 16] = [
     (CLUSTER_FILE, include_str!("templates/cluster.yaml")),
     environment::NETWORK_FILES[0],
     environment::NETWORK_FILES[1],
@@ -41,6 +42,10 @@ pub const TEMPLATES: [(&str, &str); 15] = [
         include_str!("../../common/fragments/lib-common.sh"),
     ),
     ("fragments/lib.sh", include_str!("fragments/lib.sh")),
+    (
+        "fragments/configure-host.sh",
+        include_str!("../../common/fragments/configure-host.sh"),
+    ),
     (
         "fragments/make-certs.sh",
         include_str!("fragments/make-certs.sh"),
@@ -76,13 +81,35 @@ pub const TEMPLATES: [(&str, &str); 15] = [
 /// key is not passed on.
 pub const HOST_PARAMETERS: &[&str] = &[
     "cluster_credential",
-    "openstack_ca",
     "ssh_public_key",
     "trust_id",
     "trustee_domain_id",
     "trustee_password",
     "trustee_user_id",
     "trustee_username",
+];
+
+/// What the nodes download: etcd (standalone Swarm's managers), flanneld
+/// (the flannel network driver), rexray (the rexray volume driver).
+pub const DOWNLOADS: &[Download] = &[
+    Download {
+        parameter: "etcd_download_url",
+        mirror_dir: "etcd",
+        tag: Some(("etcd_tag", "v3.5.9")),
+        artifacts: &["etcd"],
+    },
+    Download {
+        parameter: "flannel_download_url",
+        mirror_dir: "flannel",
+        tag: Some(("flannel_tag", "v0.22.0")),
+        artifacts: &["flanneld"],
+    },
+    Download {
+        parameter: "rexray_download_url",
+        mirror_dir: "rexray",
+        tag: Some(("rexray_tag", "0.11.4")),
+        artifacts: &["rexray"],
+    },
 ];
 
 /// The driver, as the host loads it.
@@ -113,6 +140,7 @@ impl HeatDriver for SwarmFedoraAtomic {
         ("swarm_masters", "number_of_masters"),
         ("swarm_nodes", "number_of_nodes"),
     ];
+    const DOWNLOADS: &'static [Download] = DOWNLOADS;
 
     fn provides() -> Vec<Provides> {
         vec![

@@ -192,6 +192,7 @@ fn create_plans_one_stack() {
             "fragments/configure-docker.sh",
             "fragments/configure-etcd.sh",
             "fragments/configure-flannel.sh",
+            "fragments/configure-host.sh",
             "fragments/configure-rexray.sh",
             "fragments/configure-storage.sh",
             "fragments/configure-swarm.sh",

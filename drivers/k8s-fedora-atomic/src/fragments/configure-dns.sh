@@ -102,7 +102,7 @@ spec:
           operator: Exists
       containers:
         - name: coredns
-          image: docker.io/coredns/coredns:$COREDNS_TAG
+          image: $(image docker.io/coredns/ "coredns:$COREDNS_TAG")
           args: [-conf, /etc/coredns/Corefile]
           resources:
             limits:

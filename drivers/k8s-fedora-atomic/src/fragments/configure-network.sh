@@ -15,12 +15,11 @@ configure_flannel() {
     name=$(node_name)
     install -d -m 0755 /opt/cni/bin /etc/cni/net.d /etc/kube-flannel
     if [ ! -x /opt/cni/bin/bridge ]; then
-        curl -fsSL --retry 5 "$CNI_DOWNLOAD_URL/$CNI_TAG/cni-plugins-linux-$(arch)-$CNI_TAG.tgz" |
-            tar -xz -C /opt/cni/bin
+        install_tarball cni_plugins \
+            "$CNI_DOWNLOAD_URL/$CNI_TAG/cni-plugins-linux-$(arch)-$CNI_TAG.tgz" /opt/cni/bin
     fi
     if [ ! -x /opt/cni/bin/flannel ]; then
-        curl -fsSL --retry 5 -o /opt/cni/bin/flannel \
-            "$FLANNEL_CNI_DOWNLOAD_URL/$FLANNEL_CNI_TAG/flannel-$(arch)"
+        download flannel_cni "$FLANNEL_CNI_DOWNLOAD_URL/$FLANNEL_CNI_TAG/flannel-$(arch)" /opt/cni/bin/flannel
         chmod 0755 /opt/cni/bin/flannel
     fi
     install_binary flanneld "$FLANNEL_DOWNLOAD_URL/$FLANNEL_TAG/flanneld-$(arch)"
@@ -75,7 +74,11 @@ configure_calico() {
         ipip=Never
     fi
     manifest=$(mktemp)
-    curl -fsSL --retry 5 -o "$manifest" "$CALICO_DOWNLOAD_URL/$CALICO_TAG/manifests/calico.yaml"
+    download calico "$CALICO_DOWNLOAD_URL/$CALICO_TAG/manifests/calico.yaml" "$manifest"
+    # Calico's images from container_infra_prefix when the cluster has one.
+    if [ -n "${CONTAINER_INFRA_PREFIX:-}" ]; then
+        sed -i "s|image: docker.io/calico/|image: $CONTAINER_INFRA_PREFIX|" "$manifest"
+    fi
     sed -i \
         -e 's|# - name: CALICO_IPV4POOL_CIDR|- name: CALICO_IPV4POOL_CIDR|' \
         -e "s|#   value: \"192.168.0.0/16\"|  value: \"$CALICO_IPV4POOL\"|" \

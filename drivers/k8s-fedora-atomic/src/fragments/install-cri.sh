@@ -13,17 +13,25 @@ umask 022
 
 install_containerd() {
     if ! command -v containerd >/dev/null 2>&1; then
-        log "downloading containerd $CONTAINERD_VERSION"
-        curl -fsSL --retry 5 --retry-delay 5 \
-            "$CONTAINERD_DOWNLOAD_URL/v$CONTAINERD_VERSION/containerd-$CONTAINERD_VERSION-linux-$(arch).tar.gz" |
-            tar -xz -C /usr/local bin/
+        install_tarball containerd \
+            "$CONTAINERD_DOWNLOAD_URL/v$CONTAINERD_VERSION/containerd-$CONTAINERD_VERSION-linux-$(arch).tar.gz" \
+            /usr/local bin/
     fi
     if ! command -v runc >/dev/null 2>&1; then
-        install_binary runc "$RUNC_DOWNLOAD_URL/$RUNC_TAG/runc.$(arch)"
+        # runc publishes one runc.sha256sum for every architecture.
+        download runc "$RUNC_DOWNLOAD_URL/$RUNC_TAG/runc.$(arch)" "$BIN_DIR/runc" \
+            "$RUNC_DOWNLOAD_URL/$RUNC_TAG/runc.sha256sum"
+        chmod 0755 "$BIN_DIR/runc"
     fi
     install -d -m 0755 /etc/containerd
     if [ ! -s /etc/containerd/config.toml ]; then
         containerd config default >/etc/containerd/config.toml
+    fi
+    # The registry hosts configure-host.sh wrote (certs.d), and the pause
+    # image from container_infra_prefix.
+    sed -i 's|^\( *config_path = \)""|\1"/etc/containerd/certs.d"|' /etc/containerd/config.toml
+    if [ -n "${CONTAINER_INFRA_PREFIX:-}" ]; then
+        sed -i "s|^\( *sandbox_image = \).*|\1\"$(image registry.k8s.io/ pause:3.9)\"|" /etc/containerd/config.toml
     fi
     if [ ! -e /usr/lib/systemd/system/containerd.service ]; then
         install_unit containerd <<UNIT
@@ -52,10 +60,13 @@ UNIT
 
 install_cri_dockerd() {
     if [ ! -x "$BIN_DIR/cri-dockerd" ]; then
-        log "downloading cri-dockerd $CRI_DOCKERD_TAG"
-        curl -fsSL --retry 5 --retry-delay 5 \
-            "$CRI_DOCKERD_DOWNLOAD_URL/v$CRI_DOCKERD_TAG/cri-dockerd-$CRI_DOCKERD_TAG.$(arch).tgz" |
-            tar -xz -C "$BIN_DIR" --strip-components=1 cri-dockerd/cri-dockerd
+        install_tarball cri_dockerd \
+            "$CRI_DOCKERD_DOWNLOAD_URL/v$CRI_DOCKERD_TAG/cri-dockerd-$CRI_DOCKERD_TAG.$(arch).tgz" \
+            "$BIN_DIR" --strip-components=1 cri-dockerd/cri-dockerd
+    fi
+    local pause=""
+    if [ -n "${CONTAINER_INFRA_PREFIX:-}" ]; then
+        pause="--pod-infra-container-image=$(image registry.k8s.io/ pause:3.9)"
     fi
     systemctl enable --now docker.service
     cat >/etc/systemd/system/cri-docker.socket <<'SOCKET'
@@ -81,7 +92,7 @@ Requires=docker.service cri-docker.socket
 
 [Service]
 ExecStart=$BIN_DIR/cri-dockerd --container-runtime-endpoint fd:// --network-plugin=cni \\
-  --cni-bin-dir=/opt/cni/bin --cni-conf-dir=/etc/cni/net.d
+  --cni-bin-dir=/opt/cni/bin --cni-conf-dir=/etc/cni/net.d $pause
 Restart=always
 RestartSec=5
 

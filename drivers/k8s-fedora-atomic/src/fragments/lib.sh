@@ -20,6 +20,11 @@ etcd_wanted() {
     true
 }
 
+# Kubernetes uses etcd's v3 API only.
+etcd_v2_wanted() {
+    false
+}
+
 # The API server URL at HOST: https on KUBE_API_PORT, or plain http (8080)
 # when the cluster's TLS is disabled.
 api_url() {
@@ -30,8 +35,19 @@ api_url() {
     fi
 }
 
+# The Kubernetes binary NAME (dl.k8s.io publishes <binary>.sha256 next to
+# it; the label is kube_apiserver_sha256 for kube-apiserver).
 install_kube_binary() {
-    install_binary "$1" "$KUBE_DOWNLOAD_URL/$KUBE_TAG/bin/linux/$(arch)/$1"
+    install_binary "${1//-/_}" "$KUBE_DOWNLOAD_URL/$KUBE_TAG/bin/linux/$(arch)/$1" "$1"
+}
+
+# The container runtime kubelet talks to (configure-host.sh gives it the
+# proxy and the registry).
+container_runtimes() {
+    case "$CONTAINER_RUNTIME" in
+    containerd) echo containerd ;;
+    *) echo docker ;;
+    esac
 }
 
 # Writes CA_TYPE's CA certificate (kubernetes, etcd or front_proxy) to DEST.

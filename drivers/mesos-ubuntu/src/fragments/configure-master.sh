@@ -46,10 +46,12 @@ set_option /etc/marathon/conf/zk "$(zk_url "$masters" marathon)"
 set_option /etc/marathon/conf/hostname "$ip"
 set_option /etc/marathon/conf/http_port 8080
 
-# A master runs no agent.
-systemctl disable --now mesos-slave.service || true
+# A master runs no agent. The image (Ubuntu 14.04, upstart) ships every
+# service disabled by an /etc/init/*.override; lib-common.sh's service_*
+# remove it (upstream's start-services-master.sh), or use systemd.
+service_disable mesos-slave
 for service in zookeeper mesos-master marathon; do
-    systemctl enable "$service.service"
-    systemctl restart "$service.service"
+    service_enable "$service"
+    service_restart "$service"
 done
 log "mesos master $myid of $NUMBER_OF_MASTERS (quorum $quorum) on $ip"

@@ -29,12 +29,15 @@ else
     set_option /etc/mesos-slave/executor_environment_variables ""
 fi
 
-# An agent runs no master services.
+# An agent runs no master services. The image (Ubuntu 14.04, upstart)
+# ships every service disabled by an /etc/init/*.override; lib-common.sh's
+# service_* remove it (upstream's start-services-slave.sh), or use systemd.
+# Docker restarts with configure-host.sh's proxy and registry.
 for service in zookeeper mesos-master marathon; do
-    systemctl disable --now "$service.service" || true
+    service_disable "$service"
 done
 for service in docker mesos-slave; do
-    systemctl enable "$service.service"
-    systemctl restart "$service.service"
+    service_enable "$service"
+    service_restart "$service"
 done
 log "mesos agent on $ip, masters $MESOS_MASTERS_IPS"

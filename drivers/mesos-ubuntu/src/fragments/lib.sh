@@ -5,6 +5,12 @@
 # image provides ZooKeeper, Mesos, Marathon and Docker (upstream's
 # ubuntu-mesos image); the fragments configure and start them.
 
+# The slaves run their containers in Docker (configure-host.sh gives it
+# the proxy and the registry); the masters have it from the image too.
+container_runtimes() {
+    echo docker
+}
+
 # zk://a:2181,b:2181/PATH for the space-separated master addresses MASTERS.
 zk_url() {
     local masters=$1 path=$2 hosts="" ip

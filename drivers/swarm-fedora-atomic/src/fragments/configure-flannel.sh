@@ -38,9 +38,7 @@ if [ "$ROLE" = manager ]; then
     done
 fi
 
-curl -fsSL --retry 5 -o "$BIN_DIR/flanneld.part" "$FLANNEL_DOWNLOAD_URL/$FLANNEL_TAG/flanneld-$(arch)"
-chmod 0755 "$BIN_DIR/flanneld.part"
-mv "$BIN_DIR/flanneld.part" "$BIN_DIR/flanneld"
+install_binary flanneld "$FLANNEL_DOWNLOAD_URL/$FLANNEL_TAG/flanneld-$(arch)"
 
 install_unit flanneld <<UNIT
 [Unit]

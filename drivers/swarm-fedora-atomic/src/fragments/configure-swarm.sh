@@ -14,6 +14,13 @@ if tls_enabled; then
     tls_args=(--cacert "$CERT_DIR/ca.pem" --cert "$CERT_DIR/cert.pem" --key "$CERT_DIR/key.pem")
 fi
 
+# The Swarm image, from container_infra_prefix when the cluster has one.
+# shellcheck disable=SC2153  # from heat-params
+swarm_image=$SWARM_IMAGE
+if [ -n "${CONTAINER_INFRA_PREFIX:-}" ]; then
+    swarm_image=$(image "" swarm)
+fi
+
 standalone_swarm() {
     local etcd_host=$SWARM_API_IP discovery
     local -a swarm_tls=() kv_tls=()
@@ -28,25 +35,34 @@ standalone_swarm() {
     fi
     docker rm -f swarm-agent swarm-manager >/dev/null 2>&1 || true
     docker run -d --name swarm-agent --restart=always --net=host -v "$CERT_DIR:/certs:ro" \
-        "$SWARM_IMAGE:$SWARM_VERSION" join --addr="$ip:$DOCKER_PORT" "${kv_tls[@]}" "$discovery"
+        "$swarm_image:$SWARM_VERSION" join --addr="$ip:$DOCKER_PORT" "${kv_tls[@]}" "$discovery"
     if [ "$ROLE" = manager ]; then
         docker run -d --name swarm-manager --restart=always --net=host -v "$CERT_DIR:/certs:ro" \
-            "$SWARM_IMAGE:$SWARM_VERSION" manage --host="tcp://0.0.0.0:$SWARM_PORT" \
+            "$swarm_image:$SWARM_VERSION" manage --host="tcp://0.0.0.0:$SWARM_PORT" \
             --strategy="$SWARM_STRATEGY" --replication --advertise="$ip:$SWARM_PORT" \
             "${swarm_tls[@]}" "${kv_tls[@]}" "$discovery"
     fi
     log "standalone Swarm $SWARM_VERSION ($ROLE) via $discovery"
 }
 
-# The join token for ROLE_NAME (Worker or Manager) from the primary manager.
+# The join token for ROLE_NAME (Worker or Manager) from the primary manager,
+# retried until the primary's swarm exists (about five minutes): a loop,
+# since curl's --retry-all-errors (7.71) is newer than the images' curl.
 join_token() {
-    local scheme=http
+    local scheme=http swarm attempt
     if tls_enabled; then
         scheme=https
     fi
-    curl -fsS --retry 60 --retry-delay 5 --retry-all-errors "${tls_args[@]}" \
-        "$scheme://$SWARM_API_IP:$DOCKER_PORT/swarm" |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["JoinTokens"][sys.argv[1]])' "$1"
+    for attempt in $(seq 1 60); do
+        if swarm=$(curl -fsS --max-time 10 "${tls_args[@]}" "$scheme://$SWARM_API_IP:$DOCKER_PORT/swarm" 2>/dev/null); then
+            python3 -c 'import json, sys; print(json.load(sys.stdin)["JoinTokens"][sys.argv[1]])' "$1" <<<"$swarm"
+            return 0
+        fi
+        log "waiting for the swarm of $SWARM_API_IP ($attempt)"
+        sleep 5
+    done
+    log "the primary manager $SWARM_API_IP never had a swarm"
+    return 1
 }
 
 swarm_mode() {

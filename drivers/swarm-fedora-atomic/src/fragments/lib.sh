@@ -24,6 +24,17 @@ etcd_wanted() {
     ! is_true "$SWARM_MODE"
 }
 
+# Standalone Swarm's discovery (etcd://, libkv) speaks etcd's v2 API.
+etcd_v2_wanted() {
+    ! is_true "$SWARM_MODE"
+}
+
+# Every node runs Docker (configure-host.sh gives it the proxy and the
+# registry).
+container_runtimes() {
+    echo docker
+}
+
 # The etcd on the first manager, which standalone Swarm and flannel use.
 etcd_endpoint() {
     if tls_enabled; then
