@@ -7,7 +7,7 @@
 # lib.sh names (ETCD_CERT, ETCD_KEY, ETCD_CA) unless TLS is off.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib-common.sh
-. /var/lib/magnum/lib.sh
+. "${MAGNUM_ROOT:-}/var/lib/magnum/lib.sh"
 
 if ! etcd_wanted; then
     log "no etcd on this node"
@@ -51,7 +51,7 @@ v2_flags=""
 if etcd_v2_wanted; then
     v2_flags="--enable-v2=true"
 fi
-install -d -m 0700 /var/lib/etcd
+install -d -m 0700 "$MAGNUM_ROOT/var/lib/etcd"
 
 install_unit etcd <<UNIT
 [Unit]
