@@ -162,3 +162,145 @@ pub fn plan_snapshot(plan: &StackPlan) -> Value {
     }
     value
 }
+
+/// The CA bundle [`with_node_settings`] gives the host context: a comment
+/// (which must not reach the nodes) and one certificate.
+pub const OPENSTACK_CA_BUNDLE: &str =
+    "# Issuer: CN=Cloud CA \"test\"\n-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2xvdWQgQ0E=\n-----END CERTIFICATE-----\n";
+
+/// `request` with every node setting set: the template's proxy and
+/// registry, the labels pointing downloads at a mirror, images at a prefix
+/// and pinning `artifact` (`<artifact>_sha256`), and the host's CA bundle.
+/// [`assert_node_settings`] checks what the nodes get of it.
+pub fn with_node_settings(mut request: ClusterRequest, artifact: &str) -> ClusterRequest {
+    let t = &mut request.template;
+    t.http_proxy = Some("http://proxy.example:3128".into());
+    t.https_proxy = Some("http://proxy.example:3129".into());
+    t.no_proxy = Some("10.0.0.0/24,.example".into());
+    t.insecure_registry = Some("10.0.0.5:5000".into());
+    t.registry_enabled = true;
+    for (name, value) in [
+        ("download_mirror_url", "https://mirror.example/magnum/"),
+        ("container_infra_prefix", "registry.example/magnum/"),
+    ] {
+        t.labels.insert(name.into(), value.into());
+    }
+    t.labels
+        .insert(format!("{artifact}_sha256"), "AB".repeat(32));
+    request.context.openstack_ca = Some(OPENSTACK_CA_BUNDLE.into());
+    request
+}
+
+/// Every server of `plan` (made from a [`with_node_settings`] request
+/// pinning `artifact`) is one of `servers`, each of which is there, and its
+/// user data writes heat-params that, sourced by bash, hold the node
+/// settings, and the `expected` `(variable, value)` pairs too; and it runs
+/// configure-host.sh first.
+pub fn assert_node_settings(
+    plan: &StackPlan,
+    servers: &[&str],
+    artifact: &str,
+    expected: &[(&str, &str)],
+) {
+    let user_data = hot::user_data(plan);
+    for server in servers {
+        assert!(
+            user_data.iter().any(|(name, _)| name == server),
+            "no {server} among {:?}",
+            user_data.iter().map(|(n, _)| n).collect::<Vec<_>>()
+        );
+    }
+    let certificate =
+        "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2xvdWQgQ0E=\n-----END CERTIFICATE-----";
+    let pin = format!("{artifact}={}", "ab".repeat(32));
+    let settings = [
+        ("HTTP_PROXY", "http://proxy.example:3128"),
+        ("HTTPS_PROXY", "http://proxy.example:3129"),
+        ("NO_PROXY", "10.0.0.0/24,.example"),
+        ("INSECURE_REGISTRY_URL", "10.0.0.5:5000"),
+        ("CONTAINER_INFRA_PREFIX", "registry.example/magnum/"),
+        ("ARTIFACT_SHA256", pin.as_str()),
+        ("OPENSTACK_CA", certificate),
+    ];
+    for (server, text) in &user_data {
+        assert!(
+            servers.contains(&server.as_str()),
+            "unexpected server {server}"
+        );
+        let params =
+            heat_params(text).unwrap_or_else(|| panic!("{server}: no heat-params in {text}"));
+        let sourced = source(&params, settings.iter().chain(expected).map(|(k, _)| *k));
+        for (name, value) in settings.iter().chain(expected) {
+            assert_eq!(
+                sourced.get(*name).map(String::as_str),
+                Some(*value),
+                "{server}: {name} in heat-params:\n{params}"
+            );
+        }
+        let registry = sourced.get("REGISTRY_ENABLED").map(String::as_str);
+        assert!(
+            matches!(registry, Some("True" | "true")),
+            "{server}: REGISTRY_ENABLED={registry:?}"
+        );
+        let host = text
+            .find("/var/lib/magnum/fragments/00-configure-host.sh")
+            .unwrap_or_else(|| panic!("{server}: configure-host.sh is not written"));
+        let first = text
+            .find("/var/lib/magnum/fragments/")
+            .expect("fragments are written");
+        assert!(
+            text[host..].contains("install_openstack_ca") && host == first,
+            "{server}: configure-host.sh is not the first fragment"
+        );
+    }
+}
+
+/// The heat-params the user data writes (its MAGNUM_PARAMS heredoc).
+fn heat_params(user_data: &str) -> Option<String> {
+    let start = user_data.find("<<'MAGNUM_PARAMS'\n")? + "<<'MAGNUM_PARAMS'\n".len();
+    let end = user_data[start..].find("\nMAGNUM_PARAMS\n")? + start;
+    Some(user_data[start..end].to_owned())
+}
+
+/// The values of `names` after bash sources `params` (as lib-common.sh
+/// does on the node).
+fn source<'a>(
+    params: &str,
+    names: impl Iterator<Item = &'a str>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut names: Vec<&str> = names.collect();
+    names.push("REGISTRY_ENABLED");
+    let script: String = names
+        .iter()
+        .map(|n| format!("printf '%s\\0%s\\0' {n} \"${{{n}-}}\"\n"))
+        .collect();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -eu\n. /dev/stdin\n{script}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(params.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "heat-params does not source: {}\n{params}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let fields: Vec<&str> = text.split('\0').collect();
+    fields
+        .chunks(2)
+        .filter(|pair| pair.len() == 2)
+        .map(|pair| (pair[0].to_owned(), pair[1].to_owned()))
+        .collect()
+}

@@ -13,8 +13,9 @@ use magnum_driver_sdk::{
     StackTarget, StatusRequest, SubDriverRequest, TemplateRequest, UpgradeRequest,
 };
 use support::{
-    assert_nodes_can_boot_from_volumes, check_boot_volume_labels, default_nodegroups, hot, invalid,
-    lint, nodegroup as group, nodegroup_update, MASTERS, WORKERS,
+    assert_node_settings, assert_nodes_can_boot_from_volumes, check_boot_volume_labels,
+    default_nodegroups, hot, invalid, lint, nodegroup as group, nodegroup_update,
+    with_node_settings, MASTERS, WORKERS,
 };
 
 fn driver() -> K8sFedoraAtomicDriver {
@@ -699,4 +700,77 @@ fn the_template_lint_catches_broken_plans() {
             "missing `{expected}` in:\n{problems}"
         );
     }
+}
+
+#[test]
+fn proxy_registry_ca_mirror_and_checksums_reach_every_node() {
+    let mut req = with_node_settings(request(), "kubelet");
+    req.template.floating_ip_enabled = false;
+    req.template
+        .labels
+        .insert("etcd_tag".into(), "v3.5.10".into());
+    let plan = driver().create_cluster(&req).unwrap();
+    lint(&plan);
+    assert_node_settings(
+        &plan,
+        &["kube_master", "kube_minion"],
+        "kubelet",
+        &[
+            (
+                "KUBE_DOWNLOAD_URL",
+                "https://mirror.example/magnum/kubernetes",
+            ),
+            ("ETCD_DOWNLOAD_URL", "https://mirror.example/magnum/etcd"),
+            (
+                "CALICO_DOWNLOAD_URL",
+                "https://mirror.example/magnum/calico",
+            ),
+            (
+                "CRI_DOCKERD_DOWNLOAD_URL",
+                "https://mirror.example/magnum/cri-dockerd",
+            ),
+            ("ETCD_TAG", "v3.5.10"),
+            ("VERIFY_CA", "True"),
+        ],
+    );
+    // A nodegroup's own stack gets them too.
+    let req = with_extra_group(req);
+    let group = req.nodegroups.last().unwrap().clone();
+    let plan = driver()
+        .create_nodegroup(&NodeGroupRequest {
+            base: req,
+            nodegroup: group,
+        })
+        .unwrap();
+    assert_node_settings(
+        &plan,
+        &["kube_minion"],
+        "kubelet",
+        &[(
+            "KUBE_DOWNLOAD_URL",
+            "https://mirror.example/magnum/kubernetes",
+        )],
+    );
+}
+
+#[test]
+fn node_settings_are_checked() {
+    let mut req = request();
+    req.template
+        .labels
+        .insert("kubelet_sha256".into(), "not-a-digest".into());
+    invalid(
+        driver().validate_cluster(&req).unwrap_err(),
+        "labels.kubelet_sha256",
+    );
+    let mut req = request();
+    req.template.http_proxy = Some("http://proxy:3128\"; reboot; \"".into());
+    invalid(driver().validate_cluster(&req).unwrap_err(), "http_proxy");
+    let mut req = request();
+    req.template.registry_enabled = true;
+    let warnings = driver().validate_cluster(&req).unwrap().warnings;
+    assert!(
+        warnings.iter().any(|w| w.contains("registry_enabled")),
+        "{warnings:?}"
+    );
 }

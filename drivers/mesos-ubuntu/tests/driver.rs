@@ -12,8 +12,8 @@ use magnum_driver_sdk::{
     Provides, ResizeRequest, StackAction, StatusRequest, TemplateRequest,
 };
 use support::{
-    check_boot_volume_labels, cluster_stack, default_nodegroups, invalid, lint, nodegroup_update,
-    WORKERS,
+    assert_node_settings, check_boot_volume_labels, cluster_stack, default_nodegroups, invalid,
+    lint, nodegroup_update, with_node_settings, WORKERS,
 };
 
 fn driver() -> MesosUbuntuDriver {
@@ -330,4 +330,29 @@ fn status_gives_the_bare_master_address() {
         })
         .unwrap();
     assert_eq!(empty, Default::default());
+}
+
+#[test]
+fn proxy_registry_ca_mirror_and_checksums_reach_every_node() {
+    let mut req = with_node_settings(request(), "rexray");
+    req.template.floating_ip_enabled = false;
+    req.template.volume_driver = Some("rexray".into());
+    req.template
+        .labels
+        .insert("rexray_tag".into(), "0.11.5".into());
+    let plan = driver().create_cluster(&req).unwrap();
+    lint(&plan);
+    assert_node_settings(
+        &plan,
+        &["mesos_master", "mesos_slave"],
+        "rexray",
+        &[("VERIFY_CA", "False")],
+    );
+    // The slaves fetch rexray from the mirror at the label's version.
+    let p = &plan.operations[0].parameters;
+    assert_eq!(
+        p["rexray_download_url"],
+        "https://mirror.example/magnum/rexray"
+    );
+    assert_eq!(p["rexray_tag"], "0.11.5");
 }

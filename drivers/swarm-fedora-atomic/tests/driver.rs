@@ -13,8 +13,8 @@ use magnum_driver_sdk::{
 };
 use magnum_driver_swarm_fedora_atomic::{SwarmFedoraAtomicDriver, CLUSTER_FILE, DRIVER_NAME};
 use support::{
-    check_boot_volume_labels, cluster_stack, default_nodegroups, invalid, lint, nodegroup_update,
-    MASTERS, WORKERS,
+    assert_node_settings, check_boot_volume_labels, cluster_stack, default_nodegroups, invalid,
+    lint, nodegroup_update, with_node_settings, MASTERS, WORKERS,
 };
 
 fn driver() -> SwarmFedoraAtomicDriver {
@@ -448,5 +448,55 @@ fn status_gives_docker_api_addresses() {
     assert_eq!(
         masters.node_addresses.as_deref(),
         Some(&["10.0.0.3".to_owned()][..])
+    );
+}
+
+#[test]
+fn proxy_registry_ca_mirror_and_checksums_reach_every_node() {
+    for coe in ["swarm", "swarm-mode"] {
+        let mut req = with_node_settings(request(coe), "etcd");
+        req.template.floating_ip_enabled = false;
+        req.cluster.master_count = 3;
+        req.template
+            .labels
+            .insert("flannel_tag".into(), "v0.24.0".into());
+        let plan = driver().create_cluster(&req).unwrap();
+        lint(&plan);
+        assert_node_settings(
+            &plan,
+            &["swarm_master", "swarm_node"],
+            "etcd",
+            &[
+                ("ETCD_DOWNLOAD_URL", "https://mirror.example/magnum/etcd"),
+                (
+                    "FLANNEL_DOWNLOAD_URL",
+                    "https://mirror.example/magnum/flannel",
+                ),
+                (
+                    "REXRAY_DOWNLOAD_URL",
+                    "https://mirror.example/magnum/rexray",
+                ),
+                ("FLANNEL_TAG", "v0.24.0"),
+                ("ETCD_TAG", "v3.5.9"),
+            ],
+        );
+    }
+}
+
+#[test]
+fn node_settings_are_checked() {
+    let mut req = request("swarm");
+    req.template
+        .labels
+        .insert("download_mirror_url".into(), "mirror.example".into());
+    invalid(
+        driver().validate_cluster(&req).unwrap_err(),
+        "labels.download_mirror_url",
+    );
+    let mut req = request("swarm");
+    req.template.insecure_registry = Some("reg:5000`id`".into());
+    invalid(
+        driver().validate_cluster(&req).unwrap_err(),
+        "insecure_registry",
     );
 }
