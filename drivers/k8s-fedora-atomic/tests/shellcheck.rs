@@ -211,3 +211,45 @@ fn every_fragment_is_delivered_by_its_driver_templates() {
         );
     }
 }
+
+#[test]
+fn downloads_are_verified_and_scripts_fit_their_images() {
+    let mut insecure = Vec::new();
+    for path in scripts() {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(&path).expect("script is readable");
+        let library = path.file_name().is_some_and(|f| f == "lib-common.sh");
+        for (i, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with('#') {
+                continue;
+            }
+            let at = format!("{name}:{}", i + 1);
+            // Every download goes through lib-common.sh's download, which
+            // checks a sha256: no curl writing a file or feeding tar.
+            if !library && line.contains("curl ") {
+                assert!(
+                    !line.contains(" -o ") && !line.contains("| tar") && !line.ends_with('\\'),
+                    "{at}: a download outside lib-common.sh's download: {line}"
+                );
+            }
+            // curl 7.71; the images' curl is older.
+            assert!(!line.contains("--retry-all-errors"), "{at}: {line}");
+            // --insecure (not Docker's --insecure-registry) or -k.
+            let flag = "--insecure";
+            let skips_tls = line
+                .match_indices(flag)
+                .any(|(i, _)| !line[i + flag.len()..].starts_with('-'));
+            if skips_tls || line.contains("curl -k") {
+                insecure.push(at);
+            }
+        }
+        // The Mesos image (Ubuntu 14.04) runs upstart: its fragments use
+        // lib-common.sh's service_* helpers.
+        if name.contains("mesos-ubuntu") {
+            assert!(!text.contains("systemctl"), "{name}: systemctl on upstart");
+        }
+    }
+    // Only cloud_tls_options, when the operator turned verify_ca off.
+    assert_eq!(insecure.len(), 1, "{insecure:?}");
+    assert!(insecure[0].contains("lib-common.sh"), "{insecure:?}");
+}
