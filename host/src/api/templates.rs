@@ -208,16 +208,21 @@ fn check_dns(dns: &str) -> ApiResult<()> {
 pub fn select_driver(state: &AppState, t: &ClusterTemplate) -> ApiResult<Arc<LoadedDriver>> {
     let distro = t.cluster_distro.as_deref().unwrap_or_default();
     if let Some(name) = &t.driver {
-        let driver = state.registry.get(name).ok_or_else(|| {
-            let known = state.registry.entries.iter().any(|e| &e.name == name);
+        // Upstream's name of a driver bundled under another name resolves
+        // to it, for the COE the upstream driver had.
+        let upstream = crate::plugins::registry::upstream_name(&state.registry, name);
+        let lookup = upstream.map_or(name.as_str(), |u| u.driver);
+        let driver = state.registry.get(lookup).ok_or_else(|| {
+            let known = state.registry.entries.iter().any(|e| e.name == lookup);
             ApiError::bad_request(if known {
-                format!("Driver {name} is registered but not enabled; enable it with magnum-driver-manage enable {name}.")
+                format!("Driver {lookup} is registered but not enabled; enable it with magnum-driver-manage enable {lookup}.")
             } else {
                 format!("Driver {name} is not registered. Registered drivers are listed by magnum-driver-manage list-drivers.")
             })
         })?;
         let wanted = magnum_driver_abi::Provides::new(&t.server_type, distro, &t.coe);
-        if !driver.info.provides.contains(&wanted) {
+        let upstream_coe = upstream.is_none_or(|u| u.coe == t.coe);
+        if !upstream_coe || !driver.info.provides.contains(&wanted) {
             return Err(ApiError::bad_request(format!(
                 "Driver {name} does not support cluster type ({}, {distro}, {}).",
                 t.server_type, t.coe

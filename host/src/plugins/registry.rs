@@ -11,6 +11,35 @@ use super::{
     manifest::{self, Manifest},
 };
 
+/// An upstream driver name whose clusters a bundled driver builds, for
+/// the one COE the upstream driver had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamName {
+    /// Upstream's name, as templates made for upstream Magnum give it.
+    pub name: &'static str,
+    /// The bundled driver's name.
+    pub driver: &'static str,
+    pub coe: &'static str,
+}
+
+/// Upstream's swarm mode driver (magnum/drivers/swarm_fedora_atomic_v2,
+/// provides (vm, fedora-atomic, swarm-mode)) is the bundled
+/// `swarm_fedora_atomic_v1`'s coe `swarm-mode` here.
+pub const UPSTREAM_NAMES: &[UpstreamName] = &[UpstreamName {
+    name: "swarm_fedora_atomic_v2",
+    driver: "swarm_fedora_atomic_v1",
+    coe: "swarm-mode",
+}];
+
+/// The upstream name `name` stands for, if it is one no registered driver
+/// carries itself.
+pub fn upstream_name(registry: &Registry, name: &str) -> Option<UpstreamName> {
+    if registry.entries.iter().any(|e| e.name == name) {
+        return None;
+    }
+    UPSTREAM_NAMES.iter().copied().find(|u| u.name == name)
+}
+
 /// What became of one manifest.
 #[derive(Debug)]
 pub enum DriverState {
@@ -131,4 +160,29 @@ pub fn format_provides(provides: &[Provides]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_swarm_mode_name_stands_for_the_bundled_swarm_driver() {
+        let registry = Registry::default();
+        let upstream =
+            upstream_name(&registry, "swarm_fedora_atomic_v2").expect("an upstream name");
+        assert_eq!(upstream.driver, "swarm_fedora_atomic_v1");
+        assert_eq!(upstream.coe, "swarm-mode");
+        assert_eq!(upstream_name(&registry, "swarm_fedora_atomic_v1"), None);
+        assert_eq!(upstream_name(&registry, "nope_v1"), None);
+        // A driver registered under the upstream name is that driver.
+        let registry = Registry {
+            entries: vec![DriverEntry {
+                name: "swarm_fedora_atomic_v2".into(),
+                manifest: None,
+                state: DriverState::Disabled,
+            }],
+        };
+        assert_eq!(upstream_name(&registry, "swarm_fedora_atomic_v2"), None);
+    }
 }

@@ -2,6 +2,29 @@
 
 use super::*;
 
+api_test!(
+    upstreams_swarm_mode_driver_name_resolves,
+    |app: &TestApp| {
+        // Templates made for upstream Magnum name its swarm mode driver, which
+        // the bundled swarm driver is here.
+        let r = app.post(
+        "/v1/clustertemplates",
+        json!({"name": "swarm-v2", "coe": "swarm-mode", "image_id": "fedora-atomic-latest",
+               "external_network_id": "public", "flavor_id": "m1.small", "driver": "swarm_fedora_atomic_v2"}),
+    );
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(r.body["driver"], "swarm_fedora_atomic_v2");
+        let r = app.post(
+        "/v1/clusters",
+        json!({"name": "swarm-v2", "cluster_template_id": "swarm-v2", "master_count": 1, "node_count": 1}),
+    );
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        let uuid = r.body["uuid"].as_str().unwrap().to_owned();
+        let cluster = app.get(&format!("/v1/clusters/{uuid}"));
+        assert_eq!(cluster.status, StatusCode::OK, "{}", cluster.body);
+    }
+);
+
 api_test!(create_show_list_and_paginate, |app: &TestApp| {
     let r = app.post(
         "/v1/clustertemplates",
@@ -186,6 +209,12 @@ api_test!(create_errors_change_nothing, |app: &TestApp| {
             json!({"coe": "kubernetes", "image_id": "fedora-atomic-latest", "external_network_id": "public", "driver": "swarm_fedora_atomic_v1"}),
             StatusCode::BAD_REQUEST,
             "does not support cluster type",
+        ),
+        (
+            // Upstream's swarm_fedora_atomic_v2 is swarm mode only.
+            json!({"coe": "swarm", "image_id": "fedora-atomic-latest", "external_network_id": "public", "driver": "swarm_fedora_atomic_v2"}),
+            StatusCode::BAD_REQUEST,
+            "Driver swarm_fedora_atomic_v2 does not support cluster type (vm, fedora-atomic, swarm)",
         ),
         (
             json!(["not", "an", "object"]),
