@@ -449,7 +449,13 @@ mod tests {
         assert!(!info.capabilities.iter().any(|c| c == op::UPGRADE_CLUSTER));
         let labels: Vec<&str> = info.labels.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(labels[0], "toy_label");
-        assert!(labels.ends_with(&boot_volume::LABELS), "{labels:?}");
+        assert_eq!(labels[1..3], boot_volume::LABELS, "{labels:?}");
+        // The node setup's labels, with no downloads of the toy's own.
+        assert_eq!(
+            labels[3..],
+            [node_setup::MIRROR_LABEL, node_setup::PREFIX_LABEL],
+            "{labels:?}"
+        );
     }
 
     #[test]
