@@ -20,6 +20,12 @@ use magnum_driver_sdk::{
 };
 
 pub const DRIVER_NAME: &str = "k8s_fedora_atomic_v1";
+/// The description `magnum-driver-manage show` prints: what the nodes'
+/// image must be, and that the named one is no longer maintained.
+const IMAGE_NOTE: &str = "Kubernetes on Fedora Atomic, orchestrated with Heat. \
+    Image: Fedora Atomic Host (os_distro fedora-atomic), END OF LIFE since 2019 (no security updates); \
+    any systemd image with bash 4, curl, python3, openssl, sha256sum, tar and Docker boots the nodes. \
+    Binaries come from download_mirror_url (or upstream's sites) and are checked by sha256.";
 const SERVER_TYPE: &str = "vm";
 const OS: &str = "fedora-atomic";
 const COE: &str = "kubernetes";
@@ -189,7 +195,7 @@ impl CoeDriver for K8sFedoraAtomicDriver {
         DriverInfo {
             name: DRIVER_NAME.into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "Kubernetes on Fedora Atomic, orchestrated with Heat".into(),
+            description: IMAGE_NOTE.into(),
             provides: vec![Provides::new(SERVER_TYPE, OS, COE)],
             capabilities: [
                 op::VALIDATE_TEMPLATE,

@@ -107,7 +107,11 @@ pub struct MesosUbuntu;
 impl HeatDriver for MesosUbuntu {
     const NAME: &'static str = DRIVER_NAME;
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str = "Apache Mesos and Marathon on Ubuntu, orchestrated with Heat";
+    /// What `magnum-driver-manage show` prints: the nodes' image, and that
+    /// it is no longer maintained.
+    const DESCRIPTION: &'static str = "Apache Mesos and Marathon on Ubuntu, orchestrated with Heat. \
+        Image: upstream's ubuntu-mesos (Ubuntu 14.04, upstart, with ZooKeeper, Mesos, Marathon and Docker), \
+        END OF LIFE (Ubuntu 14.04 standard support ended 2019; upstream Magnum refuses coe mesos since 14.0.0).";
     const CONTAINER_VERSION: &'static str = CONTAINER_VERSION;
     const CLUSTER_FILE: &'static str = CLUSTER_FILE;
     const NODE_FILES: &'static [(&'static str, &'static str)] = &NODE_FILES;

@@ -121,8 +121,13 @@ pub struct SwarmFedoraAtomic;
 impl HeatDriver for SwarmFedoraAtomic {
     const NAME: &'static str = DRIVER_NAME;
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    /// What `magnum-driver-manage show` prints: the nodes' image, and that
+    /// the named one is no longer maintained.
     const DESCRIPTION: &'static str =
-        "Docker Swarm and swarm mode on Fedora Atomic, orchestrated with Heat";
+        "Docker Swarm and swarm mode on Fedora Atomic, orchestrated with Heat. \
+        Image: Fedora Atomic Host (os_distro fedora-atomic) with its packaged Docker, \
+        END OF LIFE since 2019 (no security updates); the legacy standalone Swarm image \
+        (docker.io/library/swarm) is unmaintained too. Also serves upstream's swarm_fedora_atomic_v2 (coe swarm-mode).";
     const CONTAINER_VERSION: &'static str = CONTAINER_VERSION;
     const CLUSTER_FILE: &'static str = CLUSTER_FILE;
     const NODE_FILES: &'static [(&'static str, &'static str)] = &NODE_FILES;
