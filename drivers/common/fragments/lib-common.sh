@@ -447,7 +447,8 @@ magnum_api() {
     printf 'X-Auth-Token: %s\nOpenStack-API-Version: container-infra latest\nContent-Type: application/json\nAccept: application/json\n' \
         "$CLUSTER_CREDENTIAL" >"$headers"
     read -r -a tls <<<"$(cloud_tls_options)"
-    curl -fsS --retry 10 --retry-delay 5 "${tls[@]}" -H "@$headers" "$@" || rc=$?
+    # ${tls[@]+...}: an empty array is "unbound" to bash 4.3's set -u.
+    curl -fsS --retry 10 --retry-delay 5 ${tls[@]+"${tls[@]}"} -H "@$headers" "$@" || rc=$?
     rm -f "$headers"
     return "$rc"
 }

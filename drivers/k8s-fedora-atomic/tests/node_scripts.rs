@@ -797,3 +797,22 @@ fn etcd_serves_the_v2_api_only_to_standalone_swarm() {
     assert!(kubernetes.contains("--name=node-0"), "{kubernetes}");
     assert!(!kubernetes.contains("enable-v2"), "{kubernetes}");
 }
+
+#[test]
+fn magnum_api_calls_verify_tls_by_default() {
+    // With verify_ca on, magnum_api passes curl no TLS option at all (an
+    // empty option list, which bash 4.3's set -u would call unbound).
+    let node = Node::new(
+        "k8s-fedora-atomic",
+        "VERIFY_CA=\"True\"\nCLUSTER_CREDENTIAL=\"secret-token\"\n",
+        true,
+    );
+    node.serve("v1/certificates/c1", b"{\"pem\": \"PEM\"}");
+    let server = node.server();
+    let out = node.run(&format!(
+        "magnum_api {} | pem_field",
+        server.url("v1/certificates/c1")
+    ));
+    assert_ok(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "PEM");
+}
