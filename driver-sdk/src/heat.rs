@@ -80,8 +80,13 @@ pub trait HeatDriver: Send + Sync + 'static {
     /// Per role, masters then workers: the stack output listing the nodes'
     /// addresses and the parameter holding their count.
     const NODE_OUTPUTS: [(&'static str, &'static str); 2];
-    /// What the nodes download ([`node_setup`]: their labels and
-    /// parameters are added).
+    /// What the nodes download. When there is any, the driver takes part
+    /// in [`node_setup`]: its labels, checks and parameters are added, so
+    /// the cluster template declares `registry_enabled`,
+    /// `insecure_registry_url`, `container_infra_prefix`,
+    /// `artifact_sha256`, `openstack_ca` and each download's URL and
+    /// version parameters. None (the default): nothing is added, and an
+    /// older driver's templates stay valid.
     const DOWNLOADS: &'static [Download] = &[];
 
     /// `DriverInfo::provides`.
@@ -150,7 +155,7 @@ impl<D: HeatDriver> CoeDriver for HeatCoeDriver<D> {
             labels: D::labels()
                 .into_iter()
                 .chain(boot_volume::label_specs())
-                .chain(node_setup::label_specs(D::DOWNLOADS))
+                .chain(node_setup_labels::<D>())
                 .collect(),
             node_roles: vec![MASTER.into(), WORKER.into()],
             template_path: Some(format!("templates/{}", D::CLUSTER_FILE)),
@@ -275,7 +280,11 @@ impl<D: HeatDriver> HeatCoeDriver<D> {
         boot_volume::check(labels)?;
         let (_, volume) = helpers::template_sub_drivers(&self.info, template, labels)?;
         helpers::check_networks(template)?;
-        let nodes = node_setup::check(template, D::DOWNLOADS)?;
+        let nodes = if D::DOWNLOADS.is_empty() {
+            Vec::new()
+        } else {
+            node_setup::check(template, D::DOWNLOADS)?
+        };
         let own = D::check_template(template)?;
         let mut validation = Validation::default();
         validation
@@ -319,12 +328,14 @@ impl<D: HeatDriver> HeatCoeDriver<D> {
         let (network, volume) = helpers::template_sub_drivers(&self.info, &template, labels)?;
         p.extend(network.parameters);
         p.extend(volume.parameters);
-        p.extend(node_setup::parameters(
-            &template,
-            labels,
-            &req.context,
-            D::DOWNLOADS,
-        ));
+        if !D::DOWNLOADS.is_empty() {
+            p.extend(node_setup::parameters(
+                &template,
+                labels,
+                &req.context,
+                D::DOWNLOADS,
+            ));
+        }
         p.extend(helpers::host_parameters(&req.context, D::HOST_PARAMETERS));
         // The trustee's password and the trust reach the nodes only for the
         // rexray volume driver, the one node service that calls OpenStack
@@ -334,6 +345,16 @@ impl<D: HeatDriver> HeatCoeDriver<D> {
             p.remove("trust_id");
         }
         Ok(p)
+    }
+}
+
+/// The node setup's labels of a driver with downloads (see
+/// [`HeatDriver::DOWNLOADS`]).
+fn node_setup_labels<D: HeatDriver>() -> Vec<LabelSpec> {
+    if D::DOWNLOADS.is_empty() {
+        Vec::new()
+    } else {
+        node_setup::label_specs(D::DOWNLOADS)
     }
 }
 
@@ -449,13 +470,9 @@ mod tests {
         assert!(!info.capabilities.iter().any(|c| c == op::UPGRADE_CLUSTER));
         let labels: Vec<&str> = info.labels.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(labels[0], "toy_label");
-        assert_eq!(labels[1..3], boot_volume::LABELS, "{labels:?}");
-        // The node setup's labels, with no downloads of the toy's own.
-        assert_eq!(
-            labels[3..],
-            [node_setup::MIRROR_LABEL, node_setup::PREFIX_LABEL],
-            "{labels:?}"
-        );
+        // No downloads: no node setup, whose parameters its templates
+        // would not declare.
+        assert_eq!(labels[1..], boot_volume::LABELS, "{labels:?}");
     }
 
     #[test]
