@@ -775,6 +775,32 @@ fn swarm_adds_its_address_to_a_unit_that_sets_hosts() {
     );
 }
 
+#[test]
+fn swarm_adds_its_address_to_image_options_that_set_hosts() {
+    let node = Node::new("swarm-fedora-atomic", &swarm_params("True"), true);
+    node.stub(
+        "systemctl",
+        "if [ \"$1\" = cat ]; then printf '%s\\n' '[Service]' 'ExecStart=/usr/bin/dockerd-current $OPTIONS'; fi",
+    );
+    node.write(
+        "etc/sysconfig/docker",
+        "# image defaults\nOPTIONS='--selinux-enabled -H fd:// --live-restore'\n",
+    );
+    for _ in 0..2 {
+        assert_ok(&node.run_fragment("swarm-fedora-atomic/src/fragments/configure-docker.sh"));
+    }
+    // Once, inside the quotes; swarm mode drops live-restore.
+    assert_eq!(
+        node.file("etc/sysconfig/docker"),
+        "# image defaults\nOPTIONS='--selinux-enabled -H fd:// -H tcp://0.0.0.0:2375'\n"
+    );
+    let daemon: serde_json::Value =
+        serde_json::from_str(&node.file("etc/docker/daemon.json")).unwrap();
+    assert!(daemon.get("hosts").is_none(), "{daemon}");
+    let dropin = node.file("etc/systemd/system/docker.service.d/magnum.conf");
+    assert!(!dropin.contains("ExecStart"), "{dropin}");
+}
+
 /// The etcd unit configure-etcd.sh writes on a node of `driver`.
 fn etcd_unit(driver: &str, params: &str) -> String {
     let node = Node::new(driver, params, true);

@@ -41,19 +41,33 @@ if [ -s /run/flannel/subnet.env ]; then
 fi
 
 # Where the listening addresses go depends on the packaged unit: Fedora
-# Atomic's passes no -H (its ExecStart reads $OPTIONS from
-# /etc/sysconfig/docker), so daemon.json takes them; a unit that passes
-# -H itself (docker-ce's "-H fd://") would clash with daemon.json's hosts,
-# so the drop-in repeats its ExecStart with the TCP address added.
+# Atomic's passes no -H (its ExecStart adds $OPTIONS from
+# /etc/sysconfig/docker), so daemon.json takes them, unless those OPTIONS
+# set -H, which then get the TCP address too (upstream's
+# add-docker-daemon-options.sh). A unit that passes -H itself (docker-ce's
+# "-H fd://") would clash with daemon.json's hosts: the drop-in repeats its
+# ExecStart with the TCP address added.
+sets_hosts() {
+    [[ $1 =~ (^|[[:space:]\'\"])(-H|--host)[=[:space:]] ]]
+}
+sysconfig=$MAGNUM_ROOT/etc/sysconfig/docker
 packaged=$(systemctl cat docker.service 2>/dev/null |
     sed -e ':a' -e '/\\$/N; s/\\\n//; ta' | sed -n 's/^ExecStart=\(..*\)$/\1/p' | tail -n 1)
+options=$(sed -n 's/^OPTIONS=//p' "$sysconfig" 2>/dev/null || true)
 {
     printf '[Unit]\nAfter=flanneld.service\n'
-    if [[ $packaged =~ (^|[[:space:]])(-H|--host)[=[:space:]] ]]; then
+    if sets_hosts "$packaged"; then
         printf '\n[Service]\nExecStart=\nExecStart=%s -H %s\n' "$packaged" "$tcp"
     fi
 } >"$dropin_dir/magnum.conf"
-if ! [[ $packaged =~ (^|[[:space:]])(-H|--host)[=[:space:]] ]]; then
+if sets_hosts "$packaged"; then
+    :
+elif sets_hosts "$options"; then
+    if [[ $options != *"$tcp"* ]]; then
+        # Inside OPTIONS' closing quote, when it has one.
+        sed -i "/^OPTIONS=/ s|\(['\"]\?\)\$| -H $tcp\1|" "$sysconfig"
+    fi
+else
     settings=$(printf '%s"hosts": ["unix:///var/run/docker.sock", "%s"], ' "$settings" "$tcp")
 fi
 json_merge "$daemon_json" "${settings%, }}"
