@@ -198,7 +198,18 @@ configure_docker_registry() {
         return 0
     fi
     mirror=$(registry_mirror)
-    if has_systemd; then
+    local sysconfig=$MAGNUM_ROOT/etc/sysconfig/docker
+    if has_systemd && grep -q '^INSECURE_REGISTRY=' "$sysconfig" 2>/dev/null; then
+        # The image's unit passes $INSECURE_REGISTRY (Fedora Atomic's, when
+        # set): Docker refuses the same setting in daemon.json too.
+        # Added to the image's own, inside the closing quote.
+        if ! grep -q "^INSECURE_REGISTRY=.*--insecure-registry $host\b" "$sysconfig"; then
+            sed -i "/^INSECURE_REGISTRY=/ s|\(['\"]\?\)\$| --insecure-registry $host\1|" "$sysconfig"
+        fi
+        if is_true "${REGISTRY_ENABLED:-false}"; then
+            json_merge "$MAGNUM_ROOT/etc/docker/daemon.json" "$(printf '{"registry-mirrors": ["%s"]}' "$mirror")"
+        fi
+    elif has_systemd; then
         json=$(printf '{"insecure-registries": ["%s"]' "$host")
         if is_true "${REGISTRY_ENABLED:-false}"; then
             json=$(printf '%s, "registry-mirrors": ["%s"]' "$json" "$mirror")

@@ -557,6 +557,30 @@ fn configure_host_gives_docker_the_proxy_registry_and_ca_on_fedora() {
 }
 
 #[test]
+fn an_insecure_registry_the_image_sets_in_sysconfig_stays_there() {
+    let node = Node::new("swarm-fedora-atomic", &host_params("docker"), true);
+    node.write(
+        "etc/sysconfig/docker",
+        "OPTIONS='--selinux-enabled'\nINSECURE_REGISTRY='--insecure-registry old:5000'\n",
+    );
+    for _ in 0..2 {
+        assert_ok(&node.run_fragment("common/fragments/configure-host.sh"));
+    }
+    assert_eq!(
+        node.file("etc/sysconfig/docker"),
+        "OPTIONS='--selinux-enabled'\n\
+         INSECURE_REGISTRY='--insecure-registry old:5000 --insecure-registry 10.0.0.5:5000'\n"
+    );
+    let daemon: serde_json::Value =
+        serde_json::from_str(&node.file("etc/docker/daemon.json")).unwrap();
+    assert!(daemon.get("insecure-registries").is_none(), "{daemon}");
+    assert_eq!(
+        daemon["registry-mirrors"],
+        serde_json::json!(["http://10.0.0.5:5000"])
+    );
+}
+
+#[test]
 fn configure_host_gives_containerd_the_proxy_and_registry() {
     let node = Node::new("k8s-fedora-atomic", &host_params("containerd"), true);
     assert_ok(&node.run_fragment("common/fragments/configure-host.sh"));
