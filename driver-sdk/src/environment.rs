@@ -6,7 +6,8 @@
 //! A driver whose templates name these types lists [`NETWORK_FILES`] (the
 //! templates `Magnum::NetworkSwitcher` maps to) and [`MASTER_PORT_FILE`] (the
 //! masters' ports, made first so that every master knows all their
-//! addresses) among its stack files. Their HOT text is in this crate's
+//! addresses) and [`SECGROUP_PEER_FILE`] (the rules between the cluster's
+//! security groups) among its stack files. Their HOT text is in this crate's
 //! `templates/`.
 
 use serde_json::{Map, Value};
@@ -29,6 +30,13 @@ pub const NETWORK_FILES: [(&str, &str); 2] = [
 pub const MASTER_PORT_FILE: (&str, &str) = (
     "master_port.yaml",
     include_str!("../templates/master_port.yaml"),
+);
+/// Every node of one security group admitted to another's on any port
+/// (TCP, UDP, ICMP, IP-in-IP): a cluster template names it once per pair of
+/// its groups that talk (`(file name, HOT text)`).
+pub const SECGROUP_PEER_FILE: (&str, &str) = (
+    "secgroup_peer.yaml",
+    include_str!("../templates/secgroup_peer.yaml"),
 );
 const PRIVATE_NETWORK: &str = "network_private.yaml";
 const EXISTING_NETWORK: &str = "network_existing.yaml";
@@ -96,6 +104,10 @@ impl Optional {
             (
                 "Magnum::Optional::Neutron::LBaaS::PoolMember",
                 lb("OS::Octavia::PoolMember"),
+            ),
+            (
+                "Magnum::Optional::Neutron::LBaaS::HealthMonitor",
+                lb("OS::Octavia::HealthMonitor"),
             ),
             (
                 "Magnum::Optional::Neutron::LBaaS::FloatingIP",

@@ -514,6 +514,23 @@ pub fn host_parameters(context: &HostContext, declared: &[&str]) -> Map<String, 
         .collect()
 }
 
+/// The `HostContext::extra` key under which the host gives a nodegroup
+/// operation the cluster stack's outputs (a JSON object), as upstream's
+/// drivers read the cluster stack for `get_nodegroup_extra_params`: what
+/// the nodegroup's stack joins (network, subnet, security group ids).
+pub const CLUSTER_STACK_OUTPUTS: &str = "cluster_stack_outputs";
+
+/// The cluster stack's output `name` as the host gave it
+/// ([`CLUSTER_STACK_OUTPUTS`]), when it is a non-empty string.
+pub fn cluster_stack_output<'a>(context: &'a HostContext, name: &str) -> Option<&'a str> {
+    context
+        .extra
+        .get(CLUSTER_STACK_OUTPUTS)?
+        .get(name)?
+        .as_str()
+        .filter(|value| !value.is_empty())
+}
+
 /// The parameters of a scaling update: the new count under `count_parameter`
 /// and, when some nodes are to go, their names under `remove_parameter`.
 pub fn scale_parameters(

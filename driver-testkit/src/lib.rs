@@ -3,6 +3,7 @@
 //! files (`magnum-hot`'s, the one `magnum-driver-manage verify` runs), and
 //! plan snapshots. A dev-dependency; each driver's tests use a subset of it.
 
+pub mod cloud;
 pub mod hot;
 
 use magnum_driver_sdk::{

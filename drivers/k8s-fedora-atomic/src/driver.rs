@@ -51,6 +51,7 @@ pub const TEMPLATES: [(&str, &str); 17] = [
     environment::NETWORK_FILES[0],
     environment::NETWORK_FILES[1],
     environment::MASTER_PORT_FILE,
+    environment::SECGROUP_PEER_FILE,
     ("master.yaml", include_str!("templates/master.yaml")),
     ("worker.yaml", include_str!("templates/worker.yaml")),
     (
@@ -752,17 +753,32 @@ impl K8sFedoraAtomicDriver {
         ));
         p.extend(helpers::host_parameters(&req.context, HOST_PARAMETERS));
         if let Some(group) = group {
-            // The group's nodes join the network and security group the
-            // cluster stack created (or the cluster's own fixed network).
-            let join = |existing: &Option<String>| {
+            // The group's nodes join the network, subnet and worker
+            // security group of the cluster stack by id, from its outputs
+            // (upstream's get_nodegroup_extra_params reads the same from
+            // the stack). A cluster stack made before it had these outputs
+            // is joined by name: the names it gave them (or the cluster's
+            // own fixed network).
+            let output = |name: &str, fallback: String| -> Value {
+                helpers::cluster_stack_output(&req.context, name)
+                    .map_or(fallback, str::to_owned)
+                    .into()
+            };
+            let by_name = |existing: &Option<String>| {
                 existing.clone().unwrap_or_else(|| network_name.clone())
             };
             let overrides = [
-                ("fixed_network", join(&template.fixed_network).into()),
-                ("fixed_subnet", join(&template.fixed_subnet).into()),
+                (
+                    "fixed_network",
+                    output("fixed_network", by_name(&template.fixed_network)),
+                ),
+                (
+                    "fixed_subnet",
+                    output("fixed_subnet", by_name(&template.fixed_subnet)),
+                ),
                 (
                     "existing_security_group",
-                    format!("{network_name}-minion").into(),
+                    output("secgroup_minion", format!("{network_name}-minion")),
                 ),
                 (
                     "existing_master_address",

@@ -264,6 +264,7 @@ fn create_plans_one_cluster_stack() {
             "master_port.yaml",
             "network_existing.yaml",
             "network_private.yaml",
+            "secgroup_peer.yaml",
             "worker.yaml"
         ]
     );

@@ -35,6 +35,7 @@ pub const TEMPLATES: [(&str, &str); 16] = [
     environment::NETWORK_FILES[0],
     environment::NETWORK_FILES[1],
     environment::MASTER_PORT_FILE,
+    environment::SECGROUP_PEER_FILE,
     ("master.yaml", include_str!("templates/master.yaml")),
     ("worker.yaml", include_str!("templates/worker.yaml")),
     (

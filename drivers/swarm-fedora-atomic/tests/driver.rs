@@ -203,6 +203,7 @@ fn create_plans_one_stack() {
             "master_port.yaml",
             "network_existing.yaml",
             "network_private.yaml",
+            "secgroup_peer.yaml",
             "worker.yaml"
         ]
     );

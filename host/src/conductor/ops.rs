@@ -103,6 +103,11 @@ fn next_poll(c: &Conductor, mut state: RunState) -> Outcome {
     poll(state, after)
 }
 
+/// The `HostContext::extra` key of the cluster stack's outputs, given to
+/// a nodegroup create (the SDK's `helpers::CLUSTER_STACK_OUTPUTS`, which
+/// the host does not depend on).
+const CLUSTER_STACK_OUTPUTS: &str = "cluster_stack_outputs";
+
 struct Loaded {
     cluster: Cluster,
     template: ClusterTemplate,
@@ -1134,10 +1139,31 @@ fn nodegroup_op(
         Err(reason) => return finish(c, conn, run, None, failed(&name, reason)),
     };
     if !state.tracking {
-        let base = match node_request(c, conn, &l) {
+        let mut base = match node_request(c, conn, &l) {
             Ok(r) => r,
             Err(reason) => return finish(c, conn, run, Some(&drv), failed(&name, reason)),
         };
+        // A new nodegroup's stack joins what the cluster stack made (its
+        // network, subnet, security group): the driver reads their ids
+        // from the cluster stack's outputs, as upstream's drivers read the
+        // stack in get_nodegroup_extra_params.
+        if creating {
+            if let Some(id) = l.cluster.stack_id.as_deref() {
+                match c.orchestrator.get(conn, id) {
+                    Ok(Some(stack)) => {
+                        base.context
+                            .extra
+                            .insert(CLUSTER_STACK_OUTPUTS.into(), Value::Object(stack.outputs));
+                    }
+                    // Gone: the driver's plan says what it can do without.
+                    Ok(None) => {}
+                    Err(e) => {
+                        let reason = orchestrator_error(e)?;
+                        return finish(c, conn, run, Some(&drv), failed(&name, reason));
+                    }
+                }
+            }
+        }
         // From the row: a resize accepted before this create ran is built
         // in at once.
         let req = NodeGroupRequest {
