@@ -74,6 +74,37 @@ fn a_well_formed_stack_passes() {
     );
 }
 
+/// A resource's `type` property (a health monitor's HTTP, TCP or PING)
+/// is data, not a resource type: upstream's lb_api.yaml monitor passes, as
+/// it does mapped through the environment.
+#[test]
+fn a_type_property_is_not_a_resource_type() {
+    let monitors = |text: &str| {
+        text.replace(
+            "outputs:",
+            "  pool: {type: 'OS::Octavia::Pool', properties: {lb_algorithm: ROUND_ROBIN, protocol: TCP}}
+  monitor:
+    type: OS::Octavia::HealthMonitor
+    properties: {pool: {get_resource: pool}, type: HTTP, delay: 5, max_retries: 5, timeout: 5}
+  mapped:
+    type: Magnum::LoadBalancer
+    properties: {type: PING, pool: {get_resource: pool}}
+outputs:",
+        )
+    };
+    assert_eq!(
+        problems(monitors, &["node.yaml", "boot.sh"]),
+        Vec::<String>::new()
+    );
+    // A resource whose own type is no type is still found.
+    let bogus =
+        |text: &str| monitors(text).replace("type: OS::Octavia::HealthMonitor", "type: HTTP");
+    assert_eq!(
+        problems(bogus, &["node.yaml", "boot.sh"]),
+        ["cluster.yaml: resource type HTTP is neither an OS:: type, a file nor in the environment's resource_registry"]
+    );
+}
+
 #[test]
 fn each_rule_is_enforced() {
     let both = &["node.yaml", "boot.sh"][..];

@@ -546,6 +546,22 @@ mod tests {
         assert_eq!(check_plan(&plan, "create_cluster"), Ok(()));
     }
 
+    /// verify takes a health monitor's `type` property (HTTP) for what it
+    /// is, data, as the drivers' API load balancers have one.
+    #[test]
+    fn a_health_monitors_type_property_passes() {
+        let main = MAIN.replace(
+            "\noutputs:",
+            "\n  pool: {type: 'OS::Octavia::Pool', properties: {lb_algorithm: ROUND_ROBIN, protocol: HTTP}}\n  monitor:\n    type: OS::Octavia::HealthMonitor\n    properties: {pool: {get_resource: pool}, type: HTTP, delay: 5, max_retries: 5, timeout: 5, url_path: /healthz}\noutputs:",
+        );
+        assert!(main.contains("type: HTTP"));
+        let plan = step(
+            &[("cluster.yaml", &main), ("node.yaml", NODE)],
+            &[("count", 2.into())],
+        );
+        assert_eq!(check_plan(&plan, "create_cluster"), Ok(()));
+    }
+
     #[test]
     fn each_rule_is_enforced() {
         let cases: Vec<(StackPlan, &str)> = vec![
