@@ -15,6 +15,7 @@ mod files;
 mod loader;
 mod local_cloud;
 mod model;
+mod network;
 mod outage;
 mod outcomes;
 mod request_ids;

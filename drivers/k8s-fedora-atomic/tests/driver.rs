@@ -501,6 +501,8 @@ fn nodegroups_get_their_own_stacks() {
         registry["Magnum::Optional::Neutron::LBaaS::LoadBalancer"],
         "OS::Heat::None"
     );
+    // Without the cluster stack's outputs (tests/network.rs gives them),
+    // by the names the cluster stack gave.
     assert_eq!(p["fixed_network"], "prod-k8s-3f2a9c1e77aa");
     assert_eq!(p["existing_security_group"], "prod-k8s-3f2a9c1e77aa-minion");
     assert_eq!(p["existing_master_address"], "172.24.4.10");

@@ -517,6 +517,25 @@ impl LocalCloud {
         snapshot(&self.refreshed(conn, id, now)?)
     }
 
+    /// The stack's primitive resources as the cloud made them, by their
+    /// dotted paths (`kube_minions.0.kube_minion_eth0`): what tests of a
+    /// plan's outcome read (ports, security groups, load balancers).
+    pub fn resources(
+        &self,
+        conn: &mut DbConnection,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Vec<(String, hot::ResourceState)>, LocalError> {
+        let row = self.refreshed(conn, id, now)?;
+        let state = read_state(&row)?;
+        Ok(state
+            .resources
+            .primitives()
+            .into_iter()
+            .map(|(path, r)| (path, r.clone()))
+            .collect())
+    }
+
     /// The stack's servers and whether each has booted at `now`.
     pub fn servers(
         &self,
