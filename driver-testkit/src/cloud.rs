@@ -24,8 +24,16 @@ use magnum_hot::{
 pub struct Cloud {
     next_id: u64,
     next_ip: u32,
-    /// By ref id: type, properties, attributes.
-    made: BTreeMap<String, (String, Map<String, Value>, Map<String, Value>)>,
+    /// By ref id.
+    made: BTreeMap<String, Record>,
+}
+
+/// A resource as asked for and made.
+#[derive(Debug, Clone)]
+struct Record {
+    type_name: String,
+    properties: Map<String, Value>,
+    attributes: Map<String, Value>,
 }
 
 impl Provider for Cloud {
@@ -73,7 +81,11 @@ impl Provider for Cloud {
         }
         self.made.insert(
             id.clone(),
-            (request.type_name.to_owned(), p.clone(), attributes.clone()),
+            Record {
+                type_name: request.type_name.to_owned(),
+                properties: p.clone(),
+                attributes: attributes.clone(),
+            },
         );
         Ok(Applied {
             ref_id: id,
@@ -129,6 +141,10 @@ pub enum Remote {
     /// The ports of a security group (its id).
     Group(String),
 }
+
+/// What a rule opens: protocol number (None: any) and port range (None:
+/// all), e.g. `(Some(6), Some((22, 22)))`.
+pub type Opening = (Option<u8>, Option<(u16, u16)>);
 
 /// An ingress rule: protocol (None: any) as a number, ports (None: all).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,16 +262,15 @@ impl Network {
         let mut network = Network::default();
         for evaluation in evaluations {
             for (path, state) in evaluation.resources.primitives() {
-                let Some((type_name, properties, attributes)) = cloud.made.get(&state.ref_id)
-                else {
+                let Some(record) = cloud.made.get(&state.ref_id) else {
                     continue;
                 };
                 network.resources.push(Made {
                     path,
-                    type_name: type_name.clone(),
+                    type_name: record.type_name.clone(),
                     id: state.ref_id.clone(),
-                    properties: properties.clone(),
-                    attributes: attributes.clone(),
+                    properties: record.properties.clone(),
+                    attributes: record.attributes.clone(),
                 });
             }
         }
@@ -399,7 +414,7 @@ impl Network {
 
     /// Every rule of `to`'s groups that admits traffic from anywhere
     /// (a CIDR remote), as `(protocol, ports)`.
-    pub fn open_to_world(&self, to: &Port) -> Vec<(Option<u8>, Option<(u16, u16)>)> {
+    pub fn open_to_world(&self, to: &Port) -> Vec<Opening> {
         let mut open: Vec<_> = to
             .security_groups
             .iter()
@@ -436,12 +451,7 @@ pub fn assert_reaches(network: &Network, from: &str, to: &str, traffic: Traffic<
 
 /// Every port under `to` admits from anywhere exactly the rules `open`
 /// (`(protocol number, port range)`), and none of `closed`.
-pub fn assert_open_to_world(
-    network: &Network,
-    to: &str,
-    open: &[(Option<u8>, Option<(u16, u16)>)],
-    closed: Traffic<'_>,
-) {
+pub fn assert_open_to_world(network: &Network, to: &str, open: &[Opening], closed: Traffic<'_>) {
     let mut open = open.to_vec();
     open.sort();
     for target in network.ports(to) {

@@ -236,7 +236,7 @@ fn an_extra_nodegroup_joins_the_clusters_network_subnet_and_security_group_by_id
         assert_eq!(port.subnet, subnet.id.as_str(), "{}", port.path);
         assert_eq!(
             port.security_groups,
-            [minion_group.id.clone()],
+            std::slice::from_ref(&minion_group.id),
             "{}",
             port.path
         );
