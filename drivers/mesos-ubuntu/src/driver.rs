@@ -40,7 +40,7 @@ const NODE_FILES: [(&str, &str); 2] = [(MASTER, "master.yaml"), (WORKER, "worker
 /// Every file of the stack, as `(file name, text)`: the HOT templates, and
 /// the node bootstrap fragments the node templates' user data takes with
 /// `get_file` (the nodes read their values from /etc/sysconfig/heat-params).
-pub const TEMPLATES: [(&str, &str); 13] = [
+pub const TEMPLATES: [(&str, &str); 14] = [
     (CLUSTER_FILE, include_str!("templates/cluster.yaml")),
     environment::NETWORK_FILES[0],
     environment::NETWORK_FILES[1],
