@@ -26,9 +26,8 @@ use serde_json::{Map, Value};
 
 use crate::environment::Environment;
 use crate::evaluate::PSEUDO_PARAMETERS;
-use crate::functions::{is_function, CONDITION_FUNCTIONS, SUPPORTED_FUNCTIONS};
 use crate::group::RESOURCE_GROUP;
-use crate::template::Template;
+use crate::template::{is_function, Template, CONDITION_FUNCTIONS, SUPPORTED_FUNCTIONS};
 use crate::Files;
 
 /// The oldest HOT version a plan's templates may declare.

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::evaluate::Scope;
-use crate::functions::{get_param, is_function, SUPPORTED_FUNCTIONS, UNSUPPORTED_FUNCTIONS};
+use crate::parameters::get_param;
 use crate::python::{py_eq, py_repr};
-use crate::template::Template;
+use crate::scope::Scope;
+use crate::template::{is_function, Template, SUPPORTED_FUNCTIONS, UNSUPPORTED_FUNCTIONS};
 use crate::{err, HotError, R};
 
 pub(crate) fn evaluate_conditions(

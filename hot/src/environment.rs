@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::template::as_map;
-use crate::{err, R};
+use crate::{as_map, err, R};
 
 pub(crate) const ENVIRONMENT_SECTIONS: &[&str] = &[
     "parameters",

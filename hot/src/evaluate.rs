@@ -11,12 +11,13 @@ use sha2::{Digest, Sha256};
 use crate::conditions::evaluate_conditions;
 use crate::environment::Environment;
 use crate::functions::call;
-use crate::group::RESOURCE_GROUP;
+use crate::group::{evaluate_group, GroupWalker, RESOURCE_GROUP};
 use crate::parameters::{convert_parameter, shown_parameter};
 use crate::provider::{Action, Provider, ProviderError, ResourceRequest};
+use crate::scope::{Scope, StackContext};
 use crate::state::{ResourceKind, ResourceState, StackState};
-use crate::template::{as_map, Template};
-use crate::{err, Files, HotError, R};
+use crate::template::Template;
+use crate::{as_map, err, Files, HotError, R};
 
 /// Heat's `max_nested_stack_depth`.
 const MAX_NESTING: usize = 5;
@@ -113,12 +114,6 @@ pub fn evaluate(
     })
 }
 
-pub(crate) struct StackContext {
-    pub(crate) name: String,
-    pub(crate) id: String,
-    pub(crate) top: bool,
-}
-
 pub(crate) struct StackResult {
     pub(crate) state: StackState,
     pub(crate) outputs: Map<String, Value>,
@@ -135,16 +130,6 @@ pub(crate) struct Walker<'a> {
     pub(crate) templates: BTreeMap<String, Rc<Template>>,
     pub(crate) failure: Option<Failure>,
     pub(crate) depth: usize,
-}
-
-/// What one template level sees while it is evaluated.
-pub(crate) struct Scope<'t> {
-    pub(crate) template: &'t Template,
-    pub(crate) files: &'t Files,
-    pub(crate) params: Map<String, Value>,
-    pub(crate) conditions: BTreeMap<String, bool>,
-    pub(crate) enabled: BTreeSet<String>,
-    pub(crate) resources: BTreeMap<String, ResourceState>,
 }
 
 impl Walker<'_> {
@@ -378,7 +363,7 @@ impl Walker<'_> {
     ) -> R<Option<ResourceState>> {
         let previous = previous.filter(|p| p.type_name == type_name);
         if type_name == RESOURCE_GROUP {
-            return self.group(context, name, properties, previous, start_ms);
+            return evaluate_group(self, context, name, properties, previous, start_ms);
         }
         if self.files.contains_key(type_name) {
             return self.nested(context, name, type_name, properties, previous, start_ms);
@@ -494,6 +479,47 @@ impl Walker<'_> {
             nested: Some(result.state),
             removed: Vec::new(),
         }))
+    }
+}
+
+/// The walker's side of a group: its members are resources like any other.
+impl GroupWalker for Walker<'_> {
+    fn new_id(&mut self) -> String {
+        self.provider.new_id()
+    }
+
+    fn resolve_type(&self, resource: &str, type_name: &str) -> R<String> {
+        self.environment.resolve_type(resource, type_name)
+    }
+
+    fn descend(&mut self) -> R<()> {
+        Walker::descend(self)
+    }
+
+    fn ascend(&mut self) {
+        self.depth -= 1;
+    }
+
+    fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    fn typed(
+        &mut self,
+        context: &StackContext,
+        name: &str,
+        type_name: &str,
+        properties: Map<String, Value>,
+        previous: Option<&ResourceState>,
+        start_ms: i64,
+    ) -> R<Option<ResourceState>> {
+        Walker::typed(
+            self, context, name, type_name, properties, previous, start_ms,
+        )
+    }
+
+    fn remove(&mut self, resource: &ResourceState) -> R<()> {
+        Walker::remove(self, resource)
     }
 }
 

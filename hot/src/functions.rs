@@ -1,116 +1,17 @@
-//! The intrinsic functions: `get_param`, `get_resource`, `get_attr`,
-//! `str_replace`, `list_join`, `get_file` and `if`; the names of those Heat
-//! has that this evaluator does not implement; outputs.
+//! The intrinsic functions, evaluated in a [`Scope`]: `get_param` (from
+//! `parameters`, which conditions share), `get_resource`, `get_attr`,
+//! `str_replace`, `list_join`, `get_file` and `if`; outputs. The functions'
+//! names are the language's, in `template`.
 
 use serde_json::{Map, Value};
 
-use crate::evaluate::Scope;
 use crate::group::attribute_of;
-use crate::python::{py_json, py_repr, py_str, select_path};
+use crate::parameters::get_param;
+use crate::python::{py_json, py_repr, py_str};
+use crate::scope::Scope;
 use crate::state::ResourceState;
-use crate::template::as_map;
-use crate::{err, HotError, R};
-
-/// The intrinsic functions this evaluator implements.
-pub const SUPPORTED_FUNCTIONS: &[&str] = &[
-    "get_param",
-    "get_resource",
-    "get_attr",
-    "str_replace",
-    "list_join",
-    "get_file",
-    "if",
-];
-
-/// Condition functions, valid in `conditions`, `condition` and `if`.
-pub const CONDITION_FUNCTIONS: &[&str] = &["equals", "not", "and", "or"];
-
-/// HOT functions Heat has that this evaluator does not implement.
-pub(crate) const UNSUPPORTED_FUNCTIONS: &[&str] = &[
-    "repeat",
-    "resource_facade",
-    "str_replace_strict",
-    "str_replace_vstrict",
-    "str_split",
-    "digest",
-    "map_merge",
-    "map_replace",
-    "yaql",
-    "contains",
-    "filter",
-    "make_url",
-    "list_concat",
-    "list_concat_unique",
-];
-
-/// CloudFormation functions HOT removed.
-pub(crate) const REMOVED_FUNCTIONS: &[&str] = &[
-    "Ref",
-    "Fn::GetAtt",
-    "Fn::GetAZs",
-    "Fn::Join",
-    "Fn::Select",
-    "Fn::Split",
-    "Fn::Replace",
-    "Fn::Base64",
-    "Fn::MemberListToMap",
-    "Fn::ResourceFacade",
-];
-
-pub(crate) fn is_function(name: &str) -> bool {
-    SUPPORTED_FUNCTIONS.contains(&name)
-        || CONDITION_FUNCTIONS.contains(&name)
-        || UNSUPPORTED_FUNCTIONS.contains(&name)
-        || REMOVED_FUNCTIONS.contains(&name)
-}
-
-pub(crate) fn get_param(
-    params: &Map<String, Value>,
-    args: &Value,
-    resolve: &dyn Fn(&Value) -> R<Value>,
-) -> R<Value> {
-    let (name, path) = match args {
-        Value::String(name) => (name.clone(), Vec::new()),
-        Value::Array(items) if !items.is_empty() => {
-            let name = match resolve(&items[0])? {
-                Value::String(name) => name,
-                other => {
-                    return err(format!(
-                        "Function \"get_param\" must operate on a parameter name, got {}",
-                        py_repr(&other)
-                    ))
-                }
-            };
-            let mut path = Vec::new();
-            for item in &items[1..] {
-                path.push(resolve(item)?);
-            }
-            (name, path)
-        }
-        _ => return err("Function \"get_param\" must operate on a parameter name or a list"),
-    };
-    let value = params
-        .get(&name)
-        .cloned()
-        .ok_or_else(|| HotError::new(format!("The Parameter ({name}) was not provided.")))?;
-    // Heat's get_param path: string indexes into lists are allowed; any
-    // miss gives ''.
-    let mut current = value;
-    for key in path {
-        let key = match (&current, key) {
-            (Value::Array(_), Value::String(s)) => match s.parse::<i64>() {
-                Ok(i) => Value::from(i),
-                Err(_) => return Ok(Value::String(String::new())),
-            },
-            (_, key) => key,
-        };
-        current = select_path(current, &[key]);
-        if current.is_null() {
-            return Ok(Value::String(String::new()));
-        }
-    }
-    Ok(current)
-}
+use crate::template::{is_function, CONDITION_FUNCTIONS, UNSUPPORTED_FUNCTIONS};
+use crate::{as_map, err, HotError, R};
 
 impl Scope<'_> {
     pub(crate) fn resolve(&self, value: &Value) -> R<Value> {

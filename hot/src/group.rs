@@ -5,135 +5,161 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::evaluate::{StackContext, Walker};
 use crate::python::{py_str, select_path};
+use crate::scope::StackContext;
 use crate::state::{ResourceKind, ResourceState, StackState};
-use crate::template::as_map;
-use crate::{err, HotError, R};
+use crate::{as_map, err, HotError, R};
 
 /// The group resource the evaluator implements itself.
 pub const RESOURCE_GROUP: &str = "OS::Heat::ResourceGroup";
 
-impl Walker<'_> {
-    pub(crate) fn group(
+/// The walker, as a group's members need it. The walker evaluates groups,
+/// so it sits above this module: it implements this trait, and the group
+/// reaches back through it instead of importing the walker.
+pub(crate) trait GroupWalker {
+    /// A new stack id, for the members' stack.
+    fn new_id(&mut self) -> String;
+    /// The member type, after the environment's resource registry.
+    fn resolve_type(&self, resource: &str, type_name: &str) -> R<String>;
+    /// One nesting level down: an error past Heat's limit.
+    fn descend(&mut self) -> R<()>;
+    /// Back up the level `descend` went down.
+    fn ascend(&mut self);
+    /// Whether a resource failed, which stops the evaluation.
+    fn failed(&self) -> bool;
+    /// Creates or updates a member as any resource of its type.
+    fn typed(
         &mut self,
         context: &StackContext,
         name: &str,
+        type_name: &str,
         properties: Map<String, Value>,
         previous: Option<&ResourceState>,
         start_ms: i64,
-    ) -> R<Option<ResourceState>> {
-        let group = GroupProperties::parse(&properties)?;
-        let empty = StackState::default();
-        let old_members = previous.and_then(|p| p.nested.as_ref()).unwrap_or(&empty);
-        // Heat's name blacklist: kept forever, extended by the removal
-        // policies (member names, or member refs as in `refs`).
-        let mut removed: Vec<String> = match (previous, group.replace_removals) {
-            (Some(p), false) => p.removed.clone(),
-            _ => Vec::new(),
+    ) -> R<Option<ResourceState>>;
+    /// Deletes a resource the group no longer has.
+    fn remove(&mut self, resource: &ResourceState) -> R<()>;
+}
+
+/// Creates or updates the group `name` of `context` and its members.
+pub(crate) fn evaluate_group(
+    walker: &mut dyn GroupWalker,
+    context: &StackContext,
+    name: &str,
+    properties: Map<String, Value>,
+    previous: Option<&ResourceState>,
+    start_ms: i64,
+) -> R<Option<ResourceState>> {
+    let group = GroupProperties::parse(&properties)?;
+    let empty = StackState::default();
+    let old_members = previous.and_then(|p| p.nested.as_ref()).unwrap_or(&empty);
+    // Heat's name blacklist: kept forever, extended by the removal
+    // policies (member names, or member refs as in `refs`).
+    let mut removed: Vec<String> = match (previous, group.replace_removals) {
+        (Some(p), false) => p.removed.clone(),
+        _ => Vec::new(),
+    };
+    for entry in &group.to_remove {
+        let matched = if old_members.resources.contains_key(entry) {
+            Some(entry.clone())
+        } else {
+            old_members
+                .resources
+                .iter()
+                .find(|(_, m)| &m.ref_id == entry)
+                .map(|(n, _)| n.clone())
         };
-        for entry in &group.to_remove {
-            let matched = if old_members.resources.contains_key(entry) {
-                Some(entry.clone())
-            } else {
-                old_members
-                    .resources
-                    .iter()
-                    .find(|(_, m)| &m.ref_id == entry)
-                    .map(|(n, _)| n.clone())
-            };
-            if let Some(matched) = matched {
-                if !removed.contains(&matched) {
-                    removed.push(matched);
-                }
+        if let Some(matched) = matched {
+            if !removed.contains(&matched) {
+                removed.push(matched);
             }
         }
-        let names: Vec<String> = (0u64..)
-            .map(|i| i.to_string())
-            .filter(|n| !removed.contains(n))
-            .take(group.count)
-            .collect();
-        let id = match previous.and_then(|p| p.stack_id.clone()) {
-            Some(id) => id,
-            None => self.provider.new_id(),
-        };
-        let short: String = id.chars().filter(|c| *c != '-').take(12).collect();
-        let member_context = StackContext {
-            name: format!("{}-{name}-{short}", context.name),
-            id: id.clone(),
-            top: false,
-        };
-        let member_type = self.environment.resolve_type(name, &group.member_type)?;
-        self.descend()?;
-        let mut created = BTreeMap::new();
-        let mut ready_ms: Option<i64> = None;
-        let mut outcome = Ok(());
-        for member in &names {
-            let old = old_members.resources.get(member);
-            if self.failure.is_some() {
-                if let Some(old) = old {
-                    created.insert(member.clone(), old.clone());
-                }
-                continue;
-            }
-            let mut member_properties = match substitute(
-                &Value::Object(group.member_properties.clone()),
-                &group.index_var,
-                member,
-            ) {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            };
-            // Heat drops unset properties so that the member's defaults apply.
-            member_properties.retain(|_, v| !v.is_null());
-            match self.typed(
-                &member_context,
-                member,
-                &member_type,
-                member_properties,
-                old,
-                start_ms,
-            ) {
-                Ok(Some(state)) => {
-                    ready_ms = Some(ready_ms.map_or(state.ready_ms, |r| r.max(state.ready_ms)));
-                    created.insert(member.clone(), state);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    outcome = Err(e.within(format!("resources[{member}]")));
-                    break;
-                }
-            }
-        }
-        self.depth -= 1;
-        outcome?;
-        for (member, old) in &old_members.resources {
-            let kept = created
-                .get(member)
-                .is_some_and(|new| new.type_name == old.type_name && new.kind == old.kind);
-            if kept {
-                continue;
-            }
-            if self.failure.is_some() {
-                created.entry(member.clone()).or_insert_with(|| old.clone());
-            } else {
-                self.remove(old)?;
-            }
-        }
-        removed.sort_by_key(|n| (n.parse::<u64>().unwrap_or(u64::MAX), n.clone()));
-        Ok(Some(ResourceState {
-            type_name: RESOURCE_GROUP.to_owned(),
-            kind: ResourceKind::Group,
-            ref_id: id.clone(),
-            attributes: Map::new(),
-            open_attributes: false,
-            ready_ms: ready_ms.unwrap_or(start_ms),
-            digest: None,
-            stack_id: Some(id),
-            nested: Some(StackState { resources: created }),
-            removed,
-        }))
     }
+    let names: Vec<String> = (0u64..)
+        .map(|i| i.to_string())
+        .filter(|n| !removed.contains(n))
+        .take(group.count)
+        .collect();
+    let id = match previous.and_then(|p| p.stack_id.clone()) {
+        Some(id) => id,
+        None => walker.new_id(),
+    };
+    let short: String = id.chars().filter(|c| *c != '-').take(12).collect();
+    let member_context = StackContext {
+        name: format!("{}-{name}-{short}", context.name),
+        id: id.clone(),
+        top: false,
+    };
+    let member_type = walker.resolve_type(name, &group.member_type)?;
+    walker.descend()?;
+    let mut created = BTreeMap::new();
+    let mut ready_ms: Option<i64> = None;
+    let mut outcome = Ok(());
+    for member in &names {
+        let old = old_members.resources.get(member);
+        if walker.failed() {
+            if let Some(old) = old {
+                created.insert(member.clone(), old.clone());
+            }
+            continue;
+        }
+        let mut member_properties = match substitute(
+            &Value::Object(group.member_properties.clone()),
+            &group.index_var,
+            member,
+        ) {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        // Heat drops unset properties so that the member's defaults apply.
+        member_properties.retain(|_, v| !v.is_null());
+        match walker.typed(
+            &member_context,
+            member,
+            &member_type,
+            member_properties,
+            old,
+            start_ms,
+        ) {
+            Ok(Some(state)) => {
+                ready_ms = Some(ready_ms.map_or(state.ready_ms, |r| r.max(state.ready_ms)));
+                created.insert(member.clone(), state);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                outcome = Err(e.within(format!("resources[{member}]")));
+                break;
+            }
+        }
+    }
+    walker.ascend();
+    outcome?;
+    for (member, old) in &old_members.resources {
+        let kept = created
+            .get(member)
+            .is_some_and(|new| new.type_name == old.type_name && new.kind == old.kind);
+        if kept {
+            continue;
+        }
+        if walker.failed() {
+            created.entry(member.clone()).or_insert_with(|| old.clone());
+        } else {
+            walker.remove(old)?;
+        }
+    }
+    removed.sort_by_key(|n| (n.parse::<u64>().unwrap_or(u64::MAX), n.clone()));
+    Ok(Some(ResourceState {
+        type_name: RESOURCE_GROUP.to_owned(),
+        kind: ResourceKind::Group,
+        ref_id: id.clone(),
+        attributes: Map::new(),
+        open_attributes: false,
+        ready_ms: ready_ms.unwrap_or(start_ms),
+        digest: None,
+        stack_id: Some(id),
+        nested: Some(StackState { resources: created }),
+        removed,
+    }))
 }
 
 /// `OS::Heat::ResourceGroup`'s properties.

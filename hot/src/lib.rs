@@ -7,8 +7,11 @@
 //! The modules follow the language's seams: [`Template`] structure
 //! (`template`), `parameters` and their constraints, the [`Environment`],
 //! `conditions`, intrinsic `functions`, resource groups (`group`), the
-//! walker (`evaluate`), the resource [`StackState`] kept between operations
-//! and the [`Provider`] of primitive resources.
+//! walker (`evaluate`) and what it hands each level (`scope`), the resource
+//! [`StackState`] kept between operations and the [`Provider`] of primitive
+//! resources. They import each other downwards only: shared types and words
+//! sit below their users, and a group reaches the walker above it through
+//! a trait the walker implements.
 //!
 //! The evaluator follows Heat's semantics (and its error messages, where they help the
 //! operator) for the subset the drivers use:
@@ -53,20 +56,22 @@ mod group;
 mod parameters;
 mod provider;
 mod python;
+mod scope;
 mod state;
 mod template;
 pub mod testing;
 
 pub use environment::Environment;
 pub use evaluate::{evaluate, Evaluation, Failure, StackRequest};
-pub use functions::{CONDITION_FUNCTIONS, SUPPORTED_FUNCTIONS};
 pub use group::RESOURCE_GROUP;
 pub use provider::{Action, Applied, Provider, ProviderError, ResourceRequest};
 pub use python::{py_json, py_repr, py_str, select_path};
 pub use state::{ResourceKind, ResourceState, StackState};
-pub use template::{Template, HOT_VERSIONS};
+pub use template::{Template, CONDITION_FUNCTIONS, HOT_VERSIONS, SUPPORTED_FUNCTIONS};
 
 use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
 
 /// Template files by name, as in a driver's `StackOperation`.
 pub type Files = BTreeMap<String, String>;
@@ -111,4 +116,15 @@ pub(crate) type R<T> = Result<T, HotError>;
 
 pub(crate) fn err<T>(message: impl Into<String>) -> R<T> {
     Err(HotError::new(message))
+}
+
+/// `value` as a map (null as the empty one), or the error "`what` must be a
+/// map". At the root, with `err`, because every level of the crate reads maps.
+pub(crate) fn as_map<'a>(value: &'a Value, what: &str) -> R<&'a Map<String, Value>> {
+    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    match value {
+        Value::Object(map) => Ok(map),
+        Value::Null => Ok(EMPTY.get_or_init(Map::new)),
+        _ => err(format!("{what} must be a map")),
+    }
 }

@@ -1,11 +1,11 @@
 //! Parameters: their schema (the five types, `hidden`, constraints), the
-//! conversion of given values to their type, and stack show's form of them.
+//! conversion of given values to their type, stack show's form of them, and
+//! `get_param`, by which values and conditions read them.
 
 use serde_json::{Map, Number, Value};
 
-use crate::python::{py_eq, py_json, py_number, py_repr, py_str};
-use crate::template::{as_map, number_of, PARAMETER_KEYS};
-use crate::{err, HotError, R};
+use crate::python::{py_eq, py_json, py_number, py_repr, py_str, select_path};
+use crate::{as_map, err, HotError, R};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ParamType {
@@ -33,6 +33,18 @@ pub(crate) struct ParamSchema {
     /// Each with its optional `description`, which replaces Heat's message.
     pub(crate) constraints: Vec<(Constraint, Option<String>)>,
 }
+
+/// The keys a parameter's schema may have.
+pub(crate) const PARAMETER_KEYS: &[&str] = &[
+    "type",
+    "label",
+    "description",
+    "default",
+    "hidden",
+    "constraints",
+    "immutable",
+    "tags",
+];
 
 pub(crate) fn parse_parameter(name: &str, schema: &Value) -> R<ParamSchema> {
     let Value::Object(schema) = schema else {
@@ -147,6 +159,16 @@ pub(crate) fn parse_bool(value: &Value) -> Option<bool> {
             "0" | "f" | "false" | "off" | "n" | "no" => Some(false),
             _ => None,
         },
+        _ => None,
+    }
+}
+
+/// A number, or a string holding one (constraints' bounds, and the values
+/// `range` and `modulo` check).
+pub(crate) fn number_of(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
 }
@@ -326,4 +348,54 @@ pub(crate) fn shown_parameter(schema: &ParamSchema, value: &Value) -> Value {
         (ParamType::Json, v) => py_json(v),
         (_, v) => py_str(v),
     })
+}
+
+/// `get_param` (the parameter, then a path into it), shared by values and
+/// conditions; `resolve` evaluates the name and path items.
+pub(crate) fn get_param(
+    params: &Map<String, Value>,
+    args: &Value,
+    resolve: &dyn Fn(&Value) -> R<Value>,
+) -> R<Value> {
+    let (name, path) = match args {
+        Value::String(name) => (name.clone(), Vec::new()),
+        Value::Array(items) if !items.is_empty() => {
+            let name = match resolve(&items[0])? {
+                Value::String(name) => name,
+                other => {
+                    return err(format!(
+                        "Function \"get_param\" must operate on a parameter name, got {}",
+                        py_repr(&other)
+                    ))
+                }
+            };
+            let mut path = Vec::new();
+            for item in &items[1..] {
+                path.push(resolve(item)?);
+            }
+            (name, path)
+        }
+        _ => return err("Function \"get_param\" must operate on a parameter name or a list"),
+    };
+    let value = params
+        .get(&name)
+        .cloned()
+        .ok_or_else(|| HotError::new(format!("The Parameter ({name}) was not provided.")))?;
+    // Heat's get_param path: string indexes into lists are allowed; any
+    // miss gives ''.
+    let mut current = value;
+    for key in path {
+        let key = match (&current, key) {
+            (Value::Array(_), Value::String(s)) => match s.parse::<i64>() {
+                Ok(i) => Value::from(i),
+                Err(_) => return Ok(Value::String(String::new())),
+            },
+            (_, key) => key,
+        };
+        current = select_path(current, &[key]);
+        if current.is_null() {
+            return Ok(Value::String(String::new()));
+        }
+    }
+    Ok(current)
 }

@@ -1,5 +1,7 @@
-//! A template's structure: its version, sections, and the keys a
-//! parameter, resource or output may have.
+//! A template's structure: its version, sections, the keys a resource or
+//! output may have, and the names of the functions it may call. The names
+//! live here, with the language's other words, below both `conditions` and
+//! `functions`, which need them.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::parameters::{parse_parameter, ParamSchema};
 use crate::python::py_str;
-use crate::{err, HotError, R};
+use crate::{as_map, err, HotError, R};
 
 /// The HOT versions accepted (all are read with 2018-08-31 semantics, but
 /// for the two-argument `if` of 2021-04-16).
@@ -50,16 +52,6 @@ pub(crate) const TEMPLATE_SECTIONS: &[&str] = &[
     "outputs",
     "conditions",
 ];
-pub(crate) const PARAMETER_KEYS: &[&str] = &[
-    "type",
-    "label",
-    "description",
-    "default",
-    "hidden",
-    "constraints",
-    "immutable",
-    "tags",
-];
 pub(crate) const RESOURCE_KEYS: &[&str] = &[
     "type",
     "properties",
@@ -72,21 +64,57 @@ pub(crate) const RESOURCE_KEYS: &[&str] = &[
 ];
 pub(crate) const OUTPUT_KEYS: &[&str] = &["value", "description", "condition"];
 
-pub(crate) fn as_map<'a>(value: &'a Value, what: &str) -> R<&'a Map<String, Value>> {
-    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
-    match value {
-        Value::Object(map) => Ok(map),
-        Value::Null => Ok(EMPTY.get_or_init(Map::new)),
-        _ => err(format!("{what} must be a map")),
-    }
-}
+/// The intrinsic functions this evaluator implements.
+pub const SUPPORTED_FUNCTIONS: &[&str] = &[
+    "get_param",
+    "get_resource",
+    "get_attr",
+    "str_replace",
+    "list_join",
+    "get_file",
+    "if",
+];
 
-pub(crate) fn number_of(value: &Value) -> Option<f64> {
-    match value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
+/// Condition functions, valid in `conditions`, `condition` and `if`.
+pub const CONDITION_FUNCTIONS: &[&str] = &["equals", "not", "and", "or"];
+
+/// HOT functions Heat has that this evaluator does not implement.
+pub(crate) const UNSUPPORTED_FUNCTIONS: &[&str] = &[
+    "repeat",
+    "resource_facade",
+    "str_replace_strict",
+    "str_replace_vstrict",
+    "str_split",
+    "digest",
+    "map_merge",
+    "map_replace",
+    "yaql",
+    "contains",
+    "filter",
+    "make_url",
+    "list_concat",
+    "list_concat_unique",
+];
+
+/// CloudFormation functions HOT removed.
+pub(crate) const REMOVED_FUNCTIONS: &[&str] = &[
+    "Ref",
+    "Fn::GetAtt",
+    "Fn::GetAZs",
+    "Fn::Join",
+    "Fn::Select",
+    "Fn::Split",
+    "Fn::Replace",
+    "Fn::Base64",
+    "Fn::MemberListToMap",
+    "Fn::ResourceFacade",
+];
+
+pub(crate) fn is_function(name: &str) -> bool {
+    SUPPORTED_FUNCTIONS.contains(&name)
+        || CONDITION_FUNCTIONS.contains(&name)
+        || UNSUPPORTED_FUNCTIONS.contains(&name)
+        || REMOVED_FUNCTIONS.contains(&name)
 }
 
 impl Template {
