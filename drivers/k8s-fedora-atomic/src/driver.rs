@@ -31,11 +31,6 @@ const OS: &str = "fedora-atomic";
 const COE: &str = "kubernetes";
 const CONTAINER_VERSION: &str = "1.12.6";
 
-/// The service network (the template's portal_network_cidr) and CoreDNS's
-/// default address in it.
-const PORTAL_NETWORK: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(10, 254, 0, 0), 16);
-const DNS_SERVICE_IP: &str = "10.254.0.10";
-
 const MASTER: &str = helpers::MASTER_ROLE;
 const WORKER: &str = "worker";
 
@@ -228,6 +223,7 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                         "flannel_network_cidr",
                         "flannel_backend",
                         "flannel_network_subnetlen",
+                        "flannel_tag",
                     ],
                     "flannel overlay network",
                 ),
@@ -235,7 +231,7 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                     "calico",
                     false,
                     &[COE],
-                    &["calico_ipv4pool", "calico_ipv4pool_ipip"],
+                    &["calico_ipv4pool", "calico_ipv4pool_ipip", "calico_tag"],
                     "Calico BGP network with network policies",
                 ),
             ],
@@ -252,7 +248,7 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                     LabelType::Semver,
                     Some("v1.27.3"),
                     &[],
-                    "Kubernetes version; upgrades only move it forward",
+                    "Kubernetes release tag with its leading v (v1.27.3; 1.27.3 is refused); upgrades only move it forward",
                 ),
                 label(
                     "container_runtime",
@@ -278,9 +274,9 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                 label(
                     "dns_service_ip",
                     LabelType::String,
-                    Some(DNS_SERVICE_IP),
+                    None,
                     &[],
-                    "CoreDNS's service address, inside the service network 10.254.0.0/16",
+                    "CoreDNS's service address, a host of service_cluster_ip_range (default its 10th: 10.254.0.10)",
                 ),
                 label(
                     "dns_cluster_domain",
@@ -361,6 +357,7 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                 ),
             ]
             .into_iter()
+            .chain(crate::labels::specs())
             .chain(boot_volume::label_specs())
             .chain(node_setup::label_specs(DOWNLOADS))
             .collect(),
@@ -616,10 +613,15 @@ impl K8sFedoraAtomicDriver {
         let labels = &template.labels;
         helpers::validate_labels(&self.info.labels, labels)?;
         boot_volume::check(labels)?;
-        self.network_config(template.network_driver.as_deref(), labels)?;
+        let network = self.network_config(template.network_driver.as_deref(), labels)?;
         let volume = self.volume_config(template.volume_driver.as_deref(), labels)?;
         helpers::check_networks(template)?;
-        check_dns_labels(labels)?;
+        check_dns_domain(labels)?;
+        let pods = network
+            .parameters
+            .get("pods_network_cidr")
+            .and_then(Value::as_str);
+        let mut warnings = crate::labels::check(template, pods)?;
         let cloud_provider = self.cloud_provider_enabled(labels);
         if cloud_provider && !self.cluster_user_trust {
             return Err(DriverError::invalid(
@@ -633,7 +635,7 @@ impl K8sFedoraAtomicDriver {
                 "the cinder volume driver needs cloud_provider_enabled=true",
             ));
         }
-        let mut warnings = node_setup::check(template, DOWNLOADS)?;
+        warnings.extend(node_setup::check(template, DOWNLOADS)?);
         warnings.extend(helpers::storage_driver_warning(template));
         Ok(Validation { warnings })
     }
@@ -729,7 +731,6 @@ impl K8sFedoraAtomicDriver {
             "docker_volume_type",
             "containerd_version",
             "coredns_tag",
-            "dns_service_ip",
             "dns_cluster_domain",
         ];
         p.extend(helpers::label_parameters(
@@ -737,6 +738,11 @@ impl K8sFedoraAtomicDriver {
             &labels,
             passed_labels.into_iter().chain(boot_volume::LABELS),
         ));
+        p.extend(crate::labels::parameters(
+            &self.info.labels,
+            &labels,
+            &template,
+        )?);
         p.extend(
             self.network_config(template.network_driver.as_deref(), &labels)?
                 .parameters,
@@ -848,27 +854,9 @@ impl K8sFedoraAtomicDriver {
     }
 }
 
-/// CoreDNS's labels: its address must be a host of the service network (and
-/// not the network's first address, the API's service), its domain a DNS
-/// name.
-fn check_dns_labels(labels: &Labels) -> DriverResult<()> {
-    if let Some(value) = labels.get("dns_service_ip") {
-        let (network, prefix) = PORTAL_NETWORK;
-        let mask = u32::MAX << (32 - prefix);
-        let inside = value.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| {
-            let ip = u32::from(ip);
-            let host = ip & !mask;
-            ip & mask == u32::from(network) && host > 1 && host < !mask
-        });
-        if !inside {
-            return Err(DriverError::invalid(
-                "labels.dns_service_ip",
-                format!(
-                    "dns_service_ip must be a host address of the service network {network}/{prefix} other than the API's, got '{value}'"
-                ),
-            ));
-        }
-    }
+/// CoreDNS's domain must be a DNS name (its address is checked with the
+/// service network, in labels.rs).
+fn check_dns_domain(labels: &Labels) -> DriverResult<()> {
     if let Some(domain) = labels.get("dns_cluster_domain") {
         let valid = !domain.is_empty()
             && domain.split('.').all(|part| {

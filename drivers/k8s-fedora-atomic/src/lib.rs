@@ -1,6 +1,7 @@
 //! The `k8s_fedora_atomic_v1` COE driver as a magnum-rs plugin library.
 
 mod driver;
+mod labels;
 mod node_labels;
 
 pub use driver::{K8sFedoraAtomicDriver, CLUSTER_FILE, DRIVER_NAME, HOST_PARAMETERS, TEMPLATES};

@@ -69,6 +69,14 @@ else
     controller_ca=""
 fi
 
+# The labels' additions: admission plugins besides kube-apiserver's defaults
+# (admission_control_list), and each component's *_options last, so that
+# they override the flags above.
+admission_flags=""
+if [ -n "$ADMISSION_CONTROL_LIST" ]; then
+    admission_flags="--enable-admission-plugins=$ADMISSION_CONTROL_LIST"
+fi
+
 install_unit kube-apiserver <<UNIT
 [Unit]
 Description=Kubernetes API server
@@ -82,7 +90,7 @@ ExecStart=$BIN_DIR/kube-apiserver --advertise-address=$ip --bind-address=0.0.0.0
   --service-account-issuer=https://kubernetes.default.svc.$DNS_CLUSTER_DOMAIN \\
   --service-account-key-file=$CERT_DIR/service-account.pub \\
   --service-account-signing-key-file=$sa_key \\
-  $auth_flags
+  $auth_flags $admission_flags $KUBEAPI_OPTIONS
 Restart=always
 RestartSec=5
 
@@ -128,7 +136,7 @@ After=kube-apiserver.service
 ExecStart=$BIN_DIR/kube-controller-manager --kubeconfig=$KUBE_DIR/controller-manager.kubeconfig \\
   --leader-elect=true --use-service-account-credentials=true \\
   --service-account-private-key-file=$sa_key $controller_ca \\
-  --service-cluster-ip-range=$PORTAL_NETWORK_CIDR $cidr_flags
+  --service-cluster-ip-range=$PORTAL_NETWORK_CIDR $cidr_flags $KUBECONTROLLER_OPTIONS
 Restart=always
 RestartSec=5
 
@@ -142,7 +150,8 @@ Description=Kubernetes scheduler
 After=kube-apiserver.service
 
 [Service]
-ExecStart=$BIN_DIR/kube-scheduler --kubeconfig=$KUBE_DIR/scheduler.kubeconfig --leader-elect=true
+ExecStart=$BIN_DIR/kube-scheduler --kubeconfig=$KUBE_DIR/scheduler.kubeconfig --leader-elect=true \\
+  $KUBESCHEDULER_OPTIONS
 Restart=always
 RestartSec=5
 

@@ -2,6 +2,8 @@
 # Runs kubelet and kube-proxy on every node, masters included (masters
 # register with the control-plane taint). kubelet talks CRI to the runtime
 # CONTAINER_RUNTIME names: containerd directly, docker through cri-dockerd.
+# The *_options labels (KUBELET_OPTIONS, KUBEPROXY_OPTIONS) come last on the
+# command lines, so that they override the driver's flags.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 . /var/lib/magnum/lib.sh
@@ -76,6 +78,8 @@ kind: KubeletConfiguration
 clusterDNS:
   - $DNS_SERVICE_IP
 clusterDomain: $DNS_CLUSTER_DOMAIN
+# The runtime uses the same driver (install-cri.sh, label cgroup_driver).
+cgroupDriver: $CGROUP_DRIVER
 $kubelet_auth
 CONFIG
 
@@ -88,7 +92,8 @@ Wants=$runtime_service
 [Service]
 ExecStart=$BIN_DIR/kubelet --config=/var/lib/kubelet/config.yaml \\
   --kubeconfig=$KUBE_DIR/kubelet.kubeconfig --hostname-override=$name --node-ip=$ip \\
-  --container-runtime-endpoint=$runtime_endpoint --node-labels=$labels $taints
+  --container-runtime-endpoint=$runtime_endpoint --node-labels=$labels $taints \\
+  $KUBELET_OPTIONS
 Restart=always
 RestartSec=5
 
@@ -103,7 +108,7 @@ After=network-online.target
 
 [Service]
 ExecStart=$BIN_DIR/kube-proxy --kubeconfig=$KUBE_DIR/kube-proxy.kubeconfig \\
-  --hostname-override=$name --cluster-cidr=$PODS_NETWORK_CIDR
+  --hostname-override=$name --cluster-cidr=$PODS_NETWORK_CIDR $KUBEPROXY_OPTIONS
 Restart=always
 RestartSec=5
 

@@ -4,7 +4,8 @@
 # runc) runs the pods itself; host-docker (the default, alias docker) keeps
 # the host's Docker and puts cri-dockerd (CRI_DOCKERD_TAG) in front of it,
 # since kubelet has no dockershim from Kubernetes 1.24 on. Both use the
-# cgroupfs driver, kubelet's default.
+# cgroup driver the cgroup_driver label names (CGROUP_DRIVER), as kubelet
+# does (configure-node.sh): a runtime on another driver breaks every pod.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 . /var/lib/magnum/lib.sh
@@ -33,6 +34,16 @@ install_containerd() {
     if [ -n "${CONTAINER_INFRA_PREFIX:-}" ]; then
         sed -i "s|^\( *sandbox_image = \).*|\1\"$(image registry.k8s.io/ pause:3.9)\"|" /etc/containerd/config.toml
     fi
+    systemd_cgroup=false
+    if [ "$CGROUP_DRIVER" = systemd ]; then
+        systemd_cgroup=true
+    fi
+    sed -i -E "s/^([[:space:]]*SystemdCgroup[[:space:]]*=[[:space:]]*).*/\1$systemd_cgroup/" \
+        /etc/containerd/config.toml
+    if ! grep -Eq "^[[:space:]]*SystemdCgroup[[:space:]]*=[[:space:]]*$systemd_cgroup\$" /etc/containerd/config.toml; then
+        log "/etc/containerd/config.toml has no runc SystemdCgroup option to set the $CGROUP_DRIVER cgroup driver"
+        exit 1
+    fi
     if [ ! -e /usr/lib/systemd/system/containerd.service ]; then
         install_unit containerd <<UNIT
 [Unit]
@@ -54,8 +65,43 @@ TasksMax=infinity
 WantedBy=multi-user.target
 UNIT
     fi
-    systemctl enable --now containerd.service
-    log "containerd $(containerd --version | awk '{print $3}') serves CRI"
+    systemctl enable containerd.service
+    # A restart: a containerd already running read the old cgroup setting.
+    systemctl restart containerd.service
+    log "containerd $(containerd --version | awk '{print $3}') serves CRI ($CGROUP_DRIVER cgroups)"
+}
+
+# Docker on CGROUP_DRIVER. Fedora's docker.service names the driver on
+# dockerd's command line: a copy with it replaced overrides the unit, as
+# upstream's install-cri.sh does; elsewhere daemon.json's exec-opts says it.
+docker_cgroup_driver() {
+    local unit=/usr/lib/systemd/system/docker.service actual
+    if grep -q 'native\.cgroupdriver=' "$unit" 2>/dev/null; then
+        sed -E "s/(native\.cgroupdriver=)[a-z]+/\1$CGROUP_DRIVER/" "$unit" \
+            >/etc/systemd/system/docker.service
+    else
+        install -d -m 0755 /etc/docker
+        python3 - "$CGROUP_DRIVER" <<'PY'
+import json, os, sys
+path = "/etc/docker/daemon.json"
+config = {}
+if os.path.exists(path):
+    with open(path) as f:
+        config = json.load(f)
+options = [o for o in config.get("exec-opts", []) if not o.startswith("native.cgroupdriver=")]
+config["exec-opts"] = options + ["native.cgroupdriver=" + sys.argv[1]]
+with open(path, "w") as f:
+    json.dump(config, f, indent=2)
+PY
+    fi
+    systemctl daemon-reload
+    systemctl enable docker.service
+    systemctl restart docker.service
+    actual=$(docker info --format '{{.CgroupDriver}}')
+    if [ "$actual" != "$CGROUP_DRIVER" ]; then
+        log "docker runs with the $actual cgroup driver, not $CGROUP_DRIVER"
+        exit 1
+    fi
 }
 
 install_cri_dockerd() {
@@ -68,7 +114,7 @@ install_cri_dockerd() {
     if [ -n "${CONTAINER_INFRA_PREFIX:-}" ]; then
         pause="--pod-infra-container-image=$(image registry.k8s.io/ pause:3.9)"
     fi
-    systemctl enable --now docker.service
+    docker_cgroup_driver
     cat >/etc/systemd/system/cri-docker.socket <<'SOCKET'
 [Unit]
 Description=CRI Docker Socket for the API
