@@ -1,8 +1,9 @@
 //! Cluster certificates end to end, on both backends: the conductor
 //! generates the CAs at create, the API serves and signs with them (checked
-//! with the real `openssl`), nodes use the cluster credential, rotations go
-//! through the driver as stack updates, and every row leaves with the
-//! cluster. Private keys never reach the database in clear.
+//! with the real `openssl`), nodes use the cluster credential, credential
+//! rotations go through the driver as stack updates, CA rotation is refused
+//! for a driver whose nodes cannot move to a new CA, and every row leaves
+//! with the cluster. Private keys never reach the database in clear.
 
 use std::{path::Path, process::Command};
 
@@ -258,26 +259,28 @@ conductor_test!(cluster_certificates, fast_cloud(), |app: &TestApp| {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_no_secret_at_rest(app, &cred);
 
-    // CA rotation: all CAs replaced, through a stack update.
+    // CA rotation (issue 15, defect 7): k8s_fedora_atomic_v1's running
+    // nodes keep the CA they fetched at boot, so a new CA would break the
+    // cluster. Refused in the error envelope before anything changes: the
+    // same CAs, signatures still valid, no job, the same status.
+    let jobs_before = app.count("jobs");
     let r = app.patch(&format!("/v1/certificates/{uuid}"), json!([]));
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    assert_eq!(r.body["uuid"], uuid.as_str());
-    assert_eq!(app.get(&path).body["status"], "UPDATE_IN_PROGRESS");
-    let done = wait_for(app, &path, |b| b["status"] != "UPDATE_IN_PROGRESS");
-    assert_eq!(done["status"], "UPDATE_COMPLETE", "{done}");
-    let new_main = ca(app, &uuid, "kubernetes");
-    assert_ne!(new_main, main, "the old CA is no longer returned");
-    assert_ne!(ca(app, &uuid, "etcd"), etcd);
-    assert_ne!(ca(app, &uuid, "front_proxy"), proxy);
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["status"], 400, "{}", r.body);
     assert!(
-        !verifies(dir, &new_main, &signed),
-        "old signatures do not verify against the new CA"
+        r.detail().contains(
+            "Rotating the CA certificate is not supported by driver k8s_fedora_atomic_v1"
+        ),
+        "{}",
+        r.detail()
     );
-    let (status, body) = sign(app, &uuid, &csr, "kubernetes", None);
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert!(verifies(dir, &new_main, body["pem"].as_str().unwrap()));
-    assert!(!verifies(dir, &main, body["pem"].as_str().unwrap()));
-    assert_eq!(row_count(app, &uuid), 5, "old rows deleted, not kept");
+    assert_eq!(app.count("jobs"), jobs_before, "no job queued");
+    assert_eq!(app.get(&path).body["status"], "CREATE_COMPLETE");
+    assert_eq!(ca(app, &uuid, "kubernetes"), main, "the CA is unchanged");
+    assert_eq!(ca(app, &uuid, "etcd"), etcd);
+    assert_eq!(ca(app, &uuid, "front_proxy"), proxy);
+    assert!(verifies(dir, &main, &signed), "old signatures stay valid");
+    assert_eq!(row_count(app, &uuid), 5);
 
     // Credential rotation (1.12): the old one stops working at once.
     let r = app.call_as(

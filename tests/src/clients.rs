@@ -118,8 +118,9 @@ fn openstack_coe_cli_against_magnumd() {
     let (status, log) = server.stop();
     assert!(status.success(), "magnumd exit after SIGTERM: {status}");
 
-    // The run made CAs, signed CSRs, rotated, wrote a kubeconfig: none of
-    // the key material or credentials may have reached the log.
+    // The run made CAs, signed CSRs, rotated the credential, wrote a
+    // kubeconfig: none of the key material or credentials may have reached
+    // the log.
     assert!(
         log.contains("cluster certificates generated"),
         "the scan covers the certificate work"

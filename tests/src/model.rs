@@ -414,7 +414,9 @@ fn operate(api: &dyn Api, run: &Run, rng: &mut Rng, model: &mut Model, last: &mu
             }
         }
         73..=82 => {
-            send(
+            // No bundled driver can move running nodes to a new CA: always
+            // refused, and nothing may change (the final check sees it).
+            let (status, answer) = send(
                 api,
                 run,
                 model,
@@ -422,6 +424,12 @@ fn operate(api: &dyn Api, run: &Run, rng: &mut Rng, model: &mut Model, last: &mu
                 "PATCH",
                 &format!("/v1/certificates/{uuid}"),
                 None,
+            );
+            model_assert!(
+                model,
+                run,
+                !accepted(status),
+                "a CA rotation was accepted: {answer}"
             );
         }
         83..=92 => {

@@ -89,9 +89,9 @@ conductor_test!(
     |app: &TestApp| {
         let path = cluster_with_extra_group(app, 1, 2);
         let uuid = path.rsplit('/').next().unwrap().to_owned();
+        // (CA rotation is refused for this driver: see certificates.rs.)
         for rotation in [
             format!("/v1/credentials/{uuid}"),
-            format!("/v1/certificates/{uuid}"),
             format!("/v1/credentials/{uuid}"),
         ] {
             let r = app.call(axum::http::Method::PATCH, &rotation, None);

@@ -208,8 +208,16 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                 op::NETWORK_DRIVER,
                 op::VOLUME_DRIVER,
                 op::MAP_STATUS,
-                // Rotations are updates whose host context changed.
-                op::ROTATE_CA_CERTIFICATE,
+                // A credential rotation is an update whose host context
+                // changed: running nodes get the new credential as their
+                // stack is updated. CA rotation is not declared: running
+                // nodes keep the CA they fetched at boot (user data is not
+                // re-run, see master.yaml), so kubeconfigs signed by a new
+                // CA would be rejected and later nodes could not join.
+                // Upstream's fedora-atomic driver kept the NotSupported of
+                // magnum/drivers/common/driver.py (only fedora-coreos
+                // overrode rotate_ca_certificate); the host refuses it
+                // before making any CA.
                 op::ROTATE_CREDENTIAL,
             ]
             .map(String::from)
