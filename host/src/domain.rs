@@ -182,3 +182,28 @@ pub fn request(
         context: state.host_context(),
     }
 }
+
+/// Labels the host itself reads, whatever the driver: the default worker
+/// group's autoscaling bounds (upstream's cluster create,
+/// magnum/api/controllers/v1/cluster.py).
+pub const HOST_LABELS: &[&str] = &["min_node_count", "max_node_count"];
+
+/// The names of `labels` that change nothing: neither `info` (the driver's
+/// labels and its network and volume drivers' labels) nor the host reads
+/// them. Upstream accepts any label and silently ignores the unknown ones;
+/// we accept them too, and say which (issue 15, defect 9).
+pub fn ignored_labels(
+    info: &magnum_driver_abi::DriverInfo,
+    labels: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let sub_drivers = info.network_drivers.iter().chain(&info.volume_drivers);
+    labels
+        .keys()
+        .filter(|name| {
+            !HOST_LABELS.contains(&name.as_str())
+                && !info.labels.iter().any(|s| &s.name == *name)
+                && !sub_drivers.clone().any(|d| d.labels.contains(name))
+        })
+        .cloned()
+        .collect()
+}

@@ -187,6 +187,17 @@ pub fn full(
     doc
 }
 
+/// The cluster's labels its driver does not declare, which change nothing
+/// (`null` when that driver is not enabled here).
+fn labels_ignored(state: &AppState, c: &Cluster) -> Value {
+    state.registry.get(&c.driver).map_or(Value::Null, |driver| {
+        json!(crate::domain::ignored_labels(
+            &driver.info,
+            &common::labels_of(&c.labels)
+        ))
+    })
+}
+
 /// A cluster the caller may see, by uuid or name.
 pub fn lookup(conn: &mut DbConnection, ctx: &Ctx, ident: &str) -> ApiResult<Cluster> {
     common::by_uuid_or_name(
@@ -285,7 +296,9 @@ async fn list_inner(
                     .iter()
                     .find(|t| t.uuid == c.cluster_template_id)
                     .map(templates::labels);
-                full(c, &own, tl.as_ref(), &base, version)
+                let mut doc = full(c, &own, tl.as_ref(), &base, version);
+                doc["labels_ignored"] = labels_ignored(&state, c);
+                doc
             } else {
                 summary(c, &own, &base, version)
             }
@@ -325,6 +338,7 @@ pub async fn get_one(
     let base = common::base_url(&headers);
     let tl = tmpl.as_ref().map(templates::labels);
     let mut doc = full(&c, &groups, tl.as_ref(), &base, version);
+    doc["labels_ignored"] = labels_ignored(&state, &c);
     if c.status.is_failed() {
         let faults: Map<String, Value> = groups
             .iter()

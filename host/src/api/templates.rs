@@ -100,6 +100,17 @@ pub fn view(t: &ClusterTemplate, base: &str) -> Value {
     Value::Object(doc)
 }
 
+/// [`view`] plus `labels_ignored`: the labels of the template that its
+/// driver does not declare, which change nothing (`null` when no enabled
+/// driver provides the template). Not writable: a patch never sees it.
+pub fn shown(state: &AppState, t: &ClusterTemplate, base: &str) -> Value {
+    let mut doc = view(t, base);
+    doc["labels_ignored"] = select_driver(state, t).map_or(Value::Null, |driver| {
+        json!(crate::domain::ignored_labels(&driver.info, &labels(t)))
+    });
+    doc
+}
+
 /// The writable attributes, `null` when unset: what JSON-patch applies to.
 fn editable(t: &ClusterTemplate) -> Map<String, Value> {
     let doc = json!({
@@ -400,7 +411,7 @@ async fn list_inner(
     })
     .await?;
     let last = rows.last().map(|t| t.uuid.clone());
-    let items = rows.iter().map(|t| view(t, &base)).collect();
+    let items = rows.iter().map(|t| shown(&state, t, &base)).collect();
     Ok(Json(common::collection(
         "clustertemplates",
         items,
@@ -419,7 +430,7 @@ pub async fn get_one(
 ) -> ApiResult<Json<Value>> {
     ctx.require_reader("clustertemplate:get")?;
     let t = db::run_blocking(&state.pool, move |conn| lookup(conn, &ctx, &ident)).await?;
-    Ok(Json(view(&t, &common::base_url(&headers))))
+    Ok(Json(shown(&state, &t, &common::base_url(&headers))))
 }
 
 pub async fn create(
@@ -474,7 +485,7 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(view(&saved, &base)),
+        Json(shown(&state, &saved, &base)),
     )
         .into_response())
 }
@@ -520,7 +531,7 @@ pub async fn patch(
     })
     .await?;
     let (current, Some((mut t, changed))) = planned else {
-        return Ok(Json(view(&planned.0, &common::base_url(&headers))));
+        return Ok(Json(shown(&state, &planned.0, &common::base_url(&headers))));
     };
     let default_subnet = check_cloud(&state, &ctx, &mut t).await?;
     let st = state.clone();
@@ -540,7 +551,7 @@ pub async fn patch(
         })
     })
     .await?;
-    Ok(Json(view(&saved, &common::base_url(&headers))))
+    Ok(Json(shown(&state, &saved, &common::base_url(&headers))))
 }
 
 pub async fn delete(

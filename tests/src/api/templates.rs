@@ -609,3 +609,65 @@ mod zero_disk_flavor {
         }
     }
 }
+
+// Issue 15, defect 9: a label the driver does not declare changes nothing;
+// the template and cluster say which in `labels_ignored`, on create, show,
+// list and patch, and for the cluster on show and detail. Declared labels,
+// sub-driver labels and the host's own (min/max_node_count) are not listed.
+api_test!(unknown_labels_are_shown_as_ignored, |app: &TestApp| {
+    let mut body = template_body("ign", "kubernetes", "fedora-atomic-latest");
+    body["labels"] = json!({
+        "kube_tag": "v1.27.3",
+        "flannel_backend": "vxlan",
+        "min_node_count": "1",
+        "kubelet_optoins": "--v=2",
+        "made_up": "x"
+    });
+    let r = app.post("/v1/clustertemplates", body);
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(
+        r.body["labels_ignored"],
+        json!(["kubelet_optoins", "made_up"])
+    );
+    let uuid = r.body["uuid"].as_str().unwrap().to_owned();
+    let path = format!("/v1/clustertemplates/{uuid}");
+    let shown = app.get(&path).body;
+    assert_eq!(
+        shown["labels_ignored"],
+        json!(["kubelet_optoins", "made_up"])
+    );
+    assert_eq!(shown["labels"]["made_up"], "x", "kept, as upstream");
+    let listed = app.get("/v1/clustertemplates/detail").body;
+    let row = listed["clustertemplates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["uuid"] == uuid.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(row["labels_ignored"], json!(["kubelet_optoins", "made_up"]));
+    let r = app.patch(&path, json!([{"op": "remove", "path": "/labels/made_up"}]));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["labels_ignored"], json!(["kubelet_optoins"]));
+    // Not writable: patching it is refused like any unknown attribute.
+    let r = app.patch(
+        &path,
+        json!([{"op": "replace", "path": "/labels_ignored", "value": []}]),
+    );
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+
+    let c = app.cluster(
+        "ign-c",
+        "ign",
+        json!({"labels": {"kube_tag": "v1.27.3", "typo_lable": "1"}}),
+    );
+    let c = c["uuid"].as_str().unwrap().to_owned();
+    let shown = app.get(&format!("/v1/clusters/{c}")).body;
+    assert_eq!(shown["labels_ignored"], json!(["typo_lable"]), "{shown}");
+    let detail = app.get("/v1/clusters/detail").body;
+    assert_eq!(
+        detail["clusters"][0]["labels_ignored"],
+        json!(["typo_lable"]),
+        "{detail}"
+    );
+});
