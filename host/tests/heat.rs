@@ -76,7 +76,7 @@ parameters:
   fixed_ips: {type: comma_delimited_list, default: []}
   security_groups: {type: comma_delimited_list, default: []}
   # The pod network's CIDR on every node port (calico, flannel host-gw).
-  allowed_address_pairs: {type: json, default: []}
+  allowed_address_pairs: {type: comma_delimited_list, default: []}
   replacement_policy: {type: string, default: AUTO}
 resources:
   host:
