@@ -249,6 +249,7 @@ fn create_plans_one_cluster_stack() {
         files,
         [
             "cluster.yaml",
+            "fragments/bootstrap.sh",
             "fragments/configure-dns.sh",
             "fragments/configure-etcd.sh",
             "fragments/configure-host.sh",
@@ -301,6 +302,8 @@ fn create_plans_one_cluster_stack() {
         "magnum_url": "http://magnum:9511/v1",
         "trust_id": "t-123",
         "worker_nodegroup_name": "default-worker",
+        // Nine tenths of the 60-minute create timeout, in seconds.
+        "wait_condition_timeout": 3240,
     });
     for (name, value) in expected.as_object().unwrap() {
         assert_eq!(p.get(name), Some(value), "parameter {name}");
