@@ -645,6 +645,41 @@ fn status_maps_outputs_to_cluster_and_nodegroups() {
 }
 
 #[test]
+fn status_follows_the_nodes_bootstrap_signals() {
+    let d = driver();
+    // The nodes report the version they run in their wait condition data.
+    let mut stack = cluster_stack();
+    stack.outputs.insert(
+        "master_bootstrap_data".into(),
+        json!([r#"{"1": {"node": "k8s-m-0", "coe_version": "v1.27.4"}}"#]),
+    );
+    let update = d
+        .map_status(&StatusRequest {
+            base: request(),
+            stacks: vec![stack],
+        })
+        .unwrap();
+    assert_eq!(update.cluster.coe_version.as_deref(), Some("v1.27.4"));
+
+    // A worker signalled FAILURE: the workers failed, the masters did not.
+    let mut failed = cluster_stack();
+    failed.status = "CREATE_FAILED".into();
+    failed.status_reason = "Resource CREATE failed: WaitConditionFailure: resources.kube_minions.resources[0].resources.worker_wait_condition: k8s-w-0: bootstrap step 40-configure-node.sh failed: boom".into();
+    let update = d
+        .map_status(&StatusRequest {
+            base: request(),
+            stacks: vec![failed.clone()],
+        })
+        .unwrap();
+    assert_eq!(update.cluster.status.as_deref(), Some("CREATE_FAILED"));
+    assert_eq!(update.cluster.status_reason, Some(failed.status_reason));
+    let workers = nodegroup_update(&update, WORKERS);
+    assert_eq!(workers.status.as_deref(), Some("CREATE_FAILED"));
+    let masters = nodegroup_update(&update, MASTERS);
+    assert_eq!(masters.status.as_deref(), Some("CREATE_COMPLETE"));
+}
+
+#[test]
 fn the_template_lint_catches_broken_plans() {
     let plan = driver().create_cluster(&request()).unwrap();
     let operation = &plan.operations[0];
