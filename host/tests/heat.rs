@@ -75,8 +75,10 @@ parameters:
   network: {type: string, default: ""}
   fixed_ips: {type: comma_delimited_list, default: []}
   security_groups: {type: comma_delimited_list, default: []}
-  # The pod network's CIDR on every node port (calico, flannel host-gw).
-  allowed_address_pairs: {type: json, default: []}
+  # The pod network's CIDR on every node port (calico, flannel host-gw): a
+  # list, as Heat's own facade has it (json gives a Map: "type mismatch
+  # between facade OS::Neutron::Port (List) and provider (Map)" on Heat 27).
+  allowed_address_pairs: {type: comma_delimited_list, default: []}
   replacement_policy: {type: string, default: AUTO}
 resources:
   host:

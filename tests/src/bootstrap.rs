@@ -192,3 +192,48 @@ conductor_test!(
         fails_at_the_first(app, "k8s", "master");
     }
 );
+
+/// A bootstrap fault naming a role the templates do not have stops magnumd
+/// at start, saying why, rather than injecting nothing.
+#[test]
+fn an_unknown_bootstrap_role_stops_magnumd_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("magnum.toml");
+    std::fs::write(&config, "[local]\nfail_bootstrap_role = \"etcd\"\n").expect("config");
+    let plugins = dir.path().join("plugins.d");
+    std::fs::create_dir(&plugins).expect("plugins dir");
+    let mut child = std::process::Command::new(crate::support::bin("magnumd"))
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--bind", "127.0.0.1:0", "--plugins-dir"])
+        .arg(&plugins)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("MAGNUM_CONFIG")
+        .env_remove("MAGNUM_DATABASE_URL")
+        .env_remove("MAGNUM_BIND")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start magnumd");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("magnumd started with fail_bootstrap_role = \"etcd\"");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        use std::io::Read;
+        pipe.read_to_string(&mut stderr).expect("stderr");
+    }
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("[local] fail_bootstrap_role = \"etcd\": must be one of master, worker"),
+        "{stderr}"
+    );
+}
