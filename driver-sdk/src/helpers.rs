@@ -475,6 +475,9 @@ pub fn common_parameters(
     if let Some(group) = default_nodegroup(req, "worker") {
         set("worker_nodegroup_name", group.name.as_str().into());
     }
+    if let Some(seconds) = crate::bootstrap::wait_condition_timeout(cluster.create_timeout) {
+        set(crate::bootstrap::TIMEOUT_PARAMETER, seconds.into());
+    }
     p
 }
 
@@ -703,12 +706,14 @@ pub fn cluster_snapshot(stacks: &[StackSnapshot]) -> Option<&StackSnapshot> {
     stacks.iter().find(|s| s.target.nodegroup.is_none())
 }
 
-/// The cluster update a driver starts from: the stack's status and reason,
-/// nothing else; the driver adds what it reads from the outputs.
+/// The cluster update a driver starts from: the stack's status and reason
+/// (with the nodes that never signalled their bootstrap, when a wait
+/// condition timed out), nothing else; the driver adds what it reads from
+/// the outputs.
 pub fn cluster_stack_status(stack: &StackSnapshot) -> ClusterUpdate {
     ClusterUpdate {
         status: Some(stack.status.clone()),
-        status_reason: Some(stack.status_reason.clone()),
+        status_reason: Some(crate::bootstrap::status_reason(stack)),
         ..Default::default()
     }
 }
@@ -738,7 +743,10 @@ pub fn nodegroup_status(
 
 /// The status of the default nodegroups living in the cluster `stack`, one
 /// per `(role, addresses output, count parameter)` whose default group
-/// exists; see [`nodegroup_status`].
+/// exists; see [`nodegroup_status`]. A stack that failed at a node's
+/// bootstrap fails the group of that node ([`bootstrap::narrow_failure`]).
+///
+/// [`bootstrap::narrow_failure`]: crate::bootstrap::narrow_failure
 pub fn default_nodegroup_statuses(
     req: &ClusterRequest,
     stack: &StackSnapshot,
@@ -749,7 +757,9 @@ pub fn default_nodegroup_statuses(
         .iter()
         .filter_map(|(role, output, count)| {
             let group = default_nodegroup(req, role)?;
-            Some(nodegroup_status(&group.uuid, stack, output, count, public))
+            let mut update = nodegroup_status(&group.uuid, stack, output, count, public);
+            crate::bootstrap::narrow_failure(&mut update, role, stack);
+            Some(update)
         })
         .collect()
 }

@@ -20,6 +20,7 @@
 pub use magnum_driver_abi::*;
 
 pub mod boot_volume;
+pub mod bootstrap;
 pub mod environment;
 pub mod heat;
 pub mod helpers;

@@ -75,7 +75,9 @@ parameters:
   network: {type: string, default: ""}
   fixed_ips: {type: comma_delimited_list, default: []}
   security_groups: {type: comma_delimited_list, default: []}
-  # The pod network's CIDR on every node port (calico, flannel host-gw).
+  # The pod network's CIDR on every node port (calico, flannel host-gw): a
+  # list, as Heat's own facade has it (json gives a Map: "type mismatch
+  # between facade OS::Neutron::Port (List) and provider (Map)" on Heat 27).
   allowed_address_pairs: {type: comma_delimited_list, default: []}
   replacement_policy: {type: string, default: AUTO}
 resources:
@@ -365,6 +367,147 @@ fn wait(heat: &HeatOrchestrator, conn: &mut DbConnection, id: &str) -> Option<St
     }
 }
 
+/// What a played node signals its wait condition handle.
+#[derive(Debug, Clone)]
+enum Play {
+    /// SUCCESS from every node, reporting `coe_version`.
+    Succeed { coe_version: String },
+    /// FAILURE with this reason from every worker (their handles are the
+    /// node templates' `worker_wait_handle`), SUCCESS from the masters.
+    FailWorkers { reason: String },
+}
+
+/// Plays the nodes of the stack `name` in `project` (Heat has no Nova
+/// here, so no node boots to do it): polls the stack's nested resources for
+/// wait condition handles, reads each one's signal URL and token as a node
+/// finds them in its heat-params, and POSTs the signal there with that
+/// token, once per handle, until `stop`. `owner` (a token of the project)
+/// finds the stack by name; `token` lists and reads its resources. Returns
+/// the task, which ends with how many handles it signalled.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a test helper; each is one fact of the played stack"
+)]
+fn play_nodes(
+    h: &Harness,
+    rt: &tokio::runtime::Runtime,
+    project: &str,
+    owner: &str,
+    token: &str,
+    name: &str,
+    play: Play,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<usize> {
+    let stack_url = format!("{}/{project}/stacks/{name}", h.get("HEAT_URL"));
+    let token = token.to_owned();
+    let owner = owner.to_owned();
+    rt.spawn(async move {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("http");
+        let get_as = |url: String, token: &str| {
+            let request = http.get(url).header("X-Auth-Token", token);
+            async move {
+                let r = request.send().await.ok()?;
+                let location = r
+                    .headers()
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                    .map(str::to_owned);
+                let status = r.status().as_u16();
+                Some((
+                    status,
+                    location,
+                    r.json::<Value>().await.unwrap_or_default(),
+                ))
+            }
+        };
+        let mut signalled = std::collections::HashSet::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            // /stacks/{name} redirects to /stacks/{name}/{id}.
+            let Some((302, Some(full), _)) = get_as(stack_url.clone(), &owner).await else {
+                continue;
+            };
+            let Some((200, _, listing)) =
+                get_as(format!("{full}/resources?nested_depth=5"), &token).await
+            else {
+                continue;
+            };
+            let handles = listing["resources"].as_array().cloned().unwrap_or_default();
+            for handle in handles
+                .iter()
+                .filter(|r| r["resource_type"] == "OS::Heat::WaitConditionHandle")
+                .filter(|r| r["resource_status"] == "CREATE_COMPLETE")
+            {
+                let id = handle["physical_resource_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                if id.is_empty() || signalled.contains(&id) {
+                    continue;
+                }
+                let Some(show) = handle["links"]
+                    .as_array()
+                    .and_then(|l| l.iter().find(|l| l["rel"] == "self"))
+                    .and_then(|l| l["href"].as_str())
+                else {
+                    continue;
+                };
+                let Some((200, _, shown)) = get_as(show.to_owned(), &token).await else {
+                    continue;
+                };
+                let attributes = &shown["resource"]["attributes"];
+                let (Some(endpoint), Some(handle_token)) = (
+                    attributes["endpoint"].as_str(),
+                    attributes["token"].as_str(),
+                ) else {
+                    continue;
+                };
+                let worker = handle["resource_name"] == "worker_wait_handle";
+                let body = match &play {
+                    Play::FailWorkers { reason } if worker => {
+                        json!({"status": "FAILURE", "reason": reason, "data": null, "id": "1"})
+                    }
+                    Play::Succeed { coe_version } => json!({
+                        "status": "SUCCESS", "reason": "bootstrap complete", "id": "1",
+                        "data": {"node": id, "coe_version": coe_version},
+                    }),
+                    Play::FailWorkers { .. } => json!({
+                        "status": "SUCCESS", "reason": "bootstrap complete", "id": "1",
+                        "data": {"node": id},
+                    }),
+                };
+                let sent = http
+                    .post(endpoint)
+                    .header("X-Auth-Token", handle_token)
+                    .json(&body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().is_success() => {
+                        signalled.insert(id);
+                    }
+                    Ok(r) => eprintln!("  signal {endpoint}: {}", r.status()),
+                    Err(e) => eprintln!("  signal {endpoint}: {e}"),
+                }
+            }
+        }
+        signalled.len()
+    })
+}
+
+/// Stops a node player; how many handles it signalled.
+fn stop_playing(
+    rt: &tokio::runtime::Runtime,
+    stop: &std::sync::atomic::AtomicBool,
+    player: tokio::task::JoinHandle<usize>,
+) -> usize {
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    rt.block_on(player).expect("the node player ends")
+}
+
 /// `[heat]` settings mapping Nova/Neutron/Cinder/Octavia types for a Heat
 /// without those services, as an operator would configure magnumd; the
 /// fake port template lives as long as the returned file.
@@ -420,6 +563,7 @@ fn heat_orchestrator_on_real_heat() {
     let mut times = Times::default();
 
     service_project_lifecycle(&harness, &rt, &mut conn, &mut times);
+    bootstrap_failures(&harness, &rt, &mut conn, &mut times);
     errors_are_clear(&harness, &rt, &mut conn, &mut times);
     trust_scoped_stack(&harness, &rt, &mut conn, &mut times);
     catalog_checks(&harness, &rt, &mut times);
@@ -460,11 +604,28 @@ fn service_project_lifecycle(
     assert_eq!(heat.find(conn, &name, None).expect("find"), None);
     times.record("find (absent)", t.elapsed());
 
+    let service = KeystoneClient::new(h.auth("magnum", "KEYSTONE_MAGNUM_PASSWORD", "service"))
+        .expect("service client");
+    let service_token = rt.block_on(service.service_token()).expect("service token");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let t = Instant::now();
     let id = heat.create(conn, "ignored", &op).expect("create");
     times.record("create (POST /stacks)", t.elapsed());
+    // The stack completes only once its nodes (played here) signal.
+    let player = play_nodes(
+        h,
+        rt,
+        h.get("KEYSTONE_SERVICE_PROJECT_ID"),
+        service_token.expose(),
+        service_token.expose(),
+        &name,
+        Play::Succeed {
+            coe_version: "v1.27.3-played".into(),
+        },
+        stop.clone(),
+    );
     let created = wait(&heat, conn, &id).expect("the stack exists");
-    times.record("create -> CREATE_COMPLETE", t.elapsed());
+    times.record("create -> CREATE_COMPLETE (nodes signalled)", t.elapsed());
     assert_eq!(created.status, "CREATE_COMPLETE", "{created:?}");
     assert_eq!(created.stack_id, id);
     for key in [
@@ -496,6 +657,14 @@ fn service_project_lifecycle(
         })
         .expect("map_status");
     assert_eq!(update.cluster.status.as_deref(), Some("CREATE_COMPLETE"));
+    // The COE version is what the nodes reported through Heat's wait
+    // condition data.
+    assert_eq!(
+        update.cluster.coe_version.as_deref(),
+        Some("v1.27.3-played"),
+        "{:?}",
+        created.outputs
+    );
 
     let t = Instant::now();
     assert_eq!(
@@ -538,9 +707,137 @@ fn service_project_lifecycle(
     times.record("delete (DELETE)", t.elapsed());
     assert_eq!(wait(&heat, conn, &id), None, "a deleted stack is gone");
     times.record("delete -> gone", t.elapsed());
+    // A master and two workers (one from the scale-up) signalled.
+    assert_eq!(stop_playing(rt, &stop, player), 3);
     assert_eq!(heat.find(conn, &name, None).expect("find"), None);
     // Deleting again is not an error.
     heat.delete(conn, &id).expect("second delete");
+}
+
+/// A node that signals FAILURE fails the stack, and the cluster, with its
+/// reason, and only its nodegroup; a node that never signals times its wait
+/// condition out, and the cluster's reason names it (Heat says only "0 of
+/// 1 received").
+fn bootstrap_failures(
+    h: &Harness,
+    rt: &tokio::runtime::Runtime,
+    conn: &mut DbConnection,
+    times: &mut Times,
+) {
+    let heat = orchestrator(h, HeatSettings::default(), rt);
+    let driver = K8sFedoraAtomicDriver::new(&DriverConfig::new()).expect("driver");
+    let service = KeystoneClient::new(h.auth("magnum", "KEYSTONE_MAGNUM_PASSWORD", "service"))
+        .expect("service client");
+    let service_token = rt.block_on(service.service_token()).expect("service token");
+    let status_of = |req: &ClusterRequest, stack: &StackSnapshot| {
+        driver
+            .map_status(&StatusRequest {
+                base: req.clone(),
+                stacks: vec![stack.clone()],
+            })
+            .expect("map_status")
+    };
+
+    // A worker fails its bootstrap.
+    let mut req = request(
+        "heat-fail",
+        "cccccccc-3333-0000-0000-000000000003",
+        Map::new(),
+    );
+    let op = mapped(driver.create_cluster(&req).expect("create plan"));
+    let server = format!(
+        "{}-default-worker-0",
+        op.parameters["fixed_network_name"].as_str().expect("name")
+    );
+    let reason = format!(
+        "{server}: bootstrap step 40-configure-node.sh failed: kubelet: \"exit 1\"\nno route to host"
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let t = Instant::now();
+    let id = heat.create(conn, "ignored", &op).expect("create");
+    let player = play_nodes(
+        h,
+        rt,
+        h.get("KEYSTONE_SERVICE_PROJECT_ID"),
+        service_token.expose(),
+        service_token.expose(),
+        &op.stack_name,
+        Play::FailWorkers {
+            reason: reason.clone(),
+        },
+        stop.clone(),
+    );
+    let failed = wait(&heat, conn, &id).expect("the stack exists");
+    times.record(
+        "create -> CREATE_FAILED (worker signals FAILURE)",
+        t.elapsed(),
+    );
+    assert_eq!(stop_playing(rt, &stop, player), 2, "a master and a worker");
+    eprintln!("  Heat's reason: {}", failed.status_reason);
+    assert_eq!(failed.status, "CREATE_FAILED", "{failed:?}");
+    assert!(failed.status_reason.contains(&reason), "{failed:?}");
+    req.cluster.stack_id = Some(id.clone());
+    let update = status_of(&req, &failed);
+    assert_eq!(update.cluster.status.as_deref(), Some("CREATE_FAILED"));
+    assert!(
+        update
+            .cluster
+            .status_reason
+            .as_deref()
+            .is_some_and(|r| r.contains(&reason)),
+        "{update:?}"
+    );
+    let group = |uuid: &str| {
+        update
+            .nodegroups
+            .iter()
+            .find(|g| g.uuid == uuid)
+            .and_then(|g| g.status.clone())
+    };
+    assert_eq!(
+        group(WORKERS).as_deref(),
+        Some("CREATE_FAILED"),
+        "{update:?}"
+    );
+    assert_eq!(
+        group(MASTERS).as_deref(),
+        Some("CREATE_COMPLETE"),
+        "{update:?}"
+    );
+    heat.delete(conn, &id).expect("delete");
+    assert_eq!(wait(&heat, conn, &id), None);
+
+    // No node signals: the first master's wait condition times out.
+    let mut req = request(
+        "heat-silent",
+        "cccccccc-4444-0000-0000-000000000004",
+        Map::new(),
+    );
+    let mut op = mapped(driver.create_cluster(&req).expect("create plan"));
+    op.parameters
+        .insert("wait_condition_timeout".into(), json!(5));
+    let master = format!(
+        "{}-default-master-0",
+        op.parameters["fixed_network_name"].as_str().expect("name")
+    );
+    let t = Instant::now();
+    let id = heat.create(conn, "ignored", &op).expect("create");
+    let silent = wait(&heat, conn, &id).expect("the stack exists");
+    times.record(
+        "create -> CREATE_FAILED (wait condition timeout)",
+        t.elapsed(),
+    );
+    eprintln!("  Heat's reason: {}", silent.status_reason);
+    assert_eq!(silent.status, "CREATE_FAILED", "{silent:?}");
+    req.cluster.stack_id = Some(id.clone());
+    let update = status_of(&req, &silent);
+    let reason = update.cluster.status_reason.clone().unwrap_or_default();
+    assert!(
+        reason.ends_with(&format!("(no bootstrap signal from {master})")),
+        "{reason}"
+    );
+    heat.delete(conn, &id).expect("delete");
+    assert_eq!(wait(&heat, conn, &id), None);
 }
 
 /// 404s, and a template Heat refuses: a clear, final reason.
@@ -643,6 +940,26 @@ fn trust_scoped_stack(
     let op = &plan.operations[0];
     assert_eq!(op.parameters["trust_id"], json!(trust_id));
 
+    // The nodes' resources are read as the service user (an admin): the
+    // members a scale-up by the service user adds are made in its project,
+    // which the demo user's resource listing does not show; the stack is
+    // found by name in the demo project with the demo user's token.
+    let service = KeystoneClient::new(h.auth("magnum", "KEYSTONE_MAGNUM_PASSWORD", "service"))
+        .expect("service client");
+    let service_token = rt.block_on(service.service_token()).expect("service token");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let player = play_nodes(
+        h,
+        rt,
+        h.get("KEYSTONE_DEMO_PROJECT_ID"),
+        demo_token.expose(),
+        service_token.expose(),
+        &op.stack_name,
+        Play::Succeed {
+            coe_version: "v1.27.3".into(),
+        },
+        stop.clone(),
+    );
     let t = Instant::now();
     let id = heat
         .create(conn, "ignored", op)
@@ -705,6 +1022,7 @@ fn trust_scoped_stack(
     heat.delete(conn, &id).expect("delete");
     assert_eq!(wait(&heat, conn, &id), None);
     times.record("trust stack delete -> gone", t.elapsed());
+    assert_eq!(stop_playing(rt, &stop, player), 3, "a master, two workers");
 }
 
 /// The k8s driver's library (`cdylib`), as cargo built it for this test
@@ -930,6 +1248,19 @@ fn api_cluster_with_trust(h: &Harness, rt: &tokio::runtime::Runtime, times: &mut
     times.record("API cluster create (trust + 202)", t.elapsed());
     assert_eq!(created.status, 202, "{}", created.body);
     let uuid = created.body["uuid"].as_str().expect("uuid").to_owned();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let player = play_nodes(
+        h,
+        rt,
+        h.get("KEYSTONE_DEMO_PROJECT_ID"),
+        &demo_token,
+        service_token.expose(),
+        &magnum_driver_abi::convention::stack_name("heat-api", &uuid),
+        Play::Succeed {
+            coe_version: "v1.27.3".into(),
+        },
+        stop.clone(),
+    );
 
     // The row carries the trust: demo -> magnum on the demo project.
     let row = Cluster::find_by_uuid(&mut pool.get().expect("conn"), &uuid).expect("row");
@@ -1053,6 +1384,7 @@ fn api_cluster_with_trust(h: &Harness, rt: &tokio::runtime::Runtime, times: &mut
     drop(conn);
     let (status, body) = as_demo(&trust_url(&trust_id));
     assert_eq!(status, 404, "the trust is deleted: {body}");
+    assert_eq!(stop_playing(rt, &stop, player), 2, "a master and a worker");
 
     let _ = stop_tx.send(true);
     rt.block_on(running).expect("conductor stops");

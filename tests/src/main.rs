@@ -8,6 +8,7 @@
 
 mod abi_compat;
 mod api;
+mod bootstrap;
 mod bundled;
 mod certificates;
 mod conductor;

@@ -484,3 +484,41 @@ wait_for() {
     log "$url did not come up"
     return 1
 }
+
+# $1 as a JSON string literal (quotes included): backslashes, quotes and the
+# common control characters escaped, any other control character dropped,
+# so that a fragment's output can never break the signal's JSON.
+json_string() {
+    local s=$1
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    s=${s//$'\n'/\\n}
+    s=${s//$'\r'/\\r}
+    s=${s//$'\t'/\\t}
+    s=$(printf '%s' "$s" | LC_ALL=C tr -d '\000-\010\013\014\016-\037')
+    printf '"%s"' "$s"
+}
+
+# Signals this node's Heat wait condition: STATUS (SUCCESS or FAILURE),
+# REASON (text) and DATA (a JSON value). The handle's token goes through a
+# private header file: never on a command line (ps) nor in a log.
+signal_heat() {
+    local status=$1 reason=$2 data=$3 headers rc=0
+    local -a tls=()
+    if [ -z "${WAIT_HANDLE_ENDPOINT:-}" ]; then
+        log "no wait condition handle to signal $status to"
+        return 0
+    fi
+    headers=$(mktemp)
+    printf 'X-Auth-Token: %s\nContent-Type: application/json\nAccept: application/json\n' \
+        "$WAIT_HANDLE_TOKEN" >"$headers"
+    read -r -a tls <<<"$(cloud_tls_options)"
+    # The same id on every signal: a rerun replaces its earlier signal.
+    # ${tls[@]+...}: an empty array is "unbound" to bash 4.3's set -u.
+    printf '{"status": "%s", "reason": %s, "data": %s, "id": "1"}' \
+        "$status" "$(json_string "$reason")" "$data" |
+        curl -fsS --retry 10 --retry-delay 5 ${tls[@]+"${tls[@]}"} -H "@$headers" -X POST \
+            --data-binary @- -o /dev/null "$WAIT_HANDLE_ENDPOINT" || rc=$?
+    rm -f "$headers"
+    return "$rc"
+}

@@ -4,7 +4,7 @@
 //! stack built from the same template with `is_cluster_stack=false`.
 
 use magnum_driver_sdk::{
-    boot_volume, capability as op, environment,
+    boot_volume, bootstrap, capability as op, environment,
     helpers::{
         self, check_at_least, cluster_stack_name, default_nodegroup, effective_template,
         find_nodegroup, label_spec as label, stack_plan, sub_driver_info, StackRef,
@@ -41,7 +41,7 @@ const NODE_FILES: [(&str, &str); 2] = [(MASTER, "master.yaml"), (WORKER, "worker
 /// Every file of a stack, as `(file name, text)`: the HOT templates, and the
 /// node bootstrap fragments the node templates' user data takes with
 /// `get_file` (the nodes read their values from /etc/sysconfig/heat-params).
-pub const TEMPLATES: [(&str, &str); 18] = [
+pub const TEMPLATES: [(&str, &str); 19] = [
     (CLUSTER_FILE, include_str!("templates/cluster.yaml")),
     environment::NETWORK_FILES[0],
     environment::NETWORK_FILES[1],
@@ -52,6 +52,10 @@ pub const TEMPLATES: [(&str, &str); 18] = [
     (
         "fragments/lib-common.sh",
         include_str!("../../common/fragments/lib-common.sh"),
+    ),
+    (
+        "fragments/bootstrap.sh",
+        include_str!("../../common/fragments/bootstrap.sh"),
     ),
     ("fragments/lib.sh", include_str!("fragments/lib.sh")),
     (
@@ -847,12 +851,16 @@ impl K8sFedoraAtomicDriver {
                 format!("https://{host}:6443")
             }
         });
-        let coe_version = stack
-            .parameters
-            .get("kube_tag")
-            .and_then(Value::as_str)
-            .or_else(|| helpers::label(&self.info.labels, &template.labels, "kube_tag"))
-            .map(str::to_owned);
+        // What the nodes run, as they reported it at the end of their
+        // bootstrap; else the tag they were given.
+        let coe_version = bootstrap::reported_coe_version(stack).or_else(|| {
+            stack
+                .parameters
+                .get("kube_tag")
+                .and_then(Value::as_str)
+                .or_else(|| helpers::label(&self.info.labels, &template.labels, "kube_tag"))
+                .map(str::to_owned)
+        });
         ClusterUpdate {
             api_address,
             coe_version,

@@ -249,6 +249,7 @@ fn create_plans_one_cluster_stack() {
         files,
         [
             "cluster.yaml",
+            "fragments/bootstrap.sh",
             "fragments/configure-dns.sh",
             "fragments/configure-etcd.sh",
             "fragments/configure-host.sh",
@@ -301,6 +302,8 @@ fn create_plans_one_cluster_stack() {
         "magnum_url": "http://magnum:9511/v1",
         "trust_id": "t-123",
         "worker_nodegroup_name": "default-worker",
+        // Nine tenths of the 60-minute create timeout, in seconds.
+        "wait_condition_timeout": 3240,
     });
     for (name, value) in expected.as_object().unwrap() {
         assert_eq!(p.get(name), Some(value), "parameter {name}");
@@ -639,6 +642,41 @@ fn status_maps_outputs_to_cluster_and_nodegroups() {
     assert_eq!(extra.uuid, EXTRA);
     assert_eq!(extra.status.as_deref(), Some("UPDATE_IN_PROGRESS"));
     assert_eq!(extra.node_addresses, None);
+}
+
+#[test]
+fn status_follows_the_nodes_bootstrap_signals() {
+    let d = driver();
+    // The nodes report the version they run in their wait condition data.
+    let mut stack = cluster_stack();
+    stack.outputs.insert(
+        "master_bootstrap_data".into(),
+        json!([r#"{"1": {"node": "k8s-m-0", "coe_version": "v1.27.4"}}"#]),
+    );
+    let update = d
+        .map_status(&StatusRequest {
+            base: request(),
+            stacks: vec![stack],
+        })
+        .unwrap();
+    assert_eq!(update.cluster.coe_version.as_deref(), Some("v1.27.4"));
+
+    // A worker signalled FAILURE: the workers failed, the masters did not.
+    let mut failed = cluster_stack();
+    failed.status = "CREATE_FAILED".into();
+    failed.status_reason = "Resource CREATE failed: WaitConditionFailure: resources.kube_minions.resources[0].resources.worker_wait_condition: k8s-w-0: bootstrap step 40-configure-node.sh failed: boom".into();
+    let update = d
+        .map_status(&StatusRequest {
+            base: request(),
+            stacks: vec![failed.clone()],
+        })
+        .unwrap();
+    assert_eq!(update.cluster.status.as_deref(), Some("CREATE_FAILED"));
+    assert_eq!(update.cluster.status_reason, Some(failed.status_reason));
+    let workers = nodegroup_update(&update, WORKERS);
+    assert_eq!(workers.status.as_deref(), Some("CREATE_FAILED"));
+    let masters = nodegroup_update(&update, MASTERS);
+    assert_eq!(masters.status.as_deref(), Some("CREATE_COMPLETE"));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! is the SDK's one-stack Heat driver.
 
 use magnum_driver_sdk::{
-    environment,
+    bootstrap, environment,
     heat::{HeatCoeDriver, HeatDriver, WorkerParameters, MASTER, WORKER},
     helpers::{self, label_spec as label, sub_driver_info},
     node_setup::Download,
@@ -40,7 +40,7 @@ const NODE_FILES: [(&str, &str); 2] = [(MASTER, "master.yaml"), (WORKER, "worker
 /// Every file of the stack, as `(file name, text)`: the HOT templates, and
 /// the node bootstrap fragments the node templates' user data takes with
 /// `get_file` (the nodes read their values from /etc/sysconfig/heat-params).
-pub const TEMPLATES: [(&str, &str); 14] = [
+pub const TEMPLATES: [(&str, &str); 15] = [
     (CLUSTER_FILE, include_str!("templates/cluster.yaml")),
     environment::NETWORK_FILES[0],
     environment::NETWORK_FILES[1],
@@ -51,6 +51,10 @@ pub const TEMPLATES: [(&str, &str); 14] = [
     (
         "fragments/lib-common.sh",
         include_str!("../../common/fragments/lib-common.sh"),
+    ),
+    (
+        "fragments/bootstrap.sh",
+        include_str!("../../common/fragments/bootstrap.sh"),
     ),
     ("fragments/lib.sh", include_str!("fragments/lib.sh")),
     (
@@ -212,6 +216,8 @@ impl HeatDriver for MesosUbuntu {
     fn cluster_status(_req: &StatusRequest, stack: &StackSnapshot, update: &mut ClusterUpdate) {
         // Upstream stores Mesos' API address as the bare master IP.
         update.api_address = helpers::output_str(stack, "api_address").map(str::to_owned);
+        // The Mesos version the nodes reported at the end of their bootstrap.
+        update.coe_version = bootstrap::reported_coe_version(stack);
     }
 }
 

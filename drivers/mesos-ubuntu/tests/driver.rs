@@ -165,6 +165,7 @@ fn create_plans_one_stack() {
         files,
         [
             "cluster.yaml",
+            "fragments/bootstrap.sh",
             "fragments/configure-host.sh",
             "fragments/configure-master.sh",
             "fragments/configure-rexray.sh",

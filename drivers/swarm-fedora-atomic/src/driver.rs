@@ -6,7 +6,7 @@
 //! the SDK's one-stack Heat driver.
 
 use magnum_driver_sdk::{
-    environment,
+    bootstrap, environment,
     heat::{HeatCoeDriver, HeatDriver, WorkerParameters, MASTER, WORKER},
     helpers::{self, label_spec as label, sub_driver_info},
     node_setup::Download,
@@ -30,7 +30,7 @@ const NODE_FILES: [(&str, &str); 2] = [(MASTER, "master.yaml"), (WORKER, "worker
 /// Every file of the stack, as `(file name, text)`: the HOT templates, and
 /// the node bootstrap fragments the node templates' user data takes with
 /// `get_file` (the nodes read their values from /etc/sysconfig/heat-params).
-pub const TEMPLATES: [(&str, &str); 17] = [
+pub const TEMPLATES: [(&str, &str); 18] = [
     (CLUSTER_FILE, include_str!("templates/cluster.yaml")),
     environment::NETWORK_FILES[0],
     environment::NETWORK_FILES[1],
@@ -41,6 +41,10 @@ pub const TEMPLATES: [(&str, &str); 17] = [
     (
         "fragments/lib-common.sh",
         include_str!("../../common/fragments/lib-common.sh"),
+    ),
+    (
+        "fragments/bootstrap.sh",
+        include_str!("../../common/fragments/bootstrap.sh"),
     ),
     ("fragments/lib.sh", include_str!("fragments/lib.sh")),
     (
@@ -256,14 +260,18 @@ impl HeatDriver for SwarmFedoraAtomic {
         let port = swarm_port(&req.base.template);
         update.api_address = helpers::output_str(stack, "api_address")
             .map(|ip| format!("tcp://{}:{port}", helpers::bracket_ipv6(ip)));
-        update.coe_version = Some(
-            stack
-                .parameters
-                .get("swarm_version")
-                .and_then(Value::as_str)
-                .unwrap_or(SWARM_VERSION)
-                .to_owned(),
-        );
+        // What the nodes run, as they reported it at the end of their
+        // bootstrap; else the Swarm version they were given.
+        update.coe_version = bootstrap::reported_coe_version(stack).or_else(|| {
+            Some(
+                stack
+                    .parameters
+                    .get("swarm_version")
+                    .and_then(Value::as_str)
+                    .unwrap_or(SWARM_VERSION)
+                    .to_owned(),
+            )
+        });
         update.discovery_url = helpers::output_str(stack, "discovery_url").map(str::to_owned);
     }
 }

@@ -189,6 +189,7 @@ fn create_plans_one_stack() {
         files,
         [
             "cluster.yaml",
+            "fragments/bootstrap.sh",
             "fragments/configure-docker.sh",
             "fragments/configure-etcd.sh",
             "fragments/configure-flannel.sh",

@@ -47,6 +47,11 @@ pub struct LocalCloudConfig {
     pub fail_after_servers: Option<u32>,
     /// Operations never finish (until their timeout, if any).
     pub never_finish: bool,
+    /// `"master"` or `"worker"`: in each stack operation, the first new
+    /// server of that role (its metadata's `nodegroup_role`) signals its
+    /// bootstrap wait condition FAILURE, naming itself, so the stack fails
+    /// as Heat's does when a node's bootstrap fails.
+    pub fail_bootstrap_role: Option<String>,
     /// The pool floating IPs come from (inside 127.0.0.0/8).
     pub floating_ip_cidr: String,
     /// The CIDR of a network or subnet the cloud has but no stack created
@@ -60,8 +65,17 @@ pub struct LocalCloudConfig {
 
 impl LocalCloudConfig {
     /// Every pool is an IPv4 CIDR inside 127.0.0.0/8, and none overlaps
-    /// another, so what the cloud hands out never leads off the machine.
+    /// another, so what the cloud hands out never leads off the machine; a
+    /// bootstrap fault names a node role the templates have.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(role) = &self.fail_bootstrap_role {
+            if !sim::BOOTSTRAP_ROLES.contains(&role.as_str()) {
+                return Err(format!(
+                    "[local] fail_bootstrap_role = \"{role}\": must be one of {}",
+                    sim::BOOTSTRAP_ROLES.join(", ")
+                ));
+            }
+        }
         let pools = [
             ("floating_ip_cidr", &self.floating_ip_cidr),
             ("default_subnet_cidr", &self.default_subnet_cidr),
@@ -100,6 +114,7 @@ impl Default for LocalCloudConfig {
             fail_resource_type: None,
             fail_after_servers: None,
             never_finish: false,
+            fail_bootstrap_role: None,
             floating_ip_cidr: sim.floating_ip_cidr,
             default_subnet_cidr: sim.default_subnet_cidr,
             subnet_pool_cidr: sim.subnet_pool_cidr,
@@ -383,6 +398,7 @@ impl LocalCloud {
             boot_ms: seconds_to_ms(self.config.boot_seconds),
             fail_resource_type: self.config.fail_resource_type.clone(),
             fail_after_servers: self.config.fail_after_servers,
+            fail_bootstrap_role: self.config.fail_bootstrap_role.clone(),
             floating_ip_cidr: self.config.floating_ip_cidr.clone(),
             default_subnet_cidr: self.config.default_subnet_cidr.clone(),
             subnet_pool_cidr: self.config.subnet_pool_cidr.clone(),

@@ -24,7 +24,15 @@
 //!   None, Value, WaitCondition, WaitConditionHandle}`;
 //! - `OS::Cinder::Volume`, `OS::Cinder::VolumeAttachment`.
 //!
-//! Every one but the server is ready at once. Properties are not checked
+//! Every one but the server and the wait condition is ready at once. A
+//! server whose user data carries a wait condition handle's endpoint or
+//! token "runs" its bootstrap: it signals that handle SUCCESS when it has
+//! booted (data `{"node": <name>}`; the simulation runs no COE, so it
+//! reports no version), or FAILURE naming itself when
+//! `fail_bootstrap_role` picks it. An `OS::Heat::WaitCondition` is ready
+//! when its handle has been signalled SUCCESS, fails with the signal's
+//! reason on FAILURE, and fails with Heat's "0 of 1 received" after its
+//! `timeout` when nothing signals. Properties are not checked
 //! beyond what the simulation reads. A subnet or network the stack did not
 //! create (an existing `fixed_network`, a cluster's network a nodegroup
 //! stack joins by name) is found by id or name among the subnets of every
@@ -84,6 +92,12 @@ pub const SUPPORTED_TYPES: &[&str] = &[
 ];
 
 pub const SERVER: &str = "OS::Nova::Server";
+const WAIT_HANDLE: &str = "OS::Heat::WaitConditionHandle";
+/// The node roles `fail_bootstrap_role` may name (servers' metadata
+/// `nodegroup_role`).
+pub const BOOTSTRAP_ROLES: &[&str] = &["master", "worker"];
+/// Heat's default wait condition timeout, in seconds.
+const DEFAULT_WAIT_TIMEOUT_S: i64 = 3600;
 const SUBNET: &str = "OS::Neutron::Subnet";
 
 /// Neutron keeps `.1` for the gateway and `.2` for DHCP.
@@ -192,6 +206,9 @@ pub struct SimConfig {
     pub boot_ms: i64,
     pub fail_resource_type: Option<String>,
     pub fail_after_servers: Option<u32>,
+    /// The first new server of this role in an operation fails its
+    /// bootstrap ([`BOOTSTRAP_ROLES`]).
+    pub fail_bootstrap_role: Option<String>,
     pub floating_ip_cidr: String,
     pub default_subnet_cidr: String,
     /// Where the subnets stacks create are carved from ([`local_cidr`]).
@@ -209,6 +226,7 @@ impl Default for SimConfig {
             boot_ms: 3000,
             fail_resource_type: None,
             fail_after_servers: None,
+            fail_bootstrap_role: None,
             floating_ip_cidr: DEFAULT_FLOATING_IP_CIDR.into(),
             default_subnet_cidr: DEFAULT_SUBNET_CIDR.into(),
             subnet_pool_cidr: DEFAULT_SUBNET_POOL_CIDR.into(),
@@ -311,6 +329,19 @@ pub struct SimProvider<I> {
     /// when its operation started.
     owner: String,
     start_ms: i64,
+    /// Bootstrap signals by wait condition handle ref id, sent by the
+    /// servers of this operation.
+    signals: HashMap<String, Signal>,
+    /// Whether `fail_bootstrap_role` has picked its server already.
+    bootstrap_failed: bool,
+}
+
+/// What a simulated node signals its wait condition handle.
+#[derive(Debug, Clone, PartialEq)]
+struct Signal {
+    at_ms: i64,
+    /// `Err(reason)` for a FAILURE.
+    outcome: Result<Value, String>,
 }
 
 fn prop<'a>(properties: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
@@ -395,6 +426,8 @@ impl<I: Ipam> SimProvider<I> {
             known: HashMap::new(),
             owner: String::new(),
             start_ms: 0,
+            signals: HashMap::new(),
+            bootstrap_failed: false,
         }
     }
 
@@ -552,6 +585,7 @@ impl<I: Ipam> SimProvider<I> {
                 if request.previous.is_none() {
                     self.servers_created += 1;
                 }
+                self.bootstrap(p, &name, request.previous.is_none(), ready);
                 let show = json!({
                     "id": id, "name": name, "status": "ACTIVE", "addresses": addresses,
                     // Nova shows a volume-backed server's image as "".
@@ -778,7 +812,11 @@ impl<I: Ipam> SimProvider<I> {
                     "signal": {"alarm_url": endpoint}, "show": {"id": id},
                 })
             }
-            "OS::Heat::WaitCondition" => json!({"data": "{}", "show": {"id": id, "data": "{}"}}),
+            "OS::Heat::WaitCondition" => {
+                let (data, at_ms) = self.wait(request)?;
+                ready = at_ms;
+                json!({"data": data, "show": {"id": id, "data": data}})
+            }
             "OS::Cinder::Volume" => json!({
                 "display_name": name, "display_description": prop(p, &["description"]),
                 "size": prop(p, &["size"]), "status": "available", "availability_zone": "nova",
@@ -795,6 +833,102 @@ impl<I: Ipam> SimProvider<I> {
             return Ok((std::mem::take(map), ready, open));
         }
         Ok((Map::new(), ready, open))
+    }
+
+    /// The server `name` (booted at `ready_ms`) signals every wait condition
+    /// handle its user data carries: SUCCESS, or FAILURE when it is the
+    /// first `new` server of the `fail_bootstrap_role`.
+    fn bootstrap(&mut self, p: &Map<String, Value>, name: &str, new: bool, ready_ms: i64) {
+        let user_data = prop_str(p, &["user_data"]).unwrap_or_default();
+        let handles: Vec<String> = self
+            .known
+            .iter()
+            .filter(|(_, (type_name, _))| type_name == WAIT_HANDLE)
+            .filter(|(_, (_, attributes))| {
+                ["endpoint", "token"].iter().any(|key| {
+                    attributes
+                        .get(*key)
+                        .and_then(Value::as_str)
+                        .is_some_and(|v| !v.is_empty() && user_data.contains(v))
+                })
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        if handles.is_empty() {
+            return;
+        }
+        let role = p
+            .get("metadata")
+            .and_then(|m| m.get("nodegroup_role"))
+            .and_then(Value::as_str);
+        let fails = new
+            && !self.bootstrap_failed
+            && role.is_some()
+            && self.config.fail_bootstrap_role.as_deref() == role;
+        let outcome = if fails {
+            self.bootstrap_failed = true;
+            Err(format!(
+                "{name}: bootstrap failed: injected fault (fail_bootstrap_role = \"{}\")",
+                role.unwrap_or_default()
+            ))
+        } else {
+            Ok(json!({ "node": name }))
+        };
+        for handle in handles {
+            self.signals.insert(
+                handle,
+                Signal {
+                    at_ms: ready_ms,
+                    outcome: outcome.clone(),
+                },
+            );
+        }
+    }
+
+    /// A wait condition: its `data` (Heat's JSON text, `{"1": <data>}`) and
+    /// when it is ready, by what its handle was signalled. One whose node
+    /// did not signal in this operation keeps what it had (an update that
+    /// left the node alone); a new one with no signal times out.
+    fn wait(&self, request: &ResourceRequest<'_>) -> Result<(String, i64), ProviderError> {
+        let p = request.properties;
+        let handle = prop_str(p, &["handle"]).unwrap_or_default();
+        match self.signals.get(&handle) {
+            Some(Signal {
+                at_ms,
+                outcome: Ok(data),
+            }) => {
+                let data = json!({ "1": data }).to_string();
+                Ok((data, (*at_ms).max(request.start_ms)))
+            }
+            Some(Signal {
+                at_ms,
+                outcome: Err(reason),
+            }) => Err(ProviderError::Fault {
+                at_ms: (*at_ms).max(request.start_ms),
+                message: reason.clone(),
+            }),
+            None => {
+                if let Some(previous) = request.previous {
+                    let data = previous
+                        .attributes
+                        .get("data")
+                        .and_then(Value::as_str)
+                        .unwrap_or("{}")
+                        .to_owned();
+                    return Ok((data, request.start_ms));
+                }
+                let timeout_s = prop(p, &["timeout"])
+                    .and_then(|v| v.as_i64().or_else(|| v.as_str()?.trim().parse().ok()))
+                    .filter(|s| *s > 0)
+                    .unwrap_or(DEFAULT_WAIT_TIMEOUT_S);
+                Err(ProviderError::Fault {
+                    at_ms: request
+                        .start_ms
+                        .saturating_add(timeout_s.saturating_mul(1000)),
+                    message: "0 of 1 received".into(),
+                })
+            }
+        }
     }
 
     /// `networks` and `addresses` of a server from its `networks` property.

@@ -135,3 +135,13 @@ KUBECONFIG
     fi
     chmod 0600 "$file"
 }
+
+# The Kubernetes version this node runs, for its bootstrap signal: kubelet's
+# own answer ("Kubernetes v1.27.3"), else the tag it was installed from.
+coe_version() {
+    local version=""
+    if [ -x "$BIN_DIR/kubelet" ]; then
+        version=$("$BIN_DIR/kubelet" --version 2>/dev/null | awk '{print $2}' || true)
+    fi
+    echo "${version:-$KUBE_TAG}"
+}

@@ -31,3 +31,12 @@ set_option() {
         rm -f "$file"
     fi
 }
+
+# The Mesos version this node runs ("mesos 1.9.0"), for its bootstrap signal.
+coe_version() {
+    local binary=mesos-slave
+    if [ "${ROLE:-}" = master ]; then
+        binary=mesos-master
+    fi
+    "$binary" --version 2>/dev/null | awk '{print $2}' || true
+}

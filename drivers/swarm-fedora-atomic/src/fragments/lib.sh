@@ -43,3 +43,11 @@ etcd_endpoint() {
         echo "http://$1:2379"
     fi
 }
+
+# The Docker Engine version this node runs (what swarm mode is), else the
+# standalone Swarm version it was configured with, for its bootstrap signal.
+coe_version() {
+    local version
+    version=$(docker version --format '{{.Server.Version}}' 2>/dev/null || true)
+    echo "${version:-$SWARM_VERSION}"
+}

@@ -474,6 +474,169 @@ fn injected_faults_stop_the_stack_at_their_time() {
     assert_eq!(p.servers_created, 2);
 }
 
+// ---- Bootstrap signals -------------------------------------------------------------------------
+
+/// A node as the drivers' node templates make one: a handle whose URL and
+/// token ride in the user data, and a wait condition on the server.
+const SIGNALLING_NODE: &str = r#"
+heat_template_version: 2021-04-16
+parameters:
+  name: {type: string}
+  role: {type: string, default: worker}
+  signal: {type: boolean, default: true}
+conditions:
+  signal: {get_param: signal}
+resources:
+  handle: {type: OS::Heat::WaitConditionHandle}
+  server:
+    type: OS::Nova::Server
+    properties:
+      name: {get_param: name}
+      image: fedora
+      metadata: {nodegroup_role: {get_param: role}}
+      user_data:
+        str_replace:
+          template: "WAIT_HANDLE_ENDPOINT=$URL WAIT_HANDLE_TOKEN=$TOKEN"
+          params:
+            $URL: {if: [signal, {get_attr: [handle, endpoint]}, ""]}
+            $TOKEN: {if: [signal, {get_attr: [handle, token]}, ""]}
+  wait:
+    type: OS::Heat::WaitCondition
+    depends_on: server
+    properties: {handle: {get_resource: handle}, count: 1, timeout: 600}
+outputs:
+  data: {value: {get_attr: [wait, data]}}
+"#;
+
+fn signalling_cluster(signal: bool) -> Files {
+    files(&[
+        (
+            "main.yaml",
+            &hot(&format!(
+                r#"
+resources:
+  masters:
+    type: OS::Heat::ResourceGroup
+    properties:
+      count: 1
+      resource_def: {{type: node.yaml, properties: {{name: m-%index%, role: master, signal: {signal}}}}}
+  workers:
+    type: OS::Heat::ResourceGroup
+    depends_on: masters
+    properties:
+      count: 2
+      resource_def: {{type: node.yaml, properties: {{name: w-%index%}}}}
+outputs:
+  data: {{value: {{get_attr: [workers, data]}}}}
+"#
+            )),
+        ),
+        ("node.yaml", SIGNALLING_NODE),
+    ])
+}
+
+#[test]
+fn nodes_signal_their_wait_conditions_when_booted() {
+    let mut p = provider();
+    let e = run_with(
+        &mut p,
+        &signalling_cluster(true),
+        json!({}),
+        json!({}),
+        None,
+        T0,
+    )
+    .unwrap();
+    assert_eq!(e.failure, None);
+    // The masters' signal comes at their boot, the workers' after theirs.
+    assert_eq!(e.ready_ms, T0 + 2 * BOOT);
+    let data: Vec<Value> = e.outputs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| serde_json::from_str(d.as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        data,
+        [json!({"1": {"node": "w-0"}}), json!({"1": {"node": "w-1"}})]
+    );
+}
+
+#[test]
+fn the_first_node_of_the_failing_role_signals_failure() {
+    for (role, at, server) in [
+        ("worker", T0 + 2 * BOOT, "w-0"),
+        ("master", T0 + BOOT, "m-0"),
+    ] {
+        let config = SimConfig {
+            fail_bootstrap_role: Some(role.into()),
+            ..SimConfig::default()
+        };
+        let mut p = SimProvider::new(config, MemoryIpam::default(), "stack-1", 0);
+        let e = run_with(
+            &mut p,
+            &signalling_cluster(true),
+            json!({}),
+            json!({}),
+            None,
+            T0,
+        )
+        .unwrap();
+        let failure = e.failure.expect("the stack fails");
+        assert_eq!(failure.at_ms, at, "{role}");
+        assert_eq!(
+            failure.reason,
+            format!(
+                "Resource CREATE failed: OS::Heat::WaitCondition wait: {server}: bootstrap failed: injected fault (fail_bootstrap_role = \"{role}\")"
+            )
+        );
+    }
+}
+
+#[test]
+fn a_wait_condition_nobody_signals_times_out() {
+    let mut p = provider();
+    let e = run_with(
+        &mut p,
+        &signalling_cluster(false),
+        json!({}),
+        json!({}),
+        None,
+        T0,
+    )
+    .unwrap();
+    let failure = e.failure.expect("the stack fails");
+    assert_eq!(
+        failure.at_ms,
+        T0 + BOOT + 600_000,
+        "the timeout counts from the boot"
+    );
+    assert_eq!(
+        failure.reason,
+        "Resource CREATE failed: OS::Heat::WaitCondition wait: 0 of 1 received"
+    );
+}
+
+#[test]
+fn the_bootstrap_fault_names_a_role_of_the_templates() {
+    use crate::orchestrator::LocalCloudConfig;
+    for role in ["master", "worker"] {
+        let config = LocalCloudConfig {
+            fail_bootstrap_role: Some(role.into()),
+            ..Default::default()
+        };
+        assert_eq!(config.validate(), Ok(()));
+    }
+    let bad = LocalCloudConfig {
+        fail_bootstrap_role: Some("etcd".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        bad.validate().unwrap_err(),
+        "[local] fail_bootstrap_role = \"etcd\": must be one of master, worker"
+    );
+}
+
 // ---- Helpers -------------------------------------------------------------------------------------
 
 #[test]
