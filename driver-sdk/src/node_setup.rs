@@ -51,6 +51,27 @@ pub struct Download {
     pub artifacts: &'static [&'static str],
 }
 
+/// The download sites several bundled drivers share, written once so a
+/// default version cannot drift between them.
+pub const ETCD: Download = Download {
+    parameter: "etcd_download_url",
+    mirror_dir: "etcd",
+    tag: Some(("etcd_tag", "v3.5.9")),
+    artifacts: &["etcd"],
+};
+pub const FLANNEL: Download = Download {
+    parameter: "flannel_download_url",
+    mirror_dir: "flannel",
+    tag: Some(("flannel_tag", "v0.22.0")),
+    artifacts: &["flanneld"],
+};
+pub const REXRAY: Download = Download {
+    parameter: "rexray_download_url",
+    mirror_dir: "rexray",
+    tag: Some(("rexray_tag", "0.11.4")),
+    artifacts: &["rexray"],
+};
+
 /// The labels of `downloads`: the mirror, the image prefix, the version
 /// labels and one `<artifact>_sha256` per artifact.
 pub fn label_specs(downloads: &[Download]) -> Vec<LabelSpec> {
@@ -270,13 +291,6 @@ fn check_path_part(field: &str, value: &str) -> DriverResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ETCD: Download = Download {
-        parameter: "etcd_download_url",
-        mirror_dir: "etcd",
-        tag: Some(("etcd_tag", "v3.5.9")),
-        artifacts: &["etcd"],
-    };
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         pairs

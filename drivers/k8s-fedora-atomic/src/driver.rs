@@ -127,18 +127,8 @@ pub const DOWNLOADS: &[Download] = &[
             "kube_proxy",
         ],
     },
-    Download {
-        parameter: "etcd_download_url",
-        mirror_dir: "etcd",
-        tag: Some(("etcd_tag", "v3.5.9")),
-        artifacts: &["etcd"],
-    },
-    Download {
-        parameter: "flannel_download_url",
-        mirror_dir: "flannel",
-        tag: Some(("flannel_tag", "v0.22.0")),
-        artifacts: &["flanneld"],
-    },
+    magnum_driver_sdk::node_setup::ETCD,
+    magnum_driver_sdk::node_setup::FLANNEL,
     Download {
         parameter: "flannel_cni_download_url",
         mirror_dir: "flannel-cni-plugin",

@@ -96,12 +96,7 @@ pub const HOST_PARAMETERS: &[&str] = &[
 
 /// What the nodes download: rexray (the rexray volume driver). ZooKeeper,
 /// Mesos, Marathon and Docker come with the image.
-pub const DOWNLOADS: &[Download] = &[Download {
-    parameter: "rexray_download_url",
-    mirror_dir: "rexray",
-    tag: Some(("rexray_tag", "0.11.4")),
-    artifacts: &["rexray"],
-}];
+pub const DOWNLOADS: &[Download] = &[magnum_driver_sdk::node_setup::REXRAY];
 
 /// The driver, as the host loads it.
 pub type MesosUbuntuDriver = HeatCoeDriver<MesosUbuntu>;

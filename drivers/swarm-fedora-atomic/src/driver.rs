@@ -97,24 +97,9 @@ pub const HOST_PARAMETERS: &[&str] = &[
 /// What the nodes download: etcd (standalone Swarm's managers), flanneld
 /// (the flannel network driver), rexray (the rexray volume driver).
 pub const DOWNLOADS: &[Download] = &[
-    Download {
-        parameter: "etcd_download_url",
-        mirror_dir: "etcd",
-        tag: Some(("etcd_tag", "v3.5.9")),
-        artifacts: &["etcd"],
-    },
-    Download {
-        parameter: "flannel_download_url",
-        mirror_dir: "flannel",
-        tag: Some(("flannel_tag", "v0.22.0")),
-        artifacts: &["flanneld"],
-    },
-    Download {
-        parameter: "rexray_download_url",
-        mirror_dir: "rexray",
-        tag: Some(("rexray_tag", "0.11.4")),
-        artifacts: &["rexray"],
-    },
+    magnum_driver_sdk::node_setup::ETCD,
+    magnum_driver_sdk::node_setup::FLANNEL,
+    magnum_driver_sdk::node_setup::REXRAY,
 ];
 
 /// The driver, as the host loads it.
