@@ -63,6 +63,8 @@ pub struct Settings {
     /// orchestrator): the conductor creates the cluster's stacks in the
     /// user's project through it, and deletes it with the cluster.
     pub cluster_trusts: bool,
+    /// `[api] undeclared_labels`.
+    pub undeclared_labels: crate::config::UndeclaredLabels,
 }
 
 impl Default for Settings {
@@ -74,6 +76,7 @@ impl Default for Settings {
             verify_ca: true,
             openstack_ca: None,
             cluster_trusts: false,
+            undeclared_labels: crate::config::UndeclaredLabels::Refuse,
         }
     }
 }
@@ -165,6 +168,7 @@ impl AppState {
             // Heat creates the stacks in the user's project through a trust;
             // without Keystone there is no user to take one from.
             cluster_trusts: matches!(state.identity, Identity::Keystone(_)) && heat,
+            undeclared_labels: config.api.undeclared_labels,
         };
         state.certs = Arc::new(crate::certs::Authority::load(
             config.certificates.clone(),

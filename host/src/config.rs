@@ -130,6 +130,14 @@ config_mode!(
     { NoAuth = "noauth", Keystone = "keystone" }
 );
 
+config_mode!(
+    /// `[api] undeclared_labels`: what a label no part of magnum reads does.
+    UndeclaredLabels,
+    "[api] undeclared_labels",
+    "refuse (a 400 naming the labels) or keep (stored, shown in labels_ignored)",
+    { Refuse = "refuse", Keep = "keep" }
+);
+
 pub use crate::catalog::CatalogSource;
 
 /// `[conductor]`.
@@ -283,6 +291,10 @@ pub struct ApiFile {
     pub service_down_time: i64,
     /// The URL cluster nodes use to reach this API.
     pub public_url: Option<String>,
+    /// Labels that neither the driver nor the host reads: `refuse` them
+    /// (the default: a typo or another driver's label is an error the CLI
+    /// prints) or `keep` them as upstream does, listed in `labels_ignored`.
+    pub undeclared_labels: UndeclaredLabels,
 }
 
 impl Default for ApiFile {
@@ -291,6 +303,7 @@ impl Default for ApiFile {
             max_clusters_per_project: 20,
             service_down_time: 180,
             public_url: None,
+            undeclared_labels: UndeclaredLabels::Refuse,
         }
     }
 }

@@ -247,7 +247,12 @@ pub fn template_body(name: &str, coe: &str, image: &str) -> Value {
         "flavor_id": "m1.small",
         "master_flavor_id": "m1.medium",
         "dns_nameserver": "8.8.8.8",
-        "labels": {"kube_tag": "v1.27.3", "flannel_backend": "vxlan"},
+        // Labels the driver reads: others are refused ([api] undeclared_labels).
+        "labels": if coe == "kubernetes" {
+            json!({"kube_tag": "v1.27.3", "flannel_backend": "vxlan"})
+        } else {
+            json!({})
+        },
         "tags": "test"
     })
 }

@@ -465,6 +465,7 @@ pub async fn create(
         new.fixed_subnet = catalog.default_subnet(&ctx, net).await?;
     }
     let driver = templates::select_driver(&state, &template)?;
+    templates::check_undeclared_labels(&state, &driver, &labels, &templates::labels(&template))?;
     new.driver = driver.name.clone();
 
     // The two default nodegroups (upstream §2.3), created with the cluster.

@@ -21,6 +21,7 @@ use super::{
     context::Ctx,
     error::{ApiError, ApiResult},
     input::{apply_patch, patch_ops, Fields, JsonBody},
+    templates,
 };
 use crate::app::AppState;
 use crate::{
@@ -350,6 +351,7 @@ pub async fn create(
                 db::models::ClusterTemplate::find_by_uuid(conn, &cluster.cluster_template_id)?;
             let parent = common::labels_of(&cluster.labels);
             let labels = common::inherit_labels(&parent, given_labels, merge);
+            templates::check_undeclared_labels(&st, &driver, &labels, &parent)?;
             let mut new = NewNodeGroup::new(&cluster.uuid, &cluster.project_id, &name);
             new.role = role;
             new.node_count = node_count as i32;

@@ -1,6 +1,6 @@
 //! `/v1/clustertemplates` (upstream §1.7, §5.1, §5.2).
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{
     extract::{Path, RawQuery, State},
@@ -281,12 +281,44 @@ async fn check_cloud(
     }
 }
 
+/// `[api] undeclared_labels = "refuse"`: a 400 naming the labels that
+/// `driver` and the host do not read, unless the row already had them
+/// (`kept`: stored under `keep`, or before this rule), so an unrelated
+/// change to an older template still goes through. Upstream accepts any
+/// label and silently ignores the unknown ones (issue 15, defect 9).
+pub fn check_undeclared_labels(
+    state: &AppState,
+    driver: &LoadedDriver,
+    labels: &BTreeMap<String, String>,
+    kept: &BTreeMap<String, String>,
+) -> ApiResult<()> {
+    if state.settings.undeclared_labels == crate::config::UndeclaredLabels::Keep {
+        return Ok(());
+    }
+    let new: Vec<String> = crate::domain::ignored_labels(&driver.info, labels)
+        .into_iter()
+        .filter(|name| !kept.contains_key(name))
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "Labels not read by driver {name}: {list}. They would change nothing: remove them or fix \
+         their names. An operator lists the labels the driver reads with \
+         `magnum-driver-manage show {name}`, and can accept such labels with \
+         [api] undeclared_labels = \"keep\".",
+        name = driver.name,
+        list = new.join(", "),
+    )))
+}
+
 /// Upstream §5.1 steps 3–7: the driver, its defaults and its own
 /// validation, after [`check_cloud`]. Fills the default network driver.
 fn validate(
     state: &AppState,
     t: &mut ClusterTemplate,
     default_subnet: Option<String>,
+    kept: &BTreeMap<String, String>,
 ) -> ApiResult<Arc<LoadedDriver>> {
     if t.docker_storage_driver.as_deref() == Some("devicemapper")
         && t.docker_volume_size.is_none_or(|s| s < 3)
@@ -297,6 +329,7 @@ fn validate(
         )));
     }
     let driver = select_driver(state, t)?;
+    check_undeclared_labels(state, &driver, &labels(t), kept)?;
     if t.network_driver.is_none() {
         t.network_driver = magnum_driver_abi::convention::choose_sub_driver(
             "network_driver",
@@ -465,7 +498,7 @@ pub async fn create(
         ));
     }
     let default_subnet = check_cloud(&state, &ctx, &mut t).await?;
-    validate(&state, &mut t, default_subnet)?;
+    validate(&state, &mut t, default_subnet, &BTreeMap::new())?;
     let new = to_new(&t);
     let saved = db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
         ClusterTemplate::insert(conn, &new).map_err(|e| {
@@ -546,7 +579,7 @@ pub async fn patch(
                 )));
             }
             check_in_use(conn, &current, &t, &changed)?;
-            validate(&st, &mut t, default_subnet)?;
+            validate(&st, &mut t, default_subnet, &labels(&current))?;
             Ok(t.update(conn)?)
         })
     })

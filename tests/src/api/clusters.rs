@@ -52,11 +52,11 @@ api_test!(labels_inherit_and_merge, |app: &TestApp| {
     let own = app.cluster(
         "own",
         "k8s",
-        json!({"labels": {"kube_tag": "v1.28.0", "extra": "1"}}),
+        json!({"labels": {"kube_tag": "v1.28.0", "availability_zone": "az1"}}),
     );
     assert_eq!(
         own["labels"],
-        json!({"kube_tag": "v1.28.0", "extra": "1"}),
+        json!({"kube_tag": "v1.28.0", "availability_zone": "az1"}),
         "given labels replace the template's"
     );
     assert_eq!(
@@ -64,16 +64,16 @@ api_test!(labels_inherit_and_merge, |app: &TestApp| {
         json!({"kube_tag": "v1.27.3"}),
         "overridden shows the parent's value"
     );
-    assert_eq!(own["labels_added"], json!({"extra": "1"}));
+    assert_eq!(own["labels_added"], json!({"availability_zone": "az1"}));
     assert_eq!(own["labels_skipped"], json!({"flannel_backend": "vxlan"}));
     let merged = app.cluster(
         "merged",
         "k8s",
-        json!({"labels": {"extra": "1"}, "merge_labels": true}),
+        json!({"labels": {"availability_zone": "az1"}, "merge_labels": true}),
     );
     assert_eq!(
         merged["labels"],
-        json!({"kube_tag": "v1.27.3", "flannel_backend": "vxlan", "extra": "1"})
+        json!({"kube_tag": "v1.27.3", "flannel_backend": "vxlan", "availability_zone": "az1"})
     );
     assert_eq!(merged["labels_skipped"], json!({}));
 });

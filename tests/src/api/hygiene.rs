@@ -384,7 +384,7 @@ api_test!(cluster_views_show_merge_labels, |app: &TestApp| {
     let c = app.cluster(
         "c1",
         "k8s",
-        json!({"merge_labels": true, "labels": {"x": "1"}}),
+        json!({"merge_labels": true, "labels": {"availability_zone": "az1"}}),
     );
     assert_eq!(c["merge_labels"], false, "{c}");
     for list in ["/v1/clusters", "/v1/clusters/detail"] {
