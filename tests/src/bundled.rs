@@ -216,3 +216,81 @@ fn magnumd_serves_version_documents_and_logs_loaded_drivers() {
     assert_eq!(bad["errors"][0]["code"], "magnum.microversion-unsupported");
     assert_eq!(bad["errors"][0]["max_version"], "1.14");
 }
+
+/// A minimal HTTP/1.1 POST of a JSON body: status head and body.
+fn http_post(addr: &str, path: &str, body: &Value) -> (String, String) {
+    let body = body.to_string();
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         OpenStack-API-Version: container-infra latest\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
+    (head.to_owned(), body.trim().to_owned())
+}
+
+// Issue 17, item 3: overwriting a registered library in place (`cat other.so
+// > driver.so`, as a careless package upgrade does) while magnumd runs. With
+// the file itself mapped, the next call into the driver ran whatever the new
+// bytes held at the old offsets and killed magnumd with SIGSEGV; the loader
+// now maps a private copy of the bytes whose sha256 it checked.
+#[test]
+fn a_library_overwritten_in_place_does_not_touch_the_running_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins.d");
+    let lib = dir.path().join("libk8s.so");
+    std::fs::copy(workspace_lib(BUNDLED[0]), &lib).unwrap();
+    ok(manage(
+        &plugins,
+        &["register", lib.to_str().unwrap(), "--enable"],
+    ));
+    let server = Magnumd::start(&plugins, &dir.path().join("var"));
+    let addr = server.addr.clone();
+    let create = |name: &str| {
+        http_post(
+            &addr,
+            "/v1/clustertemplates",
+            &crate::api::template_body(name, "kubernetes", "fedora-atomic-latest"),
+        )
+    };
+    // Template create runs the driver's own validation.
+    let (head, body) = create("before");
+    assert!(head.starts_with("HTTP/1.1 201"), "{head}\n{body}");
+
+    // Same inode, other bytes: another driver's library written over it.
+    let other = std::fs::read(workspace_lib(BUNDLED[1])).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&lib)
+        .unwrap();
+    f.write_all(&other).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+
+    for name in ["after-1", "after-2"] {
+        let (head, body) = create(name);
+        assert!(head.starts_with("HTTP/1.1 201"), "{head}\n{body}");
+        assert_eq!(json(&body)["name"], name);
+    }
+    let (head, _) = http_get(&addr, "/healthcheck");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (status, log) = server.stop();
+    assert!(
+        status.success(),
+        "magnumd survived and stopped cleanly: {status}\n{log}"
+    );
+    // The change is picked up only through registration: the pinned sha256
+    // no longer matches the file.
+    let verified = manage(&plugins, &["verify", "k8s_fedora_atomic_v1"]);
+    let said = stdout(&verified) + &stderr(&verified);
+    assert!(!verified.status.success(), "{said}");
+    assert!(said.contains("changed after registration"), "{said}");
+}

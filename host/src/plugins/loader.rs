@@ -57,12 +57,33 @@ pub enum LoadError {
 }
 
 /// Header checks shared by `register` and the loader: open the library,
-/// check the ABI version and layout, run the root-module constructor.
+/// check the ABI version and layout, run the root-module constructor. The
+/// file's bytes are read once and mapped from a private in-memory copy
+/// ([`PrivateCopy`]).
 pub fn open_root_module(path: &Path) -> Result<(DriverMod_Ref, String), LoadError> {
+    let bytes = read_library(path)?;
+    open_copy(path, &bytes)
+}
+
+fn read_library(path: &Path) -> Result<Vec<u8>, LoadError> {
     if !path.exists() {
         return Err(LoadError::Missing(path.to_owned()));
     }
-    let header = lib_header_from_path(path).map_err(|e| match e {
+    std::fs::read(path).map_err(|e| LoadError::Unreadable {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Maps `bytes` (the contents of `path`) and initialises its root module.
+fn open_copy(path: &Path, bytes: &[u8]) -> Result<(DriverMod_Ref, String), LoadError> {
+    let copy = PrivateCopy::new(path, bytes).map_err(|e| LoadError::Unreadable {
+        path: path.to_owned(),
+        reason: format!("cannot make the private copy to load: {e}"),
+    })?;
+    // The loader keeps the mapping for the life of the process; the copy's
+    // descriptor is not needed once it is mapped.
+    let header = lib_header_from_path(copy.path()).map_err(|e| match e {
         LibraryError::OpenError { .. } => LoadError::NotALibrary {
             path: path.to_owned(),
             reason: one_line(&e.to_string()),
@@ -85,6 +106,68 @@ pub fn open_root_module(path: &Path) -> Result<(DriverMod_Ref, String), LoadErro
     Ok((module, version.to_string()))
 }
 
+/// What the dynamic loader maps: an anonymous in-memory file holding the
+/// bytes that were checked, opened through `/proc/self/fd`. Mapping the file
+/// in `plugins.d` itself would let an in-place overwrite (`cat new.so >
+/// driver.so`, as a careless package upgrade does) change the code under
+/// the running service, which then dies with SIGSEGV or SIGBUS; and it would
+/// leave a gap between checking the sha256 and mapping the file. A replaced
+/// file is picked up only through registration.
+#[cfg(target_os = "linux")]
+struct PrivateCopy {
+    /// Keeps `/proc/self/fd/N` valid until the loader has mapped it.
+    _fd: std::os::fd::OwnedFd,
+    path: PathBuf,
+}
+
+#[cfg(target_os = "linux")]
+impl PrivateCopy {
+    fn new(source: &Path, bytes: &[u8]) -> std::io::Result<Self> {
+        use std::{
+            io::Write,
+            os::fd::{AsRawFd, FromRawFd},
+        };
+        let name = source
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("driver")
+            .replace('\0', "");
+        let name = std::ffi::CString::new(format!("magnum-driver:{name}"))
+            .map_err(std::io::Error::other)?;
+        // SAFETY: a valid C string and flags; the result is checked.
+        let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a new descriptor that nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let mut file = std::fs::File::from(fd.try_clone()?);
+        file.write_all(bytes)?;
+        file.flush()?;
+        let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        Ok(Self { _fd: fd, path })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Elsewhere the library is mapped from its own file.
+#[cfg(not(target_os = "linux"))]
+struct PrivateCopy(PathBuf);
+
+#[cfg(not(target_os = "linux"))]
+impl PrivateCopy {
+    fn new(source: &Path, _bytes: &[u8]) -> std::io::Result<Self> {
+        Ok(Self(source.to_owned()))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
 /// Reads and parses `info()`.
 pub fn read_info(module: DriverMod_Ref) -> Result<DriverInfo, LoadError> {
     match (module.info())() {
@@ -103,16 +186,13 @@ pub fn construct(module: DriverMod_Ref, config_json: &str) -> Result<DriverBox, 
 }
 
 /// Loads the driver a manifest describes, checking the pinned sha256 first so
-/// that a replaced file is never mapped into the process.
+/// that a replaced file is never mapped into the process, and mapping a
+/// private copy so that replacing the file later cannot touch it.
 pub fn load(manifest: &Manifest, plugins_dir: &Path) -> Result<Arc<LoadedDriver>, LoadError> {
     let path = manifest.library_path(plugins_dir);
-    if !path.exists() {
-        return Err(LoadError::Missing(path));
-    }
-    let actual = manifest::sha256_file(&path).map_err(|e| LoadError::Unreadable {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
+    // The bytes checked are the bytes mapped.
+    let bytes = read_library(&path)?;
+    let actual = manifest::sha256_hex(&bytes);
     if !actual.eq_ignore_ascii_case(&manifest.sha256) {
         return Err(LoadError::Checksum {
             path,
@@ -120,7 +200,7 @@ pub fn load(manifest: &Manifest, plugins_dir: &Path) -> Result<Arc<LoadedDriver>
             actual,
         });
     }
-    let (module, abi_version) = open_root_module(&path)?;
+    let (module, abi_version) = open_copy(&path, &bytes)?;
     let (req_major, req_minor) =
         parse_requirement(&manifest.abi).map_err(|e| LoadError::Manifest(e.to_string()))?;
     if !abi_satisfies(&abi_version, req_major, req_minor) {

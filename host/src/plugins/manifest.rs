@@ -194,6 +194,9 @@ pub fn write(dir: &Path, manifest: &Manifest) -> anyhow::Result<PathBuf> {
 
 /// Hex sha256 of a file's content.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let bytes = fs::read(path)?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
+    Ok(sha256_hex(&fs::read(path)?))
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
