@@ -81,8 +81,6 @@ fn open_copy(path: &Path, bytes: &[u8]) -> Result<(DriverMod_Ref, String), LoadE
         path: path.to_owned(),
         reason: format!("cannot make the private copy to load: {e}"),
     })?;
-    // The loader keeps the mapping for the life of the process; the copy's
-    // descriptor is not needed once it is mapped.
     let header = lib_header_from_path(copy.path()).map_err(|e| match e {
         LibraryError::OpenError { .. } => LoadError::NotALibrary {
             path: path.to_owned(),
@@ -115,8 +113,6 @@ fn open_copy(path: &Path, bytes: &[u8]) -> Result<(DriverMod_Ref, String), LoadE
 /// file is picked up only through registration.
 #[cfg(target_os = "linux")]
 struct PrivateCopy {
-    /// Keeps `/proc/self/fd/N` valid until the loader has mapped it.
-    _fd: std::os::fd::OwnedFd,
     path: PathBuf,
 }
 
@@ -125,8 +121,14 @@ impl PrivateCopy {
     fn new(source: &Path, bytes: &[u8]) -> std::io::Result<Self> {
         use std::{
             io::Write,
-            os::fd::{AsRawFd, FromRawFd},
+            os::fd::{FromRawFd, IntoRawFd},
         };
+        if !Path::new("/proc/self/fd").is_dir() {
+            // No procfs (a bare chroot): map the file itself, as before.
+            return Ok(Self {
+                path: source.to_owned(),
+            });
+        }
         let name = source
             .file_name()
             .and_then(|n| n.to_str())
@@ -140,12 +142,17 @@ impl PrivateCopy {
             return Err(std::io::Error::last_os_error());
         }
         // SAFETY: `raw` is a new descriptor that nothing else owns.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
-        let mut file = std::fs::File::from(fd.try_clone()?);
+        let mut file = unsafe { std::fs::File::from_raw_fd(raw) };
         file.write_all(bytes)?;
         file.flush()?;
-        let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        Ok(Self { _fd: fd, path })
+        // Never closed: the dynamic loader knows a library by its path, so
+        // a descriptor number reused by a later copy would make dlopen hand
+        // back the earlier library. Libraries are never unloaded either;
+        // this is one descriptor per library loaded.
+        let fd = file.into_raw_fd();
+        Ok(Self {
+            path: PathBuf::from(format!("/proc/self/fd/{fd}")),
+        })
     }
 
     fn path(&self) -> &Path {
