@@ -294,3 +294,64 @@ fn a_library_overwritten_in_place_does_not_touch_the_running_service() {
     assert!(!verified.status.success(), "{said}");
     assert!(said.contains("changed after registration"), "{said}");
 }
+
+// Issue 17, item 5: SIGHUP (logrotate, `systemctl reload`) killed magnumd
+// with exit 129. It now re-applies the configuration file's log filter and
+// logs what changed in plugins.d (applied at the next restart), and the
+// service keeps serving.
+#[test]
+fn sighup_reloads_the_log_filter_and_never_kills() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins.d");
+    register_bundled(&plugins);
+    let config = dir.path().join("magnum.toml");
+    std::fs::write(&config, "log = \"info\"\n").unwrap();
+    let mut server = Magnumd::start_with(&plugins, &dir.path().join("var"), Some(&config));
+    let addr = server.addr.clone();
+    let pid = server.pid().to_string();
+    let hup = || {
+        let sent = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    let wait_log = |server: &mut Magnumd, needle: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = server.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {needle:?} in:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // A debug filter from the file applies without a restart.
+    std::fs::write(&config, "log = \"debug\"\n").unwrap();
+    hup();
+    wait_log(&mut server, "SIGHUP: log filter applied");
+    wait_log(&mut server, "SIGHUP: plugins.d unchanged");
+    let (head, _) = http_get(&addr, "/healthcheck");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    // A driver disabled on disk: said, not applied until a restart.
+    ok(manage(&plugins, &["disable", "mesos_ubuntu_v1"]));
+    hup();
+    let log = wait_log(&mut server, "plugins.d changed");
+    assert!(log.contains("mesos_ubuntu_v1: disabled"), "{log}");
+    // A bad filter keeps the one in force.
+    std::fs::write(&config, "log = \"info,[=\"\n").unwrap();
+    hup();
+    wait_log(&mut server, "SIGHUP: log filter not changed");
+    let (head, _) = http_get(&addr, "/healthcheck");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (status, log) = server.stop();
+    assert!(
+        status.success(),
+        "clean stop after three SIGHUPs: {status}\n{log}"
+    );
+}

@@ -240,6 +240,11 @@ impl Magnumd {
 }
 
 impl Magnumd {
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// `kill -9` now (what dropping does too).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -79,6 +79,13 @@ enum DbCommand {
 }
 
 fn main() -> ExitCode {
+    // SIGHUP's default action kills the process (exit 129); ignore it until
+    // the service installs its reload handler, first thing in its runtime.
+    // SAFETY: setting a signal's disposition to SIG_IGN before any thread
+    // starts.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
     let cli = Cli::parse();
     let overrides = Overrides {
         config: cli.config,
@@ -94,10 +101,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_logging(&config.log);
+    let log = init_logging(&config.log);
     let result = match cli.command {
-        Command::Serve => serve(config, true),
-        Command::Conductor => serve(config, false),
+        Command::Serve => serve(config, &overrides, log, true),
+        Command::Conductor => serve(config, &overrides, log, false),
         Command::Db { command } => db_command(&config, command),
     };
     match result {
@@ -128,17 +135,73 @@ fn db_command(config: &Config, command: DbCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(filter: &str) {
+/// Swaps the log filter of the running process (SIGHUP).
+type LogReload = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+fn init_logging(filter: &str) -> LogReload {
+    let from_env = std::env::var("MAGNUM_LOG").is_ok();
     let filter = tracing_subscriber::EnvFilter::try_from_env("MAGNUM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    builder.init();
+    Box::new(move |filter: &str| {
+        if from_env {
+            // The environment wins over the file, at start as on reload.
+            return Err("MAGNUM_LOG is set; it stays in force".to_owned());
+        }
+        let new = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
+        handle.reload(new).map_err(|e| e.to_string())
+    })
 }
 
-fn serve(config: Config, api_enabled: bool) -> anyhow::Result<()> {
+/// SIGHUP (what logrotate and `systemctl reload` send) must never kill the
+/// service, as the default action would (exit 129). It re-reads the
+/// configuration file's log filter and applies it, and says what changed
+/// in `plugins.d` since the drivers were loaded: those changes still take
+/// effect at the next restart. `hangups` is installed first thing in the
+/// runtime, so a SIGHUP during start-up is handled here too.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    overrides: Overrides,
+    log: LogReload,
+    state: Arc<AppState>,
+) {
+    while hangups.recv().await.is_some() {
+        match Config::load(&overrides) {
+            Ok(config) => {
+                match log(&config.log) {
+                    Ok(()) => {
+                        tracing::info!(filter = %config.log, "SIGHUP: log filter applied")
+                    }
+                    Err(why) => tracing::warn!("SIGHUP: log filter not changed: {why}"),
+                }
+                match state.registry.changes_on_disk(&config.plugins_dir) {
+                    Ok(changes) if changes.is_empty() => {
+                        tracing::info!("SIGHUP: plugins.d unchanged")
+                    }
+                    Ok(changes) => tracing::warn!(
+                        changes = %changes.join("; "),
+                        "SIGHUP: plugins.d changed; the drivers in use stay as loaded until magnumd restarts"
+                    ),
+                    Err(e) => tracing::warn!("SIGHUP: cannot read plugins.d: {e:#}"),
+                }
+            }
+            Err(e) => tracing::warn!("SIGHUP: configuration not reloaded: {e:#}"),
+        }
+    }
+}
+
+fn serve(
+    config: Config,
+    overrides: &Overrides,
+    log: LogReload,
+    api_enabled: bool,
+) -> anyhow::Result<()> {
     // It holds the SQLite database, the sealing key and the cloud's state.
     magnum_host::files::private_dir(&config.data_dir).map_err(|e| {
         anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
@@ -164,10 +227,13 @@ fn serve(config: Config, api_enabled: bool) -> anyhow::Result<()> {
     // One TLS for every OpenStack client (the insecure warning once).
     let tls = magnum_host::app::openstack_tls(&config)?;
     let runtime = tokio::runtime::Runtime::new()?;
+    let overrides = overrides.clone();
     runtime.block_on(async move {
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let state = Arc::new(AppState::from_config(&config, registry, pool, tls.as_ref()).await?);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let shutdown = shutdown_signal();
+        let hangups = tokio::spawn(reload_on_hangup(hangups, overrides, log, state.clone()));
         let conductor = if config.conductor.in_process || !api_enabled {
             let conductor = Arc::new(magnum_host::conductor::Conductor::new(
                 state.clone(),
@@ -191,6 +257,7 @@ fn serve(config: Config, api_enabled: bool) -> anyhow::Result<()> {
             shutdown.await;
         }
         let _ = stop_tx.send(true);
+        hangups.abort();
         if let Some(task) = conductor {
             let _ = task.await;
         }

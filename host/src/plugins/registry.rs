@@ -119,6 +119,58 @@ impl Registry {
         self.loaded().find(|d| d.name() == name)
     }
 
+    /// What differs between the manifests in `plugins_dir` now and the
+    /// ones this registry was loaded from, one sentence per driver (for the
+    /// log on SIGHUP).
+    pub fn changes_on_disk(&self, plugins_dir: &Path) -> anyhow::Result<Vec<String>> {
+        let files = manifest::read_dir(plugins_dir)?;
+        let mut changes = Vec::new();
+        for file in &files {
+            let name = file
+                .manifest
+                .as_ref()
+                .map_or(file.stem.clone(), |m| m.name.clone());
+            let before = self.entries.iter().find(|e| e.name == name);
+            let change = match (&file.manifest, before.and_then(|e| e.manifest.as_ref())) {
+                (Err(reason), _) => Some(format!("{name}: manifest unreadable ({reason})")),
+                (Ok(m), None) if before.is_none() => Some(format!(
+                    "{name}: registered ({})",
+                    if m.enabled { "enabled" } else { "disabled" }
+                )),
+                (Ok(_), None) => Some(format!("{name}: manifest readable again")),
+                (Ok(now), Some(was)) if now == was => None,
+                (Ok(now), Some(was)) => {
+                    let mut what = Vec::new();
+                    if now.sha256 != was.sha256 || now.library != was.library {
+                        what.push("library replaced".to_owned());
+                    }
+                    if now.enabled != was.enabled {
+                        what.push(if now.enabled { "enabled" } else { "disabled" }.to_owned());
+                    }
+                    if now.config != was.config {
+                        what.push("config changed".to_owned());
+                    }
+                    if what.is_empty() {
+                        what.push("manifest changed".to_owned());
+                    }
+                    Some(format!("{name}: {}", what.join(", ")))
+                }
+            };
+            changes.extend(change);
+        }
+        for entry in &self.entries {
+            let on_disk = files.iter().any(|f| {
+                f.manifest
+                    .as_ref()
+                    .map_or(f.stem == entry.name, |m| m.name == entry.name)
+            });
+            if !on_disk {
+                changes.push(format!("{}: unregistered", entry.name));
+            }
+        }
+        Ok(changes)
+    }
+
     /// The enabled driver providing a tuple (at most one, by construction).
     pub fn for_tuple(&self, server_type: &str, os: &str, coe: &str) -> Option<&Arc<LoadedDriver>> {
         let wanted = Provides::new(server_type, os, coe);
