@@ -339,7 +339,7 @@ fn sighup_reloads_the_log_filter_and_never_kills() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 
     // A driver disabled on disk: said, not applied until a restart.
-    ok(manage(&plugins, &["disable", "mesos_ubuntu_v1"]));
+    ok(manage(&plugins, &["disable", "mesos_ubuntu_v1", "--force"]));
     hup();
     let log = wait_log(&mut server, "plugins.d changed");
     assert!(log.contains("mesos_ubuntu_v1: disabled"), "{log}");
@@ -353,5 +353,87 @@ fn sighup_reloads_the_log_filter_and_never_kills() {
     assert!(
         status.success(),
         "clean stop after three SIGHUPs: {status}\n{log}"
+    );
+}
+
+// Issue 18, item 8: start-up rough edges. A taken port fails before
+// anything is created on disk; a missing plugins directory is refused with
+// the heat orchestrator and logged loudly otherwise; magnum-driver-manage
+// takes `plugins_dir` from --config as magnumd does.
+#[test]
+fn start_up_fails_early_and_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins.d");
+    register_bundled(&plugins);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let data = dir.path().join("var-taken");
+    let out = std::process::Command::new(bin("magnumd"))
+        .args(["serve", "--bind", &port, "--data-dir"])
+        .arg(&data)
+        .arg("--plugins-dir")
+        .arg(&plugins)
+        .env_remove("MAGNUM_CONFIG")
+        .env_remove("MAGNUM_DATABASE_URL")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("cannot listen on {port}")), "{err}");
+    assert!(!data.exists(), "nothing created before the bind: {err}");
+
+    // No plugins directory: heat refuses to start, local starts and says so.
+    let missing = dir.path().join("no-plugins.d");
+    let config = dir.path().join("heat.toml");
+    std::fs::write(
+        &config,
+        "[conductor]\norchestrator = \"heat\"\n[api]\npublic_url = \"http://127.0.0.1:9511\"\n\
+         [keystone]\nauth_url = \"http://127.0.0.1:1/v3\"\nusername = \"magnum\"\n\
+         password = \"x\"\nproject_name = \"service\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin("magnumd"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("var-heat"))
+        .arg("--plugins-dir")
+        .arg(&missing)
+        .env_remove("MAGNUM_DATABASE_URL")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no-plugins.d does not exist: no driver can load"),
+        "{err}"
+    );
+    let mut server = Magnumd::start(&missing, &dir.path().join("var-local"));
+    let log = server.log();
+    assert!(
+        log.contains("no-plugins.d does not exist") && log.contains("no driver is loaded"),
+        "{log}"
+    );
+    drop(server);
+
+    // magnum-driver-manage reads plugins_dir from --config.
+    let config = dir.path().join("magnum.toml");
+    std::fs::write(
+        &config,
+        format!("plugins_dir = \"{}\"\n", plugins.display()),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin("magnum-driver-manage"))
+        .arg("--config")
+        .arg(&config)
+        .args(["list-drivers", "-f", "value"])
+        .env_remove("MAGNUM_PLUGINS_DIR")
+        .env_remove("MAGNUM_CONFIG")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok(out),
+        "k8s_fedora_atomic_v1\nmesos_ubuntu_v1\nswarm_fedora_atomic_v1\n"
     );
 }

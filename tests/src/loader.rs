@@ -204,8 +204,9 @@ fn two_enabled_drivers_never_share_a_tuple() {
         "{err}"
     );
 
-    // After disabling the first, the copy may be enabled.
-    ok(manage(plugins, &["disable", "fake"]));
+    // After disabling the first, the copy may be enabled (no database here:
+    // --force skips the clusters-in-use check).
+    ok(manage(plugins, &["disable", "fake", "--force"]));
     ok(manage(plugins, &["enable", "fake_copy"]));
     let names = ok(manage(plugins, &["list-drivers", "-f", "value"]));
     assert_eq!(names, "fake_copy\n");
@@ -289,7 +290,7 @@ fn re_registration_needs_replace_and_keeps_the_operators_choice() {
     let err = fails(manage(plugins, &["register", fake]));
     assert!(err.contains("already registered; use --replace"), "{err}");
 
-    ok(manage(plugins, &["disable", "fake"]));
+    ok(manage(plugins, &["disable", "fake", "--force"]));
     let said = ok(manage(plugins, &["register", fake, "--replace"]));
     assert!(
         said.ends_with("disabled\n"),
@@ -310,7 +311,7 @@ fn re_registration_needs_replace_and_keeps_the_operators_choice() {
     assert!(err.contains("no driver named nosuch"), "{err}");
     let err = fails(manage(plugins, &["unregister", "nosuch"]));
     assert!(err.contains("no driver named nosuch"), "{err}");
-    ok(manage(plugins, &["unregister", "fake"]));
+    ok(manage(plugins, &["unregister", "fake", "--force"]));
     assert!(!plugins.join("fake.toml").exists());
 }
 
@@ -358,6 +359,18 @@ fn a_driver_that_owns_clusters_is_kept_unless_forced() {
     assert!(
         Registry::load(plugins).unwrap().get("fake").is_some(),
         "still enabled"
+    );
+    // Nor is a database that is not there: a wrong (or no) --data-dir looks
+    // just like that.
+    let err = fails(manage(
+        plugins,
+        &["--data-dir", "/nonexistent/magnum", "disable", "fake"],
+    ));
+    assert!(
+        err.contains("cannot check whether clusters still use driver fake")
+            && err.contains("/nonexistent/magnum/magnum.sqlite does not exist")
+            && err.contains("--force"),
+        "{err}"
     );
     // An unreachable database is no licence to strand clusters either.
     let err = fails(manage(

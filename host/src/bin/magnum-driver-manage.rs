@@ -25,15 +25,10 @@ use magnum_host::{
 #[derive(Parser)]
 #[command(name = "magnum-driver-manage", version, verbatim_doc_comment)]
 struct Cli {
-    /// Directory of driver manifests.
-    #[arg(
-        long,
-        global = true,
-        env = "MAGNUM_PLUGINS_DIR",
-        default_value = "plugins.d",
-        value_name = "DIR"
-    )]
-    plugins_dir: PathBuf,
+    /// Directory of driver manifests [default: `plugins_dir` of --config,
+    /// else plugins.d].
+    #[arg(long, global = true, env = "MAGNUM_PLUGINS_DIR", value_name = "DIR")]
+    plugins_dir: Option<PathBuf>,
     /// magnumd's TOML configuration, to find its database (disable and
     /// unregister refuse a driver that clusters still use).
     #[arg(long, global = true, env = "MAGNUM_CONFIG", value_name = "FILE")]
@@ -145,16 +140,21 @@ fn one_line(s: &str) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let dir = cli.plugins_dir;
-    let database_url = || -> anyhow::Result<String> {
-        let overrides = Overrides {
-            config: cli.config.clone(),
-            data_dir: cli.data_dir.clone(),
-            database_url: cli.database_url.clone(),
-            ..Default::default()
-        };
-        Ok(Config::load(&overrides)?.database_url)
+    let overrides = Overrides {
+        config: cli.config.clone(),
+        data_dir: cli.data_dir.clone(),
+        database_url: cli.database_url.clone(),
+        plugins_dir: cli.plugins_dir.clone(),
+        ..Default::default()
     };
+    // The flag (or MAGNUM_PLUGINS_DIR), else the configuration file's, as
+    // magnumd resolves it.
+    let dir = match (&cli.plugins_dir, &cli.config) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(_)) => Config::load(&overrides)?.plugins_dir,
+        (None, None) => PathBuf::from("plugins.d"),
+    };
+    let database_url = || -> anyhow::Result<String> { Ok(Config::load(&overrides)?.database_url) };
     match cli.command {
         Command::ListDrivers {
             details,

@@ -202,6 +202,29 @@ fn serve(
     log: LogReload,
     api_enabled: bool,
 ) -> anyhow::Result<()> {
+    // Bind first: a taken port must fail before anything is migrated or
+    // created on disk.
+    let listener = if api_enabled {
+        let listener = std::net::TcpListener::bind(config.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
+        listener.set_nonblocking(true)?;
+        Some(listener)
+    } else {
+        None
+    };
+    let heat = config.conductor.orchestrator == magnum_host::config::OrchestratorKind::Heat;
+    if !config.plugins_dir.is_dir() {
+        let why = format!(
+            "plugins directory {} does not exist: no driver can load, so every template and \
+             cluster request would be refused; set plugins_dir (or --plugins-dir) to the \
+             directory magnum-driver-manage registers drivers in",
+            config.plugins_dir.display()
+        );
+        if heat {
+            anyhow::bail!(why);
+        }
+        tracing::error!("{why}");
+    }
     // It holds the SQLite database, the sealing key and the cloud's state.
     magnum_host::files::private_dir(&config.data_dir).map_err(|e| {
         anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
@@ -224,6 +247,13 @@ fn serve(
         registered = registry.entries.len(),
         "drivers ready"
     );
+    if loaded == 0 {
+        tracing::error!(
+            plugins_dir = %config.plugins_dir.display(),
+            "no driver is loaded: every template and cluster request will be refused \
+             (register and enable drivers with magnum-driver-manage)"
+        );
+    }
     // One TLS for every OpenStack client (the insecure warning once).
     let tls = magnum_host::app::openstack_tls(&config)?;
     let runtime = tokio::runtime::Runtime::new()?;
@@ -244,10 +274,8 @@ fn serve(
         } else {
             None
         };
-        if api_enabled {
-            let listener = tokio::net::TcpListener::bind(config.bind)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
+        if let Some(listener) = listener {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
             let listening = listener.local_addr()?;
             tracing::info!(%listening, "serving the Magnum v1 API");
             axum::serve(listener, api::router(state))

@@ -132,12 +132,17 @@ impl OwnerCheck<'_> {
     }
 }
 
-/// Clusters in the service's database created by driver `name`. A database
-/// that does not exist yet, or was never migrated, holds none.
+/// Clusters in the service's database created by driver `name`. A missing
+/// SQLite file is an error, not "no clusters": it is what a wrong
+/// `--data-dir` (or none) looks like; a database never migrated holds none.
 fn clusters_using(database_url: &str, name: &str) -> anyhow::Result<i64> {
     if let DbTarget::Sqlite(path) = DbTarget::parse(database_url)? {
         if !Path::new(&path).exists() {
-            return Ok(0);
+            bail!(
+                "magnumd's database {} does not exist: point --config, --data-dir or \
+                 --database-url at the database magnumd uses",
+                Path::new(&path).display()
+            );
         }
     }
     let pool = DbPool::connect_with(database_url, 1)?;
