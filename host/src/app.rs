@@ -65,6 +65,8 @@ pub struct Settings {
     pub cluster_trusts: bool,
     /// `[api] undeclared_labels`.
     pub undeclared_labels: crate::config::UndeclaredLabels,
+    /// `[healthcheck]`.
+    pub healthcheck: crate::config::HealthcheckFile,
 }
 
 impl Default for Settings {
@@ -77,6 +79,7 @@ impl Default for Settings {
             openstack_ca: None,
             cluster_trusts: false,
             undeclared_labels: crate::config::UndeclaredLabels::Refuse,
+            healthcheck: crate::config::HealthcheckFile::default(),
         }
     }
 }
@@ -169,6 +172,7 @@ impl AppState {
             // without Keystone there is no user to take one from.
             cluster_trusts: matches!(state.identity, Identity::Keystone(_)) && heat,
             undeclared_labels: config.api.undeclared_labels,
+            healthcheck: config.healthcheck.clone(),
         };
         state.certs = Arc::new(crate::certs::Authority::load(
             config.certificates.clone(),

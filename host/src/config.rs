@@ -50,6 +50,21 @@ pub struct FileConfig {
     /// What the drivers tell the nodes about the cloud (TLS verification, CA).
     #[serde(default)]
     pub drivers: DriversFile,
+    /// `/healthcheck` (oslo.middleware's options of the same names).
+    #[serde(default)]
+    pub healthcheck: HealthcheckFile,
+}
+
+/// `[healthcheck]`, as oslo.middleware's healthcheck middleware.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthcheckFile {
+    /// While this file exists, `/healthcheck` answers 503 `DISABLED BY FILE`,
+    /// so a load balancer drains this API process (the rest keeps working).
+    pub disable_by_file_path: Option<PathBuf>,
+    /// Whether `?detailed` (or a JSON `Accept`) shows what each check saw;
+    /// off by default, as oslo, since it tells callers about the service.
+    pub detailed: bool,
 }
 
 /// `[drivers]` (upstream's section of the same name): how cluster nodes
@@ -337,6 +352,7 @@ pub struct Config {
     pub heat: crate::orchestrator::heat::HeatSettings,
     pub certificates: crate::certs::CertificateConfig,
     pub drivers: DriversFile,
+    pub healthcheck: HealthcheckFile,
     /// The PEM text of `[drivers] openstack_ca_file`, read at start.
     pub openstack_ca: Option<String>,
 }
@@ -500,6 +516,7 @@ impl Config {
             heat: file.heat,
             certificates,
             drivers: file.drivers,
+            healthcheck: file.healthcheck,
             openstack_ca,
         })
     }

@@ -217,21 +217,97 @@ async fn v1(State(_state): State<Arc<AppState>>, headers: HeaderMap) -> Json<Val
 /// oslo.middleware's healthcheck: unauthenticated and cheap; 200 `OK` when
 /// the database answers, 503 with the reason (never the URL) when not, in
 /// at most `[database] healthcheck_timeout_ms`, so a load balancer can act.
-async fn healthcheck(State(state): State<Arc<AppState>>) -> Response {
-    let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-    match db::probe(&state.pool).await {
-        Ok(()) => (StatusCode::OK, text_plain, "OK").into_response(),
-        Err(reason) => {
-            let reason = format!("{reason:#}");
-            tracing::warn!("healthcheck: database unreachable: {reason}");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                text_plain,
-                format!("database unreachable: {reason}"),
-            )
-                .into_response()
+/// While `[healthcheck] disable_by_file_path` exists it answers 503
+/// `DISABLED BY FILE` (oslo's text), draining this process only. JSON for
+/// `?detailed` or an `Accept: application/json`; each check's details only
+/// with `[healthcheck] detailed = true`.
+async fn healthcheck(
+    State(state): State<Arc<AppState>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let settings = &state.settings.healthcheck;
+    let mut reasons: Vec<(&str, String, String)> = Vec::new();
+    let mut healthy = true;
+    if let Some(path) = &settings.disable_by_file_path {
+        if path.exists() {
+            healthy = false;
+            reasons.push((
+                "DisableByFileHealthcheck",
+                "DISABLED BY FILE".to_owned(),
+                format!("{} exists", path.display()),
+            ));
+        } else {
+            reasons.push((
+                "DisableByFileHealthcheck",
+                "OK".to_owned(),
+                format!("{} absent", path.display()),
+            ));
         }
     }
+    if healthy {
+        let started = std::time::Instant::now();
+        match db::probe(&state.pool).await {
+            Ok(()) => reasons.push((
+                "DatabaseHealthcheck",
+                "OK".to_owned(),
+                format!("answered in {} ms", started.elapsed().as_millis()),
+            )),
+            Err(reason) => {
+                let reason = format!("{reason:#}");
+                tracing::warn!("healthcheck: database unreachable: {reason}");
+                healthy = false;
+                reasons.push((
+                    "DatabaseHealthcheck",
+                    format!("database unreachable: {reason}"),
+                    String::new(),
+                ));
+            }
+        }
+    }
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    // oslo answers with the first failing reason, or OK.
+    let summary = reasons
+        .iter()
+        .find(|(_, r, _)| r != "OK")
+        .map_or_else(|| "OK".to_owned(), |(_, r, _)| r.clone());
+    let wants_json = uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == "detailed" || p.starts_with("detailed="))
+    }) || headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    if !wants_json {
+        let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+        return (status, text_plain, summary).into_response();
+    }
+    let body = if settings.detailed {
+        let loaded = state.registry.loaded().count();
+        json!({
+            "detailed": true,
+            "now": chrono::Utc::now().to_rfc3339(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "reasons": reasons
+                .iter()
+                .map(|(class, reason, details)| {
+                    json!({"class": class, "reason": reason, "details": details})
+                })
+                .chain(std::iter::once(json!({
+                    "class": "DriversHealthcheck",
+                    "reason": "OK",
+                    "details": format!("{loaded} driver(s) loaded"),
+                })))
+                .collect::<Vec<_>>(),
+        })
+    } else {
+        json!({"detailed": false, "reasons": [summary]})
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn method_not_allowed(req: Request) -> Response {

@@ -273,3 +273,79 @@ api_test!(routing_errors_use_the_envelope, |app: &TestApp| {
     );
     assert_eq!(r.status, StatusCode::NOT_ACCEPTABLE);
 });
+
+// Issue 18, item 5: `/healthcheck` as oslo.middleware's: plain `OK`, JSON for
+// `?detailed` (details only when `[healthcheck] detailed`), and a file whose
+// presence drains this API process from its load balancer.
+mod healthcheck_as_oslo {
+    use super::*;
+
+    fn body(db: TestDatabase) {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("disabled");
+        let file = flag.clone();
+        let app = TestApp::with(db, move |state| {
+            state.settings.healthcheck.disable_by_file_path = Some(file);
+            state.settings.healthcheck.detailed = true;
+        });
+        let r = app.get("/healthcheck");
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body, json!("OK"));
+        let r = app.get("/healthcheck?detailed");
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["detailed"], true);
+        let classes: Vec<&str> = r.body["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["class"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            classes,
+            [
+                "DisableByFileHealthcheck",
+                "DatabaseHealthcheck",
+                "DriversHealthcheck"
+            ],
+            "{}",
+            r.body
+        );
+        assert_eq!(r.body["reasons"][2]["details"], "3 driver(s) loaded");
+
+        std::fs::write(&flag, "").unwrap();
+        let r = app.get("/healthcheck");
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.body, json!("DISABLED BY FILE"));
+        let r = app.get("/healthcheck?detailed");
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.body["reasons"][0]["reason"], "DISABLED BY FILE");
+        // The rest of the API keeps serving: only the load balancer's probe fails.
+        assert_eq!(app.get("/v1/clustertemplates").status, StatusCode::OK);
+        std::fs::remove_file(&flag).unwrap();
+        assert_eq!(app.get("/healthcheck").status, StatusCode::OK);
+    }
+
+    fn not_detailed(db: TestDatabase) {
+        let app = TestApp::new(db);
+        let r = app.get("/healthcheck?detailed");
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body, json!({"detailed": false, "reasons": ["OK"]}));
+    }
+
+    #[test]
+    fn sqlite() {
+        if let Some(db) = TestDatabase::new(magnum_host::db::Backend::Sqlite) {
+            body(db);
+        }
+        if let Some(db) = TestDatabase::new(magnum_host::db::Backend::Sqlite) {
+            not_detailed(db);
+        }
+    }
+
+    #[test]
+    fn postgres() {
+        if let Some(db) = TestDatabase::new(magnum_host::db::Backend::Postgres) {
+            body(db);
+        }
+    }
+}
