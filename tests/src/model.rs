@@ -642,6 +642,13 @@ fn check(
         let mut model_names: Vec<String> = c.groups.iter().map(|g| g.name.clone()).collect();
         model_names.sort();
         if names != model_names {
+            // Each group's status says which way it went.
+            let states: Vec<String> = groups
+                .iter()
+                .filter(|g| g["role"] != "master")
+                .map(|g| format!("{} {} {}", g["name"], g["status"], g["status_reason"]))
+                .collect();
+            wrong.push(format!("{name}: nodegroup states {states:?}"));
             wrong.push(format!(
                 "{name}: worker nodegroups {names:?}, model {model_names:?}"
             ));
