@@ -256,7 +256,8 @@ pub struct HostContext {
     /// the magnum API, Heat) are signed by, for nodes to trust;
     /// `[drivers] openstack_ca_file`. `None`: the nodes' system trust store.
     pub openstack_ca: Option<String>,
-    /// Host-supplied parameters passed through unchanged (trust, credentials).
+    /// Host-supplied parameters passed through unchanged (trust, credentials;
+    /// since 1.2 the application credential, see `Validation`).
     pub extra: Map<String, Value>,
 }
 
@@ -354,6 +355,12 @@ pub struct SubDriverConfig {
 #[serde(default)]
 pub struct Validation {
     pub warnings: Vec<String>,
+    /// Since 1.2, `validate_cluster` only: this cluster's nodes need an
+    /// OpenStack credential (a cloud provider, a volume driver). The host
+    /// then creates a Keystone application credential for the cluster and
+    /// passes it in `HostContext.extra` as `openstack_app_cred_id` and
+    /// `openstack_app_cred_secret`; without Keystone there is none.
+    pub cloud_credential: bool,
 }
 
 /// What one stack operation does.

@@ -67,6 +67,13 @@ pub struct Settings {
     pub undeclared_labels: crate::config::UndeclaredLabels,
     /// `[healthcheck]`.
     pub healthcheck: crate::config::HealthcheckFile,
+    /// Roles of the application credential of a cluster whose nodes need
+    /// one (`[drivers] cloud_credential_roles`).
+    pub cloud_credential_roles: Vec<String>,
+    /// Keystone's v3 URL as nodes reach it (the catalog's public identity
+    /// endpoint, else the configured auth URL): where their application
+    /// credential authenticates. `None` without Keystone.
+    pub node_auth_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -80,6 +87,8 @@ impl Default for Settings {
             cluster_trusts: false,
             undeclared_labels: crate::config::UndeclaredLabels::Refuse,
             healthcheck: crate::config::HealthcheckFile::default(),
+            cloud_credential_roles: vec!["member".to_owned()],
+            node_auth_url: None,
         }
     }
 }
@@ -173,6 +182,11 @@ impl AppState {
             cluster_trusts: matches!(state.identity, Identity::Keystone(_)) && heat,
             undeclared_labels: config.api.undeclared_labels,
             healthcheck: config.healthcheck.clone(),
+            cloud_credential_roles: config.drivers.cloud_credential_roles.clone(),
+            node_auth_url: match &service {
+                Some(client) => Some(node_auth_url(client).await),
+                None => None,
+            },
         };
         state.certs = Arc::new(crate::certs::Authority::load(
             config.certificates.clone(),
@@ -186,6 +200,7 @@ impl AppState {
             magnum_url: self.settings.public_url.clone(),
             verify_ca: self.settings.verify_ca,
             openstack_ca: self.settings.openstack_ca.clone(),
+            auth_url: self.settings.node_auth_url.clone(),
             ..Default::default()
         }
     }
@@ -225,6 +240,22 @@ pub fn v1_url(url: &str) -> String {
 /// internal: nodes sit outside the control plane). With the heat
 /// orchestrator real nodes need it (TLS clusters fetch their certificates
 /// from it), so not knowing it stops the start.
+/// Keystone's v3 URL for nodes: the catalog's public (else internal)
+/// identity endpoint with `/v3`, else the URL magnumd itself uses.
+async fn node_auth_url(client: &KeystoneClient) -> String {
+    match client.node_facing_endpoint("identity").await {
+        Ok(url) => {
+            let url = url.as_str().trim_end_matches('/');
+            if url.ends_with("/v3") {
+                url.to_owned()
+            } else {
+                format!("{url}/v3")
+            }
+        }
+        Err(_) => client.auth_url().as_str().trim_end_matches('/').to_owned(),
+    }
+}
+
 async fn node_facing_url(
     config: &Config,
     service: Option<&KeystoneClient>,

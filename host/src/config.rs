@@ -80,6 +80,10 @@ pub struct DriversFile {
     /// `openstack_ca_file`), installed on every node; unset, nodes use their
     /// image's trust store.
     pub openstack_ca_file: Option<PathBuf>,
+    /// The roles of the Keystone application credential a cluster's nodes
+    /// get when its driver asks for one (cloud provider, Cinder CSI): a
+    /// subset of the creating user's roles.
+    pub cloud_credential_roles: Vec<String>,
 }
 
 impl Default for DriversFile {
@@ -87,6 +91,7 @@ impl Default for DriversFile {
         Self {
             verify_ca: true,
             openstack_ca_file: None,
+            cloud_credential_roles: vec!["member".to_owned()],
         }
     }
 }

@@ -216,6 +216,28 @@ pub struct Trust {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// An application credential Keystone has just created. The secret is shown
+/// once, at creation; it is never printed (`Debug` hides it).
+#[derive(Clone)]
+pub struct ApplicationCredential {
+    pub id: String,
+    /// The owner: the user whose token created it.
+    pub user_id: String,
+    pub project_id: Option<String>,
+    pub secret: zeroize::Zeroizing<String>,
+}
+
+impl fmt::Debug for ApplicationCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApplicationCredential")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("project_id", &self.project_id)
+            .field("secret", &"***")
+            .finish()
+    }
+}
+
 /// Request counters, for tests and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KeystoneStats {
@@ -394,6 +416,22 @@ struct WireTrust {
     roles: Vec<WireNamed>,
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+struct AppCredEnvelope {
+    application_credential: WireAppCred,
+}
+
+#[derive(Deserialize)]
+struct WireAppCred {
+    id: String,
+    #[serde(default)]
+    user_id: String,
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    secret: String,
 }
 
 // ---------------------------------------------------------------- token cache
@@ -801,6 +839,90 @@ impl KeystoneClient {
     pub async fn delete_trust(&self, trust_id: &str) -> Result<(), KeystoneError> {
         self.trust_tokens().remove(trust_id);
         let url = self.url(&format!("OS-TRUST/trusts/{}", path_segment(trust_id)?))?;
+        let (status, body) = self
+            .send_as_service(Method::DELETE, url, HeaderMap::new(), None, || {})
+            .await?;
+        match status {
+            StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
+            other => Err(status_error(other, &body, &[])),
+        }
+    }
+
+    /// Create an application credential for the token's own user on the
+    /// token's project (`POST /v3/users/{id}/application_credentials`),
+    /// restricted (it cannot create more credentials or trusts), without
+    /// expiry, with `roles` (a subset of the token's roles, implied ones
+    /// included). Keystone refuses it for a delegated token (trust, OAuth,
+    /// EC2) and for a token of a restricted application credential.
+    pub async fn create_application_credential(
+        &self,
+        user_token: &str,
+        user: &TokenInfo,
+        name: &str,
+        description: &str,
+        roles: &[String],
+    ) -> Result<ApplicationCredential, KeystoneError> {
+        token_header(user_token).ok_or(KeystoneError::InvalidToken)?;
+        let roles: Vec<_> = roles.iter().map(|r| json!({ "name": r })).collect();
+        let body = json!({
+            "application_credential": {
+                "name": name,
+                "description": description,
+                "roles": roles,
+                "unrestricted": false,
+            }
+        });
+        let url = self.url(&format!(
+            "users/{}/application_credentials",
+            path_segment(&user.user_id)?
+        ))?;
+        let Answer {
+            status, body: text, ..
+        } = self
+            .inner
+            .http
+            .send_authed(
+                &FixedToken(SecretToken::new(user_token)),
+                &Call::new(Method::POST, url).json(&body),
+            )
+            .await?;
+        match status {
+            StatusCode::CREATED | StatusCode::OK => {}
+            StatusCode::UNAUTHORIZED => return Err(KeystoneError::InvalidToken),
+            other => return Err(status_error(other, &text, &[user_token])),
+        }
+        let c = parse_body::<AppCredEnvelope>(status, &text)?.application_credential;
+        if c.secret.is_empty() {
+            return Err(KeystoneError::Unexpected {
+                status: status.as_u16(),
+                message: "a new application credential without its secret".to_owned(),
+            });
+        }
+        Ok(ApplicationCredential {
+            id: c.id,
+            user_id: if c.user_id.is_empty() {
+                user.user_id.clone()
+            } else {
+                c.user_id
+            },
+            project_id: c.project_id,
+            secret: zeroize::Zeroizing::new(c.secret),
+        })
+    }
+
+    /// Delete an application credential as the service user (Keystone's
+    /// `admin_or_owner`: the service user holds admin on its project). One
+    /// already gone counts as deleted, so cleanup can be retried.
+    pub async fn delete_application_credential(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<(), KeystoneError> {
+        let url = self.url(&format!(
+            "users/{}/application_credentials/{}",
+            path_segment(user_id)?,
+            path_segment(id)?
+        ))?;
         let (status, body) = self
             .send_as_service(Method::DELETE, url, HeaderMap::new(), None, || {})
             .await?;

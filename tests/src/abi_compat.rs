@@ -1,6 +1,6 @@
 //! ABI evolution: a driver built against the frozen 1.0 copy loads in this
-//! (1.1) host and in a fixture "next minor" (1.2) host, which gets
-//! Unsupported / None for what the old driver lacks; a 1.2 driver loads in
+//! (1.2) host and in a fixture "next minor" (1.3) host, which gets
+//! Unsupported / None for what the old driver lacks; a 1.3 driver loads in
 //! this host.
 
 use std::process::Command;
@@ -45,10 +45,10 @@ fn old_minor_driver_works_in_this_host_and_newer_driver_too() {
     let next = registry
         .get("next_driver")
         .expect("a newer-minor driver loads in this host");
-    assert_eq!(next.abi_version, "1.2.0");
+    assert_eq!(next.abi_version, "1.3.0");
     assert!(next.validate_template(&TemplateRequest::default()).is_ok());
     let manifest = std::fs::read_to_string(plugins.join("next_driver.toml")).unwrap();
-    assert!(manifest.contains("abi = \"^1.2\""), "{manifest}");
+    assert!(manifest.contains("abi = \"^1.3\""), "{manifest}");
 }
 
 #[test]
@@ -76,7 +76,7 @@ fn newer_host_answers_unsupported_for_what_an_old_driver_lacks() {
     assert_eq!(
         old["features"],
         Value::Null,
-        "a 1.2 root function is None on a 1.0 driver"
+        "a 1.3 root function is None on a 1.0 driver"
     );
 
     let new = run("libmagnum_fixture_next_driver.so");

@@ -111,7 +111,7 @@ fn each_broken_driver_fails_alone_with_its_reason() {
         ("missing", "does not exist"),
         ("notelf", "is not a loadable shared library"),
         ("noroot", "not a magnum driver (no abi_stable root module)"),
-        ("major2", "incompatible driver ABI: library built against magnum-driver-abi 2.0.0, this host speaks 1.1.0"),
+        ("major2", "incompatible driver ABI: library built against magnum-driver-abi 2.0.0, this host speaks 1.2.0"),
         ("layout", "incompatible driver ABI layout"),
         ("changed", "changed after registration"),
         ("ctorerr", "driver constructor failed: invalid config.constructor: scripted constructor error"),

@@ -11,7 +11,7 @@ fn out_of_tree_driver_builds_registers_and_verifies() {
     let plugins = dir.path();
     let said = ok(manage(plugins, &["register", lib.to_str().unwrap()]));
     assert!(
-        said.starts_with("registered acme_v1 0.3.0 (abi 1.1.0"),
+        said.starts_with("registered acme_v1 0.3.0 (abi 1.2.0"),
         "{said}"
     );
     assert!(said.contains("disabled"), "{said}");
@@ -48,6 +48,6 @@ fn out_of_tree_driver_builds_registers_and_verifies() {
             .expect("cargo tree");
     let tree = String::from_utf8_lossy(&tree.stdout);
     assert!(tree.contains("magnum-driver-sdk v0.1.0"), "{tree}");
-    assert!(tree.contains("magnum-driver-abi v1.1.0"), "{tree}");
+    assert!(tree.contains("magnum-driver-abi v1.2.0"), "{tree}");
     assert!(!tree.contains("magnum-host"), "{tree}");
 }

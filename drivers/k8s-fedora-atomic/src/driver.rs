@@ -102,6 +102,8 @@ pub const TEMPLATES: [(&str, &str); 19] = [
 pub const HOST_PARAMETERS: &[&str] = &[
     "ca_rotation_id",
     "cluster_credential",
+    "openstack_app_cred_id",
+    "openstack_app_cred_secret",
     "ssh_public_key",
     "trust_id",
     "trustee_domain_id",
@@ -169,7 +171,12 @@ pub const DOWNLOADS: &[Download] = &[
 
 /// Host parameters that change when the host rotates the cluster's CAs or
 /// credential; an update passes them to every stack so nodes pick them up.
-const ROTATION_PARAMETERS: &[&str] = &["ca_rotation_id", "cluster_credential"];
+const ROTATION_PARAMETERS: &[&str] = &[
+    "ca_rotation_id",
+    "cluster_credential",
+    "openstack_app_cred_id",
+    "openstack_app_cred_secret",
+];
 
 pub struct K8sFedoraAtomicDriver {
     info: DriverInfo,
@@ -351,6 +358,20 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                     "run the OpenStack cloud provider; defaults to the driver's cluster_user_trust",
                 ),
                 label(
+                    "cloud_provider_tag",
+                    LabelType::String,
+                    Some("v1.28.0"),
+                    &[],
+                    "openstack-cloud-controller-manager image tag (cloud_provider_enabled)",
+                ),
+                label(
+                    "cinder_csi_plugin_tag",
+                    LabelType::String,
+                    Some("v1.28.0"),
+                    &[],
+                    "cinder-csi-plugin image tag (cinder_csi_enabled)",
+                ),
+                label(
                     "master_lb_floating_ip_enabled",
                     LabelType::Boolean,
                     None,
@@ -405,7 +426,16 @@ impl CoeDriver for K8sFedoraAtomicDriver {
         }
         check_at_least("node_count", cluster.node_count, 0)?;
         crate::node_labels::check(&req.nodegroups)?;
-        Ok(validation)
+        // The cloud provider (and Cinder CSI, which needs it) call OpenStack
+        // from the nodes: the host then gives them an application credential.
+        let labels = effective_template(req).labels;
+        let csi = labels
+            .get("cinder_csi_enabled")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        Ok(Validation {
+            cloud_credential: self.cloud_provider_enabled(&labels) || csi,
+            ..validation
+        })
     }
 
     fn create_cluster(&self, req: &ClusterRequest) -> DriverResult<StackPlan> {
@@ -639,7 +669,10 @@ impl K8sFedoraAtomicDriver {
         }
         warnings.extend(node_setup::check(template, DOWNLOADS)?);
         warnings.extend(helpers::storage_driver_warning(template));
-        Ok(Validation { warnings })
+        Ok(Validation {
+            warnings,
+            ..Default::default()
+        })
     }
 
     fn cloud_provider_enabled(&self, labels: &Labels) -> bool {
@@ -734,6 +767,8 @@ impl K8sFedoraAtomicDriver {
             "containerd_version",
             "coredns_tag",
             "dns_cluster_domain",
+            "cloud_provider_tag",
+            "cinder_csi_plugin_tag",
         ];
         p.extend(helpers::label_parameters(
             &self.info.labels,

@@ -509,6 +509,38 @@ pub async fn create(
     // trust back with it (below).
     let trust = create_trust(&state, &ctx, &new.uuid).await?;
     let stored_trust = trust.clone();
+    // The nodes' OpenStack credential, when the driver asks for one: made
+    // with the caller's own token (Keystone lets no one else), before the
+    // row, and released with the trust if the row is not stored.
+    let app_cred = if validation.cloud_credential {
+        match create_app_credential(&state, &ctx, &new.uuid, &new.name, None).await {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(t) = &trust {
+                    release_trust(&state, &t.id).await;
+                }
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
+    let app_cred_row = match &app_cred {
+        Some(c) => match state
+            .certs
+            .app_credential_row(&new.uuid, &c.cred, &c.secret)
+        {
+            Ok(row) => Some(row),
+            Err(e) => {
+                release_app_credential(&state, &new.uuid, &c.cred).await;
+                if let Some(t) = &trust {
+                    release_trust(&state, &t.id).await;
+                }
+                return Err(e.into());
+            }
+        },
+        None => None,
+    };
     let limit_default = state.settings.max_clusters_per_project;
     let result = db::run_blocking(&st.pool, move |conn| -> ApiResult<String> {
         db::write_transaction(conn, |conn| {
@@ -525,6 +557,9 @@ pub async fn create(
                 cluster.trustee_user_id = Some(t.trustee_user_id);
                 cluster.trustee_username = t.trustee_username;
                 cluster = cluster.update(conn)?;
+            }
+            if let Some(row) = &app_cred_row {
+                crate::db::models::Certificate::insert(conn, row)?;
             }
             NodeGroup::insert(conn, &master)?;
             NodeGroup::insert(conn, &worker)?;
@@ -544,11 +579,15 @@ pub async fn create(
         })
     })
     .await;
-    let uuid = match (result, trust) {
-        (Ok(uuid), _) => uuid,
-        (Err(e), None) => return Err(e),
-        (Err(e), Some(t)) => {
-            release_trust(&state, &t.id).await;
+    let uuid = match result {
+        Ok(uuid) => uuid,
+        Err(e) => {
+            if let Some(c) = &app_cred {
+                release_app_credential(&state, &preview.uuid, &c.cred).await;
+            }
+            if let Some(t) = &trust {
+                release_trust(&state, &t.id).await;
+            }
             return Err(e);
         }
     };
@@ -617,6 +656,131 @@ async fn release_trust(state: &AppState, trust_id: &str) {
                 "the trust of a cluster that was not created could not be deleted: {e}"
             ),
         }
+    }
+}
+
+/// A new application credential, before it is stored.
+pub(crate) struct NewAppCredential {
+    pub cred: crate::certs::AppCredRef,
+    pub secret: zeroize::Zeroizing<String>,
+}
+
+/// The Keystone application credential of a cluster whose nodes need an
+/// OpenStack credential (the driver's `Validation::cloud_credential`):
+/// created with the caller's own token, with `[drivers]
+/// cloud_credential_roles`, no expiry. `None` without Keystone (noauth):
+/// there is no user to create it for. `rotation` tells a rotation's
+/// credential apart (names are unique per user).
+pub(crate) async fn create_app_credential(
+    state: &AppState,
+    ctx: &Ctx,
+    cluster: &str,
+    cluster_name: &str,
+    rotation: Option<i64>,
+) -> ApiResult<Option<NewAppCredential>> {
+    let crate::api::Identity::Keystone(client) = &state.identity else {
+        return Ok(None);
+    };
+    let Some(token) = ctx.auth_token() else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "The request you have made requires authentication: the cluster's nodes need an application credential, which only a Keystone token can create.",
+        ));
+    };
+    let name = match rotation {
+        None => format!("magnum-{cluster}"),
+        Some(n) => format!("magnum-{cluster}-{n}"),
+    };
+    let description = format!(
+        "Cloud provider and volumes of Magnum cluster {cluster_name} ({cluster}); deleted with the cluster"
+    );
+    let created = match client.validate(token.expose()).await {
+        Ok(info) => {
+            client
+                .create_application_credential(
+                    token.expose(),
+                    &info,
+                    &name,
+                    &description,
+                    &state.settings.cloud_credential_roles,
+                )
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let c = created.map_err(|e| app_credential_error(cluster, e))?;
+    tracing::info!(
+        cluster = %cluster,
+        app_credential = %c.id,
+        user = %c.user_id,
+        "cluster application credential created"
+    );
+    Ok(Some(NewAppCredential {
+        cred: crate::certs::AppCredRef {
+            id: c.id,
+            user_id: c.user_id,
+        },
+        secret: c.secret,
+    }))
+}
+
+/// Best effort: an application credential that was not stored is deleted
+/// again (a failure is logged with its id, never its secret).
+pub(crate) async fn release_app_credential(
+    state: &AppState,
+    cluster: &str,
+    cred: &crate::certs::AppCredRef,
+) {
+    if let crate::api::Identity::Keystone(client) = &state.identity {
+        match client
+            .delete_application_credential(&cred.user_id, &cred.id)
+            .await
+        {
+            Ok(()) => tracing::info!(cluster = %cluster, app_credential = %cred.id, "unused application credential deleted"),
+            Err(e) => tracing::warn!(
+                cluster = %cluster,
+                app_credential = %cred.id,
+                user = %cred.user_id,
+                "an unused application credential could not be deleted (delete it in Keystone): {e}"
+            ),
+        }
+    }
+}
+
+/// Why Keystone did not create the application credential, as the user
+/// reads it: Keystone only lets a user create one with their own
+/// non-delegated token.
+fn app_credential_error(cluster: &str, e: crate::keystone::KeystoneError) -> ApiError {
+    use crate::keystone::KeystoneError as K;
+    let refused = |status: StatusCode, why: &str| {
+        ApiError::new(
+            status,
+            format!(
+                "Keystone refused to create the application credential this cluster's nodes need (cloud provider, Cinder volumes): {why}. Authenticate with a password or an unrestricted application credential (not a trust or a restricted application credential), or set the label cloud_provider_enabled=false (and use no volume driver)."
+            ),
+        )
+    };
+    match e {
+        K::InvalidToken => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "The request you have made requires authentication: the token is invalid or expired, so the application credential the cluster needs could not be created.",
+        ),
+        K::Forbidden(why) => refused(StatusCode::FORBIDDEN, why.trim_end_matches('.')),
+        K::NotFound(why) | K::Config(why) => {
+            refused(StatusCode::BAD_REQUEST, why.trim_end_matches('.'))
+        }
+        K::Unexpected { status, message } if (400..500).contains(&status) => refused(
+            StatusCode::BAD_REQUEST,
+            &format!("{status}: {}", message.trim_end_matches('.')),
+        ),
+        K::Unavailable(reason) => {
+            tracing::warn!(cluster = %cluster, "keystone unavailable creating the cluster application credential: {reason}");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The identity service is unavailable; the application credential the cluster needs could not be created.",
+            )
+        }
+        other => ApiError::internal(format!("cluster {cluster}: application credential: {other}")),
     }
 }
 

@@ -34,8 +34,46 @@ pub async fn credential_rotate(
     ctx.require_version(Version::new(1, 12), "PATCH")?;
     // Upstream's credential:rotate is project_member with no admin shortcut.
     ctx.require_member("credential:rotate")?;
+    // A cluster with an application credential gets a new one too, made
+    // with the caller's token before the transaction (Keystone is slow and
+    // remote); the rows decide below, and a refused rotation releases it.
+    let (c2, ident) = (ctx.clone(), cluster_ident.clone());
+    let (cluster_uuid, cluster_name, has_app_cred) =
+        db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
+            let cluster = clusters::lookup(conn, &c2, &ident)?;
+            if cluster.project_id != c2.project_id {
+                return Err(ApiError::policy("credential:rotate"));
+            }
+            let has = crate::certs::app_credentials_of(
+                conn,
+                &cluster.uuid,
+                crate::certs::APP_CREDENTIAL,
+            )?;
+            Ok((cluster.uuid, cluster.name, !has.is_empty()))
+        })
+        .await?;
+    let app_cred = if has_app_cred {
+        let rotation = chrono::Utc::now().timestamp_millis();
+        clusters::create_app_credential(&state, &ctx, &cluster_uuid, &cluster_name, Some(rotation))
+            .await?
+    } else {
+        None
+    };
+    let app_cred_row = match &app_cred {
+        Some(c) => match state
+            .certs
+            .app_credential_row(&cluster_uuid, &c.cred, &c.secret)
+        {
+            Ok(row) => Some(row),
+            Err(e) => {
+                clusters::release_app_credential(&state, &cluster_uuid, &c.cred).await;
+                return Err(e.into());
+            }
+        },
+        None => None,
+    };
     let st = state.clone();
-    let uuid = db::run_blocking(&state.pool, move |conn| -> ApiResult<String> {
+    let result = db::run_blocking(&state.pool, move |conn| -> ApiResult<String> {
         db::write_transaction(conn, |conn| {
             let mut cluster = clusters::lookup_for_update(conn, &ctx, &cluster_ident)?;
             if cluster.project_id != ctx.project_id {
@@ -55,6 +93,14 @@ pub async fn credential_rotate(
                 "Rotating the cluster credential",
             )?;
             st.certs.rotate_credential(conn, &cluster.uuid)?;
+            if let Some(row) = &app_cred_row {
+                if row.cluster_uuid != cluster.uuid {
+                    return Err(ApiError::conflict(
+                        "The cluster changed while its credential was rotated; try again.",
+                    ));
+                }
+                st.certs.replace_app_credential(conn, &cluster.uuid, row)?;
+            }
             // The old credential stops working now. Nodes get the new one
             // through a stack update, queued even while another operation
             // runs: that one may have updated its stacks already.
@@ -62,7 +108,16 @@ pub async fn credential_rotate(
             Ok(cluster.uuid)
         })
     })
-    .await?;
+    .await;
+    let uuid = match result {
+        Ok(uuid) => uuid,
+        Err(e) => {
+            if let Some(c) = &app_cred {
+                clusters::release_app_credential(&state, &cluster_uuid, &c.cred).await;
+            }
+            return Err(e);
+        }
+    };
     tracing::info!(cluster = %uuid, "credential rotation accepted");
     Ok((StatusCode::ACCEPTED, Json(json!({"uuid": uuid}))).into_response())
 }

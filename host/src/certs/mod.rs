@@ -37,6 +37,12 @@ pub const FRONT_PROXY: &str = "front_proxy";
 pub const MAGNUM_CLIENT: &str = "magnum_client";
 /// The credential nodes present (`X-Auth-Token: mcc1.…`).
 pub const CREDENTIAL: &str = "credential";
+/// The cluster's Keystone application credential its nodes' cloud provider
+/// uses: `pem` holds its id and owner (JSON), `private_key` the sealed secret.
+pub const APP_CREDENTIAL: &str = "app_credential";
+/// An application credential replaced by a rotation: deleted from Keystone
+/// (and this row with it) once the stacks carry the new one. No secret.
+pub const APP_CREDENTIAL_RETIRED: &str = "app_credential_retired";
 pub const CA_KINDS: [&str; 3] = [KUBERNETES, ETCD, FRONT_PROXY];
 
 /// The default key file name in the data directory.

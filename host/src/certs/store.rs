@@ -9,7 +9,10 @@ use rand_core::{OsRng, RngCore};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::{x509, Authority, CertError, CA_KINDS, CREDENTIAL, KUBERNETES, MAGNUM_CLIENT};
+use super::{
+    x509, Authority, CertError, APP_CREDENTIAL, APP_CREDENTIAL_RETIRED, CA_KINDS, CREDENTIAL,
+    KUBERNETES, MAGNUM_CLIENT,
+};
 use crate::db::{
     self,
     models::{Certificate, NewCertificate},
@@ -19,6 +22,14 @@ use crate::db::{
 
 /// Prefix of a cluster credential: `mcc1.<cluster uuid>.<secret>`.
 pub const CREDENTIAL_PREFIX: &str = "mcc1.";
+
+/// Which Keystone application credential a row stands for (the row's
+/// `pem`, as JSON): enough to delete it, nothing secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AppCredRef {
+    pub id: String,
+    pub user_id: String,
+}
 
 /// A certificate with its private key opened.
 pub struct Material {
@@ -264,6 +275,59 @@ impl Authority {
         Ok(same.then(|| cluster.to_owned()))
     }
 
+    /// The row of a new application credential of `cluster`, secret sealed.
+    pub fn app_credential_row(
+        &self,
+        cluster: &str,
+        cred: &AppCredRef,
+        secret: &str,
+    ) -> Result<NewCertificate, CertError> {
+        let pem = serde_json::to_string(cred).map_err(|e| CertError::Crypto(e.to_string()))?;
+        self.row(cluster, APP_CREDENTIAL, &pem, secret.as_bytes())
+    }
+
+    /// The cluster's current application credential with its secret opened.
+    pub fn app_credential(
+        &self,
+        conn: &mut DbConnection,
+        cluster: &str,
+    ) -> Result<Option<(AppCredRef, Zeroizing<String>)>, CertError> {
+        let Some(row) = Certificate::current(conn, cluster, APP_CREDENTIAL).optional()? else {
+            return Ok(None);
+        };
+        let unreadable = || CertError::Unseal {
+            cluster: cluster.to_owned(),
+            kind: APP_CREDENTIAL.to_owned(),
+        };
+        let cred: AppCredRef = serde_json::from_str(&row.pem).map_err(|_| unreadable())?;
+        let raw = self.open(&row.private_key, cluster, APP_CREDENTIAL)?;
+        let secret = String::from_utf8(raw.to_vec()).map_err(|_| unreadable())?;
+        Ok(Some((cred, Zeroizing::new(secret))))
+    }
+
+    /// A rotation's new application credential becomes current; the ones it
+    /// replaces are retired (secret dropped), to be deleted from Keystone
+    /// once the stacks carry the new one. Runs in the caller's transaction.
+    pub fn replace_app_credential(
+        &self,
+        conn: &mut DbConnection,
+        cluster: &str,
+        new: &NewCertificate,
+    ) -> Result<(), CertError> {
+        diesel::update(
+            certificate::table
+                .filter(certificate::cluster_uuid.eq(cluster))
+                .filter(certificate::kind.eq(APP_CREDENTIAL)),
+        )
+        .set((
+            certificate::kind.eq(APP_CREDENTIAL_RETIRED),
+            certificate::private_key.eq(""),
+        ))
+        .execute(conn)?;
+        Certificate::insert(conn, new)?;
+        Ok(())
+    }
+
     /// What a cluster's plans pass to its nodes (`HostContext::extra`): the
     /// credential, and an id that changes when the CAs rotate, so a stack
     /// update reaches every node.
@@ -282,6 +346,13 @@ impl Authority {
         if let Some(ca) = Certificate::current(conn, cluster, KUBERNETES).optional()? {
             extra.insert("ca_rotation_id".into(), Value::String(ca.uuid));
         }
+        if let Some((cred, secret)) = self.app_credential(conn, cluster)? {
+            extra.insert("openstack_app_cred_id".into(), Value::String(cred.id));
+            extra.insert(
+                "openstack_app_cred_secret".into(),
+                Value::String(secret.to_string()),
+            );
+        }
         Ok(extra)
     }
 }
@@ -292,4 +363,50 @@ pub fn count_of_cluster(conn: &mut DbConnection, cluster: &str) -> QueryResult<i
         .filter(certificate::cluster_uuid.eq(cluster))
         .count()
         .get_result(conn)
+}
+
+/// The application credentials of `cluster` recorded under `kind`
+/// ([`APP_CREDENTIAL`] or [`APP_CREDENTIAL_RETIRED`]), for deletion. A row
+/// whose reference cannot be read is skipped (and logged).
+pub fn app_credentials_of(
+    conn: &mut DbConnection,
+    cluster: &str,
+    kind: &str,
+) -> QueryResult<Vec<AppCredRef>> {
+    let pems: Vec<String> = certificate::table
+        .filter(certificate::cluster_uuid.eq(cluster))
+        .filter(certificate::kind.eq(kind))
+        .select(certificate::pem)
+        .load(conn)?;
+    Ok(pems
+        .iter()
+        .filter_map(|p| match serde_json::from_str(p) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(cluster, "unreadable application credential row: {e}");
+                None
+            }
+        })
+        .collect())
+}
+
+/// Drops the row of an application credential deleted from Keystone.
+pub fn forget_app_credential(
+    conn: &mut DbConnection,
+    cluster: &str,
+    id: &str,
+) -> QueryResult<usize> {
+    let all: Vec<(i32, String)> = certificate::table
+        .filter(certificate::cluster_uuid.eq(cluster))
+        .filter(certificate::kind.eq_any([APP_CREDENTIAL, APP_CREDENTIAL_RETIRED]))
+        .select((certificate::id, certificate::pem))
+        .load(conn)?;
+    let ids: Vec<i32> = all
+        .into_iter()
+        .filter(|(_, pem)| {
+            serde_json::from_str::<AppCredRef>(pem).is_ok_and(|c| c.id == id)
+        })
+        .map(|(row, _)| row)
+        .collect();
+    diesel::delete(certificate::table.filter(certificate::id.eq_any(ids))).execute(conn)
 }

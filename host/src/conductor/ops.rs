@@ -200,6 +200,45 @@ fn release_trust(c: &Conductor, cluster: &Cluster) {
     }
 }
 
+/// Deletes the cluster's application credentials recorded under `kind`
+/// from Keystone with the service token (Keystone refuses delegated tokens
+/// here, so not the trust), and the rows of those deleted. One that cannot
+/// be deleted is logged with its id (never its secret) and never blocks:
+/// its row stays until the cluster's rows go.
+fn release_app_credentials(c: &Conductor, conn: &mut Conn, cluster: &str, kind: &str) -> Step<()> {
+    let creds = db(crate::certs::app_credentials_of(conn, cluster, kind))?;
+    if creds.is_empty() {
+        return Ok(());
+    }
+    let client = match &c.state.identity {
+        crate::app::Identity::Keystone(client) => Some(client),
+        _ => None,
+    };
+    let handle = tokio::runtime::Handle::try_current();
+    for cred in creds {
+        let result = match (client, &handle) {
+            (Some(client), Ok(h)) => h
+                .block_on(client.delete_application_credential(&cred.user_id, &cred.id))
+                .map_err(|e| e.to_string()),
+            (None, _) => Err("this conductor has no Keystone client ([auth] mode is not keystone)".to_owned()),
+            (_, Err(e)) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => {
+                db(crate::certs::forget_app_credential(conn, cluster, &cred.id))?;
+                tracing::info!(cluster = %cluster, app_credential = %cred.id, "application credential deleted");
+            }
+            Err(e) => tracing::warn!(
+                cluster = %cluster,
+                app_credential = %cred.id,
+                user = %cred.user_id,
+                "application credential could not be deleted (delete it in Keystone): {e}"
+            ),
+        }
+    }
+    Ok(())
+}
+
 /// Marks the cluster failed with `reason` (and the nodegroups still in
 /// progress with it), ending the job.
 fn fail(conn: &mut Conn, cluster: &mut Cluster, status: Status, reason: &str) -> Outcome {
@@ -691,6 +730,11 @@ fn finish(
         cluster.update(conn)?;
         Ok(true)
     });
+    // A credential rotation that updated the stacks: the credentials it
+    // replaced are no longer in any plan.
+    if f.failure.is_none() && matches!(run.op, Operation::RotateCredential) {
+        release_app_credentials(c, conn, uuid, crate::certs::APP_CREDENTIAL_RETIRED)?;
+    }
     if db(written)? {
         tracing::info!(cluster = %uuid, failed = f.failure.is_some(), "operation finished");
     } else {
@@ -1083,6 +1127,12 @@ fn cluster_delete(
     // certificates cascade). In this order a crash in between deletes the
     // trust again on the rerun (a 404 is fine) rather than leaking it.
     release_trust(c, &l.cluster);
+    for kind in [
+        crate::certs::APP_CREDENTIAL,
+        crate::certs::APP_CREDENTIAL_RETIRED,
+    ] {
+        release_app_credentials(c, conn, &l.cluster.uuid, kind)?;
+    }
     db(Cluster::delete(conn, &l.cluster.uuid).or_else(|e| match e {
         diesel::result::Error::NotFound => Ok(()),
         e => Err(e),
