@@ -41,7 +41,7 @@ const NODE_FILES: [(&str, &str); 2] = [(MASTER, "master.yaml"), (WORKER, "worker
 /// Every file of a stack, as `(file name, text)`: the HOT templates, and the
 /// node bootstrap fragments the node templates' user data takes with
 /// `get_file` (the nodes read their values from /etc/sysconfig/heat-params).
-pub const TEMPLATES: [(&str, &str); 19] = [
+pub const TEMPLATES: [(&str, &str); 20] = [
     (CLUSTER_FILE, include_str!("templates/cluster.yaml")),
     environment::NETWORK_FILES[0],
     environment::NETWORK_FILES[1],
@@ -81,6 +81,10 @@ pub const TEMPLATES: [(&str, &str); 19] = [
     (
         "fragments/configure-dns.sh",
         include_str!("fragments/configure-dns.sh"),
+    ),
+    (
+        "fragments/configure-cloud-provider.sh",
+        include_str!("fragments/configure-cloud-provider.sh"),
     ),
     (
         "fragments/configure-node.sh",
@@ -426,14 +430,12 @@ impl CoeDriver for K8sFedoraAtomicDriver {
         }
         check_at_least("node_count", cluster.node_count, 0)?;
         crate::node_labels::check(&req.nodegroups)?;
-        // The cloud provider (and Cinder CSI, which needs it) call OpenStack
-        // from the nodes: the host then gives them an application credential.
+        // The cloud provider (and Cinder CSI, deployed with it) call
+        // OpenStack from the nodes: the host then gives them an application
+        // credential.
         let labels = effective_template(req).labels;
-        let csi = labels
-            .get("cinder_csi_enabled")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         Ok(Validation {
-            cloud_credential: self.cloud_provider_enabled(&labels) || csi,
+            cloud_credential: self.cloud_provider_enabled(&labels),
             ..validation
         })
     }
@@ -660,6 +662,14 @@ impl K8sFedoraAtomicDriver {
                 "labels.cloud_provider_enabled",
                 "cloud_provider_enabled=true needs cluster_user_trust to be enabled in the driver config",
             ));
+        }
+        let csi = labels
+            .get("cinder_csi_enabled")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if csi && !cloud_provider {
+            warnings.push(
+                "cinder_csi_enabled=true needs cloud_provider_enabled=true: the Cinder CSI plugin is deployed with the cloud provider, so without it there is none".to_owned(),
+            );
         }
         if volume.name == "cinder" && !cloud_provider {
             return Err(DriverError::invalid(

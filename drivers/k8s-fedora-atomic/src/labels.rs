@@ -108,7 +108,7 @@ pub fn specs() -> Vec<LabelSpec> {
             LabelType::Boolean,
             Some("false"),
             &[],
-            "Cinder CSI for persistent volumes: validated and passed to the nodes (CINDER_CSI_ENABLED), but the CSI plugin is not deployed yet: it needs Keystone application credentials, which a later release brings",
+            "Cinder CSI for persistent volumes: the controller plugin on the masters and the node plugin on every node, calling Cinder with the cluster's Keystone application credentials; needs cloud_provider_enabled=true",
         ),
     ];
     specs.extend(OPTIONS.iter().map(|(name, component)| {

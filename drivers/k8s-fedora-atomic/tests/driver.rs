@@ -250,6 +250,7 @@ fn create_plans_one_cluster_stack() {
         [
             "cluster.yaml",
             "fragments/bootstrap.sh",
+            "fragments/configure-cloud-provider.sh",
             "fragments/configure-dns.sh",
             "fragments/configure-etcd.sh",
             "fragments/configure-host.sh",

@@ -206,7 +206,7 @@ fn the_labels_are_declared() {
         );
     }
     let csi = info.labels.iter().find(|s| s.name == "cinder_csi_enabled");
-    assert!(csi.is_some_and(|s| s.description.contains("application credentials")));
+    assert!(csi.is_some_and(|s| s.description.contains("application credential")));
 }
 
 #[test]
@@ -453,4 +453,86 @@ fn kube_tag_without_its_v_is_refused() {
     assert!(invalid(err, "labels.kube_tag").contains("'v1.28.0'"));
     let plan = upgrade("v1.28.0").expect("upgrade plan");
     assert_eq!(plan.operations[0].parameters["kube_tag"], "v1.28.0");
+}
+
+/// A driver whose nodes may hold a credential (`cluster_user_trust`), as
+/// the cloud provider needs.
+fn trusting_driver() -> K8sFedoraAtomicDriver {
+    let mut config = DriverConfig::new();
+    config.insert("cluster_user_trust".into(), json!(true));
+    K8sFedoraAtomicDriver::new(&config).unwrap()
+}
+
+#[test]
+fn the_cloud_provider_asks_for_a_credential_and_the_nodes_get_it_hidden() {
+    let labels = [
+        ("cloud_provider_enabled", "true"),
+        ("cinder_csi_enabled", "true"),
+        ("cloud_provider_tag", "v1.29.0"),
+    ];
+    let mut req = request(&labels);
+    let v = trusting_driver().validate_cluster(&req).unwrap();
+    assert!(v.cloud_credential, "the driver asks for a credential");
+    assert!(
+        !trusting_driver()
+            .validate_cluster(&request(&[("cloud_provider_enabled", "false")]))
+            .unwrap()
+            .cloud_credential
+    );
+    // What the host gives (HostContext.extra) reaches both node templates.
+    req.context.auth_url = Some("https://keystone.example/v3".into());
+    for (k, v) in [
+        ("openstack_app_cred_id", "ac-1"),
+        ("openstack_app_cred_secret", "s3cret"),
+    ] {
+        req.context.extra.insert(k.into(), json!(v));
+    }
+    let plan = trusting_driver().create_cluster(&req).unwrap();
+    lint(&plan);
+    let p = &plan.operations[0].parameters;
+    assert_eq!(p["openstack_app_cred_id"], "ac-1");
+    assert_eq!(p["openstack_app_cred_secret"], "s3cret");
+    // Heat hides the secret: the cluster template declares it hidden.
+    let cluster_yaml = &plan.operations[0].files["cluster.yaml"];
+    let declared = cluster_yaml
+        .split("\n  openstack_app_cred_secret:\n")
+        .nth(1)
+        .expect("declared");
+    assert!(declared.lines().take(3).any(|l| l.trim() == "hidden: true"));
+    let resources = rendered(&plan);
+    let servers = of_type(&resources, "OS::Nova::Server");
+    assert_eq!(servers.len(), 2, "a master and a worker");
+    for server in &servers {
+        let params = heat_params(server);
+        assert_eq!(params["OPENSTACK_APP_CRED_ID"], "ac-1");
+        assert_eq!(params["OPENSTACK_APP_CRED_SECRET"], "s3cret");
+        assert_eq!(params["CLOUD_PROVIDER_ENABLED"], "True");
+        assert_eq!(params["CINDER_CSI_ENABLED"], "True");
+        assert_eq!(params["CLOUD_PROVIDER_TAG"], "v1.29.0");
+        assert_eq!(params["AUTH_URL"], "https://keystone.example/v3");
+        assert_eq!(params["EXTERNAL_NETWORK"], "public");
+    }
+    // Only the masters run the cloud provider's fragment.
+    let with_fragment = servers
+        .iter()
+        .filter(|s| {
+            s["user_data"]
+                .as_str()
+                .is_some_and(|u| u.contains("65-configure-cloud-provider.sh"))
+        })
+        .count();
+    assert_eq!(with_fragment, 1);
+}
+
+#[test]
+fn csi_without_the_cloud_provider_is_warned_about() {
+    let v = driver()
+        .validate_cluster(&request(&[("cinder_csi_enabled", "true")]))
+        .unwrap();
+    assert!(!v.cloud_credential);
+    assert!(
+        v.warnings.iter().any(|w| w.contains("cloud_provider_enabled=true")),
+        "{:?}",
+        v.warnings
+    );
 }

@@ -866,3 +866,148 @@ fn magnum_api_calls_verify_tls_by_default() {
     assert_ok(&out);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "PEM");
 }
+
+fn cloud_params(extra: &str) -> String {
+    format!(
+        "CLUSTER_UUID=\"c-1\"\n\
+         CLOUD_PROVIDER_ENABLED=\"True\"\n\
+         CINDER_CSI_ENABLED=\"True\"\n\
+         CLOUD_PROVIDER_TAG=\"v1.28.0\"\n\
+         CINDER_CSI_PLUGIN_TAG=\"v1.28.1\"\n\
+         AUTH_URL=\"https://keystone.example:5000/v3\"\n\
+         OPENSTACK_APP_CRED_ID=\"ac-123\"\n\
+         OPENSTACK_APP_CRED_SECRET=\"s3cret-value\"\n\
+         EXTERNAL_NETWORK=\"public-net\"\n\
+         OCTAVIA_PROVIDER=\"ovn\"\n\
+         OCTAVIA_LB_ALGORITHM=\"SOURCE_IP_PORT\"\n\
+         {extra}"
+    )
+}
+
+/// kubectl on the node: answers the health check and keeps what it applies.
+fn stub_kubectl(node: &Node) {
+    let applied = node.root.parent().unwrap().join("applied");
+    fs::create_dir_all(&applied).unwrap();
+    let kubectl = node.root.join("usr/local/bin/kubectl");
+    fs::create_dir_all(kubectl.parent().unwrap()).unwrap();
+    fs::write(
+        &kubectl,
+        format!(
+            "#!/bin/bash\nfor a in \"$@\"; do\n  if [ \"$prev\" = -f ]; then cat \"$a\" >>\"{}/manifests.yaml\"; echo --- >>\"{}/manifests.yaml\"; fi\n  prev=$a\ndone\n",
+            applied.display(),
+            applied.display()
+        ),
+    )
+    .unwrap();
+    make_executable(&kubectl);
+}
+
+fn applied(node: &Node) -> String {
+    read(&node.root.parent().unwrap().join("applied/manifests.yaml"))
+}
+
+#[test]
+fn the_cloud_provider_gets_the_application_credential_on_the_masters() {
+    let node = Node::new(
+        "k8s-fedora-atomic",
+        &cloud_params(&format!(
+            "VERIFY_CA=\"False\"\nOPENSTACK_CA=\"{PEM}\"\nCONTAINER_INFRA_PREFIX=\"mirror.example/magnum/\"\n"
+        )),
+        true,
+    );
+    stub_kubectl(&node);
+    assert_ok(&node.run_fragment("k8s-fedora-atomic/src/fragments/configure-cloud-provider.sh"));
+
+    let config = node.file("etc/kubernetes/cloud-config");
+    for line in [
+        "[Global]\n",
+        "auth-url=https://keystone.example:5000/v3\n",
+        "application-credential-id=ac-123\n",
+        "application-credential-secret=s3cret-value\n",
+        "ca-file=/etc/kubernetes/openstack-ca.pem\n",
+        "tls-insecure=true\n",
+        "[LoadBalancer]\n",
+        "floating-network-id=public-net\n",
+        "lb-provider=ovn\n",
+        "lb-method=SOURCE_IP_PORT\n",
+    ] {
+        assert!(config.contains(line), "{line} missing from\n{config}");
+    }
+    // No password, no trust: the application credential alone.
+    assert!(!config.contains("password") && !config.contains("trust"), "{config}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(node.root.join("etc/kubernetes/cloud-config"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        node.file("etc/kubernetes/openstack-ca.pem"),
+        format!("{PEM}\n")
+    );
+
+    // The Secret the controller manager and Cinder CSI read holds the same
+    // text; images come from the mirror.
+    let manifests = applied(&node);
+    let encoded = manifests
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("cloud.conf: "))
+        .expect("the cloud-config Secret");
+    let decoded = Command::new("base64")
+        .arg("-d")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(encoded.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("base64 -d");
+    assert_eq!(String::from_utf8_lossy(&decoded.stdout), config);
+    for image in [
+        "image: mirror.example/magnum/openstack-cloud-controller-manager:v1.28.0",
+        "image: mirror.example/magnum/cinder-csi-plugin:v1.28.1",
+        "image: mirror.example/magnum/csi-attacher:",
+        "image: mirror.example/magnum/csi-node-driver-registrar:",
+    ] {
+        assert!(manifests.contains(image), "{image} missing");
+    }
+    assert!(manifests.contains("kind: DaemonSet\nmetadata:\n  name: csi-cinder-nodeplugin"));
+    assert!(manifests.contains("--cluster-name=c-1"));
+    // The secret never reaches a manifest in the clear.
+    assert!(!manifests.contains("s3cret-value"));
+}
+
+#[test]
+fn without_mirror_and_csi_the_upstream_images_and_no_csi() {
+    let params = cloud_params("").replace("CINDER_CSI_ENABLED=\"True\"", "CINDER_CSI_ENABLED=\"False\"");
+    let node = Node::new("k8s-fedora-atomic", &params, true);
+    stub_kubectl(&node);
+    assert_ok(&node.run_fragment("k8s-fedora-atomic/src/fragments/configure-cloud-provider.sh"));
+    let config = node.file("etc/kubernetes/cloud-config");
+    assert!(!config.contains("tls-insecure") && !config.contains("ca-file"), "{config}");
+    let manifests = applied(&node);
+    assert!(manifests
+        .contains("image: registry.k8s.io/provider-os/openstack-cloud-controller-manager:v1.28.0"));
+    assert!(!manifests.contains("cinder-csi-plugin"), "{manifests}");
+}
+
+#[test]
+fn kubelet_runs_with_an_external_cloud_provider_only_when_enabled() {
+    let on = Node::new("k8s-fedora-atomic", &cloud_params(""), true);
+    let out = on.run("kubelet_cloud_flags");
+    assert_ok(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "--cloud-provider=external\n");
+    let off = Node::new("k8s-fedora-atomic", "CLOUD_PROVIDER_ENABLED=\"False\"\n", true);
+    let out = off.run("kubelet_cloud_flags");
+    assert_ok(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    // Without the credential the fragment fails clearly instead of
+    // starting a provider that cannot authenticate.
+    let params = cloud_params("").replace("OPENSTACK_APP_CRED_SECRET=\"s3cret-value\"\n", "");
+    let node = Node::new("k8s-fedora-atomic", &params, true);
+    let out = node.run_fragment("k8s-fedora-atomic/src/fragments/configure-cloud-provider.sh");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("application credential"), "{}", stderr(&out));
+}

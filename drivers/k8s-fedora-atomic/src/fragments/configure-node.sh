@@ -93,7 +93,7 @@ Wants=$runtime_service
 ExecStart=$BIN_DIR/kubelet --config=/var/lib/kubelet/config.yaml \\
   --kubeconfig=$KUBE_DIR/kubelet.kubeconfig --hostname-override=$name --node-ip=$ip \\
   --container-runtime-endpoint=$runtime_endpoint --node-labels=$labels $taints \\
-  $KUBELET_OPTIONS
+  $(kubelet_cloud_flags) $KUBELET_OPTIONS
 Restart=always
 RestartSec=5
 

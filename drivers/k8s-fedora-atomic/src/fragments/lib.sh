@@ -145,3 +145,12 @@ coe_version() {
     fi
     echo "${version:-$KUBE_TAG}"
 }
+
+# kubelet's flags for the cloud provider: with CLOUD_PROVIDER_ENABLED the
+# node is initialized by openstack-cloud-controller-manager
+# (configure-cloud-provider.sh), so kubelet runs with an external provider.
+kubelet_cloud_flags() {
+    if is_true "${CLOUD_PROVIDER_ENABLED:-false}"; then
+        echo "--cloud-provider=external"
+    fi
+}
