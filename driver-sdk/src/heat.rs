@@ -123,9 +123,6 @@ pub struct HeatCoeDriver<D> {
     info: DriverInfo,
     /// Upstream's `[cluster] nodes_affinity_policy`.
     nodes_affinity_policy: String,
-    /// Upstream's `[trust] cluster_user_trust`: whether nodes get the
-    /// user's trust, which the rexray volume driver needs.
-    cluster_user_trust: bool,
     driver: PhantomData<fn() -> D>,
 }
 
@@ -164,10 +161,12 @@ impl<D: HeatDriver> CoeDriver for HeatCoeDriver<D> {
     }
 
     fn new(config: &DriverConfig) -> DriverResult<Self> {
+        // Still read so a bad value is refused; nodes of these COEs get no
+        // OpenStack credential either way (rexray is refused).
+        rexray::cluster_user_trust(config)?;
         Ok(Self {
             info: Self::info(),
             nodes_affinity_policy: helpers::nodes_affinity_policy(config)?,
-            cluster_user_trust: rexray::cluster_user_trust(config)?,
             driver: PhantomData,
         })
     }
@@ -279,6 +278,9 @@ impl<D: HeatDriver> HeatCoeDriver<D> {
         helpers::validate_labels(&self.info.labels, labels)?;
         boot_volume::check(labels)?;
         let (_, volume) = helpers::template_sub_drivers(&self.info, template, labels)?;
+        if let Some(refused) = rexray::refusal(&volume.name) {
+            return Err(refused);
+        }
         helpers::check_networks(template)?;
         let nodes = if D::DOWNLOADS.is_empty() {
             Vec::new()
@@ -287,9 +289,6 @@ impl<D: HeatDriver> HeatCoeDriver<D> {
         };
         let own = D::check_template(template)?;
         let mut validation = Validation::default();
-        validation
-            .warnings
-            .extend(rexray::trust_warning(&volume.name, self.cluster_user_trust));
         validation.warnings.extend(nodes);
         validation.warnings.extend(own);
         Ok(validation)
@@ -337,13 +336,10 @@ impl<D: HeatDriver> HeatCoeDriver<D> {
             ));
         }
         p.extend(helpers::host_parameters(&req.context, D::HOST_PARAMETERS));
-        // The trustee's password and the trust reach the nodes only for the
-        // rexray volume driver, the one node service that calls OpenStack
-        // with them.
-        if volume.name != rexray::REXRAY {
-            p.remove("trustee_password");
-            p.remove("trust_id");
-        }
+        // Nodes never get the trustee's password or the trust: rexray, the
+        // one node service that would call OpenStack with them, is refused.
+        p.remove("trustee_password");
+        p.remove("trust_id");
         Ok(p)
     }
 }

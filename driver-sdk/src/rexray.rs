@@ -1,11 +1,14 @@
 //! The rexray volume driver's rules, shared by the swarm and mesos drivers.
 //!
-//! REX-Ray on the nodes (`fragments/configure-rexray.sh`) calls Cinder as
-//! the cluster's trustee within the user's trust, which the host hands to
-//! nodes only with upstream's `[trust] cluster_user_trust` (otherwise
-//! `trust_id` is empty, as upstream's). Upstream accepted rexray either way,
-//! and its volumes then failed on the nodes; here the template still passes
-//! but the operator is warned.
+//! REX-Ray would call Cinder from the nodes, and the only OpenStack
+//! credential nodes get is the cluster's Keystone application credential:
+//! Magnum hands no user password or trust to nodes. REX-Ray's Cinder driver
+//! (rexray/rexray `libstorage/drivers/storage/cinder/storage/
+//! cinder_storage.go`, `getAuthOptions`) authenticates only with a user
+//! name/id and password, a token or a trust, never an application
+//! credential, so `volume_driver` rexray is refused ([`refusal`]) rather
+//! than accepted to fail on the nodes (as upstream's did, and as this one
+//! did before: rexray exited before the node joined).
 
 use serde_json::Value;
 
@@ -28,11 +31,15 @@ pub fn cluster_user_trust(config: &DriverConfig) -> DriverResult<bool> {
     }
 }
 
-/// The warning for `volume_driver` rexray when nodes get no trust.
-pub fn trust_warning(volume_driver: &str, cluster_user_trust: bool) -> Option<String> {
-    (volume_driver == REXRAY && !cluster_user_trust).then(|| {
-        "volume_driver rexray calls Cinder within the cluster's trust, which nodes get only \
-         with cluster_user_trust enabled in the driver config: its volumes will fail"
-            .to_owned()
+/// Why `volume_driver` rexray is refused (see the module documentation).
+pub fn refusal(volume_driver: &str) -> Option<DriverError> {
+    (volume_driver == REXRAY).then(|| {
+        DriverError::invalid(
+            "volume_driver",
+            "volume_driver rexray is not supported: REX-Ray's Cinder driver cannot authenticate \
+             with a Keystone application credential (it takes only a password, a token or a \
+             trust), and Magnum hands no user password or trust to cluster nodes; leave \
+             volume_driver unset",
+        )
     })
 }

@@ -148,7 +148,6 @@ fn clusters_need_a_master() {
 #[test]
 fn create_plans_one_stack() {
     let mut req = request();
-    req.template.volume_driver = Some("rexray".into());
     req.template
         .labels
         .insert("mesos_slave_work_dir".into(), "/var/lib/mesos".into());
@@ -195,8 +194,6 @@ fn create_plans_one_stack() {
         "slave_flavor": "m1.small",
         "slave_image": "ubuntu-mesos",
         "network_driver": "docker",
-        "volume_driver": "rexray",
-        "rexray_preempt": false,
         "mesos_slave_work_dir": "/var/lib/mesos",
     });
     for (name, value) in expected.as_object().unwrap() {
@@ -215,7 +212,7 @@ fn boot_volume_labels_reach_every_node() {
 }
 
 #[test]
-fn slaves_get_docker_volumes_and_rexray_the_trust() {
+fn slaves_get_docker_volumes_and_never_the_trust() {
     let mut req = request();
     req.template.docker_volume_size = Some(15);
     req.context
@@ -233,15 +230,14 @@ fn slaves_get_docker_volumes_and_rexray_the_trust() {
     let p = &operation.parameters;
     assert_eq!(p["docker_volume_size"], 15);
     assert_eq!(p["docker_volume_enabled"], true);
-    // No rexray: the trustee's password stays off the slaves.
+    // The trustee's password and the trust never reach the slaves.
     assert!(!p.contains_key("trustee_password"));
     assert!(!p.contains_key("trust_id"));
 
+    // rexray cannot use the application credential nodes may get: refused.
     req.template.volume_driver = Some("rexray".into());
-    let plan = driver().create_cluster(&req).unwrap();
-    let p = &plan.operations[0].parameters;
-    assert_eq!(p["trustee_password"], "secret");
-    assert_eq!(p["trust_id"], "t-1");
+    let message = invalid(driver().create_cluster(&req).unwrap_err(), "volume_driver");
+    assert!(message.contains("application credential"), "{message}");
 }
 
 #[test]
@@ -338,7 +334,6 @@ fn status_gives_the_bare_master_address() {
 fn proxy_registry_ca_mirror_and_checksums_reach_every_node() {
     let mut req = with_node_settings(request(), "rexray");
     req.template.floating_ip_enabled = false;
-    req.template.volume_driver = Some("rexray".into());
     req.template
         .labels
         .insert("rexray_tag".into(), "0.11.5".into());

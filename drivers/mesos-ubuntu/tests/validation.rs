@@ -123,7 +123,7 @@ fn network_and_volume_drivers_name_the_allowed_ones() {
     refused(&req, "labels.rexray_preempt", &["rexray_preempt"]);
     req.template.labels.clear();
     req.template.network_driver = Some("docker".into());
-    driver().validate_template(&req).unwrap();
+    refused(&req, "volume_driver", &["rexray", "application credential"]);
 }
 
 #[test]
@@ -165,18 +165,15 @@ fn nodegroups_and_upgrades_are_declared_unsupported() {
 }
 
 #[test]
-fn rexray_without_the_users_trust_is_warned_about() {
+fn rexray_is_refused_whatever_the_trust_setting() {
     let mut req = template(&[]);
     req.template.volume_driver = Some("rexray".into());
-    let warnings = driver().validate_template(&req).unwrap().warnings;
-    assert!(
-        warnings.iter().any(|w| w.contains("cluster_user_trust")),
-        "{warnings:?}"
-    );
     let mut config = DriverConfig::new();
     config.insert("cluster_user_trust".into(), true.into());
-    let trusted = MesosUbuntuDriver::new(&config).unwrap();
-    assert!(trusted.validate_template(&req).unwrap().warnings.is_empty());
+    for d in [driver(), MesosUbuntuDriver::new(&config).unwrap()] {
+        let message = invalid(d.validate_template(&req).unwrap_err(), "volume_driver");
+        assert!(message.contains("application credential"), "{message}");
+    }
     assert!(driver()
         .validate_template(&template(&[]))
         .unwrap()

@@ -171,10 +171,6 @@ fn clusters_need_a_master() {
 fn create_plans_one_stack() {
     let mut req = request("swarm");
     req.template.network_driver = Some("flannel".into());
-    req.template.volume_driver = Some("rexray".into());
-    req.cluster
-        .labels
-        .insert("rexray_preempt".into(), "true".into());
     let plan = driver().create_cluster(&req).unwrap();
     lint(&plan);
     let [operation] = plan.operations.as_slice() else {
@@ -228,15 +224,11 @@ fn create_plans_one_stack() {
         "network_driver": "flannel",
         "flannel_backend": "udp",
         "flannel_network_subnetlen": 24,
-        "volume_driver": "rexray",
-        "rexray_preempt": true,
         "swarm_strategy": "spread",
         "swarm_mode": false,
         "swarm_port": 2376,
         "discovery_url": "https://discovery.etcd.io/abc",
         "trustee_user_id": "u-1",
-        "trustee_password": "secret",
-        "trust_id": "t-1",
         "docker_volume_enabled": false,
     });
     for (name, value) in expected.as_object().unwrap() {
@@ -247,6 +239,9 @@ fn create_plans_one_stack() {
         );
     }
     assert!(!operation.parameters.contains_key("unknown"));
+    // The nodes never get the trustee's password or the trust.
+    assert!(!operation.parameters.contains_key("trustee_password"));
+    assert!(!operation.parameters.contains_key("trust_id"));
 
     let plan = driver().create_cluster(&request("swarm-mode")).unwrap();
     lint(&plan);
@@ -255,7 +250,6 @@ fn create_plans_one_stack() {
     assert_eq!(p["swarm_port"], 2375);
     assert_eq!(p["network_driver"], "docker");
     assert!(!p.contains_key("volume_driver"));
-    // Without rexray the nodes never get the trustee's password.
     assert_eq!(p["trustee_user_id"], "u-1");
     assert!(!p.contains_key("trustee_password"));
     assert!(!p.contains_key("trust_id"));

@@ -92,7 +92,7 @@ fn network_and_volume_drivers_name_the_allowed_ones() {
             let mut req = template(coe);
             req.template.network_driver = Some(network.into());
             req.template.volume_driver = Some("rexray".into());
-            driver().validate_template(&req).unwrap();
+            refused(&req, "volume_driver", &["rexray", "application credential"]);
         }
     }
     let err = driver()
@@ -148,24 +148,21 @@ fn nodegroups_and_upgrades_are_declared_unsupported() {
 }
 
 #[test]
-fn rexray_without_the_users_trust_is_warned_about() {
+fn rexray_is_refused_whatever_the_trust_setting() {
     let mut req = template("swarm-mode");
     req.template.volume_driver = Some("rexray".into());
-    let warnings = driver().validate_template(&req).unwrap().warnings;
-    assert!(
-        warnings.iter().any(|w| w.contains("cluster_user_trust")),
-        "{warnings:?}"
-    );
     let mut config = DriverConfig::new();
     config.insert("cluster_user_trust".into(), true.into());
-    let trusted = SwarmFedoraAtomicDriver::new(&config).unwrap();
-    assert!(trusted.validate_template(&req).unwrap().warnings.is_empty());
+    for d in [driver(), SwarmFedoraAtomicDriver::new(&config).unwrap()] {
+        let message = invalid(d.validate_template(&req).unwrap_err(), "volume_driver");
+        assert!(message.contains("application credential"), "{message}");
+    }
     config.insert("cluster_user_trust".into(), "yes".into());
     let err = SwarmFedoraAtomicDriver::new(&config)
         .err()
         .expect("refused");
     invalid(err, "config.cluster_user_trust");
-    // Docker's own volumes need no trust.
+    // Docker's own volumes need no credential.
     assert!(driver()
         .validate_template(&template("swarm"))
         .unwrap()
