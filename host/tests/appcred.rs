@@ -114,7 +114,9 @@ fn k8s_registry() -> (tempfile::TempDir, magnum_host::plugins::Registry) {
     ]
     .into_iter()
     .find(|p| p.exists())
-    .unwrap_or_else(|| panic!("{name} not built; run cargo build -p magnum-driver-k8s-fedora-atomic"));
+    .unwrap_or_else(|| {
+        panic!("{name} not built; run cargo build -p magnum-driver-k8s-fedora-atomic")
+    });
     let plugins = tempfile::tempdir().expect("plugins dir");
     let mut config = std::collections::BTreeMap::new();
     config.insert("cluster_user_trust".to_owned(), toml::Value::Boolean(true));
@@ -182,8 +184,8 @@ fn cluster_application_credential_on_real_keystone() {
     ))
     .expect("sqlite");
     db::migrate(&mut pool.get().expect("conn")).expect("migrate");
-    let service =
-        KeystoneClient::new(ks.auth("magnum", "KEYSTONE_MAGNUM_PASSWORD", "service")).expect("service");
+    let service = KeystoneClient::new(ks.auth("magnum", "KEYSTONE_MAGNUM_PASSWORD", "service"))
+        .expect("service");
     let mut state = AppState::new(registry, pool.clone());
     state.identity = Identity::Keystone(service.clone());
     state.settings.node_auth_url = Some(v3.clone());
@@ -215,7 +217,9 @@ fn cluster_application_credential_on_real_keystone() {
             .to_owned()
     };
     let demo_token = login(ks.auth("demo", "KEYSTONE_DEMO_PASSWORD", "demo"));
-    let demo = rt.block_on(service.validate(&demo_token)).expect("demo token");
+    let demo = rt
+        .block_on(service.validate(&demo_token))
+        .expect("demo token");
     let demo_user = demo.user_id.clone();
     let demo_project = demo.project_id.clone().expect("project scoped");
 
@@ -288,7 +292,10 @@ fn cluster_application_credential_on_real_keystone() {
                 return last;
             }
             assert!(
-                !last["status"].as_str().unwrap_or_default().ends_with("FAILED"),
+                !last["status"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .ends_with("FAILED"),
                 "{last}"
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -380,7 +387,10 @@ fn cluster_application_credential_on_real_keystone() {
     wait_status(&uuid, "UPDATE_COMPLETE");
     let (second_id, second_secret) = stored(&uuid).expect("rotated credential");
     assert_ne!(second_id, first_id);
-    assert_eq!(stack_parameters(&uuid)["openstack_app_cred_id"], second_id.as_str());
+    assert_eq!(
+        stack_parameters(&uuid)["openstack_app_cred_id"],
+        second_id.as_str()
+    );
     let (status, body) = app_cred_login(&second_id, &second_secret);
     assert_eq!(status, 201, "{body}");
     // Keystone answers 404 ("Could not find Application Credential") to a

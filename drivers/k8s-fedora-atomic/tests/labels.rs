@@ -531,7 +531,9 @@ fn csi_without_the_cloud_provider_is_warned_about() {
         .unwrap();
     assert!(!v.cloud_credential);
     assert!(
-        v.warnings.iter().any(|w| w.contains("cloud_provider_enabled=true")),
+        v.warnings
+            .iter()
+            .any(|w| w.contains("cloud_provider_enabled=true")),
         "{:?}",
         v.warnings
     );

@@ -934,7 +934,10 @@ fn the_cloud_provider_gets_the_application_credential_on_the_masters() {
         assert!(config.contains(line), "{line} missing from\n{config}");
     }
     // No password, no trust: the application credential alone.
-    assert!(!config.contains("password") && !config.contains("trust"), "{config}");
+    assert!(
+        !config.contains("password") && !config.contains("trust"),
+        "{config}"
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = fs::metadata(node.root.join("etc/kubernetes/cloud-config"))
         .unwrap()
@@ -981,12 +984,18 @@ fn the_cloud_provider_gets_the_application_credential_on_the_masters() {
 
 #[test]
 fn without_mirror_and_csi_the_upstream_images_and_no_csi() {
-    let params = cloud_params("").replace("CINDER_CSI_ENABLED=\"True\"", "CINDER_CSI_ENABLED=\"False\"");
+    let params = cloud_params("").replace(
+        "CINDER_CSI_ENABLED=\"True\"",
+        "CINDER_CSI_ENABLED=\"False\"",
+    );
     let node = Node::new("k8s-fedora-atomic", &params, true);
     stub_kubectl(&node);
     assert_ok(&node.run_fragment("k8s-fedora-atomic/src/fragments/configure-cloud-provider.sh"));
     let config = node.file("etc/kubernetes/cloud-config");
-    assert!(!config.contains("tls-insecure") && !config.contains("ca-file"), "{config}");
+    assert!(
+        !config.contains("tls-insecure") && !config.contains("ca-file"),
+        "{config}"
+    );
     let manifests = applied(&node);
     assert!(manifests
         .contains("image: registry.k8s.io/provider-os/openstack-cloud-controller-manager:v1.28.0"));
@@ -998,8 +1007,15 @@ fn kubelet_runs_with_an_external_cloud_provider_only_when_enabled() {
     let on = Node::new("k8s-fedora-atomic", &cloud_params(""), true);
     let out = on.run("kubelet_cloud_flags");
     assert_ok(&out);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "--cloud-provider=external\n");
-    let off = Node::new("k8s-fedora-atomic", "CLOUD_PROVIDER_ENABLED=\"False\"\n", true);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "--cloud-provider=external\n"
+    );
+    let off = Node::new(
+        "k8s-fedora-atomic",
+        "CLOUD_PROVIDER_ENABLED=\"False\"\n",
+        true,
+    );
     let out = off.run("kubelet_cloud_flags");
     assert_ok(&out);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
@@ -1009,5 +1025,9 @@ fn kubelet_runs_with_an_external_cloud_provider_only_when_enabled() {
     let node = Node::new("k8s-fedora-atomic", &params, true);
     let out = node.run_fragment("k8s-fedora-atomic/src/fragments/configure-cloud-provider.sh");
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("application credential"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("application credential"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -736,7 +736,9 @@ pub(crate) async fn release_app_credential(
             .delete_application_credential(&cred.user_id, &cred.id)
             .await
         {
-            Ok(()) => tracing::info!(cluster = %cluster, app_credential = %cred.id, "unused application credential deleted"),
+            Ok(()) => {
+                tracing::info!(cluster = %cluster, app_credential = %cred.id, "unused application credential deleted")
+            }
             Err(e) => tracing::warn!(
                 cluster = %cluster,
                 app_credential = %cred.id,

@@ -403,9 +403,7 @@ pub fn forget_app_credential(
         .load(conn)?;
     let ids: Vec<i32> = all
         .into_iter()
-        .filter(|(_, pem)| {
-            serde_json::from_str::<AppCredRef>(pem).is_ok_and(|c| c.id == id)
-        })
+        .filter(|(_, pem)| serde_json::from_str::<AppCredRef>(pem).is_ok_and(|c| c.id == id))
         .map(|(row, _)| row)
         .collect();
     diesel::delete(certificate::table.filter(certificate::id.eq_any(ids))).execute(conn)

@@ -220,7 +220,9 @@ fn release_app_credentials(c: &Conductor, conn: &mut Conn, cluster: &str, kind: 
             (Some(client), Ok(h)) => h
                 .block_on(client.delete_application_credential(&cred.user_id, &cred.id))
                 .map_err(|e| e.to_string()),
-            (None, _) => Err("this conductor has no Keystone client ([auth] mode is not keystone)".to_owned()),
+            (None, _) => Err(
+                "this conductor has no Keystone client ([auth] mode is not keystone)".to_owned(),
+            ),
             (_, Err(e)) => Err(e.to_string()),
         };
         match result {
