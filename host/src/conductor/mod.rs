@@ -109,6 +109,12 @@ pub struct Conductor {
     /// Unique per process: leases name it.
     pub worker: String,
     health_seen: health::Seen,
+    /// Jobs this process is running now. Every slot leases as `worker`, so
+    /// a lease that lapsed while its run was slow (a loaded machine: the
+    /// renewal is late) is claimable again by this same process, and the
+    /// lease checks (`renew`, `complete`) cannot tell the two runs apart:
+    /// the second claim is dropped here instead of running the step twice.
+    running: std::sync::Mutex<std::collections::HashSet<i64>>,
 }
 
 impl Conductor {
@@ -129,7 +135,23 @@ impl Conductor {
             settings,
             worker,
             health_seen: health::Seen::default(),
+            running: Default::default(),
         }
+    }
+
+    /// Marks job `id` running in this process; `false` if it already is.
+    fn start_running(&self, id: i64) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id)
+    }
+
+    fn stop_running(&self, id: i64) {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
     }
 
     /// One health pass (the conductor runs one every `health_interval`).
@@ -160,10 +182,19 @@ impl Conductor {
                 })
                 .await;
             match claimed {
+                Ok(Some(job)) if !self.start_running(job.id) => {
+                    // Its lease lapsed while a slot of this process still
+                    // runs it; the claim only refreshed that lease.
+                    tracing::warn!(job = job.id, "job claimed again while this process runs it; not run twice");
+                    drop(permit);
+                    tokio::time::sleep(self.settings.idle_poll).await;
+                }
                 Ok(Some(job)) => {
                     let me = self.clone();
                     tokio::spawn(async move {
-                        me.process(job).await;
+                        let id = job.id;
+                        me.clone().process(job).await;
+                        me.stop_running(id);
                         drop(permit);
                     });
                 }
