@@ -114,7 +114,10 @@ pub struct Conductor {
     /// renewal is late) is claimable again by this same process, and the
     /// lease checks (`renew`, `complete`) cannot tell the two runs apart:
     /// the second claim is dropped here instead of running the step twice.
-    running: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// A run older than the operation timeout no longer counts (its lease
+    /// renewal gave up too), so a step that hangs is not stuck for good.
+    running: std::sync::Mutex<std::collections::HashMap<i64, (u64, std::time::Instant)>>,
+    runs: std::sync::atomic::AtomicU64,
 }
 
 impl Conductor {
@@ -136,22 +139,36 @@ impl Conductor {
             worker,
             health_seen: health::Seen::default(),
             running: Default::default(),
+            runs: Default::default(),
         }
     }
 
-    /// Marks job `id` running in this process; `false` if it already is.
-    fn start_running(&self, id: i64) -> bool {
-        self.running
+    /// Marks job `id` running in this process: the run's token, or `None`
+    /// if a run of it started here less than the operation timeout ago.
+    fn start_running(&self, id: i64) -> Option<u64> {
+        let mut running = self
+            .running
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, since)) = running.get(&id) {
+            if since.elapsed() < self.settings.operation_timeout {
+                return None;
+            }
+        }
+        let token = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        running.insert(id, (token, std::time::Instant::now()));
+        Some(token)
     }
 
-    fn stop_running(&self, id: i64) {
-        self.running
+    /// Ends run `token` of job `id` (not a later run that replaced it).
+    fn stop_running(&self, id: i64, token: u64) {
+        let mut running = self
+            .running
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&id);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if running.get(&id).is_some_and(|(t, _)| *t == token) {
+            running.remove(&id);
+        }
     }
 
     /// One health pass (the conductor runs one every `health_interval`).
@@ -182,22 +199,27 @@ impl Conductor {
                 })
                 .await;
             match claimed {
-                Ok(Some(job)) if !self.start_running(job.id) => {
-                    // Its lease lapsed while a slot of this process still
-                    // runs it; the claim only refreshed that lease.
-                    tracing::warn!(job = job.id, "job claimed again while this process runs it; not run twice");
-                    drop(permit);
-                    tokio::time::sleep(self.settings.idle_poll).await;
-                }
-                Ok(Some(job)) => {
-                    let me = self.clone();
-                    tokio::spawn(async move {
-                        let id = job.id;
-                        me.clone().process(job).await;
-                        me.stop_running(id);
+                Ok(Some(job)) => match self.start_running(job.id) {
+                    Some(token) => {
+                        let me = self.clone();
+                        tokio::spawn(async move {
+                            let id = job.id;
+                            me.clone().process(job).await;
+                            me.stop_running(id, token);
+                            drop(permit);
+                        });
+                    }
+                    None => {
+                        // Its lease lapsed while a slot of this process
+                        // still runs it; the claim only refreshed the lease.
+                        tracing::warn!(
+                            job = job.id,
+                            "job claimed again while this process runs it; not run twice"
+                        );
                         drop(permit);
-                    });
-                }
+                        tokio::time::sleep(self.settings.idle_poll).await;
+                    }
+                },
                 Ok(None) => {
                     drop(permit);
                     tokio::select! {
