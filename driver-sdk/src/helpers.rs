@@ -534,6 +534,38 @@ pub fn cluster_stack_output<'a>(context: &'a HostContext, name: &str) -> Option<
         .filter(|value| !value.is_empty())
 }
 
+/// The `HostContext::extra` key under which the host gives an upgrade the
+/// current parameters of the upgraded nodegroup's stack (a JSON object, as
+/// Heat's stack show gives them: strings): what the driver moves on from,
+/// such as a node generation.
+pub const NODEGROUP_STACK_PARAMETERS: &str = "nodegroup_stack_parameters";
+
+/// The upgraded nodegroup stack's current parameter `name`, as the host
+/// gave it ([`NODEGROUP_STACK_PARAMETERS`]).
+pub fn nodegroup_stack_parameter<'a>(context: &'a HostContext, name: &str) -> Option<&'a Value> {
+    context.extra.get(NODEGROUP_STACK_PARAMETERS)?.get(name)
+}
+
+/// A rolling replacement of a group's nodes: the parameters raising the
+/// node generation `parameter` (a number) one above the stack's current
+/// one, with `<parameter>_odd`, its parity (HOT has no arithmetic: the node
+/// templates pick their wait condition slot by it). A template that puts
+/// the generation where a change replaces the server (k8s worker.yaml:
+/// Nova scheduler hints) and keeps one wait condition per parity slot gets,
+/// from real Heat, a rolling replacement in which every new node must
+/// signal again. Any operation that must roll nodes (an upgrade; a
+/// credential nodes hold, should it rotate) can pass these.
+pub fn next_generation(context: &HostContext, parameter: &str) -> Map<String, Value> {
+    let current = nodegroup_stack_parameter(context, parameter)
+        .and_then(integer)
+        .unwrap_or(0);
+    let next = current.saturating_add(1);
+    let mut parameters = Map::new();
+    parameters.insert(parameter.into(), next.into());
+    parameters.insert(format!("{parameter}_odd"), (next % 2 != 0).into());
+    parameters
+}
+
 /// The parameters of a scaling update: the new count under `count_parameter`
 /// and, when some nodes are to go, their names under `remove_parameter`.
 pub fn scale_parameters(

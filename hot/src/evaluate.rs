@@ -6,12 +6,12 @@ use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::conditions::evaluate_conditions;
 use crate::environment::Environment;
 use crate::functions::call;
-use crate::group::{evaluate_group, GroupWalker, RESOURCE_GROUP};
+use crate::group::{evaluate_group, GroupWalker, Rolling, RESOURCE_GROUP};
+pub(crate) use crate::state::digest;
 use crate::parameters::{convert_parameter, shown_parameter};
 use crate::provider::{Action, Provider, ProviderError, ResourceRequest};
 use crate::scope::{Scope, StackContext};
@@ -348,6 +348,15 @@ impl Walker<'_> {
         if let Some(metadata) = definition.get("metadata") {
             scope.resolve(metadata)?;
         }
+        if type_name == RESOURCE_GROUP {
+            let rolling = match definition.get("update_policy") {
+                Some(policy) => Rolling::parse(&scope.resolve(policy)?)
+                    .map_err(|e| e.within("update_policy"))?,
+                None => None,
+            };
+            let previous = previous.filter(|p| p.type_name == type_name);
+            return evaluate_group(self, context, name, properties, previous, start_ms, rolling);
+        }
         self.typed(context, name, &type_name, properties, previous, start_ms)
     }
 
@@ -363,7 +372,7 @@ impl Walker<'_> {
     ) -> R<Option<ResourceState>> {
         let previous = previous.filter(|p| p.type_name == type_name);
         if type_name == RESOURCE_GROUP {
-            return evaluate_group(self, context, name, properties, previous, start_ms);
+            return evaluate_group(self, context, name, properties, previous, start_ms, None);
         }
         if self.files.contains_key(type_name) {
             return self.nested(context, name, type_name, properties, previous, start_ms);
@@ -438,6 +447,8 @@ impl Walker<'_> {
     ) -> R<Option<ResourceState>> {
         let template = self.template(file)?;
         properties.retain(|_, v| !v.is_null());
+        // A group's rolling update tells changed members by it.
+        let properties_digest = digest(&Value::Object(properties.clone()));
         let id = match previous.and_then(|p| p.stack_id.clone()) {
             Some(id) => id,
             None => self.provider.new_id(),
@@ -474,7 +485,7 @@ impl Walker<'_> {
             attributes,
             open_attributes: false,
             ready_ms: result.ready_ms,
-            digest: None,
+            digest: Some(properties_digest),
             stack_id: Some(id),
             nested: Some(result.state),
             removed: Vec::new(),
@@ -523,10 +534,6 @@ impl GroupWalker for Walker<'_> {
     }
 }
 
-/// A stable digest of a JSON value (its keys are ordered).
-pub(crate) fn digest(value: &Value) -> String {
-    hex::encode(Sha256::digest(value.to_string().as_bytes()))
-}
 
 // ---- Dependencies ---------------------------------------------------------------------
 

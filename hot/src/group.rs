@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::python::{py_str, select_path};
 use crate::scope::StackContext;
-use crate::state::{ResourceKind, ResourceState, StackState};
+use crate::state::{digest, ResourceKind, ResourceState, StackState};
 use crate::{as_map, err, HotError, R};
 
 /// The group resource the evaluator implements itself.
@@ -41,6 +41,73 @@ pub(crate) trait GroupWalker {
     fn remove(&mut self, resource: &ResourceState) -> R<()>;
 }
 
+/// A group's `update_policy: {rolling_update: …}` (Heat's
+/// `ResourceGroup.update_policy_schema`): members whose definition changed
+/// are updated `max_batch_size` at a time, highest index first, each batch
+/// once the one before it is ready plus `pause_time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rolling {
+    pub(crate) max_batch_size: usize,
+    pub(crate) pause_ms: i64,
+}
+
+impl Rolling {
+    /// The rolling update of a resolved `update_policy`, if it has one.
+    pub(crate) fn parse(policy: &Value) -> R<Option<Self>> {
+        let policy = as_map(policy, "update_policy")?;
+        let Some(rolling) = policy.get("rolling_update") else {
+            return Ok(None);
+        };
+        let rolling = as_map(rolling, "rolling_update")?;
+        let number = |key: &str, default: i64| -> R<i64> {
+            match rolling.get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(v) => v
+                    .as_i64()
+                    .or_else(|| v.as_f64().map(|f| f.round() as i64))
+                    .or_else(|| v.as_str()?.trim().parse().ok())
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| {
+                        HotError::new(format!(
+                            "rolling_update.{key}: Value '{}' is not an integer",
+                            py_str(v)
+                        ))
+                    }),
+            }
+        };
+        let max_batch_size = number("max_batch_size", 1)?;
+        if max_batch_size < 1 {
+            return err("rolling_update.max_batch_size: The value must be at least 1.");
+        }
+        Ok(Some(Self {
+            max_batch_size: usize::try_from(max_batch_size).unwrap_or(usize::MAX),
+            pause_ms: number("pause_time", 0)?.saturating_mul(1000),
+        }))
+    }
+}
+
+/// The order and start of each member: members whose definition changed
+/// (a digest of their properties differs from the previous one's) go in
+/// rolling batches after the others, which start at once.
+fn schedule(names: &[String], changed: &[bool], rolling: Option<Rolling>) -> Vec<Vec<usize>> {
+    let Some(rolling) = rolling else {
+        return vec![(0..names.len()).collect()];
+    };
+    let mut first: Vec<usize> = (0..names.len()).filter(|i| !changed[*i]).collect();
+    let mut updated: Vec<usize> = (0..names.len()).filter(|i| changed[*i]).collect();
+    // Heat's replace_priority: the highest index first.
+    updated.reverse();
+    let mut batches: Vec<Vec<usize>> = updated
+        .chunks(rolling.max_batch_size)
+        .map(<[usize]>::to_vec)
+        .collect();
+    match batches.first_mut() {
+        Some(batch) => batch.append(&mut first),
+        None => batches.push(first),
+    }
+    batches
+}
+
 /// Creates or updates the group `name` of `context` and its members.
 pub(crate) fn evaluate_group(
     walker: &mut dyn GroupWalker,
@@ -49,6 +116,7 @@ pub(crate) fn evaluate_group(
     properties: Map<String, Value>,
     previous: Option<&ResourceState>,
     start_ms: i64,
+    rolling: Option<Rolling>,
 ) -> R<Option<ResourceState>> {
     let group = GroupProperties::parse(&properties)?;
     let empty = StackState::default();
@@ -92,45 +160,67 @@ pub(crate) fn evaluate_group(
     };
     let member_type = walker.resolve_type(name, &group.member_type)?;
     walker.descend()?;
+    let member_properties: Vec<Map<String, Value>> = names
+        .iter()
+        .map(|member| {
+            let mut properties = match substitute(
+                &Value::Object(group.member_properties.clone()),
+                &group.index_var,
+                member,
+            ) {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
+            // Heat drops unset properties so that the member's defaults apply.
+            properties.retain(|_, v| !v.is_null());
+            properties
+        })
+        .collect();
+    let changed: Vec<bool> = names
+        .iter()
+        .zip(&member_properties)
+        .map(|(member, properties)| {
+            old_members.resources.get(member).is_some_and(|old| {
+                old.digest.as_deref() != Some(digest(&Value::Object(properties.clone())).as_str())
+            })
+        })
+        .collect();
     let mut created = BTreeMap::new();
     let mut ready_ms: Option<i64> = None;
     let mut outcome = Ok(());
-    for member in &names {
-        let old = old_members.resources.get(member);
-        if walker.failed() {
-            if let Some(old) = old {
-                created.insert(member.clone(), old.clone());
+    let mut batch_start = start_ms;
+    'batches: for batch in schedule(&names, &changed, rolling) {
+        let mut batch_ready = batch_start;
+        for index in batch {
+            let member = &names[index];
+            let old = old_members.resources.get(member);
+            if walker.failed() {
+                if let Some(old) = old {
+                    created.insert(member.clone(), old.clone());
+                }
+                continue;
             }
-            continue;
-        }
-        let mut member_properties = match substitute(
-            &Value::Object(group.member_properties.clone()),
-            &group.index_var,
-            member,
-        ) {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
-        // Heat drops unset properties so that the member's defaults apply.
-        member_properties.retain(|_, v| !v.is_null());
-        match walker.typed(
-            &member_context,
-            member,
-            &member_type,
-            member_properties,
-            old,
-            start_ms,
-        ) {
-            Ok(Some(state)) => {
-                ready_ms = Some(ready_ms.map_or(state.ready_ms, |r| r.max(state.ready_ms)));
-                created.insert(member.clone(), state);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                outcome = Err(e.within(format!("resources[{member}]")));
-                break;
+            match walker.typed(
+                &member_context,
+                member,
+                &member_type,
+                member_properties[index].clone(),
+                old,
+                batch_start,
+            ) {
+                Ok(Some(state)) => {
+                    ready_ms = Some(ready_ms.map_or(state.ready_ms, |r| r.max(state.ready_ms)));
+                    batch_ready = batch_ready.max(state.ready_ms);
+                    created.insert(member.clone(), state);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    outcome = Err(e.within(format!("resources[{member}]")));
+                    break 'batches;
+                }
             }
         }
+        batch_start = batch_ready.saturating_add(rolling.map_or(0, |r| r.pause_ms));
     }
     walker.ascend();
     outcome?;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 /// How a resource is implemented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,4 +83,9 @@ pub(crate) fn collect_primitives<'a>(
             None => {}
         }
     }
+}
+
+/// A stable digest of a JSON value (its keys are ordered).
+pub(crate) fn digest(value: &Value) -> String {
+    hex::encode(Sha256::digest(value.to_string().as_bytes()))
 }

@@ -485,9 +485,29 @@ impl CoeDriver for K8sFedoraAtomicDriver {
         )?]))
     }
 
+    /// Upgrades a worker nodegroup by replacing its nodes: the group's
+    /// ResourceGroup replaces `max_batch_size` workers at a time (Heat's
+    /// rolling update), each new worker boots the new kube_tag and signals
+    /// a fresh wait condition, and a batch starts only when the one before
+    /// it has signalled. Masters are refused: replacing one loses etcd's
+    /// data on a single master and needs etcd membership changes on three,
+    /// which the node scripts do not make.
     fn upgrade_cluster(&self, req: &UpgradeRequest) -> DriverResult<StackPlan> {
         let base = &req.base;
         let group = find_nodegroup(base, &req.nodegroup)?;
+        if group.role == MASTER {
+            return Err(DriverError::invalid(
+                "nodegroup",
+                format!(
+                    "Upgrading the master nodegroup {} is not supported by {DRIVER_NAME}: \
+                     it would replace the masters, and with them etcd's data. Upgrade the \
+                     worker nodegroups (omit nodegroup for {}), or create a cluster from \
+                     the new cluster template and move the workloads to it.",
+                    group.name,
+                    default_nodegroup(base, WORKER).map_or("default-worker", |g| g.name.as_str()),
+                ),
+            ));
+        }
         self.check_template(&req.new_template)?;
         let field = "labels.kube_tag";
         let new_tag = req.new_template.labels.get("kube_tag").ok_or_else(|| {
@@ -520,7 +540,7 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                 "max_batch_size must be at least 1",
             ));
         }
-        let mut parameters = Map::new();
+        let mut parameters = helpers::next_generation(&base.context, "worker_generation");
         parameters.insert("kube_tag".into(), new_tag.as_str().into());
         parameters.insert("update_max_batch_size".into(), req.max_batch_size.into());
         Ok(stack_plan([
@@ -785,6 +805,11 @@ impl K8sFedoraAtomicDriver {
             &labels,
             passed_labels.into_iter().chain(boot_volume::LABELS),
         ));
+        // The masters start on the workers' release; an upgrade moves only
+        // kube_tag (the workers').
+        if let Some(tag) = p.get("kube_tag").cloned() {
+            p.insert("master_kube_tag".into(), tag);
+        }
         p.extend(crate::labels::parameters(
             &self.info.labels,
             &labels,

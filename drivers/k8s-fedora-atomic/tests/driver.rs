@@ -471,9 +471,29 @@ fn upgrades_only_move_kube_tag_forward() {
     let plan = d.upgrade_cluster(&upgrade(Some("v1.28.1"))).unwrap();
     let operation = &plan.operations[0];
     assert!(operation.existing);
+    // A new worker generation: every worker is replaced (and signals anew).
     assert_eq!(
         Value::Object(operation.parameters.clone()),
-        json!({"kube_tag": "v1.28.1", "update_max_batch_size": 2})
+        json!({"kube_tag": "v1.28.1", "update_max_batch_size": 2,
+               "worker_generation": 1, "worker_generation_odd": true})
+    );
+    // The generation moves on from the stack's (Heat shows strings).
+    let mut later = upgrade(Some("v1.28.1"));
+    later.base.context.extra.insert(
+        "nodegroup_stack_parameters".into(),
+        json!({"worker_generation": "1", "kube_tag": "v1.27.3"}),
+    );
+    let p = &d.upgrade_cluster(&later).unwrap().operations[0].parameters;
+    assert_eq!(p["worker_generation"], 2);
+    assert_eq!(p["worker_generation_odd"], false);
+    assert!(!p.contains_key("master_kube_tag"), "{p:?}");
+    // Masters are never replaced: their upgrade is refused, saying what to do.
+    let mut masters = upgrade(Some("v1.28.1"));
+    masters.nodegroup = MASTERS.into();
+    let message = invalid(d.upgrade_cluster(&masters).unwrap_err(), "nodegroup");
+    assert!(
+        message.contains("master nodegroup") && message.contains("worker nodegroups"),
+        "{message}"
     );
     let mut zero_batch = upgrade(Some("v1.28.1"));
     zero_batch.max_batch_size = 0;

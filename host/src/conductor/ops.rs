@@ -107,6 +107,9 @@ fn next_poll(c: &Conductor, mut state: RunState) -> Outcome {
 /// a nodegroup create (the SDK's `helpers::CLUSTER_STACK_OUTPUTS`, which
 /// the host does not depend on).
 const CLUSTER_STACK_OUTPUTS: &str = "cluster_stack_outputs";
+/// The `HostContext::extra` key of the upgraded nodegroup stack's current
+/// parameters (the SDK's `helpers::NODEGROUP_STACK_PARAMETERS`).
+const NODEGROUP_STACK_PARAMETERS: &str = "nodegroup_stack_parameters";
 
 struct Loaded {
     cluster: Cluster,
@@ -935,6 +938,33 @@ fn cluster_update(
                     let reason = format!("cluster template {tmpl} no longer exists");
                     return finish(c, conn, run, Some(&drv), failed(reason));
                 };
+                // What the upgrade moves on from (a node generation): the
+                // nodegroup stack's current parameters.
+                let mut base = base;
+                let stack = l
+                    .groups
+                    .iter()
+                    .find(|g| &g.uuid == nodegroup)
+                    .and_then(|g| g.stack_id.clone().filter(|_| !g.is_default))
+                    .or_else(|| l.cluster.stack_id.clone());
+                if let Some(id) = stack {
+                    match c.orchestrator.get(conn, &id) {
+                        Ok(Some(s)) => {
+                            base.context.extra.insert(
+                                NODEGROUP_STACK_PARAMETERS.into(),
+                                Value::Object(s.parameters),
+                            );
+                        }
+                        Ok(None) => {
+                            let reason = format!("stack {id} no longer exists in the orchestrator");
+                            return finish(c, conn, run, Some(&drv), failed(reason));
+                        }
+                        Err(e) => {
+                            let reason = orchestrator_error(e)?;
+                            return finish(c, conn, run, Some(&drv), failed(reason));
+                        }
+                    }
+                }
                 let planned = drv.call::<_, StackPlan>(
                     op::UPGRADE_CLUSTER,
                     &UpgradeRequest {
@@ -995,10 +1025,22 @@ fn cluster_update(
         None,
         Operation::ClusterUpgrade {
             cluster_template: tmpl,
+            nodegroup,
             ..
         },
     ) = (&failure, run.op)
     {
+        // The upgraded nodegroup's nodes run what the upgrade applied: its
+        // labels say so, and the next upgrade starts from them.
+        if let Some(group) = l.groups.iter().find(|g| &g.uuid == nodegroup) {
+            let mut labels = domain::labels_of(&group.labels);
+            labels.extend(state.carried_labels.clone());
+            db(NodeGroup::set_labels(
+                conn,
+                nodegroup,
+                &domain::labels_text(&labels),
+            ))?;
+        }
         // The cluster now runs the new template, with the labels the
         // upgrade applied (kube_tag for kubernetes: the driver's plan says
         // which, the host knows no COE).

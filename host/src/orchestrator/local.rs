@@ -181,6 +181,8 @@ struct State {
     /// The parameters as stack show gives them.
     shown_parameters: Map<String, Value>,
     servers_created: u64,
+    /// The servers this stack's operations created and deleted, in order.
+    server_events: Vec<sim::ServerEvent>,
 }
 
 /// What a status read needs of [`State`]: the resources are skipped, so
@@ -382,7 +384,11 @@ fn merge_environment(
 struct Evaluated {
     evaluation: Evaluation,
     servers_created: u64,
+    server_events: Vec<sim::ServerEvent>,
 }
+
+/// How many server events a stack keeps (the latest).
+const KEPT_SERVER_EVENTS: usize = 1000;
 
 impl LocalCloud {
     pub fn new(config: LocalCloudConfig) -> Self {
@@ -550,6 +556,19 @@ impl LocalCloud {
             .into_iter()
             .map(|(path, r)| (path, r.clone()))
             .collect())
+    }
+
+    /// The servers the stack's operations created and deleted (replaced
+    /// ones included), in order: what a test of a rolling replacement
+    /// reads.
+    pub fn server_events(
+        &self,
+        conn: &mut DbConnection,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Vec<sim::ServerEvent>, LocalError> {
+        let row = self.refreshed(conn, id, now)?;
+        Ok(read_state(&row)?.server_events)
     }
 
     /// The stack's servers and whether each has booted at `now`.
@@ -778,6 +797,7 @@ impl LocalCloud {
                 SimProvider::new(self.sim_config(), ipam, request.stack_id, servers_created);
             let result = hot::evaluate(&request, previous, &mut provider);
             let servers_created = provider.servers_created;
+            let server_events = std::mem::take(&mut provider.server_events);
             if let Some(e) = provider.into_ipam().error {
                 return Err(Rollback::Local(LocalError::Db(e)));
             }
@@ -785,6 +805,7 @@ impl LocalCloud {
                 Ok(evaluation) => Ok(Evaluated {
                     evaluation,
                     servers_created,
+                    server_events,
                 }),
                 Err(e) => Err(Rollback::Template(e)),
             }
@@ -810,7 +831,14 @@ impl LocalCloud {
             Ok(Evaluated {
                 evaluation,
                 servers_created,
+                server_events,
             }) => {
+                state.server_events.extend(server_events);
+                let excess = state
+                    .server_events
+                    .len()
+                    .saturating_sub(KEPT_SERVER_EVENTS);
+                state.server_events.drain(..excess);
                 let failed = evaluation.failure.is_some();
                 let never = self.config.never_finish || failed;
                 state.operation = Operation {

@@ -25,10 +25,16 @@
 //! - `OS::Cinder::Volume`, `OS::Cinder::VolumeAttachment`.
 //!
 //! Every one but the server and the wait condition is ready at once. A
+//! server whose update Heat could not make in place (a property of
+//! [`SERVER_REPLACED_ON`], or user data, image or flavor under a `REPLACE`
+//! update policy) is replaced: a new server, booted and signalling anew,
+//! the old one deleted once the new one is up; [`ServerEvent`]s record the
+//! order. A
 //! server whose user data carries a wait condition handle's endpoint or
 //! token "runs" its bootstrap: it signals that handle SUCCESS when it has
-//! booted (data `{"node": <name>}`; the simulation runs no COE, so it
-//! reports no version), or FAILURE naming itself when
+//! booted (data `{"node": <name>, "coe_version": <its KUBE_TAG>}`: the
+//! simulation runs no COE, so it reports the release its heat-params name,
+//! as lib.sh does when kubelet cannot say), or FAILURE naming itself when
 //! `fail_bootstrap_role` picks it. An `OS::Heat::WaitCondition` is ready
 //! when its handle has been signalled SUCCESS, fails with the signal's
 //! reason on FAILURE, and fails with Heat's "0 of 1 received" after its
@@ -334,6 +340,74 @@ pub struct SimProvider<I> {
     signals: HashMap<String, Signal>,
     /// Whether `fail_bootstrap_role` has picked its server already.
     bootstrap_failed: bool,
+    /// Servers created and deleted by this operation, in the order the
+    /// simulated cloud did it.
+    pub server_events: Vec<ServerEvent>,
+}
+
+/// A server the simulated cloud created or deleted, and when: what a test
+/// of a rolling replacement reads (which servers, how many at a time).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServerEvent {
+    pub at_ms: i64,
+    /// `create` or `delete`.
+    pub action: String,
+    pub id: String,
+    pub name: String,
+    /// For a create: when the server booted; for the delete of a replaced
+    /// server: the id of the one that replaced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
+}
+
+/// Heat's `OS::Nova::Server` properties an update cannot change in place
+/// (no `update_allowed` in heat/engine/resources/openstack/nova/server.py):
+/// a change replaces the server.
+const SERVER_REPLACED_ON: &[&str] = &[
+    "block_device_mapping",
+    "block_device_mapping_v2",
+    "key_name",
+    "admin_user",
+    "availability_zone",
+    "scheduler_hints",
+    "user_data_format",
+    "reservation_id",
+    "config_drive",
+    "diskConfig",
+    "personality",
+];
+
+/// The attribute under which a simulated server keeps a digest of what
+/// would make Heat replace it.
+const REPLACEMENT_DIGEST: &str = "replacement_digest";
+
+/// A digest of the properties whose change replaces a server: those of
+/// [`SERVER_REPLACED_ON`], plus `user_data`, `image` and `flavor` when
+/// their update policy is `REPLACE` (Heat's default for user data; a
+/// template's `IGNORE` keeps the server).
+fn replacement_digest(p: &Map<String, Value>) -> String {
+    use sha2::Digest;
+    let mut key = Map::new();
+    for name in SERVER_REPLACED_ON {
+        if let Some(v) = p.get(*name) {
+            key.insert((*name).to_owned(), v.clone());
+        }
+    }
+    for (name, policy, default) in [
+        ("user_data", "user_data_update_policy", "REPLACE"),
+        ("image", "image_update_policy", "REBUILD"),
+        ("flavor", "flavor_update_policy", "RESIZE"),
+    ] {
+        let policy = p.get(policy).and_then(Value::as_str).unwrap_or(default);
+        if policy == "REPLACE" {
+            if let Some(v) = p.get(name) {
+                key.insert(name.to_owned(), v.clone());
+            }
+        }
+    }
+    hex::encode(sha2::Sha256::digest(Value::Object(key).to_string().as_bytes()))
 }
 
 /// What a simulated node signals its wait condition handle.
@@ -427,6 +501,7 @@ impl<I: Ipam> SimProvider<I> {
             owner: String::new(),
             start_ms: 0,
             signals: HashMap::new(),
+            server_events: Vec::new(),
             bootstrap_failed: false,
         }
     }
@@ -872,7 +947,17 @@ impl<I: Ipam> SimProvider<I> {
                 role.unwrap_or_default()
             ))
         } else {
-            Ok(json!({ "node": name }))
+            // What a k8s node's lib.sh `coe_version` falls back to: the
+            // release its heat-params name.
+            let version = user_data
+                .split_once("KUBE_TAG=\"")
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map(|(tag, _)| tag.to_owned())
+                .filter(|tag| !tag.is_empty() && !tag.starts_with('$'));
+            match version {
+                Some(v) => Ok(json!({ "node": name, "coe_version": v })),
+                None => Ok(json!({ "node": name })),
+            }
         };
         for handle in handles {
             self.signals.insert(
@@ -1068,13 +1153,70 @@ impl<I: Ipam> Provider for SimProvider<I> {
                 ready_ms: previous.ready_ms,
             });
         }
+        // A server whose update Heat cannot make in place is replaced: a
+        // new server (new id, new boot, a new bootstrap signal), the old
+        // one deleted once the new one is up.
+        let replaced = request.type_name == SERVER
+            && request.previous.is_some_and(|p| {
+                // A server made before the digest existed is kept.
+                p.attributes
+                    .get(REPLACEMENT_DIGEST)
+                    .and_then(Value::as_str)
+                    .is_some_and(|d| d != replacement_digest(request.properties))
+            });
+        let replacing = request.previous.filter(|_| replaced);
+        let as_new;
+        let request = if replaced {
+            as_new = ResourceRequest {
+                previous: None,
+                unchanged: false,
+                ..*request
+            };
+            &as_new
+        } else {
+            request
+        };
         if let Some(fault) = self.fault(request) {
             return Err(fault);
         }
         let id = request
             .previous
             .map_or_else(|| uuid::Uuid::new_v4().to_string(), |p| p.ref_id.clone());
-        let (attributes, ready_ms, open_attributes) = self.build(request, &id)?;
+        let (mut attributes, ready_ms, open_attributes) = self.build(request, &id)?;
+        if request.type_name == SERVER {
+            attributes.insert(
+                REPLACEMENT_DIGEST.into(),
+                replacement_digest(request.properties).into(),
+            );
+            let name = attributes
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if request.previous.is_none() {
+                self.server_events.push(ServerEvent {
+                    at_ms: request.start_ms,
+                    action: "create".into(),
+                    id: id.clone(),
+                    name: name.clone(),
+                    ready_ms: Some(ready_ms),
+                    replaced_by: None,
+                });
+            }
+            if let Some(old) = replacing {
+                self.ipam
+                    .release(&old.ref_id)
+                    .map_err(|e| ProviderError::Invalid(e.to_string()))?;
+                self.server_events.push(ServerEvent {
+                    at_ms: ready_ms,
+                    action: "delete".into(),
+                    id: old.ref_id.clone(),
+                    name,
+                    ready_ms: None,
+                    replaced_by: Some(id.clone()),
+                });
+            }
+        }
         self.known.insert(
             id.clone(),
             (request.type_name.to_owned(), attributes.clone()),

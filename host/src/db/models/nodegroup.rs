@@ -213,6 +213,17 @@ impl NodeGroup {
             .get_result(conn)
     }
 
+    /// Sets only `labels` (a JSON object text): an upgrade's new labels.
+    pub fn set_labels(conn: &mut DbConnection, uuid: &str, labels: &str) -> QueryResult<()> {
+        diesel::update(nodegroup::table.filter(nodegroup::uuid.eq(uuid)))
+            .set((
+                nodegroup::labels.eq(labels),
+                nodegroup::updated_at.eq(Some(now())),
+            ))
+            .execute(conn)
+            .map(drop)
+    }
+
     /// Sets only `node_count`: the count is what the last accepted request
     /// asked for, so the conductor writes it only to restore the count of
     /// a failed operation that no later request superseded.
