@@ -23,7 +23,7 @@ use std::{
 
 use magnum_driver_abi::{
     Cluster, ClusterRequest, ClusterTemplate, CoeDriver, DriverConfig, HostContext, NodeGroup,
-    ResizeRequest, StackOperation, StackPlan, StackSnapshot, StatusRequest,
+    ResizeRequest, StackOperation, StackPlan, StackSnapshot, StatusRequest, UpgradeRequest,
 };
 use magnum_driver_k8s_fedora_atomic::K8sFedoraAtomicDriver;
 use magnum_host::{
@@ -375,6 +375,16 @@ enum Play {
     /// FAILURE with this reason from every worker (their handles are the
     /// node templates' `worker_wait_handle`), SUCCESS from the masters.
     FailWorkers { reason: String },
+    /// Only the workers' handles of one wait slot (`worker_wait_handle`
+    /// or `worker_wait_handle_b`, which an upgrade switches): SUCCESS
+    /// reporting `coe_version`, as workers an upgrade replaced; the masters
+    /// and the other slot are left alone.
+    UpgradedWorkers {
+        slot: &'static str,
+        coe_version: String,
+    },
+    /// Only the workers' handles of one wait slot: FAILURE with this reason.
+    FailUpgradedWorkers { slot: &'static str, reason: String },
 }
 
 /// Plays the nodes of the stack `name` in `project` (Heat has no Nova
@@ -466,7 +476,20 @@ fn play_nodes(
                     continue;
                 };
                 let worker = handle["resource_name"] == "worker_wait_handle";
+                let in_slot = |slot: &str| handle["resource_name"] == slot;
                 let body = match &play {
+                    Play::UpgradedWorkers { slot, .. } | Play::FailUpgradedWorkers { slot, .. }
+                        if !in_slot(slot) =>
+                    {
+                        continue
+                    }
+                    Play::UpgradedWorkers { coe_version, .. } => json!({
+                        "status": "SUCCESS", "reason": "bootstrap complete", "id": "1",
+                        "data": {"node": id, "coe_version": coe_version},
+                    }),
+                    Play::FailUpgradedWorkers { reason, .. } => {
+                        json!({"status": "FAILURE", "reason": reason, "data": null, "id": "1"})
+                    }
                     Play::FailWorkers { reason } if worker => {
                         json!({"status": "FAILURE", "reason": reason, "data": null, "id": "1"})
                     }
@@ -702,16 +725,150 @@ fn service_project_lifecycle(
         "{scaled:?}"
     );
 
+    // A master and two workers (one from the scale-up) signalled.
+    assert_eq!(stop_playing(rt, &stop, player), 3);
+
+    upgrade_replays_workers(h, rt, conn, times, &heat, &driver, &req, &name, &scaled);
+
     let t = Instant::now();
     heat.delete(conn, &id).expect("delete");
     times.record("delete (DELETE)", t.elapsed());
     assert_eq!(wait(&heat, conn, &id), None, "a deleted stack is gone");
     times.record("delete -> gone", t.elapsed());
-    // A master and two workers (one from the scale-up) signalled.
-    assert_eq!(stop_playing(rt, &stop, player), 3);
     assert_eq!(heat.find(conn, &name, None).expect("find"), None);
     // Deleting again is not an error.
     heat.delete(conn, &id).expect("second delete");
+}
+
+/// An upgrade of the workers on real Heat: the worker generation moves, so
+/// every worker gets a fresh wait condition (the other slot's handle, the
+/// old one deleted) and the update stays `UPDATE_IN_PROGRESS` until the
+/// replaced workers signal, one batch at a time; it completes with what
+/// they reported while the masters keep theirs. A second upgrade whose
+/// workers signal FAILURE fails with their reason. (Nova is mapped to
+/// `OS::Heat::None` here, which Heat never replaces; that a new
+/// `scheduler_hints` replaces a real server is Heat's rule, `SCHEDULER_HINTS`
+/// without `update_allowed` in heat/engine/resources/openstack/nova/server.py.)
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a test step; each is one fact of the stack it upgrades"
+)]
+fn upgrade_replays_workers(
+    h: &Harness,
+    rt: &tokio::runtime::Runtime,
+    conn: &mut DbConnection,
+    times: &mut Times,
+    heat: &HeatOrchestrator,
+    driver: &K8sFedoraAtomicDriver,
+    req: &ClusterRequest,
+    name: &str,
+    current: &StackSnapshot,
+) {
+    let id = current.stack_id.clone();
+    let service = KeystoneClient::new(h.auth("magnum", "KEYSTONE_MAGNUM_PASSWORD", "service"))
+        .expect("service client");
+    let token = rt.block_on(service.service_token()).expect("service token");
+    let upgrade = |tag: &str, stack: &StackSnapshot| {
+        let mut base = req.clone();
+        base.context.extra.insert(
+            "nodegroup_stack_parameters".into(),
+            Value::Object(stack.parameters.clone()),
+        );
+        let mut new_template = base.template.clone();
+        new_template.labels.insert("kube_tag".into(), tag.into());
+        let plan = driver
+            .upgrade_cluster(&UpgradeRequest {
+                base,
+                new_template,
+                nodegroup: WORKERS.into(),
+                max_batch_size: 1,
+            })
+            .expect("upgrade plan");
+        assert_eq!(plan.operations.len(), 1, "{plan:?}");
+        plan.operations.into_iter().next().expect("one operation")
+    };
+    let player = |play: Play, stop: &std::sync::Arc<std::sync::atomic::AtomicBool>| {
+        play_nodes(
+            h,
+            rt,
+            h.get("KEYSTONE_SERVICE_PROJECT_ID"),
+            token.expose(),
+            token.expose(),
+            name,
+            play,
+            stop.clone(),
+        )
+    };
+
+    let op = upgrade("v1.28.1", current);
+    assert_eq!(op.parameters["worker_generation"], json!(1));
+    let t = Instant::now();
+    heat.update(conn, &id, &op).expect("upgrade update");
+    // No worker has signalled its new wait condition: the update waits.
+    let quiet = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < quiet {
+        let s = heat.get(conn, &id).expect("get").expect("the stack exists");
+        assert_eq!(s.status, "UPDATE_IN_PROGRESS", "{s:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let playing = player(
+        Play::UpgradedWorkers {
+            slot: "worker_wait_handle_b",
+            coe_version: "v1.28.1-played".into(),
+        },
+        &stop,
+    );
+    let upgraded = wait(heat, conn, &id).expect("the stack exists");
+    times.record("upgrade 2 workers, batch 1 -> COMPLETE", t.elapsed());
+    assert_eq!(upgraded.status, "UPDATE_COMPLETE", "{upgraded:?}");
+    // Two fresh handles (the other slot's), one per replaced worker.
+    assert_eq!(stop_playing(rt, &stop, playing), 2);
+    let workers = upgraded.outputs["worker_bootstrap_data"].to_string();
+    assert_eq!(workers.matches("v1.28.1-played").count(), 2, "{workers}");
+    let masters = upgraded.outputs["master_bootstrap_data"].to_string();
+    assert!(masters.contains("v1.27.3-played"), "{masters}");
+    assert_eq!(upgraded.parameters["kube_tag"], json!("v1.28.1"));
+    assert_eq!(upgraded.parameters["master_kube_tag"], json!("v1.27.3"));
+    // The cluster's version is its masters' (the control plane's).
+    let mapped = driver
+        .map_status(&StatusRequest {
+            base: req.clone(),
+            stacks: vec![upgraded.clone()],
+        })
+        .expect("map_status");
+    assert_eq!(
+        mapped.cluster.coe_version.as_deref(),
+        Some("v1.27.3-played")
+    );
+
+    // The next generation goes back to the first slot; failing workers
+    // fail the update with their reason.
+    let op = upgrade("v1.29.0", &upgraded);
+    assert_eq!(op.parameters["worker_generation"], json!(2));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let t = Instant::now();
+    heat.update(conn, &id, &op).expect("second upgrade update");
+    let playing = player(
+        Play::FailUpgradedWorkers {
+            slot: "worker_wait_handle",
+            reason: "worker-x: bootstrap step 40-configure-node.sh failed: no kubelet".into(),
+        },
+        &stop,
+    );
+    let failed = wait(heat, conn, &id).expect("the stack exists");
+    times.record("upgrade, worker FAILURE -> UPDATE_FAILED", t.elapsed());
+    assert_eq!(failed.status, "UPDATE_FAILED", "{failed:?}");
+    assert!(
+        failed
+            .status_reason
+            .contains("worker-x: bootstrap step 40-configure-node.sh failed")
+            && failed.status_reason.contains("worker_wait_condition"),
+        "{failed:?}"
+    );
+    // Batches of one: the first replaced worker failed, the second was
+    // never started.
+    assert_eq!(stop_playing(rt, &stop, playing), 1);
 }
 
 /// A node that signals FAILURE fails the stack, and the cluster, with its

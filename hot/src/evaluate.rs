@@ -11,10 +11,10 @@ use crate::conditions::evaluate_conditions;
 use crate::environment::Environment;
 use crate::functions::call;
 use crate::group::{evaluate_group, GroupWalker, Rolling, RESOURCE_GROUP};
-pub(crate) use crate::state::digest;
 use crate::parameters::{convert_parameter, shown_parameter};
 use crate::provider::{Action, Provider, ProviderError, ResourceRequest};
 use crate::scope::{Scope, StackContext};
+pub(crate) use crate::state::digest;
 use crate::state::{ResourceKind, ResourceState, StackState};
 use crate::template::Template;
 use crate::{as_map, err, Files, HotError, R};
@@ -533,7 +533,6 @@ impl GroupWalker for Walker<'_> {
         Walker::remove(self, resource)
     }
 }
-
 
 // ---- Dependencies ---------------------------------------------------------------------
 

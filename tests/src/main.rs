@@ -21,4 +21,5 @@ mod outage;
 mod outcomes;
 mod request_ids;
 mod support;
+mod upgrade;
 mod vendor;

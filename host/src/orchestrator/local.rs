@@ -834,10 +834,7 @@ impl LocalCloud {
                 server_events,
             }) => {
                 state.server_events.extend(server_events);
-                let excess = state
-                    .server_events
-                    .len()
-                    .saturating_sub(KEPT_SERVER_EVENTS);
+                let excess = state.server_events.len().saturating_sub(KEPT_SERVER_EVENTS);
                 state.server_events.drain(..excess);
                 let failed = evaluation.failure.is_some();
                 let never = self.config.never_finish || failed;

@@ -407,7 +407,9 @@ fn replacement_digest(p: &Map<String, Value>) -> String {
             }
         }
     }
-    hex::encode(sha2::Sha256::digest(Value::Object(key).to_string().as_bytes()))
+    hex::encode(sha2::Sha256::digest(
+        Value::Object(key).to_string().as_bytes(),
+    ))
 }
 
 /// What a simulated node signals its wait condition handle.
