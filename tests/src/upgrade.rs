@@ -134,8 +134,7 @@ fn cluster_with_extra(app: &TestApp) -> (String, String, String) {
 fn upgrade(app: &TestApp, path: &str, body: Value) -> Value {
     let r = app.post(&format!("{path}/actions/upgrade"), body);
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    let done = wait_for(app, path, |b| b["status"] != "UPDATE_IN_PROGRESS");
-    done
+    wait_for(app, path, |b| b["status"] != "UPDATE_IN_PROGRESS")
 }
 
 conductor_test!(

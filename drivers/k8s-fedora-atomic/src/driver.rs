@@ -214,8 +214,10 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                 op::VOLUME_DRIVER,
                 op::MAP_STATUS,
                 // A credential rotation is an update whose host context
-                // changed: running nodes get the new credential as their
-                // stack is updated. CA rotation is not declared: running
+                // changed: nodes booted from then on get the new
+                // credential; running nodes used theirs at bootstrap and
+                // are not replaced for it (worker.yaml: only a new node
+                // generation replaces a worker). CA rotation is not declared: running
                 // nodes keep the CA they fetched at boot (user data is not
                 // re-run, see master.yaml), so kubeconfigs signed by a new
                 // CA would be rejected and later nodes could not join.
