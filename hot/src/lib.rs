@@ -40,7 +40,10 @@
 //!   once removed) and its attributes: `refs`, `refs_map`, `attributes`,
 //!   `removed_rsrc_list`, `resource.<n>[.<attr>]`, and any member attribute
 //!   as a list. As in Heat, a path after a member attribute
-//!   (`[group, attr, 0]`) selects inside *each member's* value.
+//!   (`[group, attr, 0]`) selects inside *each member's* value. Its
+//!   `update_policy: rolling_update: {max_batch_size, pause_time}` updates
+//!   the members whose definition changed in batches, highest index
+//!   first, each batch once the one before is ready plus the pause.
 //!
 //! Everything that touches the (simulated) cloud goes through [`Provider`]:
 //! the evaluator itself has no clock, no randomness and no I/O. Times are

@@ -585,3 +585,88 @@ fn python_renderings_match_heat() {
     );
     assert_eq!(select_path(json!([1]), &[json!("0")]), Value::Null);
 }
+
+/// A cloud whose servers take 100 ms to be ready.
+struct Slow(Stub);
+
+impl Provider for Slow {
+    fn supports(&self, type_name: &str) -> bool {
+        self.0.supports(type_name)
+    }
+
+    fn new_id(&mut self) -> String {
+        self.0.new_id()
+    }
+
+    fn apply(&mut self, request: &ResourceRequest<'_>) -> Result<Applied, ProviderError> {
+        let mut applied = self.0.apply(request)?;
+        applied.ready_ms += 100;
+        Ok(applied)
+    }
+
+    fn remove(&mut self, resource: &ResourceState) -> Result<(), HotError> {
+        self.0.remove(resource)
+    }
+}
+
+#[test]
+fn a_rolling_update_changes_members_in_batches() {
+    let template = hot(r#"
+parameters:
+  tag: {type: string}
+  count: {type: number}
+  batch: {type: number}
+resources:
+  group:
+    type: OS::Heat::ResourceGroup
+    update_policy:
+      rolling_update: {max_batch_size: {get_param: batch}, pause_time: 1}
+    properties:
+      count: {get_param: count}
+      resource_def:
+        type: OS::Nova::Server
+        properties: {tag: {get_param: tag}}
+"#);
+    let files = files(&[("main.yaml", &template)]);
+    let mut cloud = Slow(Stub::default());
+    let run = |cloud: &mut Slow, parameters: Value, previous, at| {
+        run_with(cloud, &files, json!({}), parameters, previous, at).unwrap()
+    };
+    let created = run(
+        &mut cloud,
+        json!({"tag": "a", "count": 3, "batch": 2}),
+        None,
+        T0,
+    );
+    let ready = |e: &Evaluation, member: &str| {
+        e.resources.resources["group"]
+            .nested
+            .as_ref()
+            .map(|n| n.resources[member].ready_ms)
+            .unwrap()
+    };
+    // A changed definition: the highest indices first, two at a time, the
+    // next batch when the first is ready plus the pause.
+    let t1 = T0 + 10_000;
+    let rolled = run(
+        &mut cloud,
+        json!({"tag": "b", "count": 3, "batch": 2}),
+        Some(&created.resources),
+        t1,
+    );
+    assert_eq!(ready(&rolled, "2"), t1 + 100);
+    assert_eq!(ready(&rolled, "1"), t1 + 100);
+    assert_eq!(ready(&rolled, "0"), t1 + 100 + 1000 + 100);
+    // Only the count: no member's definition changed, so nothing rolls
+    // (the stub cloud re-applies every member; none waits for another).
+    let t2 = t1 + 10_000;
+    let scaled = run(
+        &mut cloud,
+        json!({"tag": "b", "count": 4, "batch": 1}),
+        Some(&rolled.resources),
+        t2,
+    );
+    assert_eq!(ready(&scaled, "3"), t2 + 100);
+    assert_eq!(ready(&scaled, "0"), t2 + 100);
+    assert_eq!(scaled.ready_ms, t2 + 100);
+}

@@ -308,7 +308,8 @@ db_test!(
         assert_eq!(addresses(&update, EXTRA), ["127.24.0.6", "127.24.0.7"]);
         assert_eq!(count(&update, EXTRA), Some(2));
 
-        // Upgrade: the new kube_tag reaches every node, which reboots.
+        // Upgrade: the workers are replaced one at a time with the new
+        // kube_tag; the master is not.
         let mut new_template = req.template.clone();
         new_template
             .labels
@@ -329,8 +330,12 @@ db_test!(
         );
         let upgraded = cloud.get(conn, &id, at(46)).unwrap();
         assert_eq!(upgraded.status, "UPDATE_COMPLETE");
-        let update = status(&driver, &req, vec![upgraded]);
-        assert_eq!(update.cluster.coe_version.as_deref(), Some("v1.28.1"));
+        let update = status(&driver, &req, vec![upgraded.clone()]);
+        // The cluster's version is what its master reports: unchanged.
+        assert_eq!(update.cluster.coe_version.as_deref(), Some("v1.27.3"));
+        let workers = upgraded.outputs["worker_bootstrap_data"].to_string();
+        assert_eq!(workers.matches("v1.28.1").count(), 2, "{workers}");
+        // Replaced servers on the same ports: the same addresses.
         assert_eq!(addresses(&update, WORKERS), ["127.24.0.4", "127.24.0.5"]);
 
         delete(&driver, conn, &req, 2);
