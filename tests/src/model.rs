@@ -620,9 +620,13 @@ fn check(
             ));
         }
         let (template, tag) = TEMPLATES[c.template];
+        // An upgrade replaces the workers only: the cluster's version is
+        // what its masters report, the release of the template it was
+        // created from (every model cluster starts on TEMPLATES[0]).
+        let masters_tag = TEMPLATES[0].1;
         if shown["cluster_template_id"].as_str() != templates.get(template).map(String::as_str)
             || shown["labels"]["kube_tag"] != tag
-            || shown["coe_version"] != tag
+            || shown["coe_version"] != masters_tag
         {
             wrong.push(format!(
                 "{name}: template {} kube_tag {} coe_version {}, model {template} ({tag})",
