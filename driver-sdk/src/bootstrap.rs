@@ -13,7 +13,7 @@
 use serde_json::Value;
 
 use crate::{
-    helpers::{self, MASTER_ROLE},
+    basics::{string_list, MASTER_ROLE},
     NodeGroupUpdate, StackSnapshot,
 };
 
@@ -160,7 +160,7 @@ pub fn reported_coe_version(stack: &StackSnapshot) -> Option<String> {
     DATA_OUTPUTS
         .iter()
         .filter_map(|output| stack.outputs.get(*output))
-        .filter_map(helpers::string_list)
+        .filter_map(string_list)
         .flatten()
         .find_map(|text| {
             // {"<signal id>": <data>}; the data may itself be a JSON text.

@@ -404,8 +404,7 @@ pub fn sub_driver_config(
 
 // ---- Nodegroups ------------------------------------------------------------
 
-/// The role upstream gives master nodegroups; every other role is a worker.
-pub const MASTER_ROLE: &str = "master";
+pub use crate::basics::MASTER_ROLE;
 
 /// The cluster's nodegroup `uuid`, or an `Invalid` error on `nodegroup`.
 pub fn find_nodegroup<'a>(req: &'a ClusterRequest, uuid: &str) -> DriverResult<&'a NodeGroup> {
@@ -710,20 +709,7 @@ pub fn output_str<'a>(stack: &'a StackSnapshot, name: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-/// A list output as strings; Heat gives a single address as a bare string.
-pub fn string_list(value: &Value) -> Option<Vec<String>> {
-    match value {
-        Value::Array(items) => Some(
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect(),
-        ),
-        Value::String(s) if !s.is_empty() => Some(vec![s.clone()]),
-        _ => None,
-    }
-}
+pub use crate::basics::string_list;
 
 /// An integer parameter: Heat reports parameters as strings; a local
 /// orchestrator may not.

@@ -19,6 +19,7 @@
 
 pub use magnum_driver_abi::*;
 
+mod basics;
 pub mod boot_volume;
 pub mod bootstrap;
 pub mod environment;
