@@ -806,21 +806,7 @@ impl KeystoneClient {
             }
         });
         let url = self.url("OS-TRUST/trusts")?;
-        let Answer {
-            status, body: text, ..
-        } = self
-            .inner
-            .http
-            .send_authed(
-                &FixedToken(SecretToken::new(user_token)),
-                &Call::new(Method::POST, url).json(&body),
-            )
-            .await?;
-        match status {
-            StatusCode::CREATED | StatusCode::OK => {}
-            StatusCode::UNAUTHORIZED => return Err(KeystoneError::InvalidToken),
-            other => return Err(status_error(other, &text, &[user_token])),
-        }
+        let (status, text) = self.post_as_user(user_token, url, &body).await?;
         let t = parse_body::<TrustEnvelope>(status, &text)?.trust;
         Ok(Trust {
             id: t.id,
@@ -831,6 +817,32 @@ impl KeystoneClient {
             roles: t.roles.into_iter().map(|r| r.name).collect(),
             expires_at: t.expires_at,
         })
+    }
+
+    /// POSTs `body` with the user's own token (what Keystone requires for
+    /// trusts and application credentials made on the user's behalf): the
+    /// status and body of a 200/201, else the error (never the token).
+    async fn post_as_user(
+        &self,
+        user_token: &str,
+        url: Url,
+        body: &serde_json::Value,
+    ) -> Result<(StatusCode, String), KeystoneError> {
+        let Answer {
+            status, body: text, ..
+        } = self
+            .inner
+            .http
+            .send_authed(
+                &FixedToken(SecretToken::new(user_token)),
+                &Call::new(Method::POST, url).json(body),
+            )
+            .await?;
+        match status {
+            StatusCode::CREATED | StatusCode::OK => Ok((status, text)),
+            StatusCode::UNAUTHORIZED => Err(KeystoneError::InvalidToken),
+            other => Err(status_error(other, &text, &[user_token])),
+        }
     }
 
     /// Delete a trust as the service user (Keystone allows the trustor or an
@@ -876,21 +888,7 @@ impl KeystoneClient {
             "users/{}/application_credentials",
             path_segment(&user.user_id)?
         ))?;
-        let Answer {
-            status, body: text, ..
-        } = self
-            .inner
-            .http
-            .send_authed(
-                &FixedToken(SecretToken::new(user_token)),
-                &Call::new(Method::POST, url).json(&body),
-            )
-            .await?;
-        match status {
-            StatusCode::CREATED | StatusCode::OK => {}
-            StatusCode::UNAUTHORIZED => return Err(KeystoneError::InvalidToken),
-            other => return Err(status_error(other, &text, &[user_token])),
-        }
+        let (status, text) = self.post_as_user(user_token, url, &body).await?;
         let c = parse_body::<AppCredEnvelope>(status, &text)?.application_credential;
         if c.secret.is_empty() {
             return Err(KeystoneError::Unexpected {

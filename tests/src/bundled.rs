@@ -121,13 +121,17 @@ fn http_get(addr: &str, path: &str) -> (String, String) {
 
 /// `extra` is whole header lines, each ending in `\r\n`.
 fn http_get_with(addr: &str, path: &str, extra: &str) -> (String, String) {
+    exchange(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"),
+    )
+}
+
+/// Sends one whole request, reads the answer to EOF: head and body.
+fn exchange(addr: &str, request: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
-    )
-    .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
@@ -220,20 +224,15 @@ fn magnumd_serves_version_documents_and_logs_loaded_drivers() {
 /// A minimal HTTP/1.1 POST of a JSON body: status head and body.
 fn http_post(addr: &str, path: &str, body: &Value) -> (String, String) {
     let body = body.to_string();
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         OpenStack-API-Version: container-infra latest\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    exchange(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             OpenStack-API-Version: container-infra latest\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
     )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
-    (head.to_owned(), body.trim().to_owned())
 }
 
 // Issue 17, item 3: overwriting a registered library in place (`cat other.so
