@@ -101,6 +101,8 @@ pub struct AppState {
     pub settings: Settings,
     /// Cluster CAs and credentials, and the key that seals them.
     pub certs: Arc<crate::certs::Authority>,
+    /// Access rules: upstream's defaults and `[policy] file`'s overrides.
+    pub policy: Arc<crate::policy::Policy>,
 }
 
 impl AppState {
@@ -115,6 +117,7 @@ impl AppState {
             certs: Arc::new(crate::certs::Authority::ephemeral(
                 crate::certs::CertificateConfig::default(),
             )),
+            policy: Arc::default(),
         }
     }
 
@@ -188,6 +191,13 @@ impl AppState {
                 None => None,
             },
         };
+        if !config.policy.overridden().is_empty() {
+            tracing::info!(overridden = ?config.policy.overridden(), "policy: rules overridden by [policy] file");
+        }
+        if !config.policy.ignored().is_empty() {
+            tracing::warn!(rules = ?config.policy.ignored(), "policy: rules of upstream Magnum that magnum-rs does not enforce are ignored");
+        }
+        state.policy = config.policy.clone();
         state.certs = Arc::new(crate::certs::Authority::load(
             config.certificates.clone(),
             &config.data_dir,

@@ -22,6 +22,13 @@ pub struct FileConfig {
     pub plugins_dir: Option<PathBuf>,
     /// A tracing filter such as `info` or `magnum_host=debug`.
     pub log: Option<String>,
+    /// `text` (default) or `json`: one JSON object per line, with the
+    /// request id of the request that logged it, for a log shipper.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Append the log to this file instead of stderr; reopened on SIGHUP,
+    /// so logrotate may move it away (no `copytruncate` needed).
+    pub log_file: Option<PathBuf>,
     /// `sqlite://PATH` or `postgres://USER@HOST/DB`.
     pub database_url: Option<String>,
     /// Timeouts of database connections (outages answer 503 in seconds).
@@ -53,6 +60,29 @@ pub struct FileConfig {
     /// `/healthcheck` (oslo.middleware's options of the same names).
     #[serde(default)]
     pub healthcheck: HealthcheckFile,
+    /// Access rules (oslo.policy's `[oslo_policy] policy_file`).
+    #[serde(default)]
+    pub policy: PolicyFile,
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyFile {
+    /// A `policy.yaml` in oslo.policy's format with upstream Magnum's rule
+    /// names; its rules override the built-in defaults (`magnumd policy
+    /// sample` prints them). Read once at start: an unknown rule or a
+    /// check that does not parse stops the start.
+    pub file: Option<PathBuf>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `[healthcheck]`, as oslo.middleware's healthcheck middleware.
@@ -345,6 +375,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub plugins_dir: PathBuf,
     pub log: String,
+    pub log_format: LogFormat,
+    pub log_file: Option<PathBuf>,
     /// Always set: `sqlite://<data_dir>/magnum.sqlite` unless configured.
     pub database_url: String,
     pub database: crate::db::DbTimeouts,
@@ -358,6 +390,8 @@ pub struct Config {
     pub certificates: crate::certs::CertificateConfig,
     pub drivers: DriversFile,
     pub healthcheck: HealthcheckFile,
+    /// The defaults with `[policy] file`'s overrides, read at start.
+    pub policy: std::sync::Arc<crate::policy::Policy>,
     /// The PEM text of `[drivers] openstack_ca_file`, read at start.
     pub openstack_ca: Option<String>,
 }
@@ -510,6 +544,8 @@ impl Config {
                 .or(file.plugins_dir)
                 .unwrap_or_else(|| DEFAULT_PLUGINS_DIR.into()),
             log: file.log.unwrap_or_else(|| "info".to_owned()),
+            log_format: file.log_format,
+            log_file: file.log_file,
             database_url,
             database: file.database,
             auth: file.auth,
@@ -522,6 +558,10 @@ impl Config {
             certificates,
             drivers: file.drivers,
             healthcheck: file.healthcheck,
+            policy: std::sync::Arc::new(match &file.policy.file {
+                Some(path) => crate::policy::Policy::load(path)?,
+                None => crate::policy::Policy::default(),
+            }),
             openstack_ca,
         })
     }

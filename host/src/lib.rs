@@ -16,4 +16,5 @@ pub mod microversion;
 pub mod openstack;
 pub mod orchestrator;
 pub mod plugins;
+pub mod policy;
 pub mod status;

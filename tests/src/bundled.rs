@@ -436,3 +436,150 @@ fn start_up_fails_early_and_loudly() {
         "k8s_fedora_atomic_v1\nmesos_ubuntu_v1\nswarm_fedora_atomic_v1\n"
     );
 }
+
+// Issue 18, item 3: `magnumd policy sample` needs no configuration and
+// prints every rule; a policy file with an unknown rule stops the start
+// with the rule's name, before anything is created.
+#[test]
+fn policy_sample_and_a_bad_policy_file() {
+    let out = std::process::Command::new(bin("magnumd"))
+        .args(["policy", "sample"])
+        .env("MAGNUM_CONFIG", "/nonexistent/magnum.toml")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sample = String::from_utf8_lossy(&out.stdout);
+    for (name, default, _) in magnum_host::policy::DEFAULTS {
+        assert!(
+            sample.contains(&format!("#\"{name}\": \"{default}\"")),
+            "{name} missing from the sample"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "\"cluster:craete\": \"role:admin\"\n").unwrap();
+    let config = dir.path().join("magnum.toml");
+    std::fs::write(
+        &config,
+        format!("[policy]\nfile = {:?}\n", policy.display().to_string()),
+    )
+    .unwrap();
+    let data = dir.path().join("var");
+    let out = std::process::Command::new(bin("magnumd"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("MAGNUM_DATABASE_URL")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("unknown rule 'cluster:craete'"), "{err}");
+    assert!(!data.exists(), "nothing created: {err}");
+}
+
+// Issue 18, item 6: `log_format = "json"` writes one JSON object per line,
+// and a request's lines carry its request id; `log_file` appends to a file
+// that SIGHUP reopens, so logrotate may move it away.
+#[test]
+fn json_logs_to_a_file_that_sighup_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins.d");
+    register_bundled(&plugins);
+    let log_file = dir.path().join("magnumd.log");
+    let config = dir.path().join("magnum.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "log = \"info\"\nlog_format = \"json\"\nlog_file = {:?}\n",
+            log_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(bin("magnumd"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--plugins-dir")
+        .arg(&plugins)
+        .arg("--data-dir")
+        .arg(dir.path().join("var"))
+        .env_remove("MAGNUM_LOG")
+        .env_remove("MAGNUM_CONFIG")
+        .env_remove("MAGNUM_DATABASE_URL")
+        .env_remove("MAGNUM_BIND")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Every line of `path` as JSON, once `found` holds for one (20 s at most).
+    let wait_for = |path: &std::path::Path, found: &dyn Fn(&Value) -> bool| -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+                .collect();
+            if lines.iter().any(found) {
+                return lines;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not found in {}:\n{text}",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let lines = wait_for(&log_file, &|l| l["fields"]["listening"].is_string());
+    let addr = lines
+        .iter()
+        .find_map(|l| l["fields"]["listening"].as_str())
+        .unwrap()
+        .to_owned();
+    let id = "req-0f8e2c44-6a4b-4f1e-9d8a-2b6c1e0a9f31";
+    let (head, _) = http_get_with(
+        &addr,
+        "/v1/clustertemplates",
+        &format!("X-OpenStack-Request-ID: {id}\r\n"),
+    );
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let lines = wait_for(&log_file, &|l| l["target"] == "magnum::access");
+    let access = lines
+        .iter()
+        .find(|l| l["target"] == "magnum::access")
+        .unwrap();
+    assert_eq!(access["span"]["id"], id, "{access}");
+    assert_eq!(access["fields"]["path"], "/v1/clustertemplates");
+    assert_eq!(access["fields"]["status"], 200);
+    assert_eq!(access["level"], "INFO");
+
+    // logrotate: move the file away, SIGHUP, and the log goes on in a new
+    // file at the configured path; the moved one keeps the old lines.
+    let rotated = dir.path().join("magnumd.log.1");
+    std::fs::rename(&log_file, &rotated).unwrap();
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    wait_for(&log_file, &|l| {
+        l["fields"]["message"] == "SIGHUP: log file reopened"
+    });
+    let (head, _) = http_get(&addr, "/healthcheck");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    wait_for(&log_file, &|l| l["fields"]["path"] == "/healthcheck");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains(id) && !old.contains("/healthcheck"), "{old}");
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    // Nothing went to stderr: the file has the log.
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.is_empty(), "{err}");
+}

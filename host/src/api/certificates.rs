@@ -79,14 +79,14 @@ pub async fn certificate_get(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     if ctx.cluster.is_none() {
-        ctx.require_reader("certificate:get")?;
+        ctx.authorize("certificate:get")?;
     }
     let query = Query::parse(raw.as_deref());
     let kind = ca_kind(query.get("ca_cert_type"))?;
     let authority = state.certs.clone();
     let (cluster, pem) = db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
         let cluster = clusters::lookup(conn, &ctx, &cluster_ident)?;
-        ctx.require_cluster_user("certificate:get", &cluster, false)?;
+        ctx.require_cluster_user("certificate:get", &cluster)?;
         tls_template(conn, &cluster, "Showing the CA certificate")?;
         let pem = authority.ca_pem(conn, &cluster.uuid, kind)?;
         Ok((cluster, pem))
@@ -108,7 +108,7 @@ pub async fn certificate_sign(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     if ctx.cluster.is_none() {
-        ctx.require_member("certificate:create")?;
+        ctx.authorize("certificate:create")?;
     }
     let f = Fields::new(
         "certificate",
@@ -131,7 +131,7 @@ pub async fn certificate_sign(
                 e
             }
         })?;
-        ctx.require_cluster_user("certificate:create", &cluster, true)?;
+        ctx.require_cluster_user("certificate:create", &cluster)?;
         tls_template(conn, &cluster, "Signing a certificate")?;
         let pem = authority.sign(conn, &cluster.uuid, kind, &csr)?;
         Ok((cluster, (pem, csr)))
@@ -191,7 +191,7 @@ pub async fn certificate_rotate(
     ctx: Ctx,
     Path(cluster_ident): Path<String>,
 ) -> ApiResult<Response> {
-    ctx.require_member("certificate:rotate_ca")?;
+    ctx.authorize("certificate:rotate_ca")?;
     let st = state.clone();
     // Generating the new CAs takes a while (RSA keys): checks first, then
     // the keys outside any transaction, then the switch in one.

@@ -258,7 +258,7 @@ async fn list_inner(
     raw: Option<String>,
     detail: bool,
 ) -> ApiResult<Json<Value>> {
-    ctx.require_reader(if detail {
+    ctx.authorize(if detail {
         "cluster:detail"
     } else {
         "cluster:get_all"
@@ -326,7 +326,7 @@ pub async fn get_one(
     headers: HeaderMap,
     Path(ident): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    ctx.require_reader("cluster:get")?;
+    ctx.authorize("cluster:get")?;
     let version = ctx.version;
     let (c, groups, tmpl) = db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
         let c = lookup(conn, &ctx, &ident)?;
@@ -359,7 +359,7 @@ pub async fn create(
     ctx: Ctx,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    ctx.require_member("cluster:create")?;
+    ctx.authorize("cluster:create")?;
     let f = Fields::new("cluster", body, CREATE_FIELDS)?;
     let below_1_10 = ctx.version < Version::new(1, 10);
     let template_ident = f.required_string("cluster_template_id", 255)?;
@@ -933,7 +933,7 @@ pub async fn patch(
     RawQuery(raw): RawQuery,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    ctx.require_member("cluster:update")?;
+    ctx.authorize("cluster:update")?;
     let query = Query::parse(raw.as_deref());
     let rollback = match query.bool("rollback")? {
         Some(_) if ctx.version < Version::new(1, 3) => {
@@ -984,9 +984,11 @@ pub async fn patch(
             }
             let mut health_changed = false;
             if changed.iter().any(|k| *k == "health_status" || *k == "health_status_reason") {
-                if !(ctx.is_admin() || ctx.user_id == cluster.user_id) {
-                    return Err(ApiError::policy("cluster:update_health_status"));
-                }
+                ctx.authorize_on(
+                    "cluster:update_health_status",
+                    &cluster.project_id,
+                    &cluster.user_id,
+                )?;
                 let hs = Fields::new(
                     "cluster",
                     json!({"health_status": doc.get("health_status").cloned().unwrap_or(Value::Null)}),
@@ -1066,7 +1068,7 @@ pub async fn delete(
     ctx: Ctx,
     Path(ident): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.require_member("cluster:delete")?;
+    ctx.authorize("cluster:delete")?;
     db::run_blocking(&state.pool, move |conn| -> ApiResult<()> {
         db::write_transaction(conn, |conn| {
             let mut cluster = lookup_for_update(conn, &ctx, &ident)?;
@@ -1093,7 +1095,7 @@ pub async fn resize(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     ctx.require_version(Version::new(1, 7), "resize")?;
-    ctx.require_member("cluster:resize")?;
+    ctx.authorize("cluster:resize")?;
     let f = Fields::new(
         "resize",
         body,
@@ -1224,7 +1226,7 @@ pub async fn upgrade(
             "Cluster upgrade is not supported in the provided microversion",
         ));
     }
-    ctx.require_member("cluster:upgrade")?;
+    ctx.authorize("cluster:upgrade")?;
     let f = Fields::new(
         "upgrade",
         body,

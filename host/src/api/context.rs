@@ -11,6 +11,7 @@ use crate::app::{AppState, Identity};
 use crate::db::models::Cluster;
 use crate::keystone::{KeystoneError, SecretToken};
 use crate::microversion::{Version, MIN};
+use crate::policy::{Creds, Policy, Target};
 
 /// The caller of one request and the negotiated microversion.
 #[derive(Debug, Clone)]
@@ -22,6 +23,8 @@ pub struct Ctx {
     /// Set when the caller presented a cluster credential (a node of that
     /// cluster): it has no role, only the certificate routes of its cluster.
     pub cluster: Option<String>,
+    /// The rules in force (`[policy] file` over upstream's defaults).
+    policy: Arc<Policy>,
     /// The caller's validated Keystone token (keystone mode only), for the
     /// calls made on the user's behalf (a cluster's trust). Its `Debug`
     /// prints `***`, so it never reaches a log.
@@ -44,22 +47,27 @@ impl Ctx {
         self.auth_token.as_ref()
     }
 
+    /// `context_is_admin`: sees and changes every project's resources.
     pub fn is_admin(&self) -> bool {
-        self.has_role("admin")
+        self.cluster.is_none()
+            && self
+                .policy
+                .allows("context_is_admin", self.creds(), self.own_target())
     }
 
-    fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r.eq_ignore_ascii_case(role))
+    fn creds(&self) -> Creds<'_> {
+        Creds {
+            project_id: &self.project_id,
+            user_id: &self.user_id,
+            roles: &self.roles,
+        }
     }
 
-    /// `project_member`: member (or admin) of the target's project.
-    pub fn is_member(&self) -> bool {
-        self.is_admin() || self.has_role("member")
-    }
-
-    /// `project_reader`: any of reader, member, admin.
-    pub fn is_reader(&self) -> bool {
-        self.is_member() || self.has_role("reader")
+    fn own_target(&self) -> Target<'_> {
+        Target {
+            project_id: &self.project_id,
+            user_id: &self.user_id,
+        }
     }
 
     /// The project filter for queries: admins see every project (upstream's
@@ -77,24 +85,28 @@ impl Ctx {
         self.is_admin() || self.project_id == project_id
     }
 
-    pub fn require_reader(&self, action: &str) -> Result<(), ApiError> {
-        if self.is_reader() {
-            Ok(())
-        } else {
-            Err(ApiError::policy(action))
-        }
+    /// Policy rule `action` (see [`crate::policy::DEFAULTS`]) on the
+    /// caller's own project, as upstream's target for creates and lists;
+    /// rows of other projects are kept out by the queries' project filter
+    /// ([`Ctx::scope`]), as upstream's.
+    pub fn authorize(&self, action: &str) -> Result<(), ApiError> {
+        self.authorize_on(action, &self.project_id, &self.user_id)
     }
 
-    pub fn require_member(&self, action: &str) -> Result<(), ApiError> {
-        if self.is_member() {
-            Ok(())
-        } else {
-            Err(ApiError::policy(action))
-        }
-    }
-
-    pub fn require_admin(&self, action: &str) -> Result<(), ApiError> {
-        if self.is_admin() {
+    /// Policy rule `action` on a resource owned by `project_id` and
+    /// `user_id`. A node presenting its cluster credential has no role and
+    /// passes no rule.
+    pub fn authorize_on(
+        &self,
+        action: &str,
+        project_id: &str,
+        user_id: &str,
+    ) -> Result<(), ApiError> {
+        let target = Target {
+            project_id,
+            user_id,
+        };
+        if self.cluster.is_none() && self.policy.allows(action, self.creds(), target) {
             Ok(())
         } else {
             Err(ApiError::policy(action))
@@ -102,16 +114,12 @@ impl Ctx {
     }
 
     /// Upstream's `certificate:get` and `certificate:create` on a cluster
-    /// (magnum/common/policies/certificate.py: admin, or a reader/member of
-    /// the cluster's project who is the cluster's own user), plus a node of
-    /// that cluster presenting its credential. Other members of the project
-    /// are refused: a signed `system:masters` CSR is cluster-admin access.
-    pub fn require_cluster_user(
-        &self,
-        action: &str,
-        cluster: &Cluster,
-        member: bool,
-    ) -> Result<(), ApiError> {
+    /// (magnum/common/policies/certificate.py: by default admin, or a
+    /// reader/member of the cluster's project who is the cluster's own
+    /// user), plus a node of that cluster presenting its credential. Other
+    /// members of the project are refused: a signed `system:masters` CSR is
+    /// cluster-admin access.
+    pub fn require_cluster_user(&self, action: &str, cluster: &Cluster) -> Result<(), ApiError> {
         if let Some(own) = &self.cluster {
             return if *own == cluster.uuid {
                 Ok(())
@@ -119,19 +127,7 @@ impl Ctx {
                 Err(ApiError::policy(action))
             };
         }
-        if self.is_admin() {
-            return Ok(());
-        }
-        let role = if member {
-            self.is_member()
-        } else {
-            self.is_reader()
-        };
-        if role && self.project_id == cluster.project_id && self.user_id == cluster.user_id {
-            Ok(())
-        } else {
-            Err(ApiError::policy(action))
-        }
+        self.authorize_on(action, &cluster.project_id, &cluster.user_id)
     }
 
     /// Refuses a route below the microversion that introduced it.
@@ -182,6 +178,7 @@ async fn node_ctx(state: &Arc<AppState>, token: String, version: Version) -> Res
             roles: Vec::new(),
             version,
             cluster: Some(uuid),
+            policy: state.policy.clone(),
             auth_token: None,
         }),
         None => Err(unauthorized(
@@ -231,6 +228,7 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
                     roles,
                     version,
                     cluster: None,
+                    policy: state.policy.clone(),
                     auth_token: None,
                 })
             }
@@ -249,6 +247,7 @@ impl FromRequestParts<Arc<AppState>> for Ctx {
                         roles: info.roles,
                         version,
                         cluster: None,
+                        policy: state.policy.clone(),
                         auth_token: Some(SecretToken::new(token)),
                     }),
                     Err(KeystoneError::InvalidToken) => Err(unauthorized(

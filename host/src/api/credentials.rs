@@ -33,7 +33,7 @@ pub async fn credential_rotate(
 ) -> ApiResult<Response> {
     ctx.require_version(Version::new(1, 12), "PATCH")?;
     // Upstream's credential:rotate is project_member with no admin shortcut.
-    ctx.require_member("credential:rotate")?;
+    ctx.authorize("credential:rotate")?;
     // A cluster with an application credential gets a new one too, made
     // with the caller's token before the transaction (Keystone is slow and
     // remote); the rows decide below, and a refused rotation releases it.

@@ -132,7 +132,7 @@ async fn federation_list_inner(
     raw: Option<String>,
     path: &str,
 ) -> ApiResult<Json<Value>> {
-    ctx.require_reader("federation:get_all")?;
+    ctx.authorize("federation:get_all")?;
     let page = Query::parse(raw.as_deref()).page()?;
     let p = page.clone();
     let rows = db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
@@ -161,7 +161,7 @@ pub async fn federation_get(
     headers: HeaderMap,
     Path(ident): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    ctx.require_reader("federation:get")?;
+    ctx.authorize("federation:get")?;
     let f = db::run_blocking(&state.pool, move |conn| {
         federation_lookup(conn, &ctx, &ident)
     })
@@ -177,7 +177,7 @@ pub async fn federation_create(
     ctx: Ctx,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    ctx.require_member("federation:create")?;
+    ctx.authorize("federation:create")?;
     let f = Fields::new(
         "federation",
         body,
@@ -230,7 +230,7 @@ pub async fn federation_patch(
     Path(ident): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    ctx.require_member("federation:update")?;
+    ctx.authorize("federation:update")?;
     let mut ops = patch_ops(
         body,
         &[
@@ -284,7 +284,7 @@ pub async fn federation_delete(
     ctx: Ctx,
     Path(ident): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.require_member("federation:delete")?;
+    ctx.authorize("federation:delete")?;
     db::run_blocking(&state.pool, move |conn| -> ApiResult<()> {
         let fed = federation_lookup(conn, &ctx, &ident)?;
         Ok(Federation::delete(conn, &fed.uuid)?)

@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::db::{self, models::MagnumService};
 
 pub async fn mservices(State(state): State<Arc<AppState>>, ctx: Ctx) -> ApiResult<Json<Value>> {
-    ctx.require_admin("magnum-service:get_all")?;
+    ctx.authorize("magnum-service:get_all")?;
     let down_after = state.settings.service_down_time;
     let rows = db::run_blocking(&state.pool, |conn| -> ApiResult<_> {
         Ok(MagnumService::list(conn)?)

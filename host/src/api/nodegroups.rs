@@ -232,7 +232,7 @@ pub async fn list(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
     ctx.require_version(NG_VERSION, "GET")?;
-    ctx.require_reader("nodegroup:get_all")?;
+    ctx.authorize("nodegroup:get_all")?;
     let query = Query::parse(raw.as_deref());
     let page = query.page()?;
     let role = query.get("role").map(str::to_owned);
@@ -266,7 +266,7 @@ pub async fn get_one(
     Path((cluster_ident, ident)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     ctx.require_version(NG_VERSION, "GET")?;
-    ctx.require_reader("nodegroup:get")?;
+    ctx.authorize("nodegroup:get")?;
     let (cluster, group) = db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
         let cluster = clusters::lookup(conn, &ctx, &cluster_ident)?;
         let group = lookup(conn, &cluster, &ident)?;
@@ -289,7 +289,7 @@ pub async fn create(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     ctx.require_version(NG_VERSION, "POST")?;
-    ctx.require_member("nodegroup:create")?;
+    ctx.authorize("nodegroup:create")?;
     let f = Fields::new("nodegroup", body, CREATE_FIELDS)?;
     let name = f.required_string("name", 255)?;
     let role = f
@@ -413,7 +413,7 @@ pub async fn patch(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     ctx.require_version(NG_VERSION, "PATCH")?;
-    ctx.require_member("nodegroup:update")?;
+    ctx.authorize("nodegroup:update")?;
     let ops = patch_ops(body, &[])?;
     let st = state.clone();
     let group = db::run_blocking(&state.pool, move |conn| -> ApiResult<NodeGroup> {
@@ -495,7 +495,7 @@ pub async fn delete(
     Path((cluster_ident, ident)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     ctx.require_version(NG_VERSION, "DELETE")?;
-    ctx.require_member("nodegroup:delete")?;
+    ctx.authorize("nodegroup:delete")?;
     db::run_blocking(&state.pool, move |conn| -> ApiResult<()> {
         db::write_transaction(conn, |conn| {
             // The cluster row is locked: nodegroup writes of a cluster

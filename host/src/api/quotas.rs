@@ -50,7 +50,7 @@ pub async fn quota_list(
     ctx: Ctx,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    ctx.require_admin("quota:get_all")?;
+    ctx.authorize("quota:get_all")?;
     let query = Query::parse(raw.as_deref());
     let all = query.bool("all_tenants")?.unwrap_or(false);
     let limit = query.page()?.limit;
@@ -79,7 +79,7 @@ pub async fn quota_get(
     ctx: Ctx,
     Path((project_id, resource)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    ctx.require_reader("quota:get")?;
+    ctx.authorize("quota:get")?;
     if !ctx.is_admin() && ctx.project_id != project_id {
         return Err(ApiError::policy("quota:get"));
     }
@@ -100,7 +100,7 @@ pub async fn quota_create(
     ctx: Ctx,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    ctx.require_admin("quota:create")?;
+    ctx.authorize("quota:create")?;
     let f = Fields::new("quota", body, &["project_id", "resource", "hard_limit"])?;
     let project_id = f.required_string("project_id", 255)?;
     let resource = f
@@ -130,7 +130,7 @@ pub async fn quota_update(
     Path((project_id, resource)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    ctx.require_admin("quota:update")?;
+    ctx.authorize("quota:update")?;
     check_resource(&resource)?;
     let f = Fields::new("quota", body, &["project_id", "resource", "hard_limit"])?;
     let hard_limit = f
@@ -155,7 +155,7 @@ pub async fn quota_delete(
     ctx: Ctx,
     Path((project_id, resource)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    ctx.require_admin("quota:delete")?;
+    ctx.authorize("quota:delete")?;
     check_resource(&resource)?;
     db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
         Quota::delete(conn, &project_id, &resource).map_err(|e| match e {

@@ -25,7 +25,7 @@ pub async fn stats(
     ctx: Ctx,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    ctx.require_reader("stats:get_all")?;
+    ctx.authorize("stats:get_all")?;
     let query = Query::parse(raw.as_deref());
     if let Some(kind) = query.get("type") {
         if kind != "cluster" {

@@ -424,7 +424,7 @@ async fn list_inner(
     raw: Option<String>,
     path: &str,
 ) -> ApiResult<Json<Value>> {
-    ctx.require_reader("clustertemplate:get_all")?;
+    ctx.authorize("clustertemplate:get_all")?;
     let page = Query::parse(raw.as_deref()).page()?;
     let base = common::base_url(&headers);
     let p = page.clone();
@@ -461,7 +461,7 @@ pub async fn get_one(
     headers: HeaderMap,
     Path(ident): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    ctx.require_reader("clustertemplate:get")?;
+    ctx.authorize("clustertemplate:get")?;
     let t = db::run_blocking(&state.pool, move |conn| lookup(conn, &ctx, &ident)).await?;
     Ok(Json(shown(&state, &t, &common::base_url(&headers))))
 }
@@ -472,7 +472,7 @@ pub async fn create(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    ctx.require_member("clustertemplate:create")?;
+    ctx.authorize("clustertemplate:create")?;
     let mut allowed = WRITABLE.to_vec();
     allowed.push("uuid");
     let f = Fields::new("cluster_template", body, &allowed)?;
@@ -492,7 +492,7 @@ pub async fn create(
     t.uuid = uuid;
     t.name = common::generated_name("template");
     read_fields(&f, &mut t)?;
-    if (t.public || t.hidden) && !ctx.is_admin() {
+    if (t.public || t.hidden) && ctx.authorize("clustertemplate:publish").is_err() {
         return Err(ApiError::forbidden(
             "Not authorized to set public or hidden flag for cluster template.",
         ));
@@ -530,7 +530,7 @@ pub async fn patch(
     Path(ident): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    ctx.require_member("clustertemplate:update")?;
+    ctx.authorize("clustertemplate:update")?;
     let ops = patch_ops(body, INTERNAL)?;
     // Read and patch, check the cloud (network calls, outside any
     // transaction), then write unless someone else wrote in between.
@@ -554,7 +554,9 @@ pub async fn patch(
         if changed.is_empty() {
             return Ok((current, None));
         }
-        if (t.public != current.public || t.hidden != current.hidden) && !c.is_admin() {
+        if (t.public != current.public || t.hidden != current.hidden)
+            && c.authorize("clustertemplate:publish").is_err()
+        {
             return Err(ApiError::forbidden(
                 "Not authorized to set public or hidden flag for cluster template.",
             ));
@@ -592,7 +594,7 @@ pub async fn delete(
     ctx: Ctx,
     Path(ident): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.require_member("clustertemplate:delete")?;
+    ctx.authorize("clustertemplate:delete")?;
     db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
         let t = lookup(conn, &ctx, &ident)?;
         if !ctx.can_see(&t.project_id) {

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use clap::{Parser, Subcommand};
 use magnum_host::{
     api::{self, AppState},
-    config::{Config, Overrides},
+    config::{Config, LogFormat, Overrides},
     db::{self, DbPool},
     plugins::Registry,
 };
@@ -67,6 +67,18 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Access rules (oslo.policy format, upstream Magnum's rule names).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print every rule with its default, commented out, as a policy.yaml
+    /// to start from (`[policy] file` names it).
+    Sample,
 }
 
 #[derive(Subcommand)]
@@ -87,6 +99,14 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
     let cli = Cli::parse();
+    // Needs no configuration: an operator writes the policy file first.
+    if let Command::Policy {
+        command: PolicyCommand::Sample,
+    } = cli.command
+    {
+        print!("{}", magnum_host::policy::Policy::sample());
+        return ExitCode::SUCCESS;
+    }
     let overrides = Overrides {
         config: cli.config,
         bind: cli.bind,
@@ -101,11 +121,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let log = init_logging(&config.log);
+    let log = match init_logging(&config) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("magnumd: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Serve => serve(config, &overrides, log, true),
         Command::Conductor => serve(config, &overrides, log, false),
         Command::Db { command } => db_command(&config, command),
+        Command::Policy { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -135,27 +162,123 @@ fn db_command(config: &Config, command: DbCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Swaps the log filter of the running process (SIGHUP).
-type LogReload = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+/// Applies a new filter text to the running subscriber.
+type SwapFilter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
-fn init_logging(filter: &str) -> LogReload {
+/// What SIGHUP changes in the running process's logging: the filter, and
+/// the log file (reopened at its path, after logrotate moved it).
+struct LogReload {
+    filter: SwapFilter,
+    file: Option<LogFile>,
+}
+
+/// The `log_file`, shared by every log line's writer.
+#[derive(Clone)]
+struct LogFile {
+    path: PathBuf,
+    file: Arc<std::sync::Mutex<std::fs::File>>,
+}
+
+impl LogFile {
+    fn open(path: &std::path::Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            path: path.to_owned(),
+            file: Arc::new(std::sync::Mutex::new(Self::append(path)?)),
+        })
+    }
+
+    fn append(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+        use anyhow::Context;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open the log file {}", path.display()))
+    }
+
+    fn reopen(&self) -> anyhow::Result<()> {
+        let fresh = Self::append(&self.path)?;
+        *self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+}
+
+impl std::io::Write for &LogFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // One formatted event arrives as one write: lines never interleave.
+        self.file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogFile {
+    type Writer = &'a LogFile;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self
+    }
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<LogReload> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let from_env = std::env::var("MAGNUM_LOG").is_ok();
     let filter = tracing_subscriber::EnvFilter::try_from_env("MAGNUM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter_reloading();
-    let handle = builder.reload_handle();
-    builder.init();
-    Box::new(move |filter: &str| {
-        if from_env {
-            // The environment wins over the file, at start as on reload.
-            return Err("MAGNUM_LOG is set; it stays in force".to_owned());
-        }
-        let new = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
-        handle.reload(new).map_err(|e| e.to_string())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log));
+    let file = config.log_file.as_deref().map(LogFile::open).transpose()?;
+    let (writer, ansi) = match &file {
+        Some(f) => (BoxMakeWriter::new(f.clone()), false),
+        None => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ),
+    };
+    let reload: Box<dyn Fn(tracing_subscriber::EnvFilter) -> Result<(), String> + Send + Sync> =
+        match config.log_format {
+            LogFormat::Text => {
+                let builder = tracing_subscriber::fmt()
+                    .with_env_filter(filter)
+                    .with_writer(writer)
+                    .with_ansi(ansi)
+                    .with_filter_reloading();
+                let handle = builder.reload_handle();
+                builder.init();
+                Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
+            }
+            LogFormat::Json => {
+                // The request's span (its `id`) rides on every line it logs.
+                let builder = tracing_subscriber::fmt()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_env_filter(filter)
+                    .with_writer(writer)
+                    .with_filter_reloading();
+                let handle = builder.reload_handle();
+                builder.init();
+                Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()))
+            }
+        };
+    Ok(LogReload {
+        filter: Box::new(move |filter: &str| {
+            if from_env {
+                // The environment wins over the file, at start as on reload.
+                return Err("MAGNUM_LOG is set; it stays in force".to_owned());
+            }
+            reload(tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| e.to_string())?)
+        }),
+        file,
     })
 }
 
@@ -174,7 +297,15 @@ async fn reload_on_hangup(
     while hangups.recv().await.is_some() {
         match Config::load(&overrides) {
             Ok(config) => {
-                match log(&config.log) {
+                if let Some(file) = &log.file {
+                    match file.reopen() {
+                        Ok(()) => {
+                            tracing::info!(file = %file.path.display(), "SIGHUP: log file reopened")
+                        }
+                        Err(e) => tracing::warn!("SIGHUP: {e:#}; logging on to the old file"),
+                    }
+                }
+                match (log.filter)(&config.log) {
                     Ok(()) => {
                         tracing::info!(filter = %config.log, "SIGHUP: log filter applied")
                     }

@@ -210,10 +210,24 @@ impl Conductor {
                         });
                     }
                     None => {
-                        // Its lease lapsed while a slot of this process
-                        // still runs it; the claim only refreshed the lease.
-                        tracing::warn!(
-                            job = job.id,
+                        // A slot of this process still runs it: either its
+                        // lease lapsed mid-run, or the run has just written
+                        // its outcome (a poll due at once) and not yet
+                        // returned. Give this claim back, so the job is not
+                        // left leased with nobody running it; a run that
+                        // renewed its lease since keeps it.
+                        let me = self.clone();
+                        let released = db::run_blocking(
+                            &self.state.pool,
+                            move |conn| -> Result<_, db::DbError> {
+                                Ok(Job::release(conn, &job, &me.worker)?)
+                            },
+                        )
+                        .await;
+                        if let Err(e) = released {
+                            tracing::warn!("conductor: cannot release a claim: {e}");
+                        }
+                        tracing::debug!(
                             "job claimed again while this process runs it; not run twice"
                         );
                         drop(permit);

@@ -806,6 +806,42 @@ db_test!(jobs_failure_backs_off, |db: &TestDatabase| {
     assert_eq!(Job::backoff(50), Job::backoff(10));
 });
 
+db_test!(
+    jobs_release_gives_back_only_that_claim,
+    |db: &TestDatabase| {
+        let mut pooled = db.conn();
+        let conn: &mut DbConnection = &mut pooled;
+        let job = Job::enqueue(conn, &NewJob::new("cluster_create", "{}")).unwrap();
+        let t0 = now();
+        let claimed = Job::claim(conn, "w1", t0, LEASE).unwrap().expect("a job");
+        assert!(
+            !Job::release(conn, &claimed, "w2").unwrap(),
+            "not w2's claim"
+        );
+        assert!(Job::release(conn, &claimed, "w1").unwrap());
+        let released = Job::find(conn, job.id).unwrap();
+        assert_eq!((released.locked_by, released.locked_at), (None, None));
+        assert_eq!(released.run_after, job.run_after, "due as before");
+        assert_eq!(
+            Job::claim(conn, "w2", t0, LEASE).unwrap().map(|j| j.id),
+            Some(job.id),
+            "claimable again at once"
+        );
+
+        // A claim whose lease was renewed since is a running job's: kept.
+        let t1 = t0 + LEASE + TimeDelta::seconds(1);
+        let again = Job::claim(conn, "w1", t1, LEASE)
+            .unwrap()
+            .expect("stale lease");
+        assert!(Job::renew(conn, job.id, "w1", t1 + TimeDelta::seconds(1)).unwrap());
+        assert!(!Job::release(conn, &again, "w1").unwrap());
+        assert_eq!(
+            Job::find(conn, job.id).unwrap().locked_by.as_deref(),
+            Some("w1")
+        );
+    }
+);
+
 db_test!(jobs_stale_lease_is_taken_over, |db: &TestDatabase| {
     let mut pooled = db.conn();
     let conn: &mut DbConnection = &mut pooled;

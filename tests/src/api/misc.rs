@@ -349,3 +349,102 @@ mod healthcheck_as_oslo {
         }
     }
 }
+
+// Issue 18, item 3: a policy.yaml in oslo.policy's format, named by
+// `[policy] file`, overrides upstream's rules by name; untouched rules keep
+// their defaults; a refused request changes nothing.
+mod policy_file_overrides_defaults {
+    use super::*;
+
+    fn app(db: TestDatabase) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("policy.yaml");
+        std::fs::write(
+            &file,
+            "# as an operator writes it\n\
+             \"cluster:create\": \"role:admin\"\n\
+             \"clustertemplate:publish\": \"rule:admin_or_member\"\n\
+             \"cluster:get_all\": \"!\"\n\
+             \"cluster:get_all_all_projects\": \"role:admin\"\n",
+        )
+        .expect("write policy");
+        let config = magnum_host::config::Config::from_toml(
+            &format!("[policy]\nfile = {:?}\n", file.display().to_string()),
+            &Default::default(),
+        )
+        .expect("config with a policy file");
+        assert_eq!(
+            config.policy.overridden(),
+            [
+                "cluster:create",
+                "cluster:get_all",
+                "clustertemplate:publish"
+            ]
+        );
+        assert_eq!(config.policy.ignored(), ["cluster:get_all_all_projects"]);
+        TestApp::with(db, |state| state.policy = config.policy.clone())
+    }
+
+    fn body(app: &TestApp) {
+        let member = [
+            ("openstack-api-version", "container-infra latest"),
+            ("x-roles", "member"),
+            ("x-project-id", "p1"),
+            ("x-user-id", "u1"),
+        ];
+        // Publishing is now a member's right (by default admin only).
+        let mut t = template_body("pub", "kubernetes", "fedora-atomic-latest");
+        t["public"] = json!(true);
+        let r = app.call_as(Method::POST, "/v1/clustertemplates", Some(t), &member);
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        assert_eq!(r.body["public"], true);
+        // Creating a cluster is admin only now: refused, nothing stored.
+        let r = app.call_as(
+            Method::POST,
+            "/v1/clusters",
+            Some(json!({"name": "c", "cluster_template_id": "pub"})),
+            &member,
+        );
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert_eq!(
+            r.detail(),
+            "Policy doesn't allow cluster:create to be performed."
+        );
+        assert_eq!(app.count("cluster"), 0);
+        assert_eq!(app.count("jobs"), 0);
+        // Denied to everyone, admin included.
+        let r = app.get("/v1/clusters");
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        // Untouched rules keep upstream's defaults: a reader reads
+        // templates, and may not create one.
+        let reader = [
+            ("openstack-api-version", "container-infra latest"),
+            ("x-roles", "reader"),
+            ("x-project-id", "p1"),
+        ];
+        let r = app.call_as(Method::GET, "/v1/clustertemplates", None, &reader);
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let r = app.call_as(
+            Method::POST,
+            "/v1/clustertemplates",
+            Some(template_body("r", "kubernetes", "fedora-atomic-latest")),
+            &reader,
+        );
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert_eq!(app.count("cluster_template"), 1);
+    }
+
+    #[test]
+    fn sqlite() {
+        if let Some(db) = TestDatabase::new(magnum_host::db::Backend::Sqlite) {
+            body(&app(db));
+        }
+    }
+
+    #[test]
+    fn postgres() {
+        if let Some(db) = TestDatabase::new(magnum_host::db::Backend::Postgres) {
+            body(&app(db));
+        }
+    }
+}

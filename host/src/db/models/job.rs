@@ -258,6 +258,28 @@ impl Job {
         Ok(updated == 1)
     }
 
+    /// Gives back the claim `claimed` (leased to `worker`) unrun: unleased
+    /// again, due as before. Only that very claim is released: if the lease
+    /// was renewed since (a run of the job still holds it) or taken by
+    /// another worker, nothing changes. `false` then.
+    pub fn release(conn: &mut DbConnection, claimed: &Job, worker: &str) -> QueryResult<bool> {
+        let Some(at) = claimed.locked_at else {
+            return Ok(false);
+        };
+        let updated = diesel::update(
+            jobs::table
+                .filter(jobs::id.eq(claimed.id))
+                .filter(jobs::locked_by.eq(worker))
+                .filter(jobs::locked_at.eq(at)),
+        )
+        .set((
+            jobs::locked_by.eq(None::<String>),
+            jobs::locked_at.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+        Ok(updated == 1)
+    }
+
     /// Whether a job of `cluster` was queued before job `id`: jobs of one
     /// cluster run in the order they were queued.
     pub fn older_of_cluster_exists(
