@@ -396,6 +396,9 @@ pub struct Config {
     pub openstack_ca: Option<String>,
 }
 
+/// `magnumd config sample`: every setting with its default, commented.
+pub const SAMPLE: &str = include_str!("config-sample.toml");
+
 impl Config {
     pub fn load(overrides: &Overrides) -> anyhow::Result<Self> {
         let file = match &overrides.config {
@@ -576,6 +579,91 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sample's `#key = value` lines uncommented: the defaults.
+    fn sample_defaults() -> String {
+        SAMPLE
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase()) => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_sample_states_the_defaults() {
+        let overrides = Overrides::default();
+        let plain = Config::from_toml("", &overrides).expect("defaults");
+        let sample = Config::from_toml(&sample_defaults(), &overrides).expect("the sample");
+        assert_eq!(format!("{plain:?}"), format!("{sample:?}"));
+    }
+
+    #[test]
+    fn the_sample_names_every_setting() {
+        // Examples uncommented too: every key is one the file accepts.
+        let all: String = sample_defaults()
+            .lines()
+            .map(|l| l.strip_prefix("#: ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file: FileConfig = toml::from_str(&all).expect("every key of the sample");
+        assert!(file.keystone.is_some() && file.catalog.images.is_some());
+        // And every field of the file's structs is in the sample.
+        let sources = [
+            (
+                include_str!("config.rs"),
+                &[
+                    "FileConfig",
+                    "HealthcheckFile",
+                    "DriversFile",
+                    "ConductorFile",
+                    "KeystoneFile",
+                    "AuthFile",
+                    "ApiFile",
+                    "PolicyFile",
+                ][..],
+            ),
+            (include_str!("db/mod.rs"), &["DbTimeouts"][..]),
+            (
+                include_str!("catalog/mod.rs"),
+                &["CatalogFile", "Image", "Flavor", "Network", "Subnet"][..],
+            ),
+            (
+                include_str!("orchestrator/local.rs"),
+                &["LocalCloudConfig"][..],
+            ),
+            (include_str!("orchestrator/heat.rs"), &["HeatSettings"][..]),
+            (include_str!("certs/mod.rs"), &["CertificateConfig"][..]),
+        ];
+        let mut fields = 0;
+        for (source, structs) in sources {
+            for name in structs {
+                let start = source
+                    .find(&format!("pub struct {name} {{"))
+                    .unwrap_or_else(|| panic!("struct {name}"));
+                let body = &source[start..];
+                let body = &body[..body.find("\n}").expect("end of struct")];
+                for line in body.lines().skip(1) {
+                    let Some(field) = line.trim().strip_prefix("pub ") else {
+                        continue;
+                    };
+                    let field = field.split(':').next().unwrap_or_default();
+                    let key = field;
+                    fields += 1;
+                    assert!(
+                        all.lines().any(|l| l.starts_with(&format!("{key} = "))
+                            || l.starts_with(&format!("[{key}]"))
+                            || l.contains(&format!(" {key} = "))
+                            || l.starts_with(&format!("[[catalog.{key}]]"))),
+                        "{name}.{key} is missing from the sample"
+                    );
+                }
+            }
+        }
+        assert!(fields > 60, "{fields} fields found");
+    }
 
     #[test]
     fn flags_beat_file_beat_defaults() {

@@ -583,3 +583,72 @@ fn json_logs_to_a_file_that_sighup_reopens() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(err.is_empty(), "{err}");
 }
+
+// Issue 18, item 7: `magnumd config sample` is a file `config check` and
+// `serve` accept as it is; `config check` names the first problem.
+#[test]
+fn config_sample_and_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin("magnumd"))
+        .args(["config", "sample"])
+        .env("MAGNUM_CONFIG", "/nonexistent/magnum.toml")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sample = dir.path().join("magnum.toml");
+    std::fs::write(&sample, &out.stdout).unwrap();
+    let check = |file: &std::path::Path| {
+        std::process::Command::new(bin("magnumd"))
+            .args(["config", "check"])
+            .arg(file)
+            .env_remove("MAGNUM_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = check(&sample);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(
+        said.contains(": ok") && said.contains("orchestrator      local"),
+        "{said}"
+    );
+
+    // serve starts from the sample as it is (data_dir overridden by flag).
+    let plugins = dir.path().join("plugins.d");
+    register_bundled(&plugins);
+    let mut server = Magnumd::start_with(&plugins, &dir.path().join("var"), Some(&sample));
+    let (head, _) = http_get(&server.addr.clone(), "/v1/clustertemplates");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+
+    // Problems are named, with the file.
+    for (text, expected) in [
+        (
+            "[conductor]\nconcurency = 4\n",
+            "unknown field `concurency`",
+        ),
+        (
+            "[auth]\nmode = \"ldap\"\n",
+            "[auth] mode 'ldap' is not supported",
+        ),
+        (
+            "[conductor]\norchestrator = \"heat\"\n",
+            "needs a [keystone] section",
+        ),
+        (
+            "[policy]\nfile = \"/nonexistent/policy.yaml\"\n",
+            "cannot read the policy file",
+        ),
+    ] {
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, text).unwrap();
+        let out = check(&bad);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}: {err}");
+        assert!(
+            err.contains(expected) && err.contains("bad.toml"),
+            "{text}: {err}"
+        );
+    }
+}

@@ -59,7 +59,13 @@ enum Command {
     /// Runs a conductor in the same process (unless `[conductor]
     /// in_process = false`), driving clusters through the `local`
     /// orchestrator, a simulated cloud that creates no real machines.
-    Serve,
+    Serve {
+        /// Serve the API only, with no conductor in this process (as
+        /// `[conductor] in_process = false`): conductors run as `magnumd
+        /// conductor`, here or on other hosts.
+        #[arg(long)]
+        api_only: bool,
+    },
     /// Run only a conductor (several may share one PostgreSQL database).
     Conductor,
     /// Manage the database schema.
@@ -67,11 +73,27 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// The configuration file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Access rules (oslo.policy format, upstream Magnum's rule names).
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a complete commented configuration: every setting with its
+    /// default.
+    Sample,
+    /// Check FILE as `serve` would read it (keys, values, the files it
+    /// names: policy, CA bundles), without starting anything; print what
+    /// it sets up, or the first problem and exit 1.
+    Check { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -99,13 +121,24 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
     let cli = Cli::parse();
-    // Needs no configuration: an operator writes the policy file first.
-    if let Command::Policy {
-        command: PolicyCommand::Sample,
-    } = cli.command
-    {
-        print!("{}", magnum_host::policy::Policy::sample());
-        return ExitCode::SUCCESS;
+    // These need no configuration: an operator writes the files first.
+    match &cli.command {
+        Command::Policy {
+            command: PolicyCommand::Sample,
+        } => {
+            print!("{}", magnum_host::policy::Policy::sample());
+            return ExitCode::SUCCESS;
+        }
+        Command::Config {
+            command: ConfigCommand::Sample,
+        } => {
+            print!("{}", magnum_host::config::SAMPLE);
+            return ExitCode::SUCCESS;
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => return config_check(file),
+        _ => {}
     }
     let overrides = Overrides {
         config: cli.config,
@@ -129,15 +162,73 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve => serve(config, &overrides, log, true),
+        Command::Serve { api_only } => {
+            let mut config = config;
+            if api_only {
+                config.conductor.in_process = false;
+            }
+            serve(config, &overrides, log, true)
+        }
         Command::Conductor => serve(config, &overrides, log, false),
         Command::Db { command } => db_command(&config, command),
-        Command::Policy { .. } => Ok(()),
+        Command::Policy { .. } | Command::Config { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("magnumd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `magnumd config check FILE`: the file alone, environment and flags
+/// aside, so what is checked is what the file says.
+fn config_check(file: &std::path::Path) -> ExitCode {
+    let overrides = Overrides {
+        config: Some(file.to_owned()),
+        ..Default::default()
+    };
+    match Config::load(&overrides) {
+        Ok(c) => {
+            println!("{}: ok", file.display());
+            println!("  bind              {}", c.bind);
+            println!("  data_dir          {}", c.data_dir.display());
+            println!("  plugins_dir       {}", c.plugins_dir.display());
+            println!(
+                "  database          {}",
+                db::DbTarget::parse(&c.database_url)
+                    .map(|t| t.display())
+                    .unwrap_or_default()
+            );
+            println!("  auth              {}", c.auth.mode);
+            println!("  orchestrator      {}", c.conductor.orchestrator);
+            println!(
+                "  conductor         {}",
+                if c.conductor.in_process {
+                    "in the serve process"
+                } else {
+                    "separate (magnumd conductor)"
+                }
+            );
+            println!(
+                "  policy overrides  {}",
+                if c.policy.overridden().is_empty() {
+                    "none".to_owned()
+                } else {
+                    c.policy.overridden().join(", ")
+                }
+            );
+            if !c.plugins_dir.is_dir() {
+                println!(
+                    "  warning: {} does not exist: no driver would load",
+                    c.plugins_dir.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("magnumd: {}: {e:#}", file.display());
             ExitCode::FAILURE
         }
     }
