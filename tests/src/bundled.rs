@@ -616,7 +616,7 @@ fn config_sample_and_check() {
     // serve starts from the sample as it is (data_dir overridden by flag).
     let plugins = dir.path().join("plugins.d");
     register_bundled(&plugins);
-    let mut server = Magnumd::start_with(&plugins, &dir.path().join("var"), Some(&sample));
+    let server = Magnumd::start_with(&plugins, &dir.path().join("var"), Some(&sample));
     let (head, _) = http_get(&server.addr.clone(), "/v1/clustertemplates");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let (status, log) = server.stop();
