@@ -74,6 +74,8 @@ pub struct Settings {
     /// endpoint, else the configured auth URL): where their application
     /// credential authenticates. `None` without Keystone.
     pub node_auth_url: Option<String>,
+    /// `[metrics] enabled`: whether `GET /metrics` answers.
+    pub metrics_enabled: bool,
 }
 
 impl Default for Settings {
@@ -89,6 +91,7 @@ impl Default for Settings {
             healthcheck: crate::config::HealthcheckFile::default(),
             cloud_credential_roles: vec!["member".to_owned()],
             node_auth_url: None,
+            metrics_enabled: true,
         }
     }
 }
@@ -186,6 +189,7 @@ impl AppState {
             undeclared_labels: config.api.undeclared_labels,
             healthcheck: config.healthcheck.clone(),
             cloud_credential_roles: config.drivers.cloud_credential_roles.clone(),
+            metrics_enabled: config.metrics.enabled,
             node_auth_url: match &service {
                 Some(client) => Some(node_auth_url(client).await),
                 None => None,

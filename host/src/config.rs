@@ -63,6 +63,32 @@ pub struct FileConfig {
     /// Access rules (oslo.policy's `[oslo_policy] policy_file`).
     #[serde(default)]
     pub policy: PolicyFile,
+    /// `GET /metrics`.
+    #[serde(default)]
+    pub metrics: MetricsFile,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsFile {
+    /// Serve Prometheus metrics at `GET /metrics`, unauthenticated (as
+    /// `/healthcheck`): keep the API port off the public network, or turn
+    /// this off.
+    pub enabled: bool,
+    /// `magnumd conductor` (which serves no API): the address it serves
+    /// `/metrics` and `/healthcheck` at, e.g. `127.0.0.1:9512`. Unset, a
+    /// conductor alone has no metrics endpoint.
+    pub bind: Option<std::net::SocketAddr>,
+}
+
+impl Default for MetricsFile {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: None,
+        }
+    }
 }
 
 /// `[policy]`.
@@ -390,6 +416,7 @@ pub struct Config {
     pub certificates: crate::certs::CertificateConfig,
     pub drivers: DriversFile,
     pub healthcheck: HealthcheckFile,
+    pub metrics: MetricsFile,
     /// The defaults with `[policy] file`'s overrides, read at start.
     pub policy: std::sync::Arc<crate::policy::Policy>,
     /// The PEM text of `[drivers] openstack_ca_file`, read at start.
@@ -561,6 +588,7 @@ impl Config {
             certificates,
             drivers: file.drivers,
             healthcheck: file.healthcheck,
+            metrics: file.metrics,
             policy: std::sync::Arc::new(match &file.policy.file {
                 Some(path) => crate::policy::Policy::load(path)?,
                 None => crate::policy::Policy::default(),
@@ -623,6 +651,7 @@ mod tests {
                     "AuthFile",
                     "ApiFile",
                     "PolicyFile",
+                    "MetricsFile",
                 ][..],
             ),
             (include_str!("db/mod.rs"), &["DbTimeouts"][..]),

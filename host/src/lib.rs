@@ -12,6 +12,7 @@ pub mod domain;
 pub mod files;
 pub mod jobs;
 pub mod keystone;
+pub mod metrics;
 pub mod microversion;
 pub mod openstack;
 pub mod orchestrator;

@@ -200,6 +200,44 @@ async fn service_auth_and_catalog(ks: &Harness) {
     assert!(!err.to_string().contains("wrong-password"));
 }
 
+/// Issue 18, item 4: every HTTP call to an OpenStack service is counted and
+/// timed in /metrics by endpoint (origin and first path segment), method
+/// and status; the checks above made token POSTs and validation GETs.
+fn openstack_calls_are_metered(ks: &Harness) {
+    let text = magnum_host::metrics::METRICS.text();
+    let endpoint = ks.url().trim_end_matches('/').to_owned();
+    assert!(endpoint.ends_with("/v3"), "{endpoint}");
+    let sample = |family: &str, labels: &[(&str, &str)]| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .filter(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    for (method, status) in [("POST", "201"), ("GET", "200")] {
+        let labels = [
+            ("endpoint", endpoint.as_str()),
+            ("method", method),
+            ("status", status),
+        ];
+        assert!(
+            sample("magnum_openstack_requests_total", &labels) >= 1.0,
+            "no {method} {status} to {endpoint} counted:\n{text}"
+        );
+    }
+    assert!(
+        sample(
+            "magnum_openstack_request_duration_seconds_count",
+            &[("endpoint", endpoint.as_str()), ("method", "GET")]
+        ) >= 1.0,
+        "{text}"
+    );
+}
+
 async fn validate_member_and_reader(ks: &Harness) {
     let magnum = client(ks.magnum(), KeystoneOptions::default());
     let demo_token = login(ks.auth("demo", "KEYSTONE_DEMO_PASSWORD", "demo")).await;
@@ -799,6 +837,7 @@ fn keystone_client_against_real_keystone() {
     rt.block_on(async {
         service_auth_and_catalog(&ks).await;
         validate_member_and_reader(&ks).await;
+        openstack_calls_are_metered(&ks);
         revoked_tokens(&ks).await;
         trust_round_trip(&ks).await;
         api_in_keystone_mode(&ks).await;

@@ -652,3 +652,51 @@ fn config_sample_and_check() {
         );
     }
 }
+
+// Issue 18, item 4: `magnumd conductor` serves no API; `[metrics] bind`
+// gives it /metrics (and /healthcheck) of its own, and `[metrics] enabled =
+// false` turns the API's /metrics into a 404.
+#[test]
+fn a_conductor_alone_serves_metrics_at_its_own_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins.d");
+    register_bundled(&plugins);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = dir.path().join("conductor.toml");
+    std::fs::write(&config, format!("[metrics]\nbind = \"{addr}\"\n")).unwrap();
+    let server = Magnumd::conductor(&plugins, &dir.path().join("var"), &config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (head, body) = loop {
+        let answer = std::panic::catch_unwind(|| http_get(&addr, "/metrics"));
+        match answer {
+            Ok(a) => break a,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    };
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        body.contains("magnum_db_pool_connections{state=\"max\"}"),
+        "{body}"
+    );
+    let (head, _) = http_get(&addr, "/healthcheck");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (head, _) = http_get(&addr, "/v1/clusters");
+    assert!(head.starts_with("HTTP/1.1 404"), "no API here: {head}");
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+
+    let config = dir.path().join("off.toml");
+    std::fs::write(&config, "[metrics]\nenabled = false\n").unwrap();
+    let server = Magnumd::start_with(&plugins, &dir.path().join("var2"), Some(&config));
+    let (head, _) = http_get(&server.addr.clone(), "/metrics");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    drop(server);
+}

@@ -805,7 +805,114 @@ fn in_process(backend: Backend, operations: usize) {
     app.spawn(conductor.run(rx));
     let pool = app.db.pool.clone();
     let mut conn = move || pool.get().expect("connection");
-    drive(&app, &mut conn, &cloud, &run, &mut |_| {});
+    // Issue 18, item 4: /metrics scraped as a Prometheus server would,
+    // during the run; every family must move.
+    let mut scrapes = vec![scrape(&app)];
+    drive(&app, &mut conn, &cloud, &run, &mut |step| {
+        if step % 3 == 0 {
+            scrapes.push(scrape(&app));
+        }
+    });
+    scrapes.push(scrape(&app));
+    families_moved(&scrapes);
+}
+
+/// `GET /metrics` as (series with its labels, value) pairs.
+fn scrape(app: &TestApp) -> BTreeMap<String, f64> {
+    let r = app.raw(Method::GET, "/metrics", Vec::new(), &[]);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        r.headers
+    );
+    let text = r.body.as_str().expect("metrics text").to_owned();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').expect("series value");
+            (series.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+/// The sum of a family's series whose labels include all of `labels`.
+fn total(scrape: &BTreeMap<String, f64>, family: &str, labels: &[&str]) -> f64 {
+    scrape
+        .iter()
+        .filter(|(s, _)| s.starts_with(&format!("{family}{{")) || *s == family)
+        .filter(|(s, _)| labels.iter().all(|l| s.contains(l)))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+fn families_moved(scrapes: &[BTreeMap<String, f64>]) {
+    let (first, last) = (&scrapes[0], &scrapes[scrapes.len() - 1]);
+    // Counters of what this run did (other tests of this process add to
+    // them too; these only grow).
+    for (family, labels) in [
+        (
+            "magnum_api_requests_total",
+            &[
+                "route=\"/v1/clusters\"",
+                "method=\"POST\"",
+                "status=\"202\"",
+            ][..],
+        ),
+        (
+            "magnum_api_request_duration_seconds_count",
+            &["route=\"/v1/clusters/{ident}/actions/resize\""][..],
+        ),
+        (
+            "magnum_job_steps_total",
+            &["type=\"cluster_create\"", "outcome=\"done\""][..],
+        ),
+        ("magnum_job_step_duration_seconds_count", &[][..]),
+        (
+            "magnum_driver_calls_total",
+            &[
+                "driver=\"k8s_fedora_atomic_v1\"",
+                "operation=\"create_cluster\"",
+                "outcome=\"ok\"",
+            ][..],
+        ),
+        ("magnum_driver_call_duration_seconds_count", &[][..]),
+        (
+            "magnum_orchestrator_calls_total",
+            &["orchestrator=\"local\"", "operation=\"create\""][..],
+        ),
+        (
+            "magnum_orchestrator_call_duration_seconds_count",
+            &["operation=\"get\""][..],
+        ),
+    ] {
+        let (before, after) = (total(first, family, labels), total(last, family, labels));
+        assert!(
+            after > before,
+            "{family} {labels:?} did not move: {before} -> {after}"
+        );
+    }
+    // Gauges counted in the database: clusters by status and driver, and
+    // jobs queued or running while operations were in flight.
+    let seen =
+        |family: &str, labels: &[&str]| scrapes.iter().any(|s| total(s, family, labels) > 0.0);
+    assert!(seen(
+        "magnum_clusters",
+        &[
+            "driver=\"k8s_fedora_atomic_v1\"",
+            "status=\"CREATE_COMPLETE\""
+        ]
+    ));
+    assert!(
+        seen("magnum_clusters", &["status=\"UPDATE_COMPLETE\""])
+            || seen("magnum_clusters", &["status=\"UPDATE_IN_PROGRESS\""])
+    );
+    assert!(seen("magnum_jobs", &[]), "no job ever seen in the queue");
+    assert!(seen("magnum_db_pool_connections", &["state=\"in_use\""]));
+    assert!(total(last, "magnum_db_pool_connections", &["state=\"max\""]) >= 1.0);
 }
 
 #[test]

@@ -49,7 +49,16 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new().fallback_service(rewritten)
 }
 
-const UNPREFIXED: [&str; 2] = ["v1", "healthcheck"];
+/// What a conductor alone serves at `[metrics] bind`: `/metrics` and
+/// `/healthcheck`, nothing of the API.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthcheck", get(healthcheck))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+const UNPREFIXED: [&str; 3] = ["v1", "healthcheck", "metrics"];
 
 /// Also drops a trailing slash: python-magnumclient asks for
 /// `/v1/clusters/{id}/nodegroups/` and `/v1/clusters/{id}/?rollback=…`.
@@ -86,6 +95,7 @@ fn routes(state: Arc<AppState>) -> Router {
         .route("/v1", get(v1))
         .route("/v1/", get(v1))
         .route("/healthcheck", get(healthcheck))
+        .route("/metrics", get(metrics))
         .route(
             "/v1/clustertemplates",
             get(templates::list).post(templates::create),
@@ -212,6 +222,27 @@ async fn v1(State(_state): State<Arc<AppState>>, headers: HeaderMap) -> Json<Val
         {"href": format!("{base}/clusters/{{cluster_id}}/nodegroups"), "rel": "bookmark"},
     ]);
     Json(doc)
+}
+
+/// Prometheus metrics (see [`crate::metrics`]): unauthenticated, like
+/// `/healthcheck`, for a scraper on the management network; `[metrics]
+/// enabled = false` answers 404 instead.
+async fn metrics(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    if !state.settings.metrics_enabled {
+        return not_found(req).await;
+    }
+    let pool = state.pool.clone();
+    match tokio::task::spawn_blocking(move || crate::metrics::METRICS.render(&pool)).await {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error::ApiError::internal(format!("metrics: {e}")).into_response(),
+    }
 }
 
 /// oslo.middleware's healthcheck: unauthenticated and cheap; 200 `OK` when
@@ -356,10 +387,17 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     req.headers_mut().insert(REQUEST_ID, value.clone());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    // The route template, not the path: a bounded label for /metrics.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_owned();
     let span = tracing::info_span!("request", id = %id);
     let started = std::time::Instant::now();
     let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     let status = resp.status().as_u16();
+    crate::metrics::METRICS.api_request(method.as_str(), &route, status, started.elapsed());
     span.in_scope(|| {
         tracing::info!(
             target: "magnum::access",

@@ -426,13 +426,22 @@ fn serve(
 ) -> anyhow::Result<()> {
     // Bind first: a taken port must fail before anything is migrated or
     // created on disk.
-    let listener = if api_enabled {
-        let listener = std::net::TcpListener::bind(config.bind)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
+    let listen = |addr: std::net::SocketAddr| -> anyhow::Result<std::net::TcpListener> {
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         listener.set_nonblocking(true)?;
-        Some(listener)
+        Ok(listener)
+    };
+    let listener = if api_enabled {
+        Some(listen(config.bind)?)
     } else {
         None
+    };
+    // A conductor alone has no API: `[metrics] bind` gives it /metrics and
+    // /healthcheck of its own.
+    let metrics_listener = match config.metrics.bind {
+        Some(addr) if !api_enabled && config.metrics.enabled => Some(listen(addr)?),
+        _ => None,
     };
     let heat = config.conductor.orchestrator == magnum_host::config::OrchestratorKind::Heat;
     if !config.plugins_dir.is_dir() {
@@ -501,6 +510,13 @@ fn serve(
             let listening = listener.local_addr()?;
             tracing::info!(%listening, "serving the Magnum v1 API");
             axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        } else if let Some(listener) = metrics_listener {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let listening = listener.local_addr()?;
+            tracing::info!(%listening, "serving /metrics and /healthcheck");
+            axum::serve(listener, api::metrics_router(state))
                 .with_graceful_shutdown(shutdown)
                 .await?;
         } else {

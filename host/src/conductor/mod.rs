@@ -132,6 +132,9 @@ impl Conductor {
             std::process::id(),
             &uuid::Uuid::new_v4().to_string()[..8]
         );
+        // Every orchestrator call is counted and timed for /metrics.
+        let orchestrator: Arc<dyn Orchestrator> =
+            Arc::new(crate::orchestrator::Metered(orchestrator));
         Self {
             state,
             orchestrator,
@@ -302,6 +305,7 @@ impl Conductor {
         let id = job.id;
         let job_type = job.job_type.clone();
         let renewal = tokio::spawn(self.clone().renew_lease(id));
+        let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || {
             let mut conn = match me.state.pool.get() {
                 Ok(c) => c,
@@ -338,6 +342,12 @@ impl Conductor {
         })
         .await;
         renewal.abort();
+        let outcome = match &result {
+            Ok(Outcome::Done) => "done",
+            Ok(Outcome::Poll { .. }) => "poll",
+            Ok(Outcome::Retry(_)) | Err(_) => "retry",
+        };
+        crate::metrics::METRICS.job_step(&job_type, outcome, started.elapsed());
         match result {
             Ok(Outcome::Retry(reason)) => {
                 tracing::warn!(job = id, %job_type, "job will be retried: {reason}")

@@ -311,6 +311,14 @@ impl diesel::r2d2::ManageConnection for ConnectionManager {
 
 pub type PooledConnection = diesel::r2d2::PooledConnection<ConnectionManager>;
 
+/// What [`DbPool::usage`] reports.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolUsage {
+    pub connections: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// A pool of connections to one database; cheap to clone.
 #[derive(Clone)]
 pub struct DbPool {
@@ -378,6 +386,16 @@ impl DbPool {
             pool,
             target,
             timeouts,
+        }
+    }
+
+    /// Connections open, idle, and the most there may be.
+    pub fn usage(&self) -> PoolUsage {
+        let state = self.pool.state();
+        PoolUsage {
+            connections: state.connections,
+            idle: state.idle_connections,
+            max: self.pool.max_size(),
         }
     }
 

@@ -344,6 +344,15 @@ impl Session {
     /// method is idempotent; a POST that may have landed is not retried.
     pub async fn send(&self, call: &Call<'_>) -> Result<Answer, SessionError> {
         let idempotent = matches!(call.method, Method::GET | Method::HEAD | Method::DELETE);
+        let started = std::time::Instant::now();
+        let record = |status: Option<StatusCode>| {
+            crate::metrics::METRICS.openstack_request(
+                &call.url,
+                call.method.as_str(),
+                status.map(|s| s.as_u16()),
+                started.elapsed(),
+            )
+        };
         let mut attempt = 0;
         let response = loop {
             attempt += 1;
@@ -367,12 +376,19 @@ impl Session {
                         error_chain(&e)
                     );
                 }
-                Err(e) => return Err(transport_error(&e)),
+                Err(e) => {
+                    record(None);
+                    return Err(transport_error(&e));
+                }
             }
         };
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.text().await.map_err(|e| transport_error(&e))?;
+        let body = response.text().await.map_err(|e| {
+            record(None);
+            transport_error(&e)
+        })?;
+        record(Some(status));
         Ok(Answer {
             status,
             headers,

@@ -86,3 +86,86 @@ pub trait Orchestrator: Send + Sync {
     /// Starts deleting the stack; deleting a missing stack is not an error.
     fn delete(&self, conn: &mut DbConnection, id: &str) -> Result<(), OrchestratorError>;
 }
+
+/// An orchestrator whose every call is counted and timed in
+/// [`crate::metrics::METRICS`]; the conductor wraps its orchestrator in it.
+pub struct Metered(pub std::sync::Arc<dyn Orchestrator>);
+
+impl Metered {
+    fn timed<T>(
+        &self,
+        operation: &str,
+        call: impl FnOnce() -> Result<T, OrchestratorError>,
+    ) -> Result<T, OrchestratorError> {
+        let started = std::time::Instant::now();
+        let result = call();
+        crate::metrics::METRICS.orchestrator_call(
+            self.0.name(),
+            operation,
+            result.is_ok(),
+            started.elapsed(),
+        );
+        result
+    }
+}
+
+impl Orchestrator for Metered {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn create(
+        &self,
+        conn: &mut DbConnection,
+        project_id: &str,
+        op: &StackOperation,
+    ) -> Result<String, OrchestratorError> {
+        self.timed("create", || self.0.create(conn, project_id, op))
+    }
+
+    fn find(
+        &self,
+        conn: &mut DbConnection,
+        name: &str,
+        trust_id: Option<&str>,
+    ) -> Result<Option<String>, OrchestratorError> {
+        self.timed("find", || self.0.find(conn, name, trust_id))
+    }
+
+    fn get(
+        &self,
+        conn: &mut DbConnection,
+        id: &str,
+    ) -> Result<Option<StackSnapshot>, OrchestratorError> {
+        self.timed("get", || self.0.get(conn, id))
+    }
+
+    fn update(
+        &self,
+        conn: &mut DbConnection,
+        id: &str,
+        op: &StackOperation,
+    ) -> Result<(), OrchestratorError> {
+        self.timed("update", || self.0.update(conn, id, op))
+    }
+
+    fn node_health(
+        &self,
+        conn: &mut DbConnection,
+        id: &str,
+    ) -> Result<Option<Vec<(String, bool)>>, OrchestratorError> {
+        self.timed("node_health", || self.0.node_health(conn, id))
+    }
+
+    fn stack_versions(
+        &self,
+        conn: &mut DbConnection,
+        ids: &[String],
+    ) -> Result<HashMap<String, String>, OrchestratorError> {
+        self.timed("stack_versions", || self.0.stack_versions(conn, ids))
+    }
+
+    fn delete(&self, conn: &mut DbConnection, id: &str) -> Result<(), OrchestratorError> {
+        self.timed("delete", || self.0.delete(conn, id))
+    }
+}

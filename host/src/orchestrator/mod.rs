@@ -18,7 +18,7 @@ pub mod sim;
 mod tests;
 
 pub use heat::{HeatOrchestrator, HeatSettings};
-pub use interface::{Orchestrator, OrchestratorError};
+pub use interface::{Metered, Orchestrator, OrchestratorError};
 pub use local::{LocalCloud, LocalCloudConfig, LocalError, SimServer};
 
 /// The conductor's orchestrator from `[conductor] orchestrator` (validated

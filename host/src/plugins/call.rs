@@ -69,6 +69,7 @@ impl LoadedDriver {
                 ..DriverError::unsupported(operation)
             });
         }
+        let started = std::time::Instant::now();
         let d = &self.driver;
         let r = RStr::from_str(request);
         let reply: RResult<RString, DriverError> = match operation {
@@ -89,7 +90,14 @@ impl LoadedDriver {
             // Declared by the driver but unknown to this host's ABI version.
             other => return Err(DriverError::unsupported(other)),
         };
-        reply.into_result().map(String::from)
+        let reply = reply.into_result().map(String::from);
+        crate::metrics::METRICS.driver_call(
+            &self.name,
+            operation,
+            reply.is_ok(),
+            started.elapsed(),
+        );
+        reply
     }
 
     /// Typed call: serialises `request`, deserialises the reply.
