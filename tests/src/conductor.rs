@@ -697,7 +697,7 @@ fn assert_all(addr: &str, clusters: &[Value], status: &str, node_count: i64) {
 
 // ECDSA CAs: the test is about crashes; 400 RSA keys would make it mostly a
 // key-generation benchmark on 2 cores.
-const CRASH_CONFIG: &str = "[local]\nboot_seconds = 0.3\ndelete_seconds = 0.2\n\n[api]\nmax_clusters_per_project = 1000\n\n[certificates]\nkey_algorithm = \"ecdsa-p256\"\n";
+const CRASH_CONFIG: &str = "[local]\nboot_seconds = 0.3\ndelete_seconds = 0.2\n\n[api]\nmax_clusters_per_project = 1000\n\n[certificates]\nkey_algorithm = \"ecdsa-p256\"\n\n# A loaded test machine: PostgreSQL may take more than 2 s to accept.\n[database]\nconnect_timeout_seconds = 10\n";
 
 /// The crash test on SQLite: one `magnumd serve` with its
 /// in-process conductor, killed and restarted.

@@ -944,7 +944,7 @@ fn operations_match_the_model_with_two_conductors_killed() {
             &path,
             format!(
                 "database_url = \"{url}\"\n[local]\nboot_seconds = 0.2\ndelete_seconds = 0.1\n\n\
-                 [certificates]\nkey_algorithm = \"ecdsa-p256\"\n\n[conductor]\nlease_seconds = 2\n{extra}"
+                 [certificates]\nkey_algorithm = \"ecdsa-p256\"\n\n[database]\nconnect_timeout_seconds = 10\n\n[conductor]\nlease_seconds = 2\n{extra}"
             ),
         )
         .expect("config");
