@@ -140,11 +140,24 @@ pub struct DriversFile {
     /// get when its driver asks for one (cloud provider, Cinder CSI): a
     /// subset of the creating user's roles.
     pub cloud_credential_roles: Vec<String>,
+    /// Seconds a driver call may take. A call past it is abandoned on its
+    /// thread and fails the operation ("driver X did not answer within N
+    /// s"); after 3 in a row the driver is unhealthy and its new work is
+    /// refused, one call every two deadlines going through to check it
+    /// again.
+    pub call_timeout_seconds: u64,
+}
+
+impl DriversFile {
+    pub fn call_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.call_timeout_seconds.max(1))
+    }
 }
 
 impl Default for DriversFile {
     fn default() -> Self {
         Self {
+            call_timeout_seconds: 30,
             verify_ca: true,
             openstack_ca_file: None,
             cloud_credential_roles: vec!["member".to_owned()],

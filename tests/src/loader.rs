@@ -397,3 +397,117 @@ fn a_driver_that_owns_clusters_is_kept_unless_forced() {
         &["--database-url", &url, "unregister", "fake", "--force"],
     ));
 }
+
+// Issue 17, item 2: every driver call has a deadline. A call past it is
+// abandoned on its thread and fails that operation with the driver named;
+// three in a row mark the driver unhealthy: its new work is refused at once
+// (not after another deadline) and `list-drivers` says so, until a probe
+// call answers again.
+#[test]
+fn a_driver_that_stops_answering_is_cut_off_at_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins.d");
+    let fake = workspace_lib("magnum_fixture_fake_driver");
+    ok(manage(
+        &plugins,
+        &[
+            "register",
+            fake.to_str().unwrap(),
+            "--enable",
+            "--driver-config",
+            "hang_in=create_cluster",
+            "--driver-config",
+            "hang_ms=1500",
+        ],
+    ));
+    let registry = Registry::load(&plugins).unwrap();
+    let driver = registry.get("fake").expect("fake loads");
+    driver.set_deadline(std::time::Duration::from_millis(300));
+    let data = dir.path().join("var");
+    driver.report_health_in(magnum_host::plugins::health_dir(&data));
+    let req = ClusterRequest {
+        template: ClusterTemplate {
+            coe: "fake".into(),
+            ..Default::default()
+        },
+        cluster: Cluster {
+            name: "c1".into(),
+            uuid: "0b1f6a52-3c1d-4e7a-9f0b-2d6c8e4a5b01".into(),
+            node_count: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    for n in 1..=3 {
+        let started = std::time::Instant::now();
+        let err = driver.create_cluster(&req).expect_err("past its deadline");
+        let took = started.elapsed();
+        assert!(
+            err.message
+                .contains("driver fake did not answer create_cluster within 0.3 s"),
+            "{err}"
+        );
+        assert!(
+            took < std::time::Duration::from_millis(1400),
+            "call {n} took {took:?}"
+        );
+        assert_eq!(driver.health_report().healthy, n < 3);
+    }
+    assert_eq!(driver.health_report().abandoned_calls, 3);
+    // Unhealthy: other operations are refused at once, naming why.
+    let started = std::time::Instant::now();
+    let err = driver
+        .call::<_, StackPlan>(op::DELETE_CLUSTER, &req)
+        .expect_err("refused while unhealthy");
+    assert!(started.elapsed() < std::time::Duration::from_millis(100));
+    assert!(
+        err.message.contains("driver fake is unhealthy since")
+            && err.message.contains("delete_cluster is refused"),
+        "{err}"
+    );
+    // list-drivers, reading this process's report, says so on stderr.
+    let out = std::process::Command::new(bin("magnum-driver-manage"))
+        .arg("--plugins-dir")
+        .arg(&plugins)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["list-drivers"])
+        .env_remove("MAGNUM_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: driver fake is UNHEALTHY in magnumd pid")
+            && err.contains("3 calls in a row did not answer within 0.3 s"),
+        "{err}"
+    );
+    assert!(stdout(&out).contains("fake"), "the table is unchanged");
+    // After two deadlines one call goes through; the driver answers it
+    // (delete does not hang) and is healthy again. The abandoned threads
+    // finish on their own.
+    std::thread::sleep(driver.probe_every());
+    let plan: StackPlan = driver
+        .call(op::DELETE_CLUSTER, &req)
+        .expect("the probe call answers");
+    assert_eq!(plan.operations[0].action, StackAction::Delete);
+    assert!(driver.health_report().healthy);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while driver.health_report().abandoned_calls > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "abandoned calls never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = std::process::Command::new(bin("magnum-driver-manage"))
+        .arg("--plugins-dir")
+        .arg(&plugins)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["list-drivers"])
+        .env_remove("MAGNUM_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!stderr(&out).contains("UNHEALTHY"), "{}", stderr(&out));
+}

@@ -163,6 +163,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
         } => {
             list(&dir, details, paths, all, format)?;
+            // What the magnumd processes of this host see (each writes its
+            // drivers' health in the data directory): unhealthy drivers
+            // are said on stderr, so the table stays upstream's.
+            let data_dir = Config::load(&overrides)
+                .map(|c| c.data_dir)
+                .unwrap_or_else(|_| PathBuf::from(magnum_host::config::DEFAULT_DATA_DIR));
+            for r in magnum_host::plugins::read_health(&magnum_host::plugins::health_dir(&data_dir))
+            {
+                if !r.healthy {
+                    eprintln!(
+                        "warning: driver {} is UNHEALTHY in magnumd pid {} since {}: {}; its new work is refused",
+                        r.driver,
+                        r.pid,
+                        r.since.map(|s| s.to_rfc3339()).unwrap_or_default(),
+                        r.reason
+                    );
+                } else if r.abandoned_calls > 0 {
+                    eprintln!(
+                        "warning: driver {} in magnumd pid {}: {} abandoned calls still running",
+                        r.driver, r.pid, r.abandoned_calls
+                    );
+                }
+            }
         }
         Command::Register {
             path,

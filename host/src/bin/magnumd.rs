@@ -471,6 +471,13 @@ fn serve(
         "database ready"
     );
     let registry = Registry::load(&config.plugins_dir)?;
+    // Call deadlines, and where each driver's health is written for
+    // `magnum-driver-manage list-drivers`.
+    let health_dir = magnum_host::plugins::health_dir(&config.data_dir);
+    for driver in registry.loaded() {
+        driver.set_deadline(config.drivers.call_timeout());
+        driver.report_health_in(health_dir.clone());
+    }
     let loaded = registry.loaded().count();
     tracing::info!(
         plugins_dir = %config.plugins_dir.display(),
