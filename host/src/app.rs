@@ -97,7 +97,9 @@ impl Default for Settings {
 }
 
 pub struct AppState {
-    pub registry: Registry,
+    /// The drivers, replaced when `plugins.d` changes (SIGHUP, or the
+    /// check every few seconds in `magnumd`).
+    pub registry: crate::plugins::Drivers,
     pub pool: DbPool,
     pub catalog: CloudCatalog,
     pub identity: Identity,
@@ -112,7 +114,7 @@ impl AppState {
     /// The embedded defaults: noauth as admin, the default catalog.
     pub fn new(registry: Registry, pool: DbPool) -> Self {
         Self {
-            registry,
+            registry: crate::plugins::Drivers::new(registry),
             pool,
             catalog: CloudCatalog::default(),
             identity: Identity::default(),

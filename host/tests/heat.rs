@@ -1215,6 +1215,7 @@ fn k8s_registry() -> (tempfile::TempDir, magnum_host::plugins::Registry) {
         sha256: manifest::sha256_file(&library).expect("sha256"),
         library,
         enabled: true,
+        draining: false,
         abi: "^1.0".into(),
         config: Default::default(),
         registered: Registered::default(),

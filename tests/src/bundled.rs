@@ -700,3 +700,125 @@ fn a_conductor_alone_serves_metrics_at_its_own_address() {
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
     drop(server);
 }
+
+// Issue 17, item 4: magnum-driver-manage commands take effect in a running
+// magnumd without a restart (plugins.d is checked every few seconds):
+// disable and enable, and the draining state, in which a driver takes no
+// new templates or clusters while its existing clusters keep being
+// operated.
+#[test]
+fn driver_changes_apply_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins.d");
+    register_bundled(&plugins);
+    let config = dir.path().join("magnum.toml");
+    std::fs::write(
+        &config,
+        "[local]\nboot_seconds = 0.2\ndelete_seconds = 0.1\n[certificates]\nkey_algorithm = \"ecdsa-p256\"\n",
+    )
+    .unwrap();
+    let mut server = Magnumd::start_with(&plugins, &dir.path().join("var"), Some(&config));
+    let addr = server.addr.clone();
+    let status = |head: &str| {
+        head.split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // Polls `f` until it holds (15 s at most): the check runs every 3 s.
+    let eventually = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let template = |name: &str, coe: &str, image: &str| {
+        serde_json::json!({"name": name, "coe": coe, "image_id": image,
+            "external_network_id": "public", "flavor_id": "m1.small", "keypair_id": "default"})
+    };
+    // Disabled on disk: mesos templates are refused, without a restart.
+    ok(manage(&plugins, &["disable", "mesos_ubuntu_v1", "--force"]));
+    eventually("mesos refused after disable", &|| {
+        let (head, _) = http_post(
+            &addr,
+            "/v1/clustertemplates",
+            &template("m", "mesos", "ubuntu-mesos"),
+        );
+        status(&head) == "400"
+    });
+    ok(manage(&plugins, &["enable", "mesos_ubuntu_v1"]));
+    eventually("mesos accepted after enable", &|| {
+        let (head, _) = http_post(
+            &addr,
+            "/v1/clustertemplates",
+            &template("m", "mesos", "ubuntu-mesos"),
+        );
+        status(&head) == "201"
+    });
+
+    // A k8s cluster, then the k8s driver drains.
+    let (head, body) = http_post(
+        &addr,
+        "/v1/clustertemplates",
+        &template("k", "kubernetes", "fedora-atomic-latest"),
+    );
+    assert_eq!(status(&head), "201", "{body}");
+    let (head, body) = http_post(
+        &addr,
+        "/v1/clusters",
+        &serde_json::json!({"name": "c1", "cluster_template_id": "k", "node_count": 1}),
+    );
+    assert_eq!(status(&head), "202", "{body}");
+    let uuid = json(&body)["uuid"].as_str().unwrap().to_owned();
+    let cluster_status = || {
+        json(&http_get(&addr, &format!("/v1/clusters/{uuid}")).1)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    eventually("c1 created", &|| cluster_status() == "CREATE_COMPLETE");
+    ok(manage(&plugins, &["drain", "k8s_fedora_atomic_v1"]));
+    eventually("new k8s clusters refused while draining", &|| {
+        let (head, body) = http_post(
+            &addr,
+            "/v1/clusters",
+            &serde_json::json!({"name": "c2", "cluster_template_id": "k"}),
+        );
+        status(&head) == "400" && body.contains("k8s_fedora_atomic_v1 is draining")
+    });
+    let (head, body) = http_post(
+        &addr,
+        "/v1/clustertemplates",
+        &template("k2", "kubernetes", "fedora-atomic-latest"),
+    );
+    assert_eq!(status(&head), "400", "no new templates either: {body}");
+    // The existing cluster is still operated: a resize goes through.
+    let (head, body) = http_post(
+        &addr,
+        &format!("/v1/clusters/{uuid}/actions/resize"),
+        &serde_json::json!({"node_count": 2}),
+    );
+    assert_eq!(status(&head), "202", "{body}");
+    eventually("c1 resized", &|| cluster_status() == "UPDATE_COMPLETE");
+    let (_, body) = http_get(&addr, &format!("/v1/clusters/{uuid}"));
+    assert_eq!(json(&body)["node_count"], 2);
+    ok(manage(&plugins, &["undrain", "k8s_fedora_atomic_v1"]));
+    eventually("new k8s clusters accepted again", &|| {
+        let (head, _) = http_post(
+            &addr,
+            "/v1/clusters",
+            &serde_json::json!({"name": "c3", "cluster_template_id": "k", "node_count": 1}),
+        );
+        status(&head) == "202"
+    });
+    let log = server.log();
+    assert!(
+        log.contains("plugins.d changed; drivers reloaded")
+            && log.contains("k8s_fedora_atomic_v1: draining")
+            && log.contains("mesos_ubuntu_v1: disabled"),
+        "{log}"
+    );
+    let (exit, log) = server.stop();
+    assert!(exit.success(), "{log}");
+}

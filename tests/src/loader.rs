@@ -17,6 +17,7 @@ fn manifest_for(name: &str, library: &Path, config: &[(&str, &str)]) -> Manifest
         library: library.to_owned(),
         sha256: manifest::sha256_file(library).unwrap_or_else(|_| "0".repeat(64)),
         enabled: true,
+        draining: false,
         abi: "^1.0".into(),
         config: config
             .iter()

@@ -42,6 +42,7 @@ pub fn plugins_dir(script: &str) -> tempfile::TempDir {
             library,
             sha256,
             enabled: true,
+            draining: false,
             abi: "^1.0".into(),
             config: Default::default(),
             registered: Registered::default(),

@@ -225,7 +225,7 @@ pub fn lookup_for_update(conn: &mut DbConnection, ctx: &Ctx, ident: &str) -> Api
 /// The driver that created the cluster (never re-resolved: upstream pain
 /// point 5).
 pub fn driver_of(state: &AppState, c: &Cluster) -> ApiResult<Arc<LoadedDriver>> {
-    state.registry.get(&c.driver).cloned().ok_or_else(|| {
+    state.registry.get(&c.driver).ok_or_else(|| {
         ApiError::conflict(format!(
             "Cluster {} was created by driver {}, which is not enabled on this server.",
             c.uuid, c.driver
@@ -465,6 +465,11 @@ pub async fn create(
         new.fixed_subnet = catalog.default_subnet(&ctx, net).await?;
     }
     let driver = templates::select_driver(&state, &template)?;
+    state
+        .registry
+        .current()
+        .accepts_new(driver.name())
+        .map_err(ApiError::bad_request)?;
     templates::check_undeclared_labels(&state, &driver, &labels, &templates::labels(&template))?;
     new.driver = driver.name.clone();
 

@@ -318,7 +318,7 @@ async fn healthcheck(
         return (status, text_plain, summary).into_response();
     }
     let body = if settings.detailed {
-        let loaded = state.registry.loaded().count();
+        let loaded = state.registry.current().loaded().count();
         json!({
             "detailed": true,
             "now": chrono::Utc::now().to_rfc3339(),

@@ -218,13 +218,14 @@ fn check_dns(dns: &str) -> ApiResult<()> {
 /// providing (server_type, cluster_distro, coe).
 pub fn select_driver(state: &AppState, t: &ClusterTemplate) -> ApiResult<Arc<LoadedDriver>> {
     let distro = t.cluster_distro.as_deref().unwrap_or_default();
+    let registry = state.registry.current();
     if let Some(name) = &t.driver {
         // Upstream's name of a driver bundled under another name resolves
         // to it, for the COE the upstream driver had.
-        let upstream = crate::plugins::registry::upstream_name(&state.registry, name);
+        let upstream = crate::plugins::registry::upstream_name(&registry, name);
         let lookup = upstream.map_or(name.as_str(), |u| u.driver);
-        let driver = state.registry.get(lookup).ok_or_else(|| {
-            let known = state.registry.entries.iter().any(|e| e.name == lookup);
+        let driver = registry.get(lookup).ok_or_else(|| {
+            let known = registry.entries.iter().any(|e| e.name == lookup);
             ApiError::bad_request(if known {
                 format!("Driver {lookup} is registered but not enabled; enable it with magnum-driver-manage enable {lookup}.")
             } else {
@@ -241,8 +242,7 @@ pub fn select_driver(state: &AppState, t: &ClusterTemplate) -> ApiResult<Arc<Loa
         }
         return Ok(driver.clone());
     }
-    state
-        .registry
+    registry
         .for_tuple(&t.server_type, distro, &t.coe)
         .cloned()
         .ok_or_else(|| {
@@ -498,7 +498,12 @@ pub async fn create(
         ));
     }
     let default_subnet = check_cloud(&state, &ctx, &mut t).await?;
-    validate(&state, &mut t, default_subnet, &BTreeMap::new())?;
+    let driver = validate(&state, &mut t, default_subnet, &BTreeMap::new())?;
+    state
+        .registry
+        .current()
+        .accepts_new(driver.name())
+        .map_err(ApiError::bad_request)?;
     let new = to_new(&t);
     let saved = db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
         ClusterTemplate::insert(conn, &new).map_err(|e| {

@@ -94,7 +94,12 @@ enum Command {
     },
     /// Enable a registered driver.
     Enable { name: String },
-    /// Disable a driver; running services stop using it at restart.
+    /// Stop a driver taking new clusters and templates while its existing
+    /// clusters keep being operated (how a driver is retired).
+    Drain { name: String },
+    /// Let a draining driver take new clusters and templates again.
+    Undrain { name: String },
+    /// Disable a driver; running services stop using it within seconds.
     /// Refused while clusters created by it exist, unless --force.
     Disable {
         name: String,
@@ -220,6 +225,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Enable { name } => {
             manage::enable(&dir, &name)?;
             println!("enabled {name}");
+        }
+        Command::Drain { name } => {
+            manage::set_draining(&dir, &name, true)?;
+            println!("draining {name}");
+        }
+        Command::Undrain { name } => {
+            manage::set_draining(&dir, &name, false)?;
+            println!("{name} no longer draining");
         }
         Command::Disable { name, force } => {
             let url = database_url()?;

@@ -375,9 +375,9 @@ fn init_logging(config: &Config) -> anyhow::Result<LogReload> {
 
 /// SIGHUP (what logrotate and `systemctl reload` send) must never kill the
 /// service, as the default action would (exit 129). It re-reads the
-/// configuration file's log filter and applies it, and says what changed
-/// in `plugins.d` since the drivers were loaded: those changes still take
-/// effect at the next restart. `hangups` is installed first thing in the
+/// configuration file's log filter and applies it, reopens the log file,
+/// and reloads the drivers if `plugins.d` changed (as the periodic check
+/// does anyway, see [`reload_drivers`]). `hangups` is installed first thing in the
 /// runtime, so a SIGHUP during start-up is handled here too.
 async fn reload_on_hangup(
     mut hangups: tokio::signal::unix::Signal,
@@ -402,19 +402,75 @@ async fn reload_on_hangup(
                     }
                     Err(why) => tracing::warn!("SIGHUP: log filter not changed: {why}"),
                 }
-                match state.registry.changes_on_disk(&config.plugins_dir) {
-                    Ok(changes) if changes.is_empty() => {
-                        tracing::info!("SIGHUP: plugins.d unchanged")
-                    }
-                    Ok(changes) => tracing::warn!(
-                        changes = %changes.join("; "),
-                        "SIGHUP: plugins.d changed; the drivers in use stay as loaded until magnumd restarts"
-                    ),
-                    Err(e) => tracing::warn!("SIGHUP: cannot read plugins.d: {e:#}"),
-                }
+                reload_drivers(&state, &config, "SIGHUP").await;
             }
             Err(e) => tracing::warn!("SIGHUP: configuration not reloaded: {e:#}"),
         }
+    }
+}
+
+/// Serialises reloads (SIGHUP and the periodic check).
+static RELOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How often `plugins.d` is compared with what is loaded, so that
+/// `magnum-driver-manage` commands take effect without a signal.
+const PLUGINS_CHECK: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Re-reads `plugins.d` and, if it changed, swaps in a registry with the
+/// changes: new and re-enabled drivers load, disabled and unregistered
+/// ones stop taking work, a replaced library serves new operations while
+/// running ones finish on the old instance, and unchanged drivers keep
+/// theirs. `why` names the trigger in the log.
+async fn reload_drivers(state: &Arc<AppState>, config: &Config, why: &'static str) {
+    let _one_at_a_time = RELOADING.lock().await;
+    let current = state.registry.current();
+    let plugins_dir = config.plugins_dir.clone();
+    let changes = match current.changes_on_disk(&plugins_dir) {
+        Ok(changes) => changes,
+        Err(e) => {
+            tracing::warn!("{why}: cannot read plugins.d: {e:#}");
+            return;
+        }
+    };
+    if changes.is_empty() {
+        if why == "SIGHUP" {
+            tracing::info!("SIGHUP: plugins.d unchanged");
+        }
+        return;
+    }
+    let deadline = config.drivers.call_timeout();
+    let health_dir = magnum_host::plugins::health_dir(&config.data_dir);
+    let reloaded = tokio::task::spawn_blocking(move || {
+        let registry = current.reload(&plugins_dir)?;
+        for driver in registry.loaded() {
+            driver.set_deadline(deadline);
+            driver.report_health_in(health_dir.clone());
+        }
+        anyhow::Ok(registry)
+    })
+    .await;
+    match reloaded {
+        Ok(Ok(registry)) => {
+            let loaded = registry.loaded().count();
+            state.registry.replace(registry);
+            tracing::warn!(
+                changes = %changes.join("; "),
+                loaded,
+                "{why}: plugins.d changed; drivers reloaded"
+            );
+        }
+        Ok(Err(e)) => tracing::error!(
+            "{why}: plugins.d changed but cannot be read: {e:#}; drivers kept as they were"
+        ),
+        Err(e) => tracing::error!("{why}: driver reload failed: {e}; drivers kept as they were"),
+    }
+}
+
+/// Checks `plugins.d` every [`PLUGINS_CHECK`]; see [`reload_drivers`].
+async fn watch_plugins(state: Arc<AppState>, config: Config) {
+    loop {
+        tokio::time::sleep(PLUGINS_CHECK).await;
+        reload_drivers(&state, &config, "plugins.d check").await;
     }
 }
 
@@ -502,6 +558,7 @@ fn serve(
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let shutdown = shutdown_signal();
         let hangups = tokio::spawn(reload_on_hangup(hangups, overrides, log, state.clone()));
+        let watcher = tokio::spawn(watch_plugins(state.clone(), config.clone()));
         let conductor = if config.conductor.in_process || !api_enabled {
             let conductor = Arc::new(magnum_host::conductor::Conductor::new(
                 state.clone(),
@@ -531,6 +588,7 @@ fn serve(
         }
         let _ = stop_tx.send(true);
         hangups.abort();
+        watcher.abort();
         if let Some(task) = conductor {
             let _ = task.await;
         }

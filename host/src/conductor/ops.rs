@@ -134,16 +134,12 @@ fn load(conn: &mut Conn, uuid: &str) -> Step<Option<Loaded>> {
 }
 
 fn driver(c: &Conductor, cluster: &Cluster) -> Result<std::sync::Arc<LoadedDriver>, String> {
-    c.state
-        .registry
-        .get(&cluster.driver)
-        .cloned()
-        .ok_or_else(|| {
-            format!(
-                "driver {} that created the cluster is not enabled on conductor {}",
-                cluster.driver, c.settings.host
-            )
-        })
+    c.state.registry.get(&cluster.driver).ok_or_else(|| {
+        format!(
+            "driver {} that created the cluster is not enabled on conductor {}",
+            cluster.driver, c.settings.host
+        )
+    })
 }
 
 fn request(c: &Conductor, l: &Loaded) -> ClusterRequest {

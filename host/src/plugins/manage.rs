@@ -58,6 +58,8 @@ pub fn register(
         library,
         sha256,
         enabled: opts.enable || existing.as_ref().is_some_and(|m| m.enabled),
+        // A replaced library keeps the operator's choice, as `enabled`.
+        draining: existing.as_ref().is_some_and(|m| m.draining),
         abi: requirement_for(&abi_version),
         config: if opts.config.is_empty() {
             existing.map(|m| m.config).unwrap_or_default()
@@ -157,6 +159,15 @@ pub fn disable(plugins_dir: &Path, name: &str, owners: &OwnerCheck) -> anyhow::R
     let mut manifest = require(plugins_dir, name)?;
     owners.ensure_unused(name)?;
     manifest.enabled = false;
+    manifest::write(plugins_dir, &manifest)?;
+    Ok(manifest)
+}
+
+/// Sets whether `name` is draining: loaded and operating its clusters, but
+/// taking no new clusters or templates.
+pub fn set_draining(plugins_dir: &Path, name: &str, draining: bool) -> anyhow::Result<Manifest> {
+    let mut manifest = require(plugins_dir, name)?;
+    manifest.draining = draining;
     manifest::write(plugins_dir, &manifest)?;
     Ok(manifest)
 }

@@ -45,6 +45,11 @@ pub struct Manifest {
     /// Hex sha256 of the library at registration.
     pub sha256: String,
     pub enabled: bool,
+    /// An enabled driver that takes no new clusters or templates, while
+    /// its existing clusters keep being operated (`magnum-driver-manage
+    /// drain`): how an operator retires a driver.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
     /// Semver requirement on the driver ABI, e.g. `^1.0`.
     pub abi: String,
     /// Passed to the driver's constructor as a JSON object.

@@ -9,7 +9,7 @@ pub mod manifest;
 pub mod registry;
 
 pub use call::LoadedDriver;
-pub use registry::{DriverState, Registry};
+pub use registry::{DriverState, Drivers, Registry};
 
 /// Where running magnumd processes write their drivers' health.
 pub fn health_dir(data_dir: &std::path::Path) -> std::path::PathBuf {

@@ -64,6 +64,18 @@ impl Registry {
     /// Loads every enabled driver in `plugins_dir`. Never fails as a whole
     /// except when the directory itself cannot be read.
     pub fn load(plugins_dir: &Path) -> anyhow::Result<Self> {
+        Self::load_keeping(plugins_dir, None)
+    }
+
+    /// `plugins_dir` as it is now, keeping the drivers of `self` whose
+    /// manifest (library, checksum, configuration) did not change: their
+    /// instances go on serving, and operations already running on a
+    /// replaced one finish on it (libraries are never unloaded).
+    pub fn reload(&self, plugins_dir: &Path) -> anyhow::Result<Self> {
+        Self::load_keeping(plugins_dir, Some(self))
+    }
+
+    fn load_keeping(plugins_dir: &Path, previous: Option<&Registry>) -> anyhow::Result<Self> {
         let mut entries: Vec<DriverEntry> = Vec::new();
         for file in manifest::read_dir(plugins_dir)? {
             let manifest = match file.manifest {
@@ -81,6 +93,8 @@ impl Registry {
             let state = if !manifest.enabled {
                 tracing::info!(driver = %manifest.name, "driver disabled");
                 DriverState::Disabled
+            } else if let Some(kept) = previous.and_then(|p| p.kept(&manifest)) {
+                DriverState::Loaded(kept)
             } else {
                 match load_checked(&manifest, plugins_dir, &entries) {
                     Ok(driver) => {
@@ -106,6 +120,42 @@ impl Registry {
             });
         }
         Ok(Self { entries })
+    }
+
+    /// The loaded instance of a manifest equal to `manifest` but for
+    /// `draining`, which changes no instance.
+    fn kept(&self, manifest: &Manifest) -> Option<Arc<LoadedDriver>> {
+        self.entries
+            .iter()
+            .find_map(|e| match (&e.state, &e.manifest) {
+                (DriverState::Loaded(d), Some(m))
+                    if m.name == manifest.name
+                        && m.library == manifest.library
+                        && m.sha256 == manifest.sha256
+                        && m.abi == manifest.abi
+                        && m.config == manifest.config =>
+                {
+                    Some(d.clone())
+                }
+                _ => None,
+            })
+    }
+
+    /// Whether driver `name` takes new clusters and templates: `Err` with
+    /// the reason when it is draining.
+    pub fn accepts_new(&self, name: &str) -> Result<(), String> {
+        let draining = self
+            .entries
+            .iter()
+            .any(|e| e.name == name && e.manifest.as_ref().is_some_and(|m| m.draining));
+        if draining {
+            Err(format!(
+                "Driver {name} is draining: it takes no new clusters or cluster templates; \
+                 its existing clusters keep being operated."
+            ))
+        } else {
+            Ok(())
+        }
     }
 
     pub fn loaded(&self) -> impl Iterator<Item = &Arc<LoadedDriver>> {
@@ -149,6 +199,16 @@ impl Registry {
                     }
                     if now.config != was.config {
                         what.push("config changed".to_owned());
+                    }
+                    if now.draining != was.draining {
+                        what.push(
+                            if now.draining {
+                                "draining"
+                            } else {
+                                "no longer draining"
+                            }
+                            .to_owned(),
+                        );
                     }
                     if what.is_empty() {
                         what.push("manifest changed".to_owned());
@@ -236,5 +296,35 @@ mod tests {
             }],
         };
         assert_eq!(upstream_name(&registry, "swarm_fedora_atomic_v2"), None);
+    }
+}
+
+/// The registry a running process uses, replaced whole when `plugins.d`
+/// changes: a request or job takes the current one and keeps it for its
+/// duration.
+#[derive(Debug)]
+pub struct Drivers(std::sync::RwLock<Arc<Registry>>);
+
+impl Drivers {
+    pub fn new(registry: Registry) -> Self {
+        Self(std::sync::RwLock::new(Arc::new(registry)))
+    }
+
+    pub fn current(&self) -> Arc<Registry> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedDriver>> {
+        self.current().get(name).cloned()
+    }
+
+    pub fn replace(&self, registry: Registry) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(registry);
     }
 }
