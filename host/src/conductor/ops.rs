@@ -95,11 +95,16 @@ fn poll(state: RunState, after: Duration) -> Outcome {
     Outcome::Poll { after, state }
 }
 
-/// 1 s, 2 s, 4 s … up to the cap; the count lives in the run state.
+/// 1 s, 2 s, 4 s … up to the cap (the orchestrator's, when it is lower);
+/// the count lives in the run state.
 fn next_poll(c: &Conductor, mut state: RunState) -> Outcome {
     let polls = state.polls;
     state.polls = polls.saturating_add(1);
-    let after = Duration::from_secs(1u64 << polls.min(10)).min(c.settings.poll_cap);
+    let cap = c
+        .orchestrator
+        .poll_cap()
+        .map_or(c.settings.poll_cap, |o| o.min(c.settings.poll_cap));
+    let after = Duration::from_secs(1u64 << polls.min(10)).min(cap);
     poll(state, after)
 }
 

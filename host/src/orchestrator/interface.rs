@@ -85,6 +85,14 @@ pub trait Orchestrator: Send + Sync {
 
     /// Starts deleting the stack; deleting a missing stack is not an error.
     fn delete(&self, conn: &mut DbConnection, id: &str) -> Result<(), OrchestratorError>;
+
+    /// The longest the conductor should wait between two polls of one of
+    /// this orchestrator's stacks, when it knows better than the
+    /// conductor's backoff (a simulated cloud whose polls are cheap and
+    /// whose boot time it knows). `None`: the conductor's `poll_cap`.
+    fn poll_cap(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// An orchestrator whose every call is counted and timed in
@@ -167,5 +175,9 @@ impl Orchestrator for Metered {
 
     fn delete(&self, conn: &mut DbConnection, id: &str) -> Result<(), OrchestratorError> {
         self.timed("delete", || self.0.delete(conn, id))
+    }
+
+    fn poll_cap(&self) -> Option<std::time::Duration> {
+        self.0.poll_cap()
     }
 }

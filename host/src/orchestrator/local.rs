@@ -61,6 +61,23 @@ pub struct LocalCloudConfig {
     /// (e.g. `fixed_subnet_cidr` 10.0.0.0/24) gives the prefix length and
     /// the host bits, this pool the network bits ([`sim::local_cidr`]).
     pub subnet_pool_cidr: String,
+    /// The longest wait between two polls of one of this cloud's stacks.
+    /// Unset: a sixth of `boot_seconds`, between 50 ms and 1 s, so that a
+    /// cluster shows complete within that much of its last node booting
+    /// (with the conductor's own backoff, 1, 2, 4, 8 s, a 3 s boot showed
+    /// as 8 s). Polling this cloud is one database read.
+    pub poll_cap_ms: Option<u64>,
+}
+
+impl LocalCloudConfig {
+    /// See [`Self::poll_cap_ms`].
+    pub fn poll_cap(&self) -> std::time::Duration {
+        let ms = self.poll_cap_ms.unwrap_or_else(|| {
+            let sixth = (self.boot_seconds.max(0.0) * 1000.0 / 6.0) as u64;
+            sixth.clamp(50, 1000)
+        });
+        std::time::Duration::from_millis(ms.max(1))
+    }
 }
 
 impl LocalCloudConfig {
@@ -118,6 +135,7 @@ impl Default for LocalCloudConfig {
             floating_ip_cidr: sim.floating_ip_cidr,
             default_subnet_cidr: sim.default_subnet_cidr,
             subnet_pool_cidr: sim.subnet_pool_cidr,
+            poll_cap_ms: None,
         }
     }
 }
@@ -1047,6 +1065,10 @@ mod adapter {
     impl Orchestrator for LocalCloud {
         fn name(&self) -> &'static str {
             "local"
+        }
+
+        fn poll_cap(&self) -> Option<std::time::Duration> {
+            Some(self.config.poll_cap())
         }
 
         fn create(
