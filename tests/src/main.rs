@@ -20,6 +20,7 @@ mod network;
 mod outage;
 mod outcomes;
 mod request_ids;
+mod sandbox;
 mod support;
 mod upgrade;
 mod vendor;

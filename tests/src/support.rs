@@ -155,6 +155,12 @@ impl Magnumd {
         Self::spawn("serve", plugins, data_dir, config)
     }
 
+    /// As [`start_with`](Self::start_with), listening on `bind` (a port the
+    /// caller picked, e.g. one the config's `[api] public_url` names).
+    pub fn start_on(plugins: &Path, data_dir: &Path, config: &Path, bind: &str) -> Self {
+        Self::spawn_on("serve", plugins, data_dir, Some(config), bind)
+    }
+
     /// A `magnumd conductor` process (no API; `addr` stays empty), once it
     /// logged "conductor started".
     pub fn conductor(plugins: &Path, data_dir: &Path, config: &Path) -> Self {
@@ -162,6 +168,16 @@ impl Magnumd {
     }
 
     fn spawn(subcommand: &str, plugins: &Path, data_dir: &Path, config: Option<&Path>) -> Self {
+        Self::spawn_on(subcommand, plugins, data_dir, config, "127.0.0.1:0")
+    }
+
+    fn spawn_on(
+        subcommand: &str,
+        plugins: &Path,
+        data_dir: &Path,
+        config: Option<&Path>,
+        bind: &str,
+    ) -> Self {
         let mut cmd = Command::new(bin("magnumd"));
         if let Some(config) = config {
             // The file's `log` filter applies (info when it has none).
@@ -170,7 +186,7 @@ impl Magnumd {
             cmd.env("MAGNUM_LOG", "info");
         }
         let mut child = cmd
-            .args([subcommand, "--bind", "127.0.0.1:0"])
+            .args([subcommand, "--bind", bind])
             .arg("--plugins-dir")
             .arg(plugins)
             .arg("--data-dir")
