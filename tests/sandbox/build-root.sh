@@ -35,7 +35,7 @@ packages=(
 )
 
 # Bumped whenever what this script does after debootstrap changes.
-layout=2
+layout=3
 stamp_of() {
     printf '%s\n' "$layout" "$suite" "$mirror" "${packages[@]}" | sha256sum | awk '{print $1}'
 }
@@ -75,7 +75,8 @@ for bin in containerd containerd-shim-runc-v2 ctr runc; do
     mv "$real" "$work/opt/sandbox-mirror-bin/$bin"
     rm -f "$work/usr/bin/$bin"
 done
-rm -f "$work"/usr/lib/systemd/system/containerd.service "$work"/lib/systemd/system/containerd.service
+# Nor their configuration: install-cri.sh writes containerd's own default.
+rm -rf "$work"/usr/lib/systemd/system/containerd.service "$work"/etc/containerd
 # Package caches and docs are not needed in every copy of the root.
 rm -rf "$work"/var/cache/apt/archives/*.deb "$work"/usr/share/doc/* "$work"/usr/share/man/*
 echo "$want" >"$work/.sandbox-stamp"

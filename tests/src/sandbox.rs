@@ -31,7 +31,11 @@ use std::{
 };
 
 use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
-use magnum_host::db::{schema::local_stack, DbConnection, DbPool};
+use base64::Engine as _;
+use magnum_host::{
+    db::{schema::local_stack, DbConnection, DbPool},
+    orchestrator::sim::USER_DATA_ATTRIBUTE,
+};
 use serde_json::{json, Map, Value};
 
 use crate::support::{register_bundled, workspace, Magnumd};
@@ -123,6 +127,15 @@ fn sandbox_root() -> (PathBuf, Duration) {
         started.elapsed().as_secs_f64()
     );
     (PathBuf::from(root), started.elapsed())
+}
+
+/// target/sandbox-runs/NAME, emptied: every log of a test's nodes (and
+/// their files) stays there after the test, for a look at a failure.
+fn runs_dir(name: &str) -> PathBuf {
+    let dir = workspace().join("target/sandbox-runs").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("runs dir");
+    dir
 }
 
 /// A free port on 127.0.0.1 (for magnumd, whose public_url must name it
@@ -423,7 +436,8 @@ impl Service {
         }
     }
 
-    /// The servers of `stack` as the local cloud stored them.
+    /// The servers of `stack` (a cluster's `cluster_id`, its stack's id from
+    /// microversion 1.13) as the local cloud stored them.
     fn servers(&self, stack: &str) -> Vec<Server> {
         let url = format!("sqlite://{}/magnum.sqlite", self.data_dir.display());
         let pool = DbPool::connect(&url).expect("open magnumd's database");
@@ -448,27 +462,36 @@ impl Service {
 struct Server {
     name: String,
     role: String,
+    address: String,
     user_data: String,
 }
 
-/// Every `OS::Nova::Server` with its user data, anywhere in a stack's state.
+/// Every `OS::Nova::Server` of a stack's state (nested stacks included),
+/// with its user data as Nova shows it (`OS-EXT-SRV-ATTR:user_data`).
 fn find_servers(value: &Value, found: &mut Vec<Server>) {
     match value {
         Value::Object(map) => {
-            let properties = map.get("properties").unwrap_or(&Value::Null);
-            let user_data = properties["user_data"].as_str();
             if map.get("type").and_then(Value::as_str) == Some("OS::Nova::Server") {
-                if let Some(user_data) = user_data {
-                    found.push(Server {
-                        name: properties["name"].as_str().unwrap_or_default().to_owned(),
-                        role: properties["metadata"]["nodegroup_role"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                        user_data: user_data.to_owned(),
-                    });
-                    return;
-                }
+                let attributes = map.get("attributes").unwrap_or(&Value::Null);
+                let show = &attributes["show"];
+                let user_data = show[USER_DATA_ATTRIBUTE]
+                    .as_str()
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .map(|raw| String::from_utf8_lossy(&raw).into_owned())
+                    .unwrap_or_default();
+                found.push(Server {
+                    name: show["name"].as_str().unwrap_or_default().to_owned(),
+                    role: show["metadata"]["nodegroup_role"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    address: attributes["first_address"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    user_data,
+                });
+                return;
             }
             map.values().for_each(|v| find_servers(v, found));
         }
@@ -519,17 +542,13 @@ fn run_node(server: &Server, dir: &Path, forward: &[u16], signals: &SignalReceiv
     std::fs::write(&file, user_data).expect("write user data");
     // It holds the cluster credential: root's only, as on a node.
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let address = heat_param(&server.user_data, "ETCD_MEMBERS")
-        .filter(|_| server.role == "master")
-        .and_then(|m| m.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "127.31.0.20".to_owned());
     let mut cmd = Command::new(sandbox_dir().join("run-node"));
     cmd.arg("--user-data")
         .arg(&file)
         .arg("--log-dir")
         .arg(&log_dir)
         .args(["--timeout", &NODE_TIMEOUT_S.to_string()])
-        .args(["--address", &address])
+        .args(["--address", &server.address])
         .args(["--hostname", &server.name]);
     for port in forward {
         cmd.args(["--forward", &port.to_string()]);
@@ -662,11 +681,12 @@ fn k8s_nodes_bootstrap_for_real_in_the_sandbox() {
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = runs_dir("k8s");
+    let dir = &dir;
     let (root, _) = sandbox_root();
-    let mirror = Mirror::start(&root, dir.path());
+    let mirror = Mirror::start(&root, dir);
     let signals = SignalReceiver::start();
-    let mut service = Service::start(dir.path());
+    let mut service = Service::start(dir);
     let proxy = format!("http://127.0.0.1:{}", mirror.proxy_port);
     let mut labels = mirror.labels();
     labels.insert("container_runtime".into(), json!("containerd"));
@@ -675,15 +695,22 @@ fn k8s_nodes_bootstrap_for_real_in_the_sandbox() {
         labels,
         json!({"http_proxy": proxy, "https_proxy": proxy, "no_proxy": "10.0.0.0/8"}),
     );
-    let servers = service.servers(cluster["stack_id"].as_str().unwrap_or_default());
+    let servers = service.servers(cluster["cluster_id"].as_str().unwrap_or_default());
     let master = servers.iter().find(|s| s.role == "master").expect("a master");
     let worker = servers.iter().find(|s| s.role == "worker").expect("a worker");
+    for server in [master, worker] {
+        assert!(
+            server.user_data.starts_with("#!/bin/bash") && !server.address.is_empty(),
+            "{}: the local cloud shows its user data and address",
+            server.name
+        );
+    }
     let magnum_url = heat_param(&master.user_data, "MAGNUM_URL").unwrap_or_default();
     assert_eq!(magnum_url, format!("http://127.0.0.1:{}/v1", service.port));
     // The proxy only: the mirror's own port is not reachable from the nodes.
     let forward = [service.port, mirror.proxy_port, signals.port];
 
-    let run = run_node(master, dir.path(), &forward, &signals);
+    let run = run_node(master, dir, &forward, &signals);
     assert_bootstrapped(
         &service,
         &cluster,
@@ -714,7 +741,7 @@ fn k8s_nodes_bootstrap_for_real_in_the_sandbox() {
     );
     assert!(run.console.contains("control plane is up"), "{}", run.report);
 
-    let run = run_node(worker, dir.path(), &forward, &signals);
+    let run = run_node(worker, dir, &forward, &signals);
     assert_bootstrapped(
         &service,
         &cluster,
@@ -739,11 +766,12 @@ fn a_download_bypassing_the_mirror_and_a_failing_step_fail_the_node() {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = runs_dir("failures");
+    let dir = &dir;
     let (root, _) = sandbox_root();
-    let mirror = Mirror::start(&root, dir.path());
+    let mirror = Mirror::start(&root, dir);
     let signals = SignalReceiver::start();
-    let mut service = Service::start(dir.path());
+    let mut service = Service::start(dir);
     let proxy = format!("http://127.0.0.1:{}", mirror.proxy_port);
     let fields = json!({"http_proxy": proxy, "https_proxy": proxy});
     let forward = [service.port, mirror.proxy_port, signals.port];
@@ -755,9 +783,9 @@ fn a_download_bypassing_the_mirror_and_a_failing_step_fail_the_node() {
     labels.insert("container_runtime".into(), json!("containerd"));
     labels.insert("download_mirror_url".into(), json!(bypass));
     let cluster = service.cluster("bypass", labels, fields.clone());
-    let servers = service.servers(cluster["stack_id"].as_str().unwrap_or_default());
+    let servers = service.servers(cluster["cluster_id"].as_str().unwrap_or_default());
     let master = servers.iter().find(|s| s.role == "master").expect("a master");
-    let run = run_node(master, &dir.path().join("bypass"), &forward, &signals);
+    let run = run_node(master, &dir.join("bypass"), &forward, &signals);
     let url = format!(
         "{bypass}etcd/{}/etcd-{}-linux-amd64.tar.gz",
         mirror.tags["etcd_tag"].as_str().unwrap_or_default(),
@@ -780,9 +808,9 @@ fn a_download_bypassing_the_mirror_and_a_failing_step_fail_the_node() {
     labels.insert("container_runtime".into(), json!("containerd"));
     labels.insert("kubelet_sha256".into(), mirror.sha256["kube_proxy"].clone());
     let cluster = service.cluster("corrupt", labels, fields);
-    let servers = service.servers(cluster["stack_id"].as_str().unwrap_or_default());
+    let servers = service.servers(cluster["cluster_id"].as_str().unwrap_or_default());
     let worker = servers.iter().find(|s| s.role == "worker").expect("a worker");
-    let run = run_node(worker, &dir.path().join("corrupt"), &forward, &signals);
+    let run = run_node(worker, &dir.join("corrupt"), &forward, &signals);
     assert_ne!(run.status, Some(0), "{}", run.report);
     let signal = signal_of(worker, &signals).expect("the worker signalled its failure");
     assert_eq!(signal.body["status"], "FAILURE", "{:?}", signal.body);

@@ -54,6 +54,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
+use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use magnum_hot::{Applied, Provider, ProviderError, ResourceRequest, ResourceState};
@@ -98,6 +99,8 @@ pub const SUPPORTED_TYPES: &[&str] = &[
 ];
 
 pub const SERVER: &str = "OS::Nova::Server";
+/// The server attribute (in `show`) holding its user data, base64.
+pub const USER_DATA_ATTRIBUTE: &str = "OS-EXT-SRV-ATTR:user_data";
 const WAIT_HANDLE: &str = "OS::Heat::WaitConditionHandle";
 /// The node roles `fail_bootstrap_role` may name (servers' metadata
 /// `nodegroup_role`).
@@ -663,8 +666,20 @@ impl<I: Ipam> SimProvider<I> {
                     self.servers_created += 1;
                 }
                 self.bootstrap(p, &name, request.previous.is_none(), ready);
+                // Nova's `OS-EXT-SRV-ATTR:user_data` (admins, microversion
+                // 2.3+): base64 of what the server booted with, kept across
+                // updates as Nova keeps it. Tests run it in a sandbox
+                // (tests/sandbox). It holds the cluster credential, as the
+                // stack's own parameters do.
+                let user_data = kept("show")
+                    .and_then(|show| show.get(USER_DATA_ATTRIBUTE).cloned())
+                    .unwrap_or_else(|| {
+                        let raw = prop_str(p, &["user_data"]).unwrap_or_default();
+                        json!(base64::engine::general_purpose::STANDARD.encode(raw))
+                    });
                 let show = json!({
                     "id": id, "name": name, "status": "ACTIVE", "addresses": addresses,
+                    USER_DATA_ATTRIBUTE: user_data,
                     // Nova shows a volume-backed server's image as "".
                     "image": prop(p, &["image"]).cloned().unwrap_or_else(|| json!("")),
                     "flavor": prop(p, &["flavor"]),

@@ -40,7 +40,9 @@ if [ ! -s "$sa_key" ]; then
         sleep 5
     done
     fresh=$(openssl genrsa 2048 2>/dev/null | base64 -w0)
-    printf 'create("%s") = "0"\n\nput %s %s\n\n' "$sa_path" "$sa_path" "$fresh" |
+    # Three sections (compares, success, failure), each ended by an empty
+    # line: etcdctl 3.4 fails with "Error: EOF" on a missing last one.
+    printf 'create("%s") = "0"\n\nput %s %s\n\n\n' "$sa_path" "$sa_path" "$fresh" |
         "${etcdctl[@]}" txn >/dev/null
     "${etcdctl[@]}" get --print-value-only "$sa_path" | base64 -d >"$sa_key"
     openssl rsa -in "$sa_key" -pubout -out "$CERT_DIR/service-account.pub" 2>/dev/null
