@@ -30,8 +30,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 use base64::Engine as _;
+use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 use magnum_host::{
     db::{schema::local_stack, DbConnection, DbPool},
     orchestrator::sim::USER_DATA_ATTRIBUTE,
@@ -72,7 +72,9 @@ fn missing_prerequisite() -> Option<String> {
             return Some(format!("{tool} is not installed"));
         }
     }
-    let cached = workspace().join("target/sandbox-root/.sandbox-stamp").exists();
+    let cached = workspace()
+        .join("target/sandbox-root/.sandbox-stamp")
+        .exists();
     let can_build = ["debootstrap", "apt-get"].iter().any(|tool| {
         Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
@@ -204,8 +206,14 @@ impl Mirror {
         let ports: Value =
             serde_json::from_str(&std::fs::read_to_string(&ports_file).expect("ports"))
                 .expect("ports JSON");
-        mirror.mirror_port = ports["mirror"].as_u64().and_then(|p| p.try_into().ok()).expect("port");
-        mirror.proxy_port = ports["proxy"].as_u64().and_then(|p| p.try_into().ok()).expect("port");
+        mirror.mirror_port = ports["mirror"]
+            .as_u64()
+            .and_then(|p| p.try_into().ok())
+            .expect("port");
+        mirror.proxy_port = ports["proxy"]
+            .as_u64()
+            .and_then(|p| p.try_into().ok())
+            .expect("port");
         mirror
     }
 
@@ -305,7 +313,9 @@ impl Drop for SignalReceiver {
 /// One HTTP request: path, X-Auth-Token and JSON body; answered 200.
 fn read_signal(stream: TcpStream) -> Option<Signal> {
     stream.set_nonblocking(false).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
@@ -344,7 +354,8 @@ fn read_signal(stream: TcpStream) -> Option<Signal> {
 fn call(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
     let body = body.map(Value::to_string).unwrap_or_default();
     let mut s = TcpStream::connect(addr).expect("connect to magnumd");
-    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
          OpenStack-API-Version: container-infra latest\r\nContent-Length: {}\r\n\
@@ -360,7 +371,10 @@ fn call(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Val
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("status code");
-    (status, serde_json::from_str(body.trim()).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_str(body.trim()).unwrap_or(Value::Null),
+    )
 }
 
 /// A magnumd serving on a port its `[api] public_url` names, with the
@@ -416,7 +430,9 @@ impl Service {
             &self.addr,
             "POST",
             "/v1/clusters",
-            Some(&json!({"name": name, "cluster_template_id": name, "master_count": 1, "node_count": 1})),
+            Some(
+                &json!({"name": name, "cluster_template_id": name, "master_count": 1, "node_count": 1}),
+            ),
         );
         assert_eq!(status, 202, "cluster {name}: {body}");
         let path = format!("/v1/clusters/{}", body["uuid"].as_str().unwrap_or_default());
@@ -425,13 +441,17 @@ impl Service {
             let (_, cluster) = call(&self.addr, "GET", &path, None);
             if cluster["status"] != "CREATE_IN_PROGRESS" {
                 assert_eq!(
-                    cluster["status"], "CREATE_COMPLETE",
+                    cluster["status"],
+                    "CREATE_COMPLETE",
                     "{name}: {cluster}\n{}",
                     self.magnumd.log()
                 );
                 return cluster;
             }
-            assert!(Instant::now() < deadline, "{name} never completed: {cluster}");
+            assert!(
+                Instant::now() < deadline,
+                "{name} never completed: {cluster}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -556,8 +576,8 @@ fn run_node(server: &Server, dir: &Path, forward: &[u16], signals: &SignalReceiv
     let started = Instant::now();
     let out = cmd.output().expect("run run-node");
     let seconds = started.elapsed().as_secs_f64();
-    let report = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     eprintln!("{}: {seconds:.1}s\n{report}", server.name);
     NodeRun {
         status: out.status.code(),
@@ -591,15 +611,22 @@ fn verifies(ca: &Path, cert: &Path) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+        Err(String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr))
     }
 }
 
 /// The signal the node of `server` sent (its handle's path), if any.
 fn signal_of(server: &Server, signals: &SignalReceiver) -> Option<Signal> {
     let endpoint = heat_param(&server.user_data, "WAIT_HANDLE_ENDPOINT")?;
-    let path = endpoint.strip_prefix(LOCAL_SIGNAL_BASE.trim_end_matches('/'))?.to_owned();
-    signals.received().into_iter().rev().find(|s| s.path == path)
+    let path = endpoint
+        .strip_prefix(LOCAL_SIGNAL_BASE.trim_end_matches('/'))?
+        .to_owned();
+    signals
+        .received()
+        .into_iter()
+        .rev()
+        .find(|s| s.path == path)
 }
 
 /// Checks a node that bootstrapped: exit 0, its certificates signed by the
@@ -617,12 +644,21 @@ fn assert_bootstrapped(
 ) {
     let name = &server.name;
     assert_eq!(run.status, Some(0), "{name} failed:\n{}", run.report);
-    assert!(run.console.contains("bootstrap complete"), "{name}:\n{}", run.report);
+    assert!(
+        run.console.contains("bootstrap complete"),
+        "{name}:\n{}",
+        run.report
+    );
 
     // The CA the node fetched is the cluster's, as magnumd serves it, and
     // each certificate the node had signed verifies against its CA.
     let uuid = cluster["uuid"].as_str().unwrap_or_default();
-    let (status, ca) = call(&service.addr, "GET", &format!("/v1/certificates/{uuid}"), None);
+    let (status, ca) = call(
+        &service.addr,
+        "GET",
+        &format!("/v1/certificates/{uuid}"),
+        None,
+    );
     assert_eq!(status, 200, "{ca}");
     let certs_dir = run.upper.join("etc/kubernetes/certs");
     let fetched = std::fs::read_to_string(certs_dir.join("ca.crt")).unwrap_or_default();
@@ -640,7 +676,11 @@ fn assert_bootstrapped(
 
     // Every download: through the proxy, from the mirror, the pinned file.
     let fetched = downloads(&run.console);
-    assert!(!fetched.is_empty(), "{name} downloaded nothing:\n{}", run.console);
+    assert!(
+        !fetched.is_empty(),
+        "{name} downloaded nothing:\n{}",
+        run.console
+    );
     let requests = mirror.requests();
     for (artifact, url) in &fetched {
         assert!(
@@ -653,25 +693,44 @@ fn assert_bootstrapped(
             .unwrap_or_else(|| panic!("{name}: {url} was not served by the mirror: {requests:?}"));
         assert_eq!(served["role"], "proxy", "{name}: {url} bypassed the proxy");
         assert_eq!(
-            served["sha256"], mirror.sha256[artifact.as_str()],
+            served["sha256"],
+            mirror.sha256[artifact.as_str()],
             "{name}: {artifact} is not the file its label pins"
         );
     }
     let refused: Vec<&Value> = requests.iter().filter(|r| r["status"] != 200).collect();
-    assert!(refused.is_empty(), "{name}: requests the mirror refused: {refused:?}");
+    assert!(
+        refused.is_empty(),
+        "{name}: requests the mirror refused: {refused:?}"
+    );
 
     // The readiness signal, with the handle's token, saying SUCCESS.
     let signal = signal_of(server, signals)
         .unwrap_or_else(|| panic!("{name} never signalled its wait condition:\n{}", run.report));
     let token = heat_param(&server.user_data, "WAIT_HANDLE_TOKEN").unwrap_or_default();
-    assert!(!token.is_empty() && signal.token == token, "{name}: the signal carries the handle's token");
-    assert_eq!(signal.body["status"], "SUCCESS", "{name}: {:?}", signal.body);
-    assert_eq!(signal.body["data"]["node"], name.as_str(), "{:?}", signal.body);
+    assert!(
+        !token.is_empty() && signal.token == token,
+        "{name}: the signal carries the handle's token"
+    );
+    assert_eq!(
+        signal.body["status"], "SUCCESS",
+        "{name}: {:?}",
+        signal.body
+    );
+    assert_eq!(
+        signal.body["data"]["node"],
+        name.as_str(),
+        "{:?}",
+        signal.body
+    );
 }
 
 /// The artifacts a node downloaded, by name.
 fn artifact_names(run: &NodeRun) -> BTreeSet<String> {
-    downloads(&run.console).into_iter().map(|(a, _)| a).collect()
+    downloads(&run.console)
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect()
 }
 
 #[test]
@@ -696,8 +755,14 @@ fn k8s_nodes_bootstrap_for_real_in_the_sandbox() {
         json!({"http_proxy": proxy, "https_proxy": proxy, "no_proxy": "10.0.0.0/8"}),
     );
     let servers = service.servers(cluster["cluster_id"].as_str().unwrap_or_default());
-    let master = servers.iter().find(|s| s.role == "master").expect("a master");
-    let worker = servers.iter().find(|s| s.role == "worker").expect("a worker");
+    let master = servers
+        .iter()
+        .find(|s| s.role == "master")
+        .expect("a master");
+    let worker = servers
+        .iter()
+        .find(|s| s.role == "worker")
+        .expect("a worker");
     for server in [master, worker] {
         assert!(
             server.user_data.starts_with("#!/bin/bash") && !server.address.is_empty(),
@@ -728,8 +793,19 @@ fn k8s_nodes_bootstrap_for_real_in_the_sandbox() {
         ],
     );
     let master_took = run.seconds;
-    for artifact in ["etcd", "kube_apiserver", "containerd", "runc", "kubelet", "flanneld"] {
-        assert!(artifact_names(&run).contains(artifact), "master fetched {artifact}: {:?}", artifact_names(&run));
+    for artifact in [
+        "etcd",
+        "kube_apiserver",
+        "containerd",
+        "runc",
+        "kubelet",
+        "flanneld",
+    ] {
+        assert!(
+            artifact_names(&run).contains(artifact),
+            "master fetched {artifact}: {:?}",
+            artifact_names(&run)
+        );
     }
     // Real etcd (Debian's, from the mirror's tarball) ran with the
     // certificates magnumd signed; the API server stand-in answered healthy
@@ -739,7 +815,11 @@ fn k8s_nodes_bootstrap_for_real_in_the_sandbox() {
         "etcd runs: {}",
         run.processes
     );
-    assert!(run.console.contains("control plane is up"), "{}", run.report);
+    assert!(
+        run.console.contains("control plane is up"),
+        "{}",
+        run.report
+    );
 
     let run = run_node(worker, dir, &forward, &signals);
     assert_bootstrapped(
@@ -751,8 +831,15 @@ fn k8s_nodes_bootstrap_for_real_in_the_sandbox() {
         &signals,
         &[("ca.crt", "kubelet"), ("ca.crt", "kube-proxy")],
     );
-    assert!(artifact_names(&run).contains("kubelet"), "{:?}", artifact_names(&run));
-    assert!(!artifact_names(&run).contains("etcd"), "workers run no etcd");
+    assert!(
+        artifact_names(&run).contains("kubelet"),
+        "{:?}",
+        artifact_names(&run)
+    );
+    assert!(
+        !artifact_names(&run).contains("etcd"),
+        "workers run no etcd"
+    );
     eprintln!(
         "sandbox k8s: master {master_took:.1}s, worker {:.1}s, test {:.1}s",
         run.seconds,
@@ -784,7 +871,10 @@ fn a_download_bypassing_the_mirror_and_a_failing_step_fail_the_node() {
     labels.insert("download_mirror_url".into(), json!(bypass));
     let cluster = service.cluster("bypass", labels, fields.clone());
     let servers = service.servers(cluster["cluster_id"].as_str().unwrap_or_default());
-    let master = servers.iter().find(|s| s.role == "master").expect("a master");
+    let master = servers
+        .iter()
+        .find(|s| s.role == "master")
+        .expect("a master");
     let run = run_node(master, &dir.join("bypass"), &forward, &signals);
     let url = format!(
         "{bypass}etcd/{}/etcd-{}-linux-amd64.tar.gz",
@@ -792,14 +882,24 @@ fn a_download_bypassing_the_mirror_and_a_failing_step_fail_the_node() {
         mirror.tags["etcd_tag"].as_str().unwrap_or_default()
     );
     assert_ne!(run.status, Some(0), "{}", run.report);
-    assert!(run.report.contains(&format!("cannot download {url}")), "the run names {url}:\n{}", run.report);
+    assert!(
+        run.report.contains(&format!("cannot download {url}")),
+        "the run names {url}:\n{}",
+        run.report
+    );
     let signal = signal_of(master, &signals).expect("the master signalled its failure");
     assert_eq!(signal.body["status"], "FAILURE", "{:?}", signal.body);
     let reason = signal.body["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("bootstrap step 20-configure-etcd.sh failed"), "{reason}");
+    assert!(
+        reason.contains("bootstrap step 20-configure-etcd.sh failed"),
+        "{reason}"
+    );
     assert!(reason.contains(&url), "{reason}");
     assert!(
-        !mirror.requests().iter().any(|r| r["url"].as_str().is_some_and(|u| u.contains("/etcd/"))),
+        !mirror
+            .requests()
+            .iter()
+            .any(|r| r["url"].as_str().is_some_and(|u| u.contains("/etcd/"))),
         "the host-side mirror never saw the request: it did not leave the sandbox"
     );
 
@@ -809,13 +909,25 @@ fn a_download_bypassing_the_mirror_and_a_failing_step_fail_the_node() {
     labels.insert("kubelet_sha256".into(), mirror.sha256["kube_proxy"].clone());
     let cluster = service.cluster("corrupt", labels, fields);
     let servers = service.servers(cluster["cluster_id"].as_str().unwrap_or_default());
-    let worker = servers.iter().find(|s| s.role == "worker").expect("a worker");
+    let worker = servers
+        .iter()
+        .find(|s| s.role == "worker")
+        .expect("a worker");
     let run = run_node(worker, &dir.join("corrupt"), &forward, &signals);
     assert_ne!(run.status, Some(0), "{}", run.report);
     let signal = signal_of(worker, &signals).expect("the worker signalled its failure");
     assert_eq!(signal.body["status"], "FAILURE", "{:?}", signal.body);
     let reason = signal.body["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains(&format!("{}: bootstrap step 40-configure-node.sh failed", worker.name)), "{reason}");
+    assert!(
+        reason.contains(&format!(
+            "{}: bootstrap step 40-configure-node.sh failed",
+            worker.name
+        )),
+        "{reason}"
+    );
     assert!(reason.contains("kubelet: sha256 mismatch"), "{reason}");
-    assert!(!run.upper.join("usr/local/bin/kubelet").exists(), "nothing installed on a mismatch");
+    assert!(
+        !run.upper.join("usr/local/bin/kubelet").exists(),
+        "nothing installed on a mismatch"
+    );
 }
