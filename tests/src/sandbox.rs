@@ -554,6 +554,17 @@ struct NodeRun {
 /// Runs `server`'s user data in the sandbox, its wait condition handle
 /// pointed at `signals`, reaching only the ports in `forward`.
 fn run_node(server: &Server, dir: &Path, forward: &[u16], signals: &SignalReceiver) -> NodeRun {
+    run_node_with(server, dir, forward, signals, &[])
+}
+
+/// [`run_node`] with further run-node arguments.
+fn run_node_with(
+    server: &Server,
+    dir: &Path,
+    forward: &[u16],
+    signals: &SignalReceiver,
+    extra: &[String],
+) -> NodeRun {
     let endpoint = heat_param(&server.user_data, "WAIT_HANDLE_ENDPOINT").unwrap_or_default();
     assert!(
         endpoint.starts_with(LOCAL_SIGNAL_BASE),
@@ -582,6 +593,7 @@ fn run_node(server: &Server, dir: &Path, forward: &[u16], signals: &SignalReceiv
     for port in forward {
         cmd.args(["--forward", &port.to_string()]);
     }
+    cmd.args(extra);
     let started = Instant::now();
     let out = cmd.output().expect("run run-node");
     let seconds = started.elapsed().as_secs_f64();
@@ -1004,4 +1016,90 @@ fn swarm_mode_manager_bootstraps_for_real_in_the_sandbox() {
         "{calls}"
     );
     eprintln!("sandbox swarm-mode manager: {:.1}s", run.seconds);
+}
+
+#[test]
+fn mesos_nodes_bootstrap_for_real_in_the_sandbox() {
+    if !can_run("mesos_nodes_bootstrap_for_real_in_the_sandbox") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = runs_dir("mesos");
+    let dir = &dir;
+    let (root, _) = sandbox_root();
+    let mirror = Mirror::start(&root, dir);
+    let signals = SignalReceiver::start();
+    let mut service = Service::start(dir);
+    let proxy = format!("http://127.0.0.1:{}", mirror.proxy_port);
+    let labels: Map<String, Value> = mirror
+        .labels()
+        .into_iter()
+        .filter(|(k, _)| k == "download_mirror_url" || k == "container_infra_prefix")
+        .collect();
+    let cluster = service.cluster(
+        "mesos",
+        labels,
+        json!({"coe": "mesos", "image_id": "ubuntu-mesos", "network_driver": null,
+               "http_proxy": proxy, "https_proxy": proxy}),
+    );
+    let servers = service.servers(cluster["cluster_id"].as_str().unwrap_or_default());
+    let forward = [service.port, mirror.proxy_port, signals.port];
+    // Ubuntu 14.04 runs upstart: no /run/systemd/system, and its `service`.
+    let upstart = [
+        "--no-systemd".to_owned(),
+        "--stand-ins".to_owned(),
+        sandbox_dir().join("stand-ins/image").display().to_string(),
+        "--stand-ins".to_owned(),
+        sandbox_dir()
+            .join("stand-ins/upstart")
+            .display()
+            .to_string(),
+    ];
+    for (role, started, stopped) in [
+        ("master", "mesos-master restart", "mesos-slave stop"),
+        ("worker", "mesos-slave restart", "marathon stop"),
+    ] {
+        let server = servers
+            .iter()
+            .find(|s| s.role == role)
+            .unwrap_or_else(|| panic!("a {role}"));
+        let run = run_node_with(server, dir, &forward, &signals, &upstart);
+        assert_eq!(run.status, Some(0), "{role} failed:\n{}", run.report);
+        let signal = signal_of(server, &signals).expect("the node signalled");
+        let token = heat_param(&server.user_data, "WAIT_HANDLE_TOKEN").unwrap_or_default();
+        assert!(
+            !token.is_empty() && signal.token == token,
+            "{role}: the handle's token"
+        );
+        assert_eq!(signal.body["status"], "SUCCESS", "{:?}", signal.body);
+        assert_eq!(
+            signal.body["data"]["coe_version"], "1.4.1",
+            "{:?}",
+            signal.body
+        );
+        // The fragments drove upstart's jobs as on the image, and wrote
+        // Mesos's configuration for this node's address.
+        let services = std::fs::read_to_string(run.upper.join("var/log/sandbox/service.log"))
+            .unwrap_or_default();
+        assert!(
+            services.contains(&format!("service {started}")),
+            "{role}: {services}"
+        );
+        assert!(
+            services.contains(&format!("service {stopped}")),
+            "{role}: {services}"
+        );
+        let zk = std::fs::read_to_string(run.upper.join("etc/mesos/zk")).unwrap_or_default();
+        assert!(
+            zk.starts_with("zk://") && zk.contains(":2181/mesos"),
+            "{role}: {zk}"
+        );
+        let refused: Vec<Value> = mirror
+            .requests()
+            .into_iter()
+            .filter(|r| r["status"] != 200)
+            .collect();
+        assert!(refused.is_empty(), "{role}: {refused:?}");
+        eprintln!("sandbox mesos {role}: {:.1}s", run.seconds);
+    }
 }
