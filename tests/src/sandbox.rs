@@ -924,6 +924,42 @@ fn a_download_bypassing_the_mirror_and_a_failing_step_fail_the_node() {
         "the host-side mirror never saw the request: it did not leave the sandbox"
     );
 
+    // (a') The mirror label at another host: the request goes to the proxy,
+    // which serves only the mirror and refuses it, naming it.
+    let elsewhere = "http://downloads.example.com/";
+    let mut labels = mirror.labels();
+    labels.insert("container_runtime".into(), json!("containerd"));
+    labels.insert("download_mirror_url".into(), json!(elsewhere));
+    let cluster = service.cluster("elsewhere", labels, fields.clone());
+    let servers = service.servers(cluster["cluster_id"].as_str().unwrap_or_default());
+    let master = servers
+        .iter()
+        .find(|s| s.role == "master")
+        .expect("a master");
+    let run = run_node(master, &dir.join("elsewhere"), &forward, &signals);
+    let url = url.replace(&bypass, elsewhere);
+    assert_ne!(run.status, Some(0), "{}", run.report);
+    assert!(
+        run.report.contains(&format!("cannot download {url}")),
+        "the run names {url}:\n{}",
+        run.report
+    );
+    let signal = signal_of(master, &signals).expect("the master signalled its failure");
+    assert_eq!(signal.body["status"], "FAILURE", "{:?}", signal.body);
+    let reason = signal.body["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("bootstrap step 20-configure-etcd.sh failed"),
+        "{reason}"
+    );
+    assert!(reason.contains(&url), "{reason}");
+    let requests = mirror.requests();
+    let refusal = requests
+        .iter()
+        .find(|r| r["url"] == url.as_str())
+        .unwrap_or_else(|| panic!("the proxy saw {url}: {requests:?}"));
+    assert_eq!(refusal["status"], 403, "{refusal}");
+    assert_eq!(refusal["refused"], "not the mirror", "{refusal}");
+
     // (b) A failing step: the worker's kubelet label pins another file.
     let mut labels = mirror.labels();
     labels.insert("container_runtime".into(), json!("containerd"));
