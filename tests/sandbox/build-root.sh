@@ -40,6 +40,10 @@ stamp_of() {
     printf '%s\n' "$layout" "$suite" "$mirror" "${packages[@]}" | sha256sum | awk '{print $1}'
 }
 want=$(stamp_of)
+# One build at a time (another test binary may ask at once).
+mkdir -p "$(dirname "$root")"
+exec 9>"$root.lock"
+flock 9
 if [ -f "$root/.sandbox-stamp" ] && [ "$(cat "$root/.sandbox-stamp")" = "$want" ]; then
     echo "sandbox root cached at $root (stamp $want)" >&2
     echo "$root"
