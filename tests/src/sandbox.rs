@@ -861,6 +861,13 @@ fn k8s_nodes_bootstrap_for_real_in_the_sandbox() {
         !artifact_names(&run).contains("etcd"),
         "workers run no etcd"
     );
+    // lib.sh's coe_version: what the downloaded kubelet says it is.
+    let signal = signal_of(worker, &signals).expect("the worker signalled");
+    assert_eq!(
+        signal.body["data"]["coe_version"], mirror.tags["kube_tag"],
+        "{:?}",
+        signal.body
+    );
     eprintln!(
         "sandbox k8s: master {master_took:.1}s, worker {:.1}s, test {:.1}s",
         run.seconds,
