@@ -512,3 +512,89 @@ fn a_driver_that_stops_answering_is_cut_off_at_its_deadline() {
         .unwrap();
     assert!(!stderr(&out).contains("UNHEALTHY"), "{}", stderr(&out));
 }
+
+// Issue 17, item 4: a reload keeps the instances of unchanged drivers and
+// builds a new one for a driver registered anew (`register --replace`); the
+// old instance keeps answering the operations that already hold it, as a
+// running job does.
+#[test]
+fn a_reload_replaces_only_what_changed_and_old_instances_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins.d");
+    register_bundled(&plugins);
+    let fake = workspace_lib("magnum_fixture_fake_driver");
+    ok(manage(
+        &plugins,
+        &["register", fake.to_str().unwrap(), "--enable"],
+    ));
+    let before = Registry::load(&plugins).unwrap();
+    let old_fake = before.get("fake").cloned().expect("fake loads");
+    let req = ClusterRequest {
+        template: ClusterTemplate {
+            coe: "fake".into(),
+            ..Default::default()
+        },
+        cluster: Cluster {
+            name: "c1".into(),
+            uuid: "0b1f6a52-3c1d-4e7a-9f0b-2d6c8e4a5b01".into(),
+            node_count: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    old_fake
+        .create_cluster(&req)
+        .expect("the first instance plans");
+
+    // Registered anew, with a configuration that makes create panic.
+    ok(manage(
+        &plugins,
+        &[
+            "register",
+            fake.to_str().unwrap(),
+            "--replace",
+            "--driver-config",
+            "panic_in=create_cluster",
+        ],
+    ));
+    let after = before.reload(&plugins).unwrap();
+    let new_fake = after.get("fake").cloned().expect("fake reloads");
+    assert!(
+        !std::sync::Arc::ptr_eq(&old_fake, &new_fake),
+        "a new instance"
+    );
+    let err = new_fake
+        .create_cluster(&req)
+        .expect_err("new configuration");
+    assert_eq!(err.kind, ErrorKind::PANICKED);
+    // The old instance, still held, answers as before.
+    old_fake
+        .create_cluster(&req)
+        .expect("the old instance still plans");
+    // The bundled drivers did not change: the same instances.
+    for name in [
+        "k8s_fedora_atomic_v1",
+        "swarm_fedora_atomic_v1",
+        "mesos_ubuntu_v1",
+    ] {
+        assert!(
+            std::sync::Arc::ptr_eq(before.get(name).unwrap(), after.get(name).unwrap()),
+            "{name} was reloaded"
+        );
+    }
+    // Disabled: gone from the next registry, not from holders of the old.
+    ok(manage(&plugins, &["disable", "fake", "--force"]));
+    let disabled = after.reload(&plugins).unwrap();
+    assert!(disabled.get("fake").is_none());
+    assert!(matches!(
+        disabled
+            .entries
+            .iter()
+            .find(|e| e.name == "fake")
+            .map(|e| &e.state),
+        Some(DriverState::Disabled)
+    ));
+    old_fake
+        .create_cluster(&req)
+        .expect("held instances live on");
+}
