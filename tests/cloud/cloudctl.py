@@ -2,11 +2,14 @@
 
   cloudctl.py createdb NAME...        create PostgreSQL databases (fresh per run)
   cloudctl.py dropdb NAME...          drop them (connections are forced out)
-  cloudctl.py identity KS_URL GLANCE_PORT NOVA_PORT NEUTRON_PORT
+  cloudctl.py ovsagent DBNAME HOST     an Open vSwitch agent row on HOST in Neutron's
+                                      database (no agent runs; see start.sh)
+  cloudctl.py identity KS_URL GLANCE_PORT NOVA_PORT NEUTRON_PORT [PLACEMENT_PORT]
                                       service users glance/nova/neutron (service:
                                       admin, service), services image/compute/
-                                      network with public + internal endpoints in
-                                      $KS_REGION; prints KEY=VALUE lines
+                                      network (and placement) with public +
+                                      internal endpoints in $KS_REGION; prints
+                                      KEY=VALUE lines
   cloudctl.py unregister KS_URL SERVICE_ID...
                                       delete those catalog services (and so their
                                       endpoints) from a shared Keystone
@@ -15,6 +18,9 @@
                                       found through the catalog, answers an
                                       authenticated list call; fails early when
                                       its process died
+  cloudctl.py hypervisor KS_URL PIDFILE TIMEOUT_S
+                                      until nova-compute is up in os-services and
+                                      its resource provider is in placement
   cloudctl.py seed KS_URL             images, flavors, demo's keypair, networks;
                                       prints KEY=VALUE lines
   cloudctl.py check KS_URL            the smoke check, as demo through the catalog
@@ -79,16 +85,48 @@ def dropdb(*names):
     conn.close()
 
 
+def ovsagent(dbname, host):
+    """Registers an Open vSwitch agent on `host` the way its heartbeat would
+    (neutron.db.agents_db create_or_update_agent), so that ML2's openvswitch
+    mechanism driver binds ports there. Nothing runs behind it: neutron.conf's
+    agent_down_time keeps it alive for the run."""
+    import psycopg2
+    import uuid
+
+    conn = psycopg2.connect(host=os.environ["CLOUD_PG_HOST"], port=os.environ["CLOUD_PG_PORT"],
+                            user=os.environ["CLOUD_PG_USER"], dbname=check_name(dbname),
+                            connect_timeout=10)
+    configurations = {
+        "bridge_mappings": {"public": "br-ex"},
+        "tunnel_types": ["vxlan"],
+        "integration_bridge": "br-int",
+        "datapath_type": "system",
+        "ovs_hybrid_plug": False,
+        "ovs_capabilities": {"iface_types": ["internal", "system", "vxlan"]},
+        "l2_population": False,
+    }
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO agents (id, agent_type, \"binary\", topic, host, admin_state_up,"
+            " created_at, started_at, heartbeat_timestamp, description, configurations, load)"
+            " VALUES (%s, 'Open vSwitch agent', 'neutron-openvswitch-agent', 'N/A', %s, true,"
+            " now() at time zone 'utc', now() at time zone 'utc', now() at time zone 'utc',"
+            " 'stand-in: no agent runs (magnum cloud harness)', %s, 0)",
+            (str(uuid.uuid4()), host, json.dumps(configurations)))
+    conn.close()
+
+
 # ---------------------------------------------------------------- keystone
 SERVICES = {
     # name: (catalog type, URL path on the service's port)
     "glance": ("image", ""),
     "nova": ("compute", "/v2.1"),
     "neutron": ("network", ""),
+    "placement": ("placement", ""),
 }
 
 
-def bootstrap(ks_url, glance_port, nova_port, neutron_port):
+def bootstrap(ks_url, glance_port, nova_port, neutron_port, placement_port=None):
     ks = identity.Keystone(ks_url)
     env = os.environ
     admin, service_role = ks.role("admin"), ks.role("service")
@@ -96,8 +134,11 @@ def bootstrap(ks_url, glance_port, nova_port, neutron_port):
     ks.role("reader")
     service = ks.project("service")
     region = env.get("KS_REGION", "RegionOne")
-    ports = {"glance": glance_port, "nova": nova_port, "neutron": neutron_port}
+    ports = {"glance": glance_port, "nova": nova_port, "neutron": neutron_port,
+             "placement": placement_port}
     for name, (stype, path) in SERVICES.items():
+        if ports[name] is None:
+            continue
         user = ks.user(name, env["CLOUD_%s_PASSWORD" % name.upper()], service)
         ks.grant(admin, user, service)
         ks.grant(service_role, user, service)
@@ -186,7 +227,8 @@ def alive(pidfile, started):
 
 PROBES = {"glance": ("image", "/v2/images?limit=1"),
           "nova": ("compute", "/flavors?limit=1"),
-          "neutron": ("network", "/v2.0/networks?limit=1")}
+          "neutron": ("network", "/v2.0/networks?limit=1"),
+          "placement": ("placement", "/resource_providers")}
 
 
 def wait(ks_url, name, pidfile, timeout):
@@ -212,6 +254,27 @@ def wait(ks_url, name, pidfile, timeout):
             last = str(e)
         time.sleep(0.5)
     raise SystemExit("%s did not answer %s within %ss (%s)" % (name, url, timeout, last))
+
+
+def hypervisor(ks_url, pidfile, timeout):
+    """Until nova-compute reports itself up and has its resource provider."""
+    started = time.time()
+    deadline = started + float(timeout)
+    admin = session(ks_url, "admin")
+    last = "no answer"
+    while time.time() < deadline:
+        if not alive(pidfile, started):
+            raise SystemExit("nova-compute: process exited during start-up")
+        _, body = admin.call("compute", "/os-services?binary=nova-compute")
+        up = [s["host"] for s in body.get("services", []) if s.get("state") == "up"]
+        _, rps = admin.call("placement", "/resource_providers")
+        names = [rp["name"] for rp in rps.get("resource_providers", [])]
+        if up and names:
+            print("compute host %s, resource providers %s" % (up[0], names), file=sys.stderr)
+            return
+        last = "services up %s, resource providers %s" % (up, names)
+        time.sleep(1)
+    raise SystemExit("nova-compute not ready within %ss (%s)" % (timeout, last))
 
 
 # ---------------------------------------------------------------- seed
@@ -368,12 +431,16 @@ if __name__ == "__main__":
         createdb(*args)
     elif cmd == "dropdb" and args:
         dropdb(*args)
-    elif cmd == "identity" and len(args) == 4:
+    elif cmd == "ovsagent" and len(args) == 2:
+        ovsagent(*args)
+    elif cmd == "identity" and len(args) in (4, 5):
         bootstrap(*args)
     elif cmd == "unregister" and len(args) >= 1:
         unregister(*args)
     elif cmd == "wait" and len(args) == 4:
         wait(*args)
+    elif cmd == "hypervisor" and len(args) == 3:
+        hypervisor(*args)
     elif cmd == "seed" and len(args) == 1:
         seed(*args)
     elif cmd == "check" and len(args) == 1:

@@ -23,9 +23,9 @@ rss_mib() { # pid: RSS of it and its children, MiB
     done
     echo $((total / 1024))
 }
-for s in $CLOUD_SERVICES; do
+for s in $CLOUD_ALL; do
     f=$CLOUD_STATE/run/$s.pid
-    cloud_pid_alive "$f" && echo "rss $s (gunicorn master + worker): $(rss_mib "$(cat "$f")") MiB"
+    cloud_pid_alive "$f" && echo "rss $s (process + children): $(rss_mib "$(cat "$f")") MiB"
 done
 if cloud_pid_alive "$KEYSTONE_PID_FILE"; then
     echo "rss keystone (gunicorn master + worker): $(rss_mib "$(cat "$KEYSTONE_PID_FILE")") MiB"

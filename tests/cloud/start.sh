@@ -15,7 +15,7 @@ set -euo pipefail
 T0=$SECONDS
 
 RUN=$CLOUD_STATE/run
-for p in $CLOUD_SERVICES; do
+for p in $CLOUD_ALL; do
     if cloud_pid_alive "$RUN/$p.pid"; then
         echo "$p already runs for $CLOUD_STATE (pid $(cat "$RUN/$p.pid")); stop.sh first" >&2
         exit 1
@@ -51,6 +51,7 @@ mkdir -p "$ETC" "$LOG" "$RUN" "$WSGI" "$DATA"/{images,staging,nova,neutron,lock}
 RUN_ID=$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')
 DB_PREFIX=magnum_cloud_$RUN_ID
 DBS="${DB_PREFIX}_glance ${DB_PREFIX}_nova_api ${DB_PREFIX}_nova ${DB_PREFIX}_nova_cell0 ${DB_PREFIX}_neutron"
+[ "$CLOUD_COMPUTE" = 1 ] && DBS="$DBS ${DB_PREFIX}_placement"
 VHOST=magnum-cloud-$RUN_ID
 echo "$DBS" > "$RUN/databases"
 
@@ -83,7 +84,10 @@ free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1",
 GLANCE_PORT=${CLOUD_GLANCE_PORT:-$(free_port)}
 NOVA_PORT=${CLOUD_NOVA_PORT:-$(free_port)}
 NEUTRON_PORT=${CLOUD_NEUTRON_PORT:-$(free_port)}
-IDS=$("$PY" "$CLOUD_HARNESS/cloudctl.py" identity "$KS_URL" "$GLANCE_PORT" "$NOVA_PORT" "$NEUTRON_PORT" \
+PLACEMENT_PORT=
+[ "$CLOUD_COMPUTE" = 1 ] && PLACEMENT_PORT=${CLOUD_PLACEMENT_PORT:-$(free_port)}
+# shellcheck disable=SC2086  # no PLACEMENT_PORT argument without compute
+IDS=$("$PY" "$CLOUD_HARNESS/cloudctl.py" identity "$KS_URL" "$GLANCE_PORT" "$NOVA_PORT" "$NEUTRON_PORT" $PLACEMENT_PORT \
     2>"$LOG/identity.log") || fail "registering the services in Keystone failed:" "$LOG/identity.log"
 echo "$IDS" | sed -n 's/^\([A-Z]*\)_SERVICE_ID=//p' > "$RUN/services"
 cloud_log "keystone ready ($((SECONDS - T0)) s)"
@@ -217,6 +221,22 @@ $(ksa cinder nova "$CLOUD_NOVA_PASSWORD")
 CONF
 
 # ---------------------------------------------------------------- neutron config
+# Without a mechanism driver no port binds, and nova-compute refuses a port
+# whose binding failed. With compute, ML2's real openvswitch driver binds
+# ports on nova-compute's host, because an Open vSwitch agent row says that
+# host has br-int, vxlan tunnels and br-ex for physnet public (cloudctl.py
+# ovsagent; no agent process runs, agent_down_time keeps the row alive).
+# ML2's `test` driver, also in the wheel, is no way out: its unit-test
+# assertions fail on a real update's port binding.
+NEUTRON_MECHANISM_DRIVERS=
+COMPUTE_HOST=magnum-fake-compute
+NEUTRON_AGENT_DOWN_TIME=75
+if [ "$CLOUD_COMPUTE" = 1 ]; then
+    NEUTRON_MECHANISM_DRIVERS=openvswitch
+    # The most oslo.config allows (eventlet's timer limit): the stand-in
+    # agent never beats.
+    NEUTRON_AGENT_DOWN_TIME=2147483
+fi
 cp "$CLOUD_VENV/etc/neutron/api-paste.ini" "$ETC/neutron/api-paste.ini"
 cat > "$ETC/neutron/neutron.conf" <<CONF
 [DEFAULT]
@@ -234,6 +254,7 @@ notify_nova_on_port_status_changes = false
 notify_nova_on_port_data_changes = false
 # No agents run: networks and subnets only, no DHCP scheduling.
 dhcp_agent_notification = false
+agent_down_time = $NEUTRON_AGENT_DOWN_TIME
 
 [database]
 connection = ${PG}_neutron
@@ -241,7 +262,7 @@ connection = ${PG}_neutron
 [ml2]
 type_drivers = flat,vxlan
 project_network_types = vxlan
-mechanism_drivers =
+mechanism_drivers = $NEUTRON_MECHANISM_DRIVERS
 extension_drivers = port_security
 
 [ml2_type_flat]
@@ -260,6 +281,61 @@ $(authtoken neutron "$CLOUD_NEUTRON_PASSWORD")
 
 $(ksa nova neutron "$CLOUD_NEUTRON_PASSWORD")
 CONF
+
+# ---------------------------------------------------------------- compute config
+if [ "$CLOUD_COMPUTE" = 1 ]; then
+    mkdir -p "$ETC/placement" "$DATA/nova/instances"
+    cat > "$ETC/placement/placement.conf" <<CONF
+[DEFAULT]
+debug = false
+log_file = $LOG/placement-api.log
+
+[api]
+auth_strategy = keystone
+
+[placement_database]
+connection = ${PG}_placement
+
+[oslo_concurrency]
+lock_path = $DATA/lock
+
+$(authtoken placement "$CLOUD_PLACEMENT_PASSWORD")
+CONF
+    # nova.conf plus this, for conductor, scheduler and compute (the API
+    # does not read it).
+    cat > "$ETC/nova/nova-services.conf" <<CONF
+[DEFAULT]
+# Nova's in-tree fake virt driver: spawn only records the instance (no
+# image download, no hypervisor); it reports a huge host to placement.
+compute_driver = fake.FakeDriver
+# Neutron is told not to notify Nova (no agents plug anything), so no
+# network-vif-plugged event ever comes: do not wait for one.
+vif_plugging_is_fatal = false
+vif_plugging_timeout = 0
+instances_path = $DATA/nova/instances
+my_ip = 127.0.0.1
+graceful_shutdown_timeout = 5
+# No periodic work beyond what a boot needs.
+heal_instance_info_cache_interval = -1
+
+[conductor]
+workers = 1
+
+[scheduler]
+workers = 1
+# start.sh maps the one compute host (cell_v2 discover_hosts).
+discover_hosts_in_cells_interval = -1
+
+[vnc]
+enabled = false
+
+CONF
+    # The host of the stand-in Open vSwitch agent (cloudctl.py ovsagent).
+    cat > "$ETC/nova/nova-compute.conf" <<CONF
+[DEFAULT]
+host = $COMPUTE_HOST
+CONF
+fi
 
 # ---------------------------------------------------------------- gunicorn entry modules
 # oslo.config parses sys.argv (Nova and Neutron do it explicitly), and
@@ -296,6 +372,15 @@ sys.argv = ["neutron-api"]
 
 from neutron.wsgi.api import application  # noqa: E402,F401
 PYEOF
+cat > "$WSGI/magnum_cloud_placement.py" <<PYEOF
+import os
+import sys
+
+os.environ["OS_PLACEMENT_CONFIG_DIR"] = "$ETC/placement"
+sys.argv = ["placement-api"]
+
+from placement.wsgi.api import application  # noqa: E402,F401
+PYEOF
 
 # ---------------------------------------------------------------- db syncs
 run_logged() { # log-file command...
@@ -313,6 +398,12 @@ run_logged "$LOG/neutron-db-manage.log" "$PY" "$CLOUD_HARNESS/neutron_db_manage.
 NEUTRON_SYNC=$!
 # Nova's API refuses to start without cell mappings: cell0 gets its own
 # database, cell1 is the [database] one (nothing runs in it).
+PLACEMENT_SYNC=
+if [ "$CLOUD_COMPUTE" = 1 ]; then
+    run_logged "$LOG/placement-manage.log" "$CLOUD_VENV/bin/placement-manage" \
+        --config-file "$ETC/placement/placement.conf" db sync &
+    PLACEMENT_SYNC=$!
+fi
 NOVA_OK=true
 {
     run_logged "$LOG/nova-manage.log" "${NM[@]}" api_db sync \
@@ -322,8 +413,15 @@ NOVA_OK=true
         && run_logged "$LOG/nova-manage.log" "${NM[@]}" cell_v2 create_cell --name cell1 \
             --database_connection "${PG}_nova" --transport-url "$TRANSPORT"
 } || NOVA_OK=false
+if [ -n "$PLACEMENT_SYNC" ]; then
+    wait "$PLACEMENT_SYNC" || fail "placement-manage db sync failed:" "$LOG/placement-manage.log"
+fi
 wait "$GLANCE_SYNC" || fail "glance-manage db_sync failed:" "$LOG/glance-manage.log"
 wait "$NEUTRON_SYNC" || fail "neutron-db-manage upgrade heads failed:" "$LOG/neutron-db-manage.log"
+if [ "$CLOUD_COMPUTE" = 1 ]; then
+    "$PY" "$CLOUD_HARNESS/cloudctl.py" ovsagent "${DB_PREFIX}_neutron" "$COMPUTE_HOST" \
+        2>"$LOG/ovsagent.log" || fail "registering the Open vSwitch agent failed:" "$LOG/ovsagent.log"
+fi
 $NOVA_OK || fail "nova-manage failed:" "$LOG/nova-manage.log"
 cloud_log "databases ready ($((SECONDS - T0)) s)"
 
@@ -341,6 +439,7 @@ serve() { # name port
 serve glance "$GLANCE_PORT"
 serve nova "$NOVA_PORT"
 serve neutron "$NEUTRON_PORT"
+[ "$CLOUD_COMPUTE" = 1 ] && serve placement "$PLACEMENT_PORT"
 for s in $CLOUD_SERVICES; do
     "$PY" "$CLOUD_HARNESS/cloudctl.py" wait "$KS_URL" "$s" "$RUN/$s.pid" 120 2>"$LOG/wait-$s.log" || {
         cat "$LOG/wait-$s.log" >&2
@@ -351,6 +450,41 @@ for s in $CLOUD_SERVICES; do
     }
     cloud_log "$s answers ($((SECONDS - T0)) s)"
 done
+
+# ---------------------------------------------------------------- nova services
+if [ "$CLOUD_COMPUTE" = 1 ]; then
+    # Plain background processes (not daemons): stdin and both outputs are
+    # files, so nothing keeps start.sh's caller's pipes open. setsid: a
+    # signal to start.sh's process group does not reach them; stop.sh does.
+    daemon() { # name extra-config...
+        local name=$1
+        shift
+        local args=(--config-file "$ETC/nova/nova.conf" --config-file "$ETC/nova/nova-services.conf")
+        for c in "$@"; do args+=(--config-file "$c"); done
+        setsid "$CLOUD_VENV/bin/$name" "${args[@]}" --log-file "$LOG/$name.log" \
+            </dev/null >>"$LOG/$name.out" 2>&1 &
+        echo $! > "$RUN/$name.pid"
+    }
+    daemon nova-conductor
+    daemon nova-scheduler
+    daemon nova-compute "$ETC/nova/nova-compute.conf"
+    "$PY" "$CLOUD_HARNESS/cloudctl.py" hypervisor "$KS_URL" "$RUN/nova-compute.pid" 120 \
+        2>"$LOG/wait-compute.log" || {
+        cat "$LOG/wait-compute.log" >&2
+        for f in nova-conductor nova-scheduler nova-compute; do
+            echo "--- $f" >&2
+            tail -15 "$LOG/$f.log" "$LOG/$f.out" >&2 2>/dev/null
+        done
+        fail "nova-compute did not come up (logs in $LOG)"
+    }
+    for d in nova-conductor nova-scheduler; do
+        cloud_pid_alive "$RUN/$d.pid" || fail "$d exited:" "$LOG/$d.log"
+    done
+    # The scheduler only places instances on hosts mapped to a cell.
+    run_logged "$LOG/nova-manage.log" "${NM[@]}" cell_v2 discover_hosts --verbose \
+        || fail "nova-manage cell_v2 discover_hosts failed:" "$LOG/nova-manage.log"
+    cloud_log "nova-compute $COMPUTE_HOST up and mapped ($((SECONDS - T0)) s)"
+fi
 
 # ---------------------------------------------------------------- seed
 SEEDED=$("$PY" "$CLOUD_HARNESS/cloudctl.py" seed "$KS_URL" 2>"$LOG/seed.log") \
@@ -364,6 +498,12 @@ SEEDED=$("$PY" "$CLOUD_HARNESS/cloudctl.py" seed "$KS_URL" 2>"$LOG/seed.log") \
     echo "GLANCE_PORT=$GLANCE_PORT"
     echo "NOVA_PORT=$NOVA_PORT"
     echo "NEUTRON_PORT=$NEUTRON_PORT"
+    if [ "$CLOUD_COMPUTE" = 1 ]; then
+        echo "PLACEMENT_PORT=$PLACEMENT_PORT"
+        echo "PLACEMENT_PASSWORD=$CLOUD_PLACEMENT_PASSWORD"
+        echo "COMPUTE_HOST=$COMPUTE_HOST"
+    fi
+    echo "CLOUD_COMPUTE=$CLOUD_COMPUTE"
     echo "GLANCE_PASSWORD=$CLOUD_GLANCE_PASSWORD"
     echo "NOVA_PASSWORD=$CLOUD_NOVA_PASSWORD"
     echo "NEUTRON_PASSWORD=$CLOUD_NEUTRON_PASSWORD"

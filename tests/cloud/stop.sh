@@ -25,7 +25,7 @@ stop_pid() { # name pidfile timeout_s
     cloud_log "$name stopped"
 }
 
-for s in $CLOUD_SERVICES; do
+for s in $CLOUD_ALL; do
     stop_pid "$s" "$RUN/$s.pid" 15 &
 done
 wait
