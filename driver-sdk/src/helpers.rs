@@ -615,7 +615,10 @@ impl StackRef {
     }
 
     /// Creates the stack from `template`, one of `files` (`(name, HOT text)`),
-    /// without rollback so a failed stack can be inspected, as upstream.
+    /// without rollback so a failed stack can be inspected, as upstream. The
+    /// node templates' fragment heredocs are bundled
+    /// ([`crate::user_data::bundle_stack_files`]): Nova refuses user data
+    /// over 64 KiB.
     pub fn create(
         self,
         template: &str,
@@ -623,15 +626,17 @@ impl StackRef {
         parameters: Map<String, Value>,
         timeout_mins: Option<i64>,
     ) -> StackOperation {
+        let mut files = files
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        crate::user_data::bundle_stack_files(&mut files);
         StackOperation {
             action: StackAction::Create,
             target: self.target,
             stack_name: self.name,
             template: template.into(),
-            files: files
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            files,
             parameters,
             disable_rollback: true,
             timeout_mins,
@@ -673,7 +678,8 @@ impl StackRef {
 }
 
 /// The node template of `role`: its file from `node_files` (`(role, file)`)
-/// with that file's text from `templates` (`(file, HOT text)`). An unknown
+/// with that file's text from `templates` (`(file, HOT text)`), its fragments
+/// bundled as in the stacks. An unknown
 /// role is an `Invalid` error on `role` listing the known ones.
 pub fn node_template(
     node_files: &[(&str, &str)],
@@ -691,10 +697,15 @@ pub fn node_template(
         .iter()
         .find(|(name, _)| name == file)
         .map_or("", |(_, text)| *text);
+    // As the stacks have it: fragments bundled (StackRef::create).
+    let files = templates
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     Ok(NodeTemplate {
         role: role.into(),
         file_name: (*file).into(),
-        template: text.into(),
+        template: crate::user_data::bundle_fragments(text, &files),
     })
 }
 

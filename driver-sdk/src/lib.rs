@@ -11,6 +11,8 @@
 //!   bundled Heat drivers share;
 //! - [`node_setup`]: what the nodes download (mirror, versions, checksums),
 //!   their images' registry, proxy and the cloud's CA, as Heat parameters;
+//! - [`user_data`]: the node templates' bootstrap fragments gzipped into the
+//!   user data, which Nova limits to 64 KiB;
 //! - [`heat`]: a [`HeatDriver`](heat::HeatDriver) trait whose provided methods
 //!   make a whole one-stack Heat driver out of its parameters and templates.
 //!
@@ -28,3 +30,4 @@ pub mod helpers;
 pub mod node_setup;
 pub mod rexray;
 pub mod scale;
+pub mod user_data;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use magnum_driver_sdk::{
     serde_json::{Map, Value},
-    StackPlan,
+    user_data, StackPlan,
 };
 use magnum_hot::check::{check, nested_templates, parse_template, Stack};
 use magnum_hot::{
@@ -72,7 +72,23 @@ pub fn user_data(plan: &StackPlan) -> Vec<(String, String)> {
         "the stub cloud failed: {:?}",
         evaluation.failure
     );
-    cloud.servers
+    // What real Nova takes (it refuses longer user data), then the script
+    // as the node runs it: bundles unpacked into the heredocs they stand for.
+    cloud
+        .servers
+        .into_iter()
+        .map(|(name, text)| {
+            let encoded = user_data::base64_len(text.len());
+            assert!(
+                encoded <= user_data::NOVA_USER_DATA_MAX,
+                "{name}: user data is {encoded} bytes base64-encoded; Nova takes at most {}",
+                user_data::NOVA_USER_DATA_MAX
+            );
+            let expanded = user_data::expand_bundles(&text)
+                .unwrap_or_else(|| panic!("{name}: a fragment bundle does not decode"));
+            (name, expanded)
+        })
+        .collect()
 }
 
 #[derive(Default)]

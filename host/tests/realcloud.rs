@@ -150,15 +150,17 @@ struct Cloud {
 
 impl Cloud {
     fn new(h: &Harness, rt: &tokio::runtime::Runtime) -> Self {
+        // First: the Keystone client installs the process's rustls crypto
+        // provider, which reqwest needs.
+        let admin = KeystoneClient::new(h.auth("admin", "KEYSTONE_ADMIN_PASSWORD", "admin"))
+            .expect("admin client");
+        let service = KeystoneClient::new(h.auth("magnum", "KEYSTONE_MAGNUM_PASSWORD", "service"))
+            .expect("service client");
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(60))
             .build()
             .expect("http");
-        let admin = KeystoneClient::new(h.auth("admin", "KEYSTONE_ADMIN_PASSWORD", "admin"))
-            .expect("admin client");
-        let service = KeystoneClient::new(h.auth("magnum", "KEYSTONE_MAGNUM_PASSWORD", "service"))
-            .expect("service client");
         let admin = rt.block_on(admin.service_token()).expect("admin token");
         let service = rt.block_on(service.service_token()).expect("service token");
         Self {
@@ -486,9 +488,10 @@ fn has_rule(
         r["direction"] == "ingress"
             && r["ethertype"] == "IPv4"
             && r["protocol"] == protocol
+            // Neutron stores 1-65535 as no range (null): every port.
             && port.is_none_or(|p| {
-                r["port_range_min"].as_u64().is_some_and(|min| min <= p.into())
-                    && r["port_range_max"].as_u64().is_some_and(|max| max >= p.into())
+                r["port_range_min"].as_u64().unwrap_or(1) <= p.into()
+                    && r["port_range_max"].as_u64().unwrap_or(65535) >= p.into()
             })
             && match remote_group {
                 Some(g) => r["remote_group_id"] == g,

@@ -512,12 +512,14 @@ fn the_cloud_provider_asks_for_a_credential_and_the_nodes_get_it_hidden() {
         assert_eq!(params["AUTH_URL"], "https://keystone.example/v3");
         assert_eq!(params["EXTERNAL_NETWORK"], "public");
     }
-    // Only the masters run the cloud provider's fragment.
+    // Only the masters run the cloud provider's fragment (in the user
+    // data's gzipped bundle).
     let with_fragment = servers
         .iter()
         .filter(|s| {
             s["user_data"]
                 .as_str()
+                .and_then(magnum_driver_sdk::user_data::expand_bundles)
                 .is_some_and(|u| u.contains("65-configure-cloud-provider.sh"))
         })
         .count();
