@@ -39,7 +39,7 @@ struct Heredoc<'a> {
 }
 
 /// The list item of `line` (`- ITEM` at `indent` spaces), if it is one.
-fn item<'a>(line: &'a str, indent: usize) -> Option<&'a str> {
+fn item(line: &str, indent: usize) -> Option<&str> {
     let rest = line.get(indent..)?;
     if !line[..indent].bytes().all(|b| b == b' ') {
         return None;
@@ -59,10 +59,7 @@ fn heredoc<'a>(lines: &[&'a str], at: usize) -> Option<(usize, Heredoc<'a>)> {
     for (offset, next) in lines.iter().enumerate().skip(at + 1) {
         let next = item(next, indent)?;
         if next == FRAGMENT_END {
-            return (!files.is_empty()).then_some((
-                offset - at + 1,
-                Heredoc { start, files },
-            ));
+            return (!files.is_empty()).then_some((offset - at + 1, Heredoc { start, files }));
         }
         files.push(
             next.strip_prefix("{get_file: ")?
@@ -194,10 +191,14 @@ mod tests {
 ";
 
     fn files() -> BTreeMap<String, String> {
-        [("a.sh", "echo a\n"), ("b.sh", "echo b\n"), ("c.sh", "echo c\n")]
-            .into_iter()
-            .map(|(k, v)| (format!("fragments/{k}"), v.to_owned()))
-            .collect()
+        [
+            ("a.sh", "echo a\n"),
+            ("b.sh", "echo b\n"),
+            ("c.sh", "echo c\n"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("fragments/{k}"), v.to_owned()))
+        .collect()
     }
 
     #[test]

@@ -108,7 +108,6 @@ outputs:
   propagate_uplink_status: {value: null}
 "#;
 
-
 fn nodegroup(uuid: &str, name: &str, role: &str, count: i64) -> NodeGroup {
     NodeGroup {
         uuid: uuid.into(),
@@ -182,7 +181,6 @@ fn mapped(plan: StackPlan) -> StackOperation {
     op
 }
 
-
 /// `[heat]` settings mapping Nova/Neutron/Cinder/Octavia types for a Heat
 /// without those services, as an operator would configure magnumd; the
 /// fake port template lives as long as the returned file.
@@ -201,7 +199,6 @@ fn mapped_settings() -> (HeatSettings, tempfile::NamedTempFile) {
     };
     (settings, port_file)
 }
-
 
 #[test]
 fn heat_orchestrator_on_real_heat() {

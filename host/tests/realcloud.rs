@@ -59,6 +59,37 @@ const NONE_TYPES: &[&str] = &[
     "OS::Octavia::HealthMonitor",
 ];
 
+/// The drivers' type for the API load balancer.
+const LB: &str = "Magnum::Optional::Neutron::LBaaS::LoadBalancer";
+/// What Octavia makes in Neutron for a load balancer, and only that: its
+/// VIP port on the VIP subnet (a real port, so the VIP address the workers
+/// are given and the floating IP Neutron associates with it are real). No
+/// listener, pool or health check: those stay `OS::Heat::None`.
+const STAND_IN_LB_FILE: &str = "magnum-test-octavia-vip.yaml";
+const STAND_IN_LB: &str = r#"heat_template_version: 2018-08-31
+description: Octavia's VIP port, without Octavia (tests only)
+parameters:
+  name: {type: string, default: ""}
+  vip_subnet: {type: string}
+  vip_network: {type: string}
+  provider: {type: string, default: ""}
+resources:
+  vip:
+    type: OS::Neutron::Port
+    properties:
+      name: {get_param: name}
+      network: {get_param: vip_network}
+      fixed_ips:
+        - subnet: {get_param: vip_subnet}
+outputs:
+  vip_address:
+    value: {get_attr: [vip, fixed_ips, 0, ip_address]}
+  vip_port_id:
+    value: {get_resource: vip}
+  vip_subnet_id:
+    value: {get_param: vip_subnet}
+"#;
+
 /// The plan's only operation with Cinder and Octavia mapped to
 /// `OS::Heat::None` (added to the driver's own registry, as magnumd's
 /// `[heat] resource_registry` does).
@@ -74,6 +105,25 @@ fn mapped(plan: StackPlan) -> StackOperation {
         .expect("resource_registry is a map");
     for t in NONE_TYPES {
         registry.insert((*t).to_owned(), json!("OS::Heat::None"));
+    }
+    // The load balancer itself becomes its VIP port (see STAND_IN_LB):
+    // the workers reach the API at its address, and its floating IP goes
+    // on that port, as with Octavia.
+    if registry.get(LB) == Some(&json!("OS::Octavia::LoadBalancer")) {
+        registry.insert(LB.into(), json!(STAND_IN_LB_FILE));
+        op.files.insert(STAND_IN_LB_FILE.into(), STAND_IN_LB.into());
+        // A port needs its network, which Octavia finds from the subnet
+        // and HOT cannot: the stand-in alone gets it.
+        let cluster = op
+            .files
+            .get_mut(&op.template)
+            .expect("the cluster template");
+        let subnet = "      vip_subnet: {get_attr: [network, fixed_subnet]}\n";
+        assert!(cluster.contains(subnet), "api_lb's vip_subnet");
+        *cluster = cluster.replace(
+            subnet,
+            &format!("{subnet}      vip_network: {{get_attr: [network, fixed_network]}}\n"),
+        );
     }
     op
 }
@@ -186,7 +236,10 @@ impl Cloud {
             .http
             .request(method.clone(), url)
             .header("X-Auth-Token", token)
-            .header("OpenStack-API-Version", format!("compute {NOVA_MICROVERSION}"));
+            .header(
+                "OpenStack-API-Version",
+                format!("compute {NOVA_MICROVERSION}"),
+            );
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -318,7 +371,10 @@ async fn check_stack(
 
     // Roles by server group: Heat put each server in its nodegroup's group.
     let groups = cloud
-        .get(&format!("{}/os-server-groups?all_projects=true", cloud.nova))
+        .get(&format!(
+            "{}/os-server-groups?all_projects=true",
+            cloud.nova
+        ))
         .await?;
     let stack_groups = ids_of(&resources, "OS::Nova::ServerGroup");
     let mut per_role = [0usize; 2];
@@ -519,7 +575,12 @@ async fn check_gone(cloud: &Cloud, found: &Found) -> Result<usize, String> {
         .servers
         .iter()
         .map(|id| format!("{}/servers/{id}", cloud.nova))
-        .chain(found.ports.iter().map(|id| format!("{}/v2.0/ports/{id}", cloud.neutron)))
+        .chain(
+            found
+                .ports
+                .iter()
+                .map(|id| format!("{}/v2.0/ports/{id}", cloud.neutron)),
+        )
         .chain(
             found
                 .networks
@@ -577,7 +638,11 @@ struct Run<'a> {
 impl Run<'_> {
     /// Creates the stack with its nodes played; the snapshot once Heat is
     /// done (whatever the status).
-    fn create(&mut self, what: &str, op: &StackOperation) -> Result<(String, StackSnapshot), String> {
+    fn create(
+        &mut self,
+        what: &str,
+        op: &StackOperation,
+    ) -> Result<(String, StackSnapshot), String> {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let t = Instant::now();
         let id = self
@@ -598,8 +663,10 @@ impl Run<'_> {
         );
         let snapshot = wait(&self.heat, &mut self.conn, &id);
         let signalled = stop_playing(self.rt, &stop, player);
-        self.times
-            .record(&format!("{what}: create ({signalled} nodes signalled)"), t.elapsed());
+        self.times.record(
+            &format!("{what}: create ({signalled} nodes signalled)"),
+            t.elapsed(),
+        );
         let snapshot = snapshot.ok_or_else(|| format!("stack {id} vanished"))?;
         self.totals.stacks += 1;
         Ok((id, snapshot))
@@ -658,6 +725,14 @@ impl Run<'_> {
     }
 }
 
+/// A stack's status and the start of its reason, for assertion messages:
+/// Nova's and Heat's reasons can quote the whole user data, whose
+/// heat-params hold the wait handle's token and the cluster credential.
+fn brief(s: &StackSnapshot) -> String {
+    let reason: String = s.status_reason.chars().take(300).collect();
+    format!("{} {}: {reason}", s.stack_id, s.status)
+}
+
 fn pod_cidr(op: &StackOperation, parameter: &str) -> Option<String> {
     op.parameters
         .get(parameter)
@@ -708,10 +783,10 @@ fn driver_stacks_on_real_nova_and_neutron() {
 
     // Nothing of any stack is left.
     let servers = rt
-        .block_on(run.cloud.get(&format!(
-            "{}/servers?all_tenants=true",
-            run.cloud.nova
-        )))
+        .block_on(
+            run.cloud
+                .get(&format!("{}/servers?all_tenants=true", run.cloud.nova)),
+        )
         .expect("servers");
     assert_eq!(servers["servers"], json!([]), "servers left in Nova");
 
@@ -755,7 +830,7 @@ fn k8s_single_master_and_nodegroup(run: &mut Run) {
     );
     let op = mapped(driver.create_cluster(&req).expect("create plan"));
     let (id, created) = run.create("k8s 1 master", &op).expect("create");
-    assert_eq!(created.status, "CREATE_COMPLETE", "{created:?}");
+    assert_eq!(created.status, "CREATE_COMPLETE", "{}", brief(&created));
     let mut expect = k8s_expect(&op, 1, 1);
     expect.router_gateway = Some(run.h.get("NET_PUBLIC_ID").to_owned());
     assert!(expect.pod_cidr.is_some(), "{:?}", op.parameters);
@@ -765,7 +840,10 @@ fn k8s_single_master_and_nodegroup(run: &mut Run) {
     let resources = run.resources(&op, &id);
     let (master_sg, master_rules) = run.rules(&resources, "secgroup_kube_master");
     let (minion_sg, minion_rules) = run.rules(&resources, "secgroup_kube_minion");
-    assert!(has_rule(&master_rules, "tcp", Some(6443), None), "{master_rules:?}");
+    assert!(
+        has_rule(&master_rules, "tcp", Some(6443), None),
+        "{master_rules:?}"
+    );
     // Kubelets (10250) and etcd peers between masters, from workers too.
     for (rules, from) in [
         (&master_rules, &master_sg),
@@ -781,8 +859,16 @@ fn k8s_single_master_and_nodegroup(run: &mut Run) {
             "{rules:?}"
         );
     }
-    assert_eq!(open_to_world(&minion_rules), None, "workers open to the world");
-    assert_eq!(open_to_world(&master_rules), None, "masters open to the world");
+    assert_eq!(
+        open_to_world(&minion_rules),
+        None,
+        "workers open to the world"
+    );
+    assert_eq!(
+        open_to_world(&master_rules),
+        None,
+        "masters open to the world"
+    );
 
     // An extra worker nodegroup, as the conductor creates it: with the
     // cluster stack's outputs.
@@ -801,8 +887,10 @@ fn k8s_single_master_and_nodegroup(run: &mut Run) {
     };
     let ng_op = mapped(driver.create_nodegroup(&ng_req).expect("nodegroup plan"));
     assert_ne!(ng_op.stack_name, op.stack_name);
-    let (ng_id, ng) = run.create("k8s nodegroup", &ng_op).expect("create nodegroup");
-    assert_eq!(ng.status, "CREATE_COMPLETE", "{ng:?}");
+    let (ng_id, ng) = run
+        .create("k8s nodegroup", &ng_op)
+        .expect("create nodegroup");
+    assert_eq!(ng.status, "CREATE_COMPLETE", "{}", brief(&ng));
     let ng_expect = Expect {
         master_group: String::new(),
         worker_group: "extra".into(),
@@ -832,10 +920,29 @@ fn k8s_three_masters_behind_a_load_balancer(run: &mut Run) {
     req.template.master_lb_enabled = true;
     let op = mapped(driver.create_cluster(&req).expect("create plan"));
     let (id, created) = run.create("k8s 3 masters + lb", &op).expect("create");
-    assert_eq!(created.status, "CREATE_COMPLETE", "{created:?}");
+    assert_eq!(created.status, "CREATE_COMPLETE", "{}", brief(&created));
     let mut expect = k8s_expect(&op, 3, 1);
     expect.router_gateway = Some(run.h.get("NET_PUBLIC_ID").to_owned());
-    let found = run.check("k8s 3 masters + lb", &op, &id, &expect);
+    let mut found = run.check("k8s 3 masters + lb", &op, &id, &expect);
+    // The API's floating IP is on the load balancer's VIP port, and the
+    // stack's api_address is that floating IP.
+    let resources = run.resources(&op, &id);
+    let vip = id_named(&resources, "vip").expect("the VIP port");
+    let fip = id_named(&resources, "api_lb_floating").expect("the API's floating IP");
+    let shown = run
+        .rt
+        .block_on(
+            run.cloud
+                .get(&format!("{}/v2.0/floatingips/{fip}", run.cloud.neutron)),
+        )
+        .expect("the floating IP");
+    assert_eq!(shown["floatingip"]["port_id"], vip.as_str(), "{shown}");
+    assert_eq!(
+        created.outputs["api_address"],
+        shown["floatingip"]["floating_ip_address"]
+    );
+    found.ports.push(vip);
+    found.floating_ips.push(fip);
     run.delete("k8s 3 masters + lb", &id, &found);
 }
 
@@ -855,16 +962,26 @@ fn k8s_fixed_network(run: &mut Run) {
     req.template.floating_ip_enabled = false;
     let op = mapped(driver.create_cluster(&req).expect("create plan"));
     let (id, created) = run.create("k8s fixed network", &op).expect("create");
-    assert_eq!(created.status, "CREATE_COMPLETE", "{created:?}");
+    assert_eq!(created.status, "CREATE_COMPLETE", "{}", brief(&created));
     let mut expect = k8s_expect(&op, 1, 1);
     expect.network = Some(run.h.get("NET_PRIVATE_ID").to_owned());
     expect.floating_ips = false;
     expect.router_gateway = None;
     let found = run.check("k8s fixed network", &op, &id, &expect);
-    assert!(found.networks.is_empty() && found.routers.is_empty(), "{found:?}");
+    assert!(
+        found.networks.is_empty() && found.routers.is_empty(),
+        "{found:?}"
+    );
     run.delete("k8s fixed network", &id, &found);
     // The seeded network outlives the cluster.
-    assert!(!rt_gone(run, &format!("{}/v2.0/networks/{}", run.cloud.neutron, run.h.get("NET_PRIVATE_ID"))));
+    assert!(!rt_gone(
+        run,
+        &format!(
+            "{}/v2.0/networks/{}",
+            run.cloud.neutron,
+            run.h.get("NET_PRIVATE_ID")
+        )
+    ));
 }
 
 fn rt_gone(run: &Run, url: &str) -> bool {
@@ -885,7 +1002,7 @@ fn swarm_and_mesos(run: &mut Run) {
     req.template.network_driver = Some("flannel".into());
     let op = mapped(swarm.create_cluster(&req).expect("swarm plan"));
     let (id, created) = run.create("swarm-mode", &op).expect("create");
-    assert_eq!(created.status, "CREATE_COMPLETE", "{created:?}");
+    assert_eq!(created.status, "CREATE_COMPLETE", "{}", brief(&created));
     let expect = Expect {
         master_group: "default-master".into(),
         worker_group: "default-worker".into(),
@@ -900,7 +1017,11 @@ fn swarm_and_mesos(run: &mut Run) {
     let found = run.check("swarm-mode", &op, &id, &expect);
     let resources = run.resources(&op, &id);
     let (_, node_rules) = run.rules(&resources, "secgroup_swarm_node");
-    assert_eq!(open_to_world(&node_rules), None, "swarm workers open to the world");
+    assert_eq!(
+        open_to_world(&node_rules),
+        None,
+        "swarm workers open to the world"
+    );
     run.delete("swarm-mode", &id, &found);
 
     let mesos = MesosUbuntuDriver::new(&DriverConfig::new()).expect("driver");
@@ -913,7 +1034,7 @@ fn swarm_and_mesos(run: &mut Run) {
     );
     let op = mapped(mesos.create_cluster(&req).expect("mesos plan"));
     let (id, created) = run.create("mesos", &op).expect("create");
-    assert_eq!(created.status, "CREATE_COMPLETE", "{created:?}");
+    assert_eq!(created.status, "CREATE_COMPLETE", "{}", brief(&created));
     let expect = Expect {
         master_group: "default-master".into(),
         worker_group: "default-worker".into(),
@@ -926,10 +1047,20 @@ fn swarm_and_mesos(run: &mut Run) {
     let found = run.check("mesos", &op, &id, &expect);
     let resources = run.resources(&op, &id);
     let (master_sg, master_rules) = run.rules(&resources, "secgroup_master");
-    assert!(has_rule(&master_rules, "tcp", Some(5050), None), "{master_rules:?}");
-    assert!(has_rule(&master_rules, "tcp", Some(2181), Some(&master_sg)), "{master_rules:?}");
+    assert!(
+        has_rule(&master_rules, "tcp", Some(5050), None),
+        "{master_rules:?}"
+    );
+    assert!(
+        has_rule(&master_rules, "tcp", Some(2181), Some(&master_sg)),
+        "{master_rules:?}"
+    );
     let (_, slave_rules) = run.rules(&resources, "secgroup_slave");
-    assert_eq!(open_to_world(&slave_rules), None, "mesos agents open to the world");
+    assert_eq!(
+        open_to_world(&slave_rules),
+        None,
+        "mesos agents open to the world"
+    );
     run.delete("mesos", &id, &found);
 }
 
@@ -959,14 +1090,15 @@ fn broken_on_purpose(run: &mut Run) {
     let message = match run.create("broken: property name", &op) {
         Err(rejected) => rejected,
         Ok((id, failed)) => {
-            assert_eq!(failed.status, "CREATE_FAILED", "{failed:?}");
+            assert_eq!(failed.status, "CREATE_FAILED", "{}", brief(&failed));
             run.heat.delete(&mut run.conn, &id).expect("delete");
             assert_eq!(wait(&run.heat, &mut run.conn, &id), None);
             failed.status_reason
         }
     };
-    eprintln!("  bad property name fails as: {message}");
-    assert!(message.contains("fixed_ip"), "{message}");
+    let shown: String = message.chars().take(300).collect();
+    eprintln!("  bad property name fails as: {shown}");
+    assert!(message.contains("fixed_ip"), "{shown}");
 
     // The workers' ports without allowed_address_pairs: Neutron takes
     // them, the check names the port.
@@ -981,12 +1113,16 @@ fn broken_on_purpose(run: &mut Run) {
     req.template.fixed_subnet = Some("private-subnet".into());
     req.template.floating_ip_enabled = false;
     let mut op = mapped(driver.create_cluster(&req).expect("create plan"));
-    let worker = op.files.get_mut("worker.yaml").expect("worker.yaml in the plan");
-    let pairs = "      allowed_address_pairs:\n        - ip_address: {get_param: pod_network_cidr}\n";
+    let worker = op
+        .files
+        .get_mut("worker.yaml")
+        .expect("worker.yaml in the plan");
+    let pairs =
+        "      allowed_address_pairs:\n        - ip_address: {get_param: pod_network_cidr}\n";
     assert!(worker.contains(pairs), "{worker}");
     *worker = worker.replace(pairs, "");
     let (id, created) = run.create("broken: no address pair", &op).expect("create");
-    assert_eq!(created.status, "CREATE_COMPLETE", "{created:?}");
+    assert_eq!(created.status, "CREATE_COMPLETE", "{}", brief(&created));
     let mut expect = k8s_expect(&op, 1, 1);
     expect.network = Some(run.h.get("NET_PRIVATE_ID").to_owned());
     expect.floating_ips = false;
@@ -998,7 +1134,10 @@ fn broken_on_purpose(run: &mut Run) {
         .block_on(check_stack(&run.cloud, &op.stack_name, &id, &expect))
         .expect_err("a port without its address pair must fail the check");
     eprintln!("  missing address pair fails as: {err}");
-    assert!(err.contains(&worker_port) && err.contains("address pair"), "{err}");
+    assert!(
+        err.contains(&worker_port) && err.contains("address pair"),
+        "{err}"
+    );
     let mut found = Found {
         servers: ids_of(&resources, "OS::Nova::Server"),
         ports: vec![worker_port],
