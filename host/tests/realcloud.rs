@@ -988,12 +988,14 @@ fn rt_gone(run: &Run, url: &str) -> bool {
     run.rt.block_on(run.cloud.gone(url)).expect("GET")
 }
 
-/// Swarm mode (flannel: the pod network as an address pair) and Mesos, one
+/// Swarm (flannel: the pod network as an address pair) and Mesos, one
 /// master and one worker each.
 fn swarm_and_mesos(run: &mut Run) {
     let swarm = SwarmFedoraAtomicDriver::new(&DriverConfig::new()).expect("driver");
+    // Classic Swarm: its flannel network (swarm-mode has Docker's own
+    // overlay, and no address pairs) is what needs the pair.
     let mut req = request(
-        "swarm-mode",
+        "swarm",
         "rc-swarm",
         "cccccccc-2222-0000-0000-000000000004",
         1,
@@ -1001,7 +1003,7 @@ fn swarm_and_mesos(run: &mut Run) {
     );
     req.template.network_driver = Some("flannel".into());
     let op = mapped(swarm.create_cluster(&req).expect("swarm plan"));
-    let (id, created) = run.create("swarm-mode", &op).expect("create");
+    let (id, created) = run.create("swarm", &op).expect("create");
     assert_eq!(created.status, "CREATE_COMPLETE", "{}", brief(&created));
     let expect = Expect {
         master_group: "default-master".into(),
@@ -1014,7 +1016,7 @@ fn swarm_and_mesos(run: &mut Run) {
         ..Default::default()
     };
     assert!(expect.pod_cidr.is_some(), "{:?}", op.parameters);
-    let found = run.check("swarm-mode", &op, &id, &expect);
+    let found = run.check("swarm", &op, &id, &expect);
     let resources = run.resources(&op, &id);
     let (_, node_rules) = run.rules(&resources, "secgroup_swarm_node");
     assert_eq!(
@@ -1022,7 +1024,7 @@ fn swarm_and_mesos(run: &mut Run) {
         None,
         "swarm workers open to the world"
     );
-    run.delete("swarm-mode", &id, &found);
+    run.delete("swarm", &id, &found);
 
     let mesos = MesosUbuntuDriver::new(&DriverConfig::new()).expect("driver");
     let req = request(
