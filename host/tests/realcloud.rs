@@ -3,7 +3,8 @@
 //! with `CLOUD_COMPUTE=1` (placement, nova-conductor, nova-scheduler,
 //! nova-compute with Nova's fake virt driver, Neutron binding ports) share
 //! one Keystone. Only Cinder and Octavia, which do not run here, are mapped
-//! to `OS::Heat::None`. Servers, server groups, networks, subnets, routers,
+//! to `OS::Heat::None`, except Octavia's VIP port, which a stand-in makes in
+//! Neutron (see [`STAND_IN_LB`]). Servers, server groups, networks, subnets, routers,
 //! ports, security groups and floating IPs are made by Nova and Neutron,
 //! which judge every property; the outcome is then read back from them
 //! (servers per role and their user data, ports and address pairs, rules,
