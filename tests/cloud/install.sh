@@ -12,7 +12,8 @@ STAMP=$CLOUD_VENV/.magnum-harness-stamp
 want=$(cloud_stamp_want)
 ready() { [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] \
     && [ -x "$CLOUD_VENV/bin/glance-manage" ] && [ -x "$CLOUD_VENV/bin/nova-manage" ] \
-    && [ -x "$CLOUD_VENV/bin/neutron-db-manage" ] && [ -x "$CLOUD_VENV/bin/gunicorn" ]; }
+    && [ -x "$CLOUD_VENV/bin/neutron-db-manage" ] && [ -x "$CLOUD_VENV/bin/placement-manage" ] \
+    && [ -x "$CLOUD_VENV/bin/gunicorn" ]; }
 ready && exit 0
 
 PY=${CLOUD_PYTHON:-python3}
@@ -40,6 +41,21 @@ fi
 # shellcheck disable=SC2086  # CLOUD_PACKAGES is a list
 timeout 900 "$CLOUD_VENV/bin/pip" install -q --disable-pip-version-check \
     -c "$CLOUD_HARNESS/constraints.txt" $CLOUD_PACKAGES
+# An install killed midway leaves packages pip counts as installed without
+# their console scripts (seen: nova without nova-manage); pip then skips
+# them for good, so they are installed again over themselves.
+missing() {
+    for b in glance-manage nova-manage neutron-db-manage placement-manage gunicorn; do
+        [ -x "$CLOUD_VENV/bin/$b" ] || printf '%s ' "$b"
+    done
+}
+if [ -n "$(missing)" ]; then
+    cloud_log "console scripts missing ($(missing)): an interrupted install; reinstalling the packages"
+    # shellcheck disable=SC2086
+    timeout 900 "$CLOUD_VENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps \
+        -c "$CLOUD_HARNESS/constraints.txt" $CLOUD_PACKAGES
+    [ -z "$(missing)" ] || { echo "still missing after a reinstall: $(missing)" >&2; exit 1; }
+fi
 "$CLOUD_VENV/bin/pip" check >/dev/null
 echo "$want" > "$STAMP"
 cloud_log "installed in $((SECONDS - T0)) s"
