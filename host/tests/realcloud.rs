@@ -697,7 +697,21 @@ impl Run<'_> {
     fn delete(&mut self, what: &str, id: &str, found: &Found) {
         let t = Instant::now();
         self.heat.delete(&mut self.conn, id).expect("delete");
-        let after = wait(&self.heat, &mut self.conn, id);
+        let mut after = wait(&self.heat, &mut self.conn, id);
+        // A service's 500 during the delete (seen: Keystone, on SQLite,
+        // deleting a wait condition handle's user on a loaded machine) is
+        // what an operator answers by deleting again; once, and said.
+        if let Some(failed) = after
+            .as_ref()
+            .filter(|s| s.status == "DELETE_FAILED" && s.status_reason.contains("(HTTP 500)"))
+        {
+            eprintln!(
+                "  {what}: DELETE_FAILED on a service's 500, deleting again: {}",
+                failed.status_reason
+            );
+            self.heat.delete(&mut self.conn, id).expect("delete again");
+            after = wait(&self.heat, &mut self.conn, id);
+        }
         assert!(
             after.is_none(),
             "{what}: the deleted stack is still there: {after:?}"
