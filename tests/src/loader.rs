@@ -11,6 +11,23 @@ use magnum_host::plugins::{
 
 use crate::support::*;
 
+/// A cluster request of `node_count` nodes for the fake driver.
+fn fake_request(node_count: i64) -> ClusterRequest {
+    ClusterRequest {
+        template: ClusterTemplate {
+            coe: "fake".into(),
+            ..Default::default()
+        },
+        cluster: Cluster {
+            name: "c1".into(),
+            uuid: "0b1f6a52-3c1d-4e7a-9f0b-2d6c8e4a5b01".into(),
+            node_count,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 fn manifest_for(name: &str, library: &Path, config: &[(&str, &str)]) -> Manifest {
     Manifest {
         name: name.into(),
@@ -243,19 +260,7 @@ fn a_panic_in_an_operation_is_an_error_for_that_operation_only() {
     let registry = Registry::load(plugins).unwrap();
     let driver = registry.get("fake").expect("fake loads");
 
-    let req = ClusterRequest {
-        template: ClusterTemplate {
-            coe: "fake".into(),
-            ..Default::default()
-        },
-        cluster: Cluster {
-            name: "c1".into(),
-            uuid: "0b1f6a52-3c1d-4e7a-9f0b-2d6c8e4a5b01".into(),
-            node_count: 2,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let req = fake_request(2);
     for _ in 0..3 {
         let err = driver.create_cluster(&req).expect_err("scripted panic");
         assert_eq!(err.kind, ErrorKind::PANICKED);
@@ -426,19 +431,7 @@ fn a_driver_that_stops_answering_is_cut_off_at_its_deadline() {
     driver.set_deadline(std::time::Duration::from_millis(300));
     let data = dir.path().join("var");
     driver.report_health_in(magnum_host::plugins::health_dir(&data));
-    let req = ClusterRequest {
-        template: ClusterTemplate {
-            coe: "fake".into(),
-            ..Default::default()
-        },
-        cluster: Cluster {
-            name: "c1".into(),
-            uuid: "0b1f6a52-3c1d-4e7a-9f0b-2d6c8e4a5b01".into(),
-            node_count: 2,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let req = fake_request(2);
     for n in 1..=3 {
         let started = std::time::Instant::now();
         let err = driver.create_cluster(&req).expect_err("past its deadline");
@@ -529,19 +522,7 @@ fn a_reload_replaces_only_what_changed_and_old_instances_keep_working() {
     ));
     let before = Registry::load(&plugins).unwrap();
     let old_fake = before.get("fake").cloned().expect("fake loads");
-    let req = ClusterRequest {
-        template: ClusterTemplate {
-            coe: "fake".into(),
-            ..Default::default()
-        },
-        cluster: Cluster {
-            name: "c1".into(),
-            uuid: "0b1f6a52-3c1d-4e7a-9f0b-2d6c8e4a5b01".into(),
-            node_count: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let req = fake_request(1);
     old_fake
         .create_cluster(&req)
         .expect("the first instance plans");
