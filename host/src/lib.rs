@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod files;
+pub mod import;
 pub mod jobs;
 pub mod keystone;
 pub mod metrics;

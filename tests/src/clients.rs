@@ -24,7 +24,7 @@ fn clients_dir() -> PathBuf {
 }
 
 /// The venv's directory, or why there is none.
-fn client_venv() -> Result<PathBuf, String> {
+pub(crate) fn client_venv() -> Result<PathBuf, String> {
     let out = output_within(
         Command::new("bash").arg(clients_dir().join("setup-venv.sh")),
         Duration::from_secs(15 * 60),

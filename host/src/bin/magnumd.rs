@@ -110,6 +110,22 @@ enum DbCommand {
     Upgrade,
     /// Print the schema version (the latest applied migration), or "none".
     Version,
+    /// Adopt an upstream Magnum database (Magnum 2023.1 through 23.0.0):
+    /// cluster templates, clusters with their nodegroups, stacks and
+    /// trusts, quotas, federations and the certificates upstream keeps in
+    /// its `x509keypair` table, keeping uuids. Rows already here are left
+    /// alone, so a second run imports nothing. Prints what it did and every
+    /// row it left out with the reason.
+    Import {
+        /// The upstream database: mysql://USER[:PASSWORD]@HOST[:PORT]/DB
+        /// (oslo's mysql+pymysql://… as in magnum.conf is accepted) or
+        /// postgresql://….
+        #[arg(long)]
+        from: String,
+        /// Report what would be imported; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -248,6 +264,17 @@ fn db_command(config: &Config, command: DbCommand) -> anyhow::Result<()> {
         DbCommand::Version => {
             let version = db::schema_version(&mut conn)?;
             println!("{}", version.as_deref().unwrap_or("none"));
+        }
+        DbCommand::Import { from, dry_run } => {
+            db::prepare_for_serve(&mut conn)?;
+            // The drivers decide which imported cluster this service can
+            // operate; the sealing key is the one `serve` uses.
+            let registry = magnum_host::plugins::registry::Registry::load(&config.plugins_dir)?;
+            let authority =
+                magnum_host::certs::Authority::load(config.certificates.clone(), &config.data_dir)?;
+            let report =
+                magnum_host::import::run(&mut conn, &from, &registry, &authority, dry_run)?;
+            print!("{}", report.render());
         }
     }
     Ok(())
