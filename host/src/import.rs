@@ -1,6 +1,9 @@
 //! `magnumd db import --from URL`: adopts the database of an upstream Magnum
 //! (schema of Magnum 2023.1 / 16.0.0 through 23.0.0, read from its
-//! `alembic_version`) on MariaDB/MySQL or PostgreSQL.
+//! `alembic_version`) on MariaDB/MySQL. Only there: upstream's own
+//! migrations fail on PostgreSQL (`UPDATE nodegroup INNER JOIN cluster …` in
+//! magnum/db/sqlalchemy/alembic/versions/c04e925e65c2_nodegroups_v2.py and
+//! 461d798132c7), so no upstream database lives anywhere else.
 //!
 //! Brought in, keeping uuids, stacks and (before Magnum 2024.2 dropped them)
 //! trusts, so this conductor takes the clusters over: cluster templates,
@@ -27,7 +30,6 @@ use std::str::FromStr;
 use chrono::NaiveDateTime;
 use diesel::{
     mysql::MysqlConnection,
-    pg::PgConnection,
     prelude::*,
     sql_types::{Bool, Integer, Nullable, Text, Timestamp},
 };
@@ -67,7 +69,8 @@ const KNOWN_REVISIONS: [(&str, &str); 4] = [
 pub enum ImportError {
     #[error(
         "unsupported source URL '{0}': use mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE \
-         (oslo's mysql+pymysql:// is accepted) or postgresql://…"
+         (oslo's mysql+pymysql:// as in magnum.conf is accepted); upstream Magnum's \
+         migrations run on MariaDB/MySQL only"
     )]
     UnsupportedUrl(String),
     #[error("cannot connect to the upstream database at {url}: {reason}")]
@@ -193,49 +196,37 @@ const TABLES: [&str; 6] = [
     "certificate",
 ];
 
-/// The upstream database, read through diesel's own connection types.
-enum Source {
-    Mysql(MysqlConnection),
-    Pg(PgConnection),
-}
-
 macro_rules! load {
     ($src:expr, $ty:ty, $sql:expr) => {
-        match $src {
-            Source::Mysql(c) => diesel::sql_query($sql).load::<$ty>(c),
-            Source::Pg(c) => diesel::sql_query($sql).load::<$ty>(c),
-        }
-        .map_err(ImportError::Read)
+        diesel::sql_query($sql)
+            .load::<$ty>($src)
+            .map_err(ImportError::Read)
     };
 }
 
-/// The source URL as diesel takes it: oslo.db's dialect+driver schemes
-/// (`mysql+pymysql://`, `postgresql+psycopg2://`) become plain ones, and
-/// oslo's `charset` parameter, which diesel's MySQL URL parser does not
-/// know, is dropped (diesel speaks utf8mb4).
-fn source_url(url: &str) -> Result<(bool, String), ImportError> {
+/// The source URL as diesel takes it: oslo.db's dialect+driver scheme
+/// (`mysql+pymysql://`) becomes a plain one, and oslo's `charset`
+/// parameter, which diesel's URL parser does not know, is dropped (diesel
+/// speaks utf8mb4).
+fn source_url(url: &str) -> Result<String, ImportError> {
     let url = url.trim();
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| ImportError::UnsupportedUrl(redact(url)))?;
-    let dialect = scheme.split('+').next().unwrap_or_default();
-    let mysql = match dialect {
-        "mysql" | "mariadb" => true,
-        "postgres" | "postgresql" => false,
-        _ => return Err(ImportError::UnsupportedUrl(redact(url))),
-    };
+    if !matches!(scheme.split('+').next(), Some("mysql" | "mariadb")) {
+        return Err(ImportError::UnsupportedUrl(redact(url)));
+    }
     let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
     let kept: Vec<&str> = query
         .split('&')
         .filter(|p| !p.is_empty() && !p.starts_with("charset="))
         .collect();
-    let scheme = if mysql { "mysql" } else { "postgresql" };
-    let mut out = format!("{scheme}://{base}");
+    let mut out = format!("mysql://{base}");
     if !kept.is_empty() {
         out.push('?');
         out.push_str(&kept.join("&"));
     }
-    Ok((mysql, out))
+    Ok(out)
 }
 
 /// The URL with any password replaced by `***`.
@@ -254,19 +245,14 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn connect(url: &str) -> Result<(Source, String), ImportError> {
-    let (mysql, url) = source_url(url)?;
+fn connect(url: &str) -> Result<(MysqlConnection, String), ImportError> {
+    let url = source_url(url)?;
     let shown = redact(&url);
-    let source = if mysql {
-        MysqlConnection::establish(&url).map(Source::Mysql)
-    } else {
-        PgConnection::establish(&url).map(Source::Pg)
-    }
-    .map_err(|e| ImportError::Connect {
+    let conn = MysqlConnection::establish(&url).map_err(|e| ImportError::Connect {
         url: shown.clone(),
         reason: e.to_string().trim_end().to_owned(),
     })?;
-    Ok((source, shown))
+    Ok((conn, shown))
 }
 
 #[derive(QueryableByName)]
@@ -803,7 +789,7 @@ struct Upstream {
     keypairs: BTreeMap<String, UpKeyPair>,
 }
 
-fn read(source: &mut Source, revision: &str) -> Result<Upstream, ImportError> {
+fn read(source: &mut MysqlConnection, revision: &str) -> Result<Upstream, ImportError> {
     let index = KNOWN_REVISIONS
         .iter()
         .position(|(r, _)| *r == revision)
@@ -1339,14 +1325,19 @@ mod tests {
     fn oslo_urls_become_diesel_urls() {
         assert_eq!(
             source_url("mysql+pymysql://magnum:pw@db:3306/magnum?charset=utf8").unwrap(),
-            (true, "mysql://magnum:pw@db:3306/magnum".to_owned())
+            "mysql://magnum:pw@db:3306/magnum"
         );
         assert_eq!(
-            source_url("postgresql+psycopg2://m@db/magnum?sslmode=require").unwrap(),
-            (false, "postgresql://m@db/magnum?sslmode=require".to_owned())
+            source_url("mysql://m@db/magnum?charset=utf8&ssl_mode=required").unwrap(),
+            "mysql://m@db/magnum?ssl_mode=required"
         );
-        let err = source_url("sqlite:///var/lib/magnum.db").unwrap_err();
-        assert!(err.to_string().contains("unsupported source URL"), "{err}");
+        for other in [
+            "postgresql+psycopg2://m@db/magnum",
+            "sqlite:///var/lib/magnum.db",
+        ] {
+            let err = source_url(other).unwrap_err();
+            assert!(err.to_string().contains("MariaDB/MySQL only"), "{err}");
+        }
         assert_eq!(
             redact("mysql://magnum:secret@db/magnum"),
             "mysql://magnum:***@db/magnum"

@@ -118,8 +118,7 @@ enum DbCommand {
     /// row it left out with the reason.
     Import {
         /// The upstream database: mysql://USER[:PASSWORD]@HOST[:PORT]/DB
-        /// (oslo's mysql+pymysql://… as in magnum.conf is accepted) or
-        /// postgresql://….
+        /// (oslo's mysql+pymysql://… as in magnum.conf is accepted).
         #[arg(long)]
         from: String,
         /// Report what would be imported; write nothing.
