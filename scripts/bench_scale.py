@@ -8,9 +8,15 @@ Runs `magnumd serve` (API only, [conductor] in_process = false) and a separate
 `magnumd conductor` process on the same SQLite database, so the conductor's
 CPU is measured on its own. Every loop is bounded in count and time.
 
-Usage: bench_scale.py --bin target/release --plugins DIR [--clusters N]
+Creates come from --clients concurrent clients (16 by default), each on its
+own keep-alive connection. Apart from the zero boot time, the quota and the
+health interval, the configuration is magnumd's default (CA keys included)
+unless --key-algorithm or --concurrency say otherwise. The database size is
+the SQLite file plus its WAL and shared-memory files, per cluster.
+
+Usage: bench_scale.py --bin target/release --plugins DIR [--clusters N] [--clients N]
 """
-import argparse, http.client, json, os, shutil, sqlite3, subprocess, sys, tempfile, time
+import argparse, http.client, json, os, shutil, sqlite3, subprocess, sys, tempfile, threading, time
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -52,8 +58,11 @@ def main():
     ap.add_argument("--health-interval", type=int, default=600,
                     help="[conductor] health_interval_seconds; below --idle-seconds the idle "
                          "figure includes health passes over every complete cluster")
-    ap.add_argument("--key-algorithm", default="rsa-2048", choices=["rsa-2048", "ecdsa-p256"],
-                    help="the clusters' CA keys ([certificates] key_algorithm)")
+    ap.add_argument("--key-algorithm", choices=["rsa-2048", "ecdsa-p256"],
+                    help="the clusters' CA keys ([certificates] key_algorithm; default: magnumd's)")
+    ap.add_argument("--clients", type=int, default=16, help="concurrent API clients")
+    ap.add_argument("--concurrency", type=int,
+                    help="[conductor] concurrency (default: magnumd's)")
     a = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="magnum-scale-")
@@ -62,8 +71,9 @@ def main():
         f.write(
             "[local]\nboot_seconds = 0.0\ndelete_seconds = 0.0\nfloating_ip_cidr = \"127.128.0.0/9\"\n"
             "[api]\nmax_clusters_per_project = 1000000\n"
-            f"[conductor]\nin_process = false\nconcurrency = 4\nhealth_interval_seconds = {a.health_interval}\n"
-            f"[certificates]\nkey_algorithm = \"{a.key_algorithm}\"\n"
+            f"[conductor]\nin_process = false\nhealth_interval_seconds = {a.health_interval}\n"
+            + (f"concurrency = {a.concurrency}\n" if a.concurrency else "")
+            + (f"[certificates]\nkey_algorithm = \"{a.key_algorithm}\"\n" if a.key_algorithm else "")
         )
     common = ["--config", cfg, "--plugins-dir", a.plugins, "--data-dir", os.path.join(work, "var")]
     log = open(os.path.join(work, "magnumd.log"), "w")
@@ -84,9 +94,22 @@ def main():
         assert status == 201, (status, body)
         conductor = start([os.path.join(a.bin, "magnumd"), *common, "conductor"], log)
         t0 = time.time()
-        for i in range(a.clusters):
-            status, body = request(conn, "POST", "/v1/clusters", {"name": f"c{i}", "cluster_template_id": "k8s", "node_count": 1})
-            assert status == 202, (i, status, body)
+        errors = []
+
+        def client(k):
+            c = http.client.HTTPConnection("127.0.0.1", a.port, timeout=60)
+            for i in range(k, a.clusters, a.clients):
+                status, body = request(c, "POST", "/v1/clusters", {"name": f"c{i}", "cluster_template_id": "k8s", "node_count": 1})
+                if status != 202:
+                    errors.append((i, status, body))
+                    return
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(a.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=a.timeout)
+        assert not errors, errors[:3]
         t_api = time.time() - t0
         done = 0
         deadline = t0 + a.timeout
@@ -106,14 +129,17 @@ def main():
         time.sleep(a.idle_seconds)
         cpu_idle = cpu_seconds(conductor.pid) - cpu_busy
         api_rss = rss_mib(api.pid)
-        print(f"clusters                      {a.clusters} (CA keys {a.key_algorithm})")
+        print(f"clusters                      {a.clusters} (CA keys {a.key_algorithm or 'default'}, {a.clients} clients)")
         print(f"CREATE_COMPLETE               {done}  (failed {failed})")
         print(f"API accepted all creates in   {t_api:.1f} s ({a.clusters / t_api:.0f} creates/s)")
         print(f"all terminal after            {t_all:.1f} s (from the first create)")
         print(f"conductor CPU                 {cpu_busy:.1f} s = {1000 * cpu_busy / a.clusters:.2f} ms per cluster")
         print(f"conductor RSS                 {rss:.0f} MiB (API process {api_rss:.0f} MiB)")
         print(f"conductor idle CPU            {cpu_idle:.2f} s over {a.idle_seconds} s with every cluster complete ({100 * cpu_idle / a.idle_seconds:.2f}% of a core; health interval {a.health_interval} s)")
-        print(f"database                      {os.path.getsize(os.path.join(work, 'var', 'magnum.sqlite')) / 2**20:.0f} MiB")
+        db.close()
+        base = os.path.join(work, "var", "magnum.sqlite")
+        size = sum(os.path.getsize(base + sfx) for sfx in ("", "-wal", "-shm") if os.path.exists(base + sfx))
+        print(f"database                      {size / 2**20:.0f} MiB with WAL = {size / a.clusters / 1024:.1f} KiB per cluster")
         return 0 if done == a.clusters else 1
     finally:
         for p in (conductor, api):

@@ -50,11 +50,23 @@ pub const KEY_FILE: &str = "certificate.key";
 /// Prefix of sealed values (format version).
 const SEALED_PREFIX: &str = "aesgcm1:";
 
+/// The key type of new cluster CAs and of Magnum's client certificate.
+///
+/// ECDSA P-256 is the default: a key costs about 80 µs against 190 ms for
+/// RSA 2048 (four per TLS cluster), and it is stronger (128-bit against
+/// 112-bit security). Everything a cluster runs accepts it: Kubernetes
+/// (API server, kubelet, service-account tokens, kubeadm's own
+/// `ECDSA-P256`), etcd, Docker/swarm and Mesos (Go's crypto and OpenSSL
+/// 1.0+), and the clients' RSA CSRs are signed by an ECDSA CA like any
+/// other. RSA 2048 stays for a site whose tooling insists on RSA CAs; a CA
+/// imported from upstream stays RSA either way, since signing uses the
+/// CA's own key type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum KeyAlgorithm {
     /// RSA 2048, exponent 65537: upstream's `[x509] rsa_key_size` default.
     #[serde(rename = "rsa-2048")]
     Rsa2048,
+    /// NIST P-256 with SHA-256 signatures (the default).
     #[serde(rename = "ecdsa-p256")]
     EcdsaP256,
 }
@@ -84,7 +96,7 @@ pub struct CertificateConfig {
 impl Default for CertificateConfig {
     fn default() -> Self {
         Self {
-            key_algorithm: KeyAlgorithm::Rsa2048,
+            key_algorithm: KeyAlgorithm::EcdsaP256,
             validity_days: 1825,
             key_file: None,
             key: None,
