@@ -29,7 +29,7 @@ pub struct FileConfig {
     /// Append the log to this file instead of stderr; reopened on SIGHUP,
     /// so logrotate may move it away (no `copytruncate` needed).
     pub log_file: Option<PathBuf>,
-    /// `sqlite://PATH` or `postgres://USER@HOST/DB`.
+    /// `sqlite://PATH`, `postgres://USER@HOST/DB` or `mysql://USER@HOST/DB`.
     pub database_url: Option<String>,
     /// Timeouts of database connections (outages answer 503 in seconds).
     #[serde(default)]

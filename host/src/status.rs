@@ -9,6 +9,7 @@ use diesel::{
     backend::Backend,
     deserialize::{self, FromSql, FromSqlRow},
     expression::AsExpression,
+    mysql::Mysql,
     pg::Pg,
     serialize::{self, IsNull, Output, ToSql},
     sql_types::Text,
@@ -164,6 +165,12 @@ impl ToSql<Text, Pg> for Status {
     }
 }
 
+impl ToSql<Text, Mysql> for Status {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Mysql>) -> serialize::Result {
+        <str as ToSql<Text, Mysql>>::to_sql(self.as_str(), &mut out.reborrow())
+    }
+}
+
 impl ToSql<Text, Sqlite> for Status {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
         out.set_value(self.as_str());
@@ -171,7 +178,7 @@ impl ToSql<Text, Sqlite> for Status {
     }
 }
 
-/// The backend of [`crate::db::DbConnection`] (SQLite or PostgreSQL, chosen
+/// The backend of [`crate::db::DbConnection`] (SQLite, PostgreSQL or MySQL, chosen
 /// at run time): it binds the value through the real backend's impl above.
 type Multi = <crate::db::DbConnection as diesel::Connection>::Backend;
 

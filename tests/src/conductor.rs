@@ -318,6 +318,7 @@ conductor_test!(
         let earlier = match app.db.backend() {
             magnum_host::db::Backend::Sqlite => "datetime(created_at, '-6 minutes')",
             magnum_host::db::Backend::Postgres => "created_at - INTERVAL '6 minutes'",
+            magnum_host::db::Backend::Mysql => "created_at - INTERVAL 6 MINUTE",
         };
         app.sql(&format!(
             "UPDATE cluster SET created_at = {earlier} WHERE uuid = '{uuid}'"

@@ -215,7 +215,7 @@ pub fn lookup(conn: &mut DbConnection, ctx: &Ctx, ident: &str) -> ApiResult<Clus
 /// changed it since the first read).
 pub fn lookup_for_update(conn: &mut DbConnection, ctx: &Ctx, ident: &str) -> ApiResult<Cluster> {
     let found = lookup(conn, ctx, ident)?;
-    if matches!(conn, DbConnection::Pg(_)) {
+    if db::has_row_locks(conn) {
         db::lock_row(conn, "cluster", &found.uuid)?;
         return Ok(Cluster::find_by_uuid(conn, &found.uuid)?);
     }

@@ -33,9 +33,10 @@ struct Cli {
     /// Directory of driver manifests [default: plugins.d].
     #[arg(long, global = true, env = "MAGNUM_PLUGINS_DIR", value_name = "DIR")]
     plugins_dir: Option<PathBuf>,
-    /// Database: sqlite://PATH (or a plain file path) or
-    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
-    /// [default: sqlite://<data dir>/magnum.sqlite].
+    /// Database: sqlite://PATH (or a plain file path),
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE or
+    /// mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE (MariaDB 10.6+, MySQL
+    /// 8.0.13+) [default: sqlite://<data dir>/magnum.sqlite].
     #[arg(
         long,
         global = true,
@@ -52,9 +53,9 @@ struct Cli {
 enum Command {
     /// Load the enabled drivers from the plugins directory and serve the API.
     ///
-    /// A SQLite database is created or migrated first. A PostgreSQL schema
-    /// is only checked: if it is behind this binary, serve refuses to start
-    /// (run `magnumd db upgrade` as a release step).
+    /// A SQLite database is created or migrated first. A PostgreSQL or
+    /// MariaDB/MySQL schema is only checked: if it is behind this binary,
+    /// serve refuses to start (run `magnumd db upgrade` as a release step).
     ///
     /// Runs a conductor in the same process (unless `[conductor]
     /// in_process = false`), driving clusters through the `local`
@@ -66,7 +67,8 @@ enum Command {
         #[arg(long)]
         api_only: bool,
     },
-    /// Run only a conductor (several may share one PostgreSQL database).
+    /// Run only a conductor (several may share one PostgreSQL or
+    /// MariaDB/MySQL database).
     Conductor,
     /// Manage the database schema.
     Db {

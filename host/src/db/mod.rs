@@ -1,7 +1,7 @@
 //! Persistence: sync diesel over SQLite (the embedded default, a file in the
-//! data directory) or PostgreSQL (several API/conductor processes), picked
-//! from the URL scheme. One portable `schema.rs`; migrations per backend,
-//! embedded in the binary. Async code reaches the database only through
+//! data directory), PostgreSQL or MariaDB/MySQL (several API/conductor
+//! processes), picked from the URL scheme. One portable `schema.rs`;
+//! migrations per backend, embedded in the binary. Async code reaches the database only through
 //! [`run_blocking`].
 //!
 //! Layers: models return `diesel::QueryResult`; pool set-up and migrations
@@ -22,8 +22,8 @@ use std::{
 use serde::Deserialize;
 
 use diesel::{
-    connection::SimpleConnection, pg::PgConnection, r2d2::R2D2Connection, sqlite::SqliteConnection,
-    Connection,
+    connection::SimpleConnection, mysql::MysqlConnection, pg::PgConnection, r2d2::R2D2Connection,
+    sqlite::SqliteConnection, Connection,
 };
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
@@ -31,23 +31,32 @@ pub use diesel::r2d2::PoolError;
 
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+pub const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/mysql");
+
+/// The oldest MariaDB with `FOR UPDATE SKIP LOCKED`, which the job claim
+/// needs (10.6); MySQL has it from 8.0.1, and the migrations' expression
+/// defaults on text columns from 8.0.13.
+const MARIADB_MIN: (u32, u32, u32) = (10, 6, 0);
+const MYSQL_MIN: (u32, u32, u32) = (8, 0, 13);
 
 /// The file name of the default SQLite database inside the data directory.
 pub const SQLITE_FILE: &str = "magnum.sqlite";
 
-/// A connection to either backend. Queries written against it run on both;
-/// the few statements whose SQL differs (upserts, the job claim) match on
-/// the variant.
+/// A connection to any backend. Queries written against it run on all;
+/// the few statements whose SQL differs (upserts, locks, the job claim)
+/// match on the variant.
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
     Pg(PgConnection),
     Sqlite(SqliteConnection),
+    Mysql(MysqlConnection),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Postgres,
     Sqlite,
+    Mysql,
 }
 
 impl std::fmt::Display for Backend {
@@ -55,6 +64,7 @@ impl std::fmt::Display for Backend {
         f.write_str(match self {
             Backend::Postgres => "postgresql",
             Backend::Sqlite => "sqlite",
+            Backend::Mysql => "mysql",
         })
     }
 }
@@ -63,7 +73,8 @@ impl std::fmt::Display for Backend {
 pub enum DbError {
     #[error(
         "unsupported database URL '{0}': use sqlite://PATH (or a plain file path) \
-         or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+         or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE \
+         or mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
     )]
     UnsupportedUrl(String),
     #[error(
@@ -94,6 +105,17 @@ pub enum DbError {
         path: String,
         reason: diesel::result::Error,
     },
+    #[error("cannot set up the MySQL connection to {url}: {reason}")]
+    Session {
+        url: String,
+        reason: diesel::result::Error,
+    },
+    #[error(
+        "the server at {url} is {server}, but magnum-rs needs MariaDB {}.{} or later \
+         (or MySQL {}.{}.{} or later) for the job queue's FOR UPDATE SKIP LOCKED",
+        MARIADB_MIN.0, MARIADB_MIN.1, MYSQL_MIN.0, MYSQL_MIN.1, MYSQL_MIN.2
+    )]
+    ServerTooOld { url: String, server: String },
     #[error("database migrations failed: {0}")]
     Migration(String),
     #[error(
@@ -129,7 +151,9 @@ pub struct Unavailable {
 pub struct DbTimeouts {
     /// PostgreSQL: libpq's `connect_timeout` (at least 2), added to the URL
     /// unless it sets one. Without it a server that accepts the TCP
-    /// connection but never answers blocks a connect forever.
+    /// connection but never answers blocks a connect forever. (diesel's
+    /// MySQL connection has no such option: there the acquire timeout is
+    /// the bound.)
     pub connect_timeout_seconds: u64,
     /// The longest wait for a pooled connection, including the check that
     /// it still answers (r2d2's `connection_timeout`).
@@ -168,6 +192,7 @@ impl DbTimeouts {
 pub enum DbTarget {
     Postgres(String),
     Sqlite(String),
+    Mysql(String),
 }
 
 impl DbTarget {
@@ -175,6 +200,9 @@ impl DbTarget {
         let url = url.trim();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Self::Postgres(url.to_owned()));
+        }
+        if url.starts_with("mysql://") {
+            return Ok(Self::Mysql(url.to_owned()));
         }
         let path = if let Some(rest) = url.strip_prefix("sqlite://") {
             rest
@@ -198,13 +226,14 @@ impl DbTarget {
         match self {
             Self::Postgres(_) => Backend::Postgres,
             Self::Sqlite(_) => Backend::Sqlite,
+            Self::Mysql(_) => Backend::Mysql,
         }
     }
 
     /// The URL with any password hidden, for messages and logs.
     pub fn display(&self) -> String {
         match self {
-            Self::Postgres(url) => redact(url),
+            Self::Postgres(url) | Self::Mysql(url) => redact(url),
             Self::Sqlite(path) => format!("sqlite://{path}"),
         }
     }
@@ -279,6 +308,75 @@ pub fn establish_with(target: &DbTarget, timeouts: &DbTimeouts) -> Result<DbConn
                 })?;
             Ok(DbConnection::Sqlite(conn))
         }
+        DbTarget::Mysql(url) => {
+            let mut conn = MysqlConnection::establish(url).map_err(|reason| DbError::Connect {
+                backend: Backend::Mysql,
+                url: redact(url),
+                reason,
+            })?;
+            mysql_session(&mut conn, url)?;
+            Ok(DbConnection::Mysql(conn))
+        }
+    }
+}
+
+/// Checks the server's version and sets up a new MariaDB/MySQL session.
+///
+/// READ COMMITTED, as PostgreSQL's default: InnoDB's REPEATABLE READ would
+/// read a transaction's snapshot from before it waited for a lock, so the
+/// quota's count-after-lock (`lock_project`) could miss a cluster another
+/// transaction committed meanwhile. `sql_mode` rejects values that do not
+/// fit instead of truncating them; diesel sets the time zone (UTC) and
+/// utf8mb4 itself (diesel `src/mysql/connection/mod.rs`).
+fn mysql_session(conn: &mut MysqlConnection, url: &str) -> Result<(), DbError> {
+    use diesel::RunQueryDsl;
+    let session = |reason| DbError::Session {
+        url: redact(url),
+        reason,
+    };
+    let version: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>("VERSION()"))
+        .get_result(conn)
+        .map_err(session)?;
+    check_mysql_version(&version).map_err(|server| DbError::ServerTooOld {
+        url: redact(url),
+        server,
+    })?;
+    conn.batch_execute(
+        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
+SET SESSION sql_mode = 'STRICT_TRANS_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION';",
+    )
+    .map_err(session)
+}
+
+/// `Ok` when `VERSION()` (e.g. `10.11.19-MariaDB-0+deb12u1` or `8.0.36`)
+/// names a server with `SKIP LOCKED`; else the server's name for the error.
+fn check_mysql_version(version: &str) -> Result<(), String> {
+    let mariadb = version.to_ascii_lowercase().contains("mariadb");
+    // MariaDB 10 announced itself to old clients as `5.5.5-10.x.y-MariaDB`.
+    let number = match version.strip_prefix("5.5.5-") {
+        Some(rest) if mariadb => rest,
+        _ => version,
+    };
+    let mut numbers = number
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    let found = match (
+        numbers.next().flatten(),
+        numbers.next().flatten(),
+        numbers.next().flatten(),
+    ) {
+        (Some(major), Some(minor), patch) => (major, minor, patch.unwrap_or(0)),
+        _ => return Err(format!("of an unknown version ({version})")),
+    };
+    let (name, min) = if mariadb {
+        ("MariaDB", MARIADB_MIN)
+    } else {
+        ("MySQL", MYSQL_MIN)
+    };
+    if found >= min {
+        Ok(())
+    } else {
+        Err(format!("{name} {version}"))
     }
 }
 
@@ -532,6 +630,7 @@ pub fn migrate(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
     let applied = match conn {
         DbConnection::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
         DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+        DbConnection::Mysql(c) => c.run_pending_migrations(MYSQL_MIGRATIONS),
     }
     .map_err(migration_error)?;
     Ok(applied.iter().map(|v| v.to_string()).collect())
@@ -542,6 +641,7 @@ pub fn schema_version(conn: &mut DbConnection) -> Result<Option<String>, DbError
     let applied = match conn {
         DbConnection::Pg(c) => c.applied_migrations(),
         DbConnection::Sqlite(c) => c.applied_migrations(),
+        DbConnection::Mysql(c) => c.applied_migrations(),
     }
     .map_err(migration_error)?;
     // Versions are fixed-width timestamps, so the largest string is the latest.
@@ -563,18 +663,24 @@ pub fn pending_migrations(conn: &mut DbConnection) -> Result<Vec<String>, DbErro
             .iter()
             .map(|m| m.name().version().to_string())
             .collect(),
+        DbConnection::Mysql(c) => c
+            .pending_migrations(MYSQL_MIGRATIONS)
+            .map_err(migration_error)?
+            .iter()
+            .map(|m| m.name().version().to_string())
+            .collect(),
     };
     Ok(pending)
 }
 
 /// What `magnumd serve` does before serving: SQLite is migrated in place
-/// (one process owns the file); on PostgreSQL migrations are a release step
-/// (`magnumd db upgrade`), so a schema that is behind is an error. Returns
-/// the versions applied.
+/// (one process owns the file); on PostgreSQL and MariaDB/MySQL migrations
+/// are a release step (`magnumd db upgrade`), so a schema that is behind is
+/// an error. Returns the versions applied.
 pub fn prepare_for_serve(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
     match conn {
         DbConnection::Sqlite(_) => migrate(conn),
-        DbConnection::Pg(_) => {
+        DbConnection::Pg(_) | DbConnection::Mysql(_) => {
             let pending = pending_migrations(conn)?;
             match pending.last() {
                 None => Ok(Vec::new()),
@@ -590,38 +696,70 @@ pub fn prepare_for_serve(conn: &mut DbConnection) -> Result<Vec<String>, DbError
 
 /// Serialises writers of one project until the surrounding transaction
 /// ends, so a count-then-insert (the cluster quota) cannot race. PostgreSQL
-/// takes a transaction-scoped advisory lock; SQLite needs nothing, because
+/// takes a transaction-scoped advisory lock. MariaDB/MySQL lock the
+/// project's row of `project_locks` (created on first use): `GET_LOCK` would
+/// outlive the transaction (it is the session's) and Galera does not
+/// replicate it, whereas a row lock ends with the transaction, and an
+/// upsert takes it exclusively at once (a plain `INSERT IGNORE` then
+/// `SELECT … FOR UPDATE` would hold a shared lock first, and two such
+/// transactions would deadlock upgrading it). SQLite needs nothing, because
 /// its first write in a transaction already holds the database's only
 /// write lock until commit.
 pub fn lock_project(conn: &mut DbConnection, project_id: &str) -> diesel::QueryResult<()> {
-    if let DbConnection::Pg(c) = conn {
-        use diesel::RunQueryDsl;
-        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+    use diesel::RunQueryDsl;
+    match conn {
+        DbConnection::Pg(c) => {
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind::<diesel::sql_types::Text, _>(project_id)
+                .execute(c)?;
+        }
+        DbConnection::Mysql(c) => {
+            diesel::sql_query(
+                "INSERT INTO project_locks (project_id) VALUES (?) \
+                 ON DUPLICATE KEY UPDATE project_id = project_id",
+            )
             .bind::<diesel::sql_types::Text, _>(project_id)
             .execute(c)?;
+        }
+        DbConnection::Sqlite(_) => {}
     }
     Ok(())
 }
 
 /// Locks one row of `table` (by `uuid`) until the transaction ends, so a
-/// read-modify-write of it cannot lose a concurrent update. PostgreSQL
-/// only: on SQLite `write_transaction` already holds the database's lock.
+/// read-modify-write of it cannot lose a concurrent update. Not on SQLite:
+/// there `write_transaction` already holds the database's lock.
 pub fn lock_row(conn: &mut DbConnection, table: &str, uuid: &str) -> diesel::QueryResult<()> {
-    if let DbConnection::Pg(c) = conn {
-        use diesel::RunQueryDsl;
-        // `table` is one of ours, never input.
-        diesel::sql_query(format!("SELECT 1 FROM {table} WHERE uuid = $1 FOR UPDATE"))
-            .bind::<diesel::sql_types::Text, _>(uuid)
-            .execute(c)?;
+    use diesel::RunQueryDsl;
+    // `table` is one of ours, never input.
+    match conn {
+        DbConnection::Pg(c) => {
+            diesel::sql_query(format!("SELECT 1 FROM {table} WHERE uuid = $1 FOR UPDATE"))
+                .bind::<diesel::sql_types::Text, _>(uuid)
+                .execute(c)?;
+        }
+        DbConnection::Mysql(c) => {
+            diesel::sql_query(format!("SELECT 1 FROM {table} WHERE uuid = ? FOR UPDATE"))
+                .bind::<diesel::sql_types::Text, _>(uuid)
+                .execute(c)?;
+        }
+        DbConnection::Sqlite(_) => {}
     }
     Ok(())
+}
+
+/// Whether writers of one row must lock it first (`lock_row`): every
+/// backend but SQLite, whose writers are serialised anyway.
+pub fn has_row_locks(conn: &DbConnection) -> bool {
+    !matches!(conn, DbConnection::Sqlite(_))
 }
 
 /// A transaction that will write. On SQLite it takes the database's write
 /// lock with its first statement: a deferred transaction that reads first
 /// fails with "database is locked" when it later writes after another
 /// writer committed (WAL snapshots cannot be upgraded), whereas a first
-/// write waits for the lock (`busy_timeout`). PostgreSQL needs nothing.
+/// write waits for the lock (`busy_timeout`). PostgreSQL and MariaDB/MySQL
+/// need nothing (row locks).
 pub fn write_transaction<T, E, F>(conn: &mut DbConnection, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E>,

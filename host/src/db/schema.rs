@@ -1,4 +1,4 @@
-//! The tables, written by hand to match `host/migrations/{sqlite,postgres}`.
+//! The tables, written by hand to match `host/migrations/{sqlite,postgres,mysql}`.
 //! Portable types only: UUIDs and JSON documents are `Text`, times are UTC
 //! `Timestamp`s set by the host.
 

@@ -1,16 +1,19 @@
-//! Per-test databases: a fresh temporary SQLite file, or a fresh schema on
+//! Per-test databases: a fresh temporary SQLite file, a fresh schema on
 //! the PostgreSQL server at `TEST_DATABASE_URL`
-//! (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped after the
-//! test. An unreachable server skips the PostgreSQL half of a test with a
-//! message, unless `CI=true`, where it fails.
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`), or a fresh
+//! database on the MariaDB/MySQL server at `TEST_MYSQL_URL` (default
+//! `mysql://root@127.0.0.1:3306/`), dropped after the test. An unreachable
+//! server skips that backend's part of a test with a message, unless
+//! `CI=true`, where it fails.
 
 use std::sync::OnceLock;
 
 use diesel::{connection::SimpleConnection, pg::PgConnection, Connection};
 
-use super::{migrate, Backend, DbConnection, DbPool, PooledConnection};
+use super::{establish, migrate, Backend, DbConnection, DbPool, DbTarget, PooledConnection};
 
 pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const DEFAULT_TEST_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/";
 
 /// Small, so that tests running in parallel stay under the server's
 /// connection limit.
@@ -28,6 +31,58 @@ enum Cleanup {
         admin_url: String,
         schema: String,
     },
+    Mysql {
+        admin_url: String,
+        database: String,
+    },
+}
+
+fn test_mysql_url() -> String {
+    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_TEST_MYSQL_URL.to_owned())
+}
+
+/// Whether the MariaDB/MySQL server answers (and is recent enough),
+/// checked once per test process.
+fn mysql_reachable() -> Result<(), String> {
+    static REACHABLE: OnceLock<Result<(), String>> = OnceLock::new();
+    REACHABLE
+        .get_or_init(|| {
+            mysql_admin(&test_mysql_url())
+                .map(drop)
+                .map_err(|e| e.to_string().trim().to_owned())
+        })
+        .clone()
+}
+
+fn mysql_admin(admin_url: &str) -> Result<DbConnection, super::DbError> {
+    establish(&DbTarget::Mysql(admin_url.to_owned()))
+}
+
+/// `url` (`mysql://USER@HOST[:PORT][/DB][?QUERY]`) naming `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("mysql", url));
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, format!("?{query}")),
+        None => (rest, String::new()),
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    format!("{scheme}://{authority}/{database}{query}")
+}
+
+/// Fails under CI=true, else tells why `backend`'s part of the test is
+/// skipped. `None` either way, for the caller to return.
+fn unreachable<T>(backend: &str, url: &str, variable: &str, reason: &str) -> Option<T> {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "{backend} at {url} is unreachable and CI=true, so the {backend} tests \
+             cannot be skipped: {reason}"
+        );
+    }
+    eprintln!(
+        "skipping the {backend} part of this test: {url} is unreachable ({reason}); \
+         start {backend} or set {variable}"
+    );
+    None
 }
 
 fn test_database_url() -> String {
@@ -70,17 +125,7 @@ impl TestDatabase {
             Backend::Postgres => {
                 let admin_url = test_database_url();
                 if let Err(reason) = postgres_reachable() {
-                    if std::env::var("CI").as_deref() == Ok("true") {
-                        panic!(
-                            "PostgreSQL at {admin_url} is unreachable and CI=true, so the \
-                             PostgreSQL tests cannot be skipped: {reason}"
-                        );
-                    }
-                    eprintln!(
-                        "skipping the PostgreSQL half of this test: {admin_url} is \
-                         unreachable ({reason}); start PostgreSQL or set TEST_DATABASE_URL"
-                    );
-                    return None;
+                    return unreachable("PostgreSQL", &admin_url, "TEST_DATABASE_URL", &reason);
                 }
                 let schema = format!("magnum_test_{}", uuid::Uuid::new_v4().simple());
                 let mut admin = PgConnection::establish(&admin_url).expect("connect PostgreSQL");
@@ -93,6 +138,30 @@ impl TestDatabase {
                 Some(Self {
                     pool,
                     cleanup: Cleanup::Postgres { admin_url, schema },
+                })
+            }
+            Backend::Mysql => {
+                let admin_url = test_mysql_url();
+                if let Err(reason) = mysql_reachable() {
+                    return unreachable("MariaDB", &admin_url, "TEST_MYSQL_URL", &reason);
+                }
+                let database = format!("magnum_test_{}", uuid::Uuid::new_v4().simple());
+                let mut admin = mysql_admin(&admin_url).expect("connect MariaDB");
+                admin
+                    .batch_execute(&format!(
+                        "CREATE DATABASE {database} \
+                         CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+                    ))
+                    .expect("create test database");
+                let pool =
+                    DbPool::connect_with(&with_database(&admin_url, &database), TEST_POOL_SIZE)
+                        .expect("open MariaDB pool");
+                Some(Self {
+                    pool,
+                    cleanup: Cleanup::Mysql {
+                        admin_url,
+                        database,
+                    },
                 })
             }
         }
@@ -112,6 +181,10 @@ impl TestDatabase {
                 format!("sqlite://{}", dir.path().join("magnum.sqlite").display())
             }
             Cleanup::Postgres { admin_url, schema } => with_search_path(admin_url, schema),
+            Cleanup::Mysql {
+                admin_url,
+                database,
+            } => with_database(admin_url, database),
         }
     }
 
@@ -119,7 +192,7 @@ impl TestDatabase {
     pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
         match &self.cleanup {
             Cleanup::Sqlite(dir) => Some(dir.path().join("magnum.sqlite")),
-            Cleanup::Postgres { .. } => None,
+            Cleanup::Postgres { .. } | Cleanup::Mysql { .. } => None,
         }
     }
 
@@ -148,6 +221,10 @@ impl TestDatabase {
                 "SELECT CAST(table_name AS TEXT) AS name FROM information_schema.tables \
                  WHERE table_schema = current_schema() ORDER BY name"
             }
+            Backend::Mysql => {
+                "SELECT CAST(table_name AS CHAR) AS name FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() ORDER BY name"
+            }
         };
         let conn: &mut DbConnection = &mut self.conn();
         diesel::sql_query(sql)
@@ -162,16 +239,27 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        if let Cleanup::Postgres { admin_url, schema } = &self.cleanup {
-            // Best effort: a failed drop must not hide the test's own result.
-            if let Ok(mut admin) = PgConnection::establish(admin_url) {
-                let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        // Best effort: a failed drop must not hide the test's own result.
+        match &self.cleanup {
+            Cleanup::Postgres { admin_url, schema } => {
+                if let Ok(mut admin) = PgConnection::establish(admin_url) {
+                    let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+                }
             }
+            Cleanup::Mysql {
+                admin_url,
+                database,
+            } => {
+                if let Ok(mut admin) = mysql_admin(admin_url) {
+                    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {database}"));
+                }
+            }
+            Cleanup::Sqlite(_) => {}
         }
     }
 }
 
-/// Defines `mod $name { fn sqlite(); fn postgres(); }`, each running the body
+/// Defines `mod $name { fn sqlite(); fn postgres(); fn mysql(); }`, each running the body
 /// `|db: &TestDatabase| { … }` on a fresh, migrated database of that backend.
 #[cfg(test)]
 macro_rules! db_test {
@@ -198,6 +286,14 @@ macro_rules! db_test {
             fn postgres() {
                 if let Some(db) =
                     $crate::db::testing::TestDatabase::new($crate::db::Backend::Postgres)
+                {
+                    body(&db);
+                }
+            }
+
+            #[test]
+            fn mysql() {
+                if let Some(db) = $crate::db::testing::TestDatabase::new($crate::db::Backend::Mysql)
                 {
                     body(&db);
                 }

@@ -1,5 +1,5 @@
-//! Database tests. Every `db_test!` runs once on SQLite and once on
-//! PostgreSQL (see `testing.rs`).
+//! Database tests. Every `db_test!` runs once on SQLite, once on
+//! PostgreSQL and once on MariaDB/MySQL (see `testing.rs`).
 
 use std::collections::BTreeSet;
 
@@ -31,6 +31,17 @@ const TABLES: [&str; 11] = [
     "nodegroup",
     "quotas",
 ];
+
+/// The tables of `backend`: MariaDB/MySQL have one more, the rows
+/// `lock_project` locks.
+fn tables_of(backend: Backend) -> Vec<String> {
+    let mut tables: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
+    if backend == Backend::Mysql {
+        tables.push("project_locks".to_owned());
+        tables.sort();
+    }
+    tables
+}
 
 fn is_unique_violation<T: std::fmt::Debug>(result: diesel::QueryResult<T>) -> bool {
     matches!(
@@ -87,12 +98,20 @@ fn the_url_scheme_picks_the_backend() {
             "postgresql://u:p@db:5433/magnum",
             DbTarget::Postgres("postgresql://u:p@db:5433/magnum".into()),
         ),
+        (
+            "mysql://root@db/magnum",
+            DbTarget::Mysql("mysql://root@db/magnum".into()),
+        ),
+        (
+            "mysql://magnum:p@db:3307/magnum",
+            DbTarget::Mysql("mysql://magnum:p@db:3307/magnum".into()),
+        ),
     ];
     for (url, want) in cases {
         assert_eq!(DbTarget::parse(url).unwrap(), want, "{url}");
     }
     for url in [
-        "mysql://root@db/magnum",
+        "mariadb://root@db/magnum",
         "http://x",
         "sqlite://",
         "",
@@ -101,11 +120,65 @@ fn the_url_scheme_picks_the_backend() {
     ] {
         assert!(DbTarget::parse(url).is_err(), "{url} should be rejected");
     }
-    let err = DbTarget::parse("mysql://root:secret@db/magnum")
+    let err = DbTarget::parse("mariadb://root:secret@db/magnum")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("mysql://root:***@db/magnum"), "{err}");
+    assert!(err.contains("mariadb://root:***@db/magnum"), "{err}");
     assert!(!err.contains("secret"), "{err}");
+    let shown = DbTarget::parse("mysql://magnum:secret@db/magnum")
+        .unwrap()
+        .display();
+    assert_eq!(shown, "mysql://magnum:***@db/magnum");
+}
+
+#[test]
+fn an_unreachable_mysql_is_a_clear_error() {
+    let err = DbPool::connect("mysql://u:pw@127.0.0.1:1/magnum").unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "cannot connect to the mysql database at mysql://u:***@127.0.0.1:1/magnum"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn mariadb_before_10_6_is_refused() {
+    for ok in [
+        "10.6.0-MariaDB",
+        "10.11.19-MariaDB-0+deb12u1",
+        "11.4.2-MariaDB-ubu2404",
+        "8.0.13",
+        "8.4.3",
+        "9.1.0-commercial",
+    ] {
+        assert_eq!(check_mysql_version(ok), Ok(()), "{ok}");
+    }
+    for (old, shown) in [
+        (
+            "10.5.23-MariaDB-0+deb11u1",
+            "MariaDB 10.5.23-MariaDB-0+deb11u1",
+        ),
+        ("10.3.39-MariaDB", "MariaDB 10.3.39-MariaDB"),
+        // MariaDB 10.x announced itself as 5.5.5-10.x to old clients.
+        ("5.5.5-10.4.1-MariaDB", "MariaDB 5.5.5-10.4.1-MariaDB"),
+        ("5.7.44-log", "MySQL 5.7.44-log"),
+        ("8.0.12", "MySQL 8.0.12"),
+    ] {
+        assert_eq!(check_mysql_version(old), Err(shown.to_owned()), "{old}");
+    }
+    assert!(check_mysql_version("unknown").is_err());
+    let err = DbError::ServerTooOld {
+        url: "mysql://root@db/magnum".into(),
+        server: "MariaDB 10.5.23-MariaDB".into(),
+    };
+    assert_eq!(
+        err.to_string(),
+        "the server at mysql://root@db/magnum is MariaDB 10.5.23-MariaDB, but magnum-rs \
+         needs MariaDB 10.6 or later (or MySQL 8.0.13 or later) for the job queue's \
+         FOR UPDATE SKIP LOCKED"
+    );
 }
 
 #[test]
@@ -150,14 +223,21 @@ fn both_backends_have_the_same_migrations() {
         .iter()
         .map(|m| m.name().to_string())
         .collect();
+    let mysql: Vec<String> = MigrationSource::<diesel::mysql::Mysql>::migrations(&MYSQL_MIGRATIONS)
+        .unwrap()
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect();
     assert!(!sqlite.is_empty());
     assert_eq!(sqlite, postgres);
+    assert_eq!(sqlite, mysql);
 }
 
 fn revert_all(conn: &mut DbConnection) -> Vec<String> {
     match conn {
         DbConnection::Pg(c) => c.revert_all_migrations(POSTGRES_MIGRATIONS),
         DbConnection::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS),
+        DbConnection::Mysql(c) => c.revert_all_migrations(MYSQL_MIGRATIONS),
     }
     .expect("revert all migrations")
     .iter()
@@ -172,13 +252,17 @@ fn migration_count() -> usize {
     let postgres = std::fs::read_dir(dir.with_file_name("postgres"))
         .unwrap()
         .count();
+    let mysql = std::fs::read_dir(dir.with_file_name("mysql"))
+        .unwrap()
+        .count();
     assert_eq!(sqlite, postgres, "one migration list per backend");
+    assert_eq!(sqlite, mysql, "one migration list per backend");
     sqlite
 }
 
 db_test!(migrations_go_up_down_and_up_again, |db: &TestDatabase| {
     let mut conn = db.conn();
-    assert_eq!(db.table_names(), TABLES);
+    assert_eq!(db.table_names(), tables_of(db.backend()));
     let latest = schema_version(&mut conn).unwrap().expect("a version");
     assert!(pending_migrations(&mut conn).unwrap().is_empty());
     assert!(
@@ -204,33 +288,35 @@ db_test!(migrations_go_up_down_and_up_again, |db: &TestDatabase| {
     let applied = migrate(&mut conn).unwrap();
     assert_eq!(applied.len(), reverted.len());
     assert_eq!(applied.last(), Some(&latest));
-    assert_eq!(db.table_names(), TABLES);
+    assert_eq!(db.table_names(), tables_of(db.backend()));
     // The tables work after the round trip.
     template(&mut conn, "p", "after-redo");
 });
 
 #[test]
-fn serve_migrates_sqlite_but_only_checks_postgres() {
+fn serve_migrates_sqlite_but_only_checks_the_servers() {
     let db = TestDatabase::empty(Backend::Sqlite).unwrap();
     let applied = prepare_for_serve(&mut db.conn()).unwrap();
     assert_eq!(applied.len(), migration_count());
     assert!(prepare_for_serve(&mut db.conn()).unwrap().is_empty());
 
-    let Some(db) = TestDatabase::empty(Backend::Postgres) else {
-        return;
-    };
-    let err = prepare_for_serve(&mut db.conn()).unwrap_err();
-    assert!(
-        matches!(err, DbError::SchemaBehind { pending, .. } if pending == migration_count()),
-        "{err}"
-    );
-    assert!(err.to_string().contains("magnumd db upgrade"), "{err}");
-    assert!(
-        db.table_names().is_empty(),
-        "serve must not migrate PostgreSQL"
-    );
-    migrate(&mut db.conn()).unwrap();
-    assert!(prepare_for_serve(&mut db.conn()).unwrap().is_empty());
+    for backend in [Backend::Postgres, Backend::Mysql] {
+        let Some(db) = TestDatabase::empty(backend) else {
+            continue;
+        };
+        let err = prepare_for_serve(&mut db.conn()).unwrap_err();
+        assert!(
+            matches!(err, DbError::SchemaBehind { pending, .. } if pending == migration_count()),
+            "{backend}: {err}"
+        );
+        assert!(err.to_string().contains("magnumd db upgrade"), "{err}");
+        assert!(
+            db.table_names().is_empty(),
+            "serve must not migrate {backend}"
+        );
+        migrate(&mut db.conn()).unwrap();
+        assert!(prepare_for_serve(&mut db.conn()).unwrap().is_empty());
+    }
 }
 
 // ---- Cluster templates ------------------------------------------------
@@ -919,6 +1005,57 @@ db_test!(
         assert_eq!(unique.len(), all.len(), "a job was handed to two workers");
         assert_eq!(unique, enqueued, "every job claimed exactly once");
         assert_eq!(Job::count(&mut db.conn()).unwrap(), 0);
+    }
+);
+
+// ---- The quota rule ---------------------------------------------------
+
+db_test!(
+    lock_project_serialises_the_quota_count,
+    |db: &TestDatabase| {
+        const LIMIT: i64 = 3;
+        const CREATORS: usize = 6;
+        let tmpl = template(&mut db.conn(), "p1", "k8s").uuid;
+        let start = std::sync::Arc::new(std::sync::Barrier::new(CREATORS));
+        let handles: Vec<_> = (0..CREATORS)
+            .map(|i| {
+                let (pool, tmpl, start) = (db.pool.clone(), tmpl.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let mut conn = pool.get().unwrap();
+                    start.wait();
+                    // As the API's create: insert, then count inside the
+                    // project's lock, and roll back when over the limit.
+                    write_transaction(&mut conn, |conn| {
+                        // A read before the lock: on MariaDB a snapshot
+                        // taken here (REPEATABLE READ) would hide the
+                        // clusters others commit while this one waits.
+                        Cluster::count_by_project(conn, "p1")?;
+                        lock_project(conn, "p1")?;
+                        cluster(conn, "p1", &format!("c{i}"), &tmpl);
+                        if Cluster::count_by_project(conn, "p1")? > LIMIT {
+                            return Err(DieselError::RollbackTransaction);
+                        }
+                        Ok(())
+                    })
+                })
+            })
+            .collect();
+        let outcomes: Vec<diesel::QueryResult<()>> = handles
+            .into_iter()
+            .map(|h| h.join().expect("creator panicked"))
+            .collect();
+        for outcome in &outcomes {
+            assert!(
+                matches!(outcome, Ok(()) | Err(DieselError::RollbackTransaction)),
+                "neither created nor refused: {outcome:?}"
+            );
+        }
+        let created = outcomes.iter().filter(|o| o.is_ok()).count();
+        assert_eq!(created, LIMIT as usize, "creates that passed the quota");
+        assert_eq!(
+            Cluster::count_by_project(&mut db.conn(), "p1").unwrap(),
+            LIMIT
+        );
     }
 );
 

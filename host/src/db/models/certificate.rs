@@ -10,7 +10,7 @@ use crate::db::{schema::certificate, DbConnection};
 /// caller). A CA rotation inserts new rows; the newest of a kind is current.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = certificate)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 pub struct Certificate {
     pub id: i32,
     pub uuid: String,
@@ -23,7 +23,7 @@ pub struct Certificate {
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = certificate)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 pub struct NewCertificate {
     pub uuid: String,
     pub cluster_uuid: String,
@@ -48,7 +48,8 @@ impl Certificate {
     pub fn insert(conn: &mut DbConnection, new: &NewCertificate) -> QueryResult<Self> {
         diesel::insert_into(certificate::table)
             .values((new, certificate::created_at.eq(now())))
-            .get_result(conn)
+            .execute(conn)?;
+        Self::find_by_uuid(conn, &new.uuid)
     }
 
     pub fn find_by_uuid(conn: &mut DbConnection, uuid: &str) -> QueryResult<Self> {

@@ -9,7 +9,7 @@ use crate::db::{schema::cluster, DbConnection};
 /// stored: they are sums over the cluster's nodegroups.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, AsChangeset)]
 #[diesel(table_name = cluster)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 #[diesel(treat_none_as_null = true)]
 pub struct Cluster {
     pub id: i32,
@@ -57,7 +57,7 @@ pub struct Cluster {
 /// changed, without its labels and addresses.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
 #[diesel(table_name = cluster)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 pub struct HealthRow {
     pub uuid: String,
     pub status: crate::status::Status,
@@ -69,7 +69,7 @@ pub struct HealthRow {
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = cluster)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 pub struct NewCluster {
     pub uuid: String,
     pub project_id: String,
@@ -129,7 +129,8 @@ impl Cluster {
     pub fn insert(conn: &mut DbConnection, new: &NewCluster) -> QueryResult<Self> {
         diesel::insert_into(cluster::table)
             .values((new, cluster::created_at.eq(now())))
-            .get_result(conn)
+            .execute(conn)?;
+        Self::find_by_uuid(conn, &new.uuid)
     }
 
     pub fn find_by_uuid(conn: &mut DbConnection, uuid: &str) -> QueryResult<Self> {
@@ -207,9 +208,15 @@ impl Cluster {
     pub fn update(&self, conn: &mut DbConnection) -> QueryResult<Self> {
         let mut row = self.clone();
         row.updated_at = Some(now());
-        diesel::update(cluster::table.find(self.id))
-            .set(&row)
-            .get_result(conn)
+        expect_one(
+            diesel::update(cluster::table.find(self.id))
+                .set(&row)
+                .execute(conn)?,
+        )?;
+        cluster::table
+            .find(self.id)
+            .select(Self::as_select())
+            .first(conn)
     }
 
     /// Saves the row only if its status is still `expected` (no API request

@@ -9,7 +9,7 @@ use crate::db::{schema::cluster_template, DbConnection};
 /// writes NULL.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, AsChangeset)]
 #[diesel(table_name = cluster_template)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 #[diesel(treat_none_as_null = true)]
 pub struct ClusterTemplate {
     pub id: i32,
@@ -56,7 +56,7 @@ pub struct ClusterTemplate {
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = cluster_template)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 pub struct NewClusterTemplate {
     pub uuid: String,
     pub project_id: String,
@@ -151,7 +151,8 @@ impl ClusterTemplate {
     pub fn insert(conn: &mut DbConnection, new: &NewClusterTemplate) -> QueryResult<Self> {
         diesel::insert_into(cluster_template::table)
             .values((new, cluster_template::created_at.eq(now())))
-            .get_result(conn)
+            .execute(conn)?;
+        Self::find_by_uuid(conn, &new.uuid)
     }
 
     /// The templates with these uuids (for the clusters of one page).
@@ -221,9 +222,15 @@ impl ClusterTemplate {
     pub fn update(&self, conn: &mut DbConnection) -> QueryResult<Self> {
         let mut row = self.clone();
         row.updated_at = Some(now());
-        diesel::update(cluster_template::table.find(self.id))
-            .set(&row)
-            .get_result(conn)
+        expect_one(
+            diesel::update(cluster_template::table.find(self.id))
+                .set(&row)
+                .execute(conn)?,
+        )?;
+        cluster_template::table
+            .find(self.id)
+            .select(Self::as_select())
+            .first(conn)
     }
 
     /// Fails with a foreign-key violation while a cluster uses the template.

@@ -8,7 +8,7 @@ use crate::db::{schema::federation, DbConnection};
 /// implemented federations; the table keeps the API's shape.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, AsChangeset)]
 #[diesel(table_name = federation)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 #[diesel(treat_none_as_null = true)]
 pub struct Federation {
     pub id: i32,
@@ -29,7 +29,7 @@ pub struct Federation {
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = federation)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 pub struct NewFederation {
     pub uuid: String,
     pub name: String,
@@ -58,7 +58,8 @@ impl Federation {
     pub fn insert(conn: &mut DbConnection, new: &NewFederation) -> QueryResult<Self> {
         diesel::insert_into(federation::table)
             .values((new, federation::created_at.eq(now())))
-            .get_result(conn)
+            .execute(conn)?;
+        Self::find_by_uuid(conn, &new.uuid)
     }
 
     pub fn find_by_uuid(conn: &mut DbConnection, uuid: &str) -> QueryResult<Self> {
@@ -108,9 +109,15 @@ impl Federation {
     pub fn update(&self, conn: &mut DbConnection) -> QueryResult<Self> {
         let mut row = self.clone();
         row.updated_at = Some(now());
-        diesel::update(federation::table.find(self.id))
-            .set(&row)
-            .get_result(conn)
+        expect_one(
+            diesel::update(federation::table.find(self.id))
+                .set(&row)
+                .execute(conn)?,
+        )?;
+        federation::table
+            .find(self.id)
+            .select(Self::as_select())
+            .first(conn)
     }
 
     pub fn delete(conn: &mut DbConnection, uuid: &str) -> QueryResult<()> {

@@ -16,7 +16,7 @@ use crate::db::{schema::jobs, DbConnection};
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = jobs)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 pub struct Job {
     pub id: i64,
     pub job_type: String,
@@ -37,7 +37,7 @@ pub struct Job {
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = jobs)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 pub struct NewJob {
     pub job_type: String,
     pub data: String,
@@ -74,9 +74,27 @@ const BACKOFF_MAX_EXPONENT: i32 = 10;
 
 impl Job {
     pub fn enqueue(conn: &mut DbConnection, new: &NewJob) -> QueryResult<Self> {
-        diesel::insert_into(jobs::table)
-            .values((new, jobs::created_at.eq(now())))
-            .get_result(conn)
+        let row = (new, jobs::created_at.eq(now()));
+        let id = match conn {
+            DbConnection::Pg(c) => diesel::insert_into(jobs::table)
+                .values(row)
+                .returning(jobs::id)
+                .get_result::<i64>(c)?,
+            DbConnection::Sqlite(c) => diesel::insert_into(jobs::table)
+                .values(row)
+                .returning(jobs::id)
+                .get_result::<i64>(c)?,
+            // No RETURNING: the id this connection's insert generated.
+            // LAST_INSERT_ID() is unsigned; cast, as diesel reads BIGINT signed.
+            DbConnection::Mysql(c) => {
+                diesel::insert_into(jobs::table).values(row).execute(c)?;
+                diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                    "CAST(LAST_INSERT_ID() AS SIGNED)",
+                ))
+                .get_result::<i64>(c)?
+            }
+        };
+        Self::find(conn, id)
     }
 
     pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Self> {
@@ -97,11 +115,14 @@ impl Job {
     /// the oldest, among jobs due at `at` that are unleased or whose lease
     /// is older than `lease`. `None` when there is nothing to do.
     ///
-    /// PostgreSQL: `SELECT … FOR UPDATE SKIP LOCKED` then `UPDATE`, in one
-    /// transaction: concurrent workers skip the row being leased instead of
-    /// waiting for it. SQLite has no row locks: `BEGIN IMMEDIATE` takes the
-    /// database's write lock before the `SELECT`, so no other claim can read
-    /// the same candidate before the `UPDATE … RETURNING` has leased it.
+    /// PostgreSQL and MariaDB/MySQL: `SELECT … FOR UPDATE SKIP LOCKED` then
+    /// `UPDATE`, in one transaction: concurrent workers skip the row being
+    /// leased instead of waiting for it (MariaDB has `SKIP LOCKED` from
+    /// 10.6, which `establish` checks; without `RETURNING` the row is read
+    /// back in the same transaction, still locked). SQLite has no row
+    /// locks: `BEGIN IMMEDIATE` takes the database's write lock before the
+    /// `SELECT`, so no other claim can read the same candidate before the
+    /// `UPDATE … RETURNING` has leased it.
     /// (A single `UPDATE … WHERE id IN (SELECT … LIMIT 1)` would do too, but
     /// diesel's types for it made rustc use over 20 GB.)
     pub fn claim(
@@ -134,6 +155,31 @@ impl Job {
                         .returning(Self::as_returning())
                         .get_result(c)
                         .map(Some),
+                }
+            }),
+            DbConnection::Mysql(c) => c.transaction::<_, diesel::result::Error, _>(|c| {
+                let candidate = jobs::table
+                    .select(jobs::id)
+                    .filter(jobs::run_after.le(at))
+                    .filter(jobs::locked_by.is_null().or(jobs::locked_at.lt(stale)))
+                    .order((jobs::priority.desc(), jobs::id.asc()))
+                    .limit(1)
+                    .for_update()
+                    .skip_locked()
+                    .get_result::<i64>(c)
+                    .optional()?;
+                match candidate {
+                    None => Ok(None),
+                    Some(id) => {
+                        diesel::update(jobs::table.find(id))
+                            .set(lease_set)
+                            .execute(c)?;
+                        jobs::table
+                            .find(id)
+                            .select(Self::as_select())
+                            .first(c)
+                            .map(Some)
+                    }
                 }
             }),
             DbConnection::Sqlite(c) => {

@@ -13,7 +13,7 @@ use crate::db::{
 /// handed out so far, from which the next one to try follows.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = local_ipam)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 pub struct LocalIpam {
     pub id: String,
     pub name: String,
@@ -43,9 +43,12 @@ impl LocalIpam {
     /// transaction). Returns the rows inserted (0 or 1).
     pub fn insert(conn: &mut DbConnection, pool: &LocalIpam) -> QueryResult<usize> {
         super::with_backend!(conn, c => diesel::insert_into(local_ipam::table)
-            .values(pool)
-            .on_conflict_do_nothing()
-            .execute(c))
+        .values(pool)
+        .on_conflict_do_nothing()
+        .execute(c),
+        mysql c => super::unless_duplicate(
+            diesel::insert_into(local_ipam::table).values(pool).execute(c)
+        ))
     }
 
     pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<Self>> {
@@ -125,9 +128,12 @@ impl LocalIpam {
                 local_ip::owner.eq(owner),
             );
             let inserted = super::with_backend!(conn, c => diesel::insert_into(local_ip::table)
-                .values(row)
-                .on_conflict_do_nothing()
-                .execute(c))?;
+            .values(row)
+            .on_conflict_do_nothing()
+            .execute(c),
+            mysql c => super::unless_duplicate(
+                diesel::insert_into(local_ip::table).values(row).execute(c)
+            ))?;
             Ok(inserted == 1)
         };
         // The usual case: the host after the last one handed out is free.

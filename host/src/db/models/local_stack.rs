@@ -9,7 +9,7 @@ use crate::db::{schema::local_stack, DbConnection};
 /// `template` is the top-level template's text.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, AsChangeset)]
 #[diesel(table_name = local_stack)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 #[diesel(treat_none_as_null = true)]
 pub struct LocalStack {
     pub id: String,
@@ -32,7 +32,7 @@ pub struct LocalStack {
 /// What tells whether a stack changed, without its JSON documents.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
 #[diesel(table_name = local_stack)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 pub struct StackHead {
     pub id: String,
     pub status: String,
@@ -42,7 +42,7 @@ pub struct StackHead {
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = local_stack)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 pub struct NewLocalStack {
     pub id: String,
     pub name: String,
@@ -87,15 +87,21 @@ impl LocalStack {
     ) -> QueryResult<Self> {
         diesel::insert_into(local_stack::table)
             .values((new, local_stack::created_at.eq(created_at)))
-            .get_result(conn)
+            .execute(conn)?;
+        Self::find(conn, &new.id)
     }
 
     /// Like [`Self::find`], locking the row until the transaction ends on
-    /// PostgreSQL (SQLite's writers are serialised anyway), so two
-    /// processes cannot both start an action on one stack.
+    /// PostgreSQL and MariaDB/MySQL (SQLite's writers are serialised
+    /// anyway), so two processes cannot both start an action on one stack.
     pub fn find_for_update(conn: &mut DbConnection, id: &str) -> QueryResult<Self> {
         match conn {
             DbConnection::Pg(c) => local_stack::table
+                .find(id)
+                .select(Self::as_select())
+                .for_update()
+                .first(c),
+            DbConnection::Mysql(c) => local_stack::table
                 .find(id)
                 .select(Self::as_select())
                 .for_update()
@@ -141,9 +147,15 @@ impl LocalStack {
     pub fn update(&self, conn: &mut DbConnection) -> QueryResult<Self> {
         let mut row = self.clone();
         row.updated_at = Some(now());
-        diesel::update(local_stack::table.find(&self.id))
-            .set(&row)
-            .get_result(conn)
+        expect_one(
+            diesel::update(local_stack::table.find(&self.id))
+                .set(&row)
+                .execute(conn)?,
+        )?;
+        local_stack::table
+            .find(&self.id)
+            .select(Self::as_select())
+            .first(conn)
     }
 
     pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<()> {

@@ -8,7 +8,7 @@ use crate::db::{schema::magnum_service, DbConnection};
 /// `state` (up/down) is computed at request time from `last_seen_up`.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = magnum_service)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 pub struct MagnumService {
     pub id: i32,
     pub host: String,
@@ -28,23 +28,36 @@ impl MagnumService {
     /// processes starting together cannot both insert.
     pub fn report(conn: &mut DbConnection, host: &str, binary: &str) -> QueryResult<Self> {
         let at = now();
+        let row = (
+            magnum_service::host.eq(host),
+            magnum_service::binary.eq(binary),
+            magnum_service::report_count.eq(1),
+            magnum_service::last_seen_up.eq(Some(at)),
+            magnum_service::created_at.eq(at),
+        );
+        let changes = (
+            magnum_service::report_count.eq(magnum_service::report_count + 1),
+            magnum_service::last_seen_up.eq(Some(at)),
+            magnum_service::updated_at.eq(Some(at)),
+        );
         with_backend!(conn, c => diesel::insert_into(magnum_service::table)
-            .values((
-                magnum_service::host.eq(host),
-                magnum_service::binary.eq(binary),
-                magnum_service::report_count.eq(1),
-                magnum_service::last_seen_up.eq(Some(at)),
-                magnum_service::created_at.eq(at),
-            ))
+            .values(row)
             .on_conflict((magnum_service::host, magnum_service::binary))
             .do_update()
-            .set((
-                magnum_service::report_count.eq(magnum_service::report_count + 1),
-                magnum_service::last_seen_up.eq(Some(at)),
-                magnum_service::updated_at.eq(Some(at)),
-            ))
-            .returning(Self::as_returning())
-            .get_result(c))
+            .set(changes)
+            .execute(c),
+            // The only unique key besides the id is (host, binary).
+            mysql c => diesel::insert_into(magnum_service::table)
+            .values(row)
+            .on_conflict(diesel::dsl::DuplicatedKeys)
+            .do_update()
+            .set(changes)
+            .execute(c))?;
+        magnum_service::table
+            .filter(magnum_service::host.eq(host))
+            .filter(magnum_service::binary.eq(binary))
+            .select(Self::as_select())
+            .first(conn)
     }
 
     pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<Self>> {

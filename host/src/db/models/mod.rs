@@ -2,10 +2,11 @@
 //! and returns `diesel::QueryResult`; a missing row is `Error::NotFound`.
 //! JSON columns are plain `String`s here: the API layer owns their shape.
 //!
-//! Statements that return rows (`INSERT`/`UPDATE … RETURNING`) read the
-//! table's columns by position, because the multi-backend query builder
-//! cannot render `as_returning()`: so every row struct lists its fields in
-//! the order of `schema.rs`.
+//! MariaDB/MySQL have no `RETURNING`, so a write that returns its row is a
+//! write then a read by key (uuid, or the id the insert generated) on the
+//! same connection. The few statements that still use `RETURNING` on
+//! PostgreSQL and SQLite read the table's columns by position: so every row
+//! struct lists its fields in the order of `schema.rs`.
 
 pub mod certificate;
 pub mod cluster;
@@ -30,9 +31,11 @@ pub use nodegroup::{NewNodeGroup, NodeGroup};
 pub use quota::Quota;
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
+use diesel::QueryResult;
 
-/// The current UTC time at the precision both backends store (PostgreSQL
-/// keeps microseconds), so a row reads back equal to what was written.
+/// The current UTC time at the precision every backend stores (PostgreSQL
+/// and MariaDB's DATETIME(6) keep microseconds), so a row reads back equal
+/// to what was written.
 pub fn now() -> NaiveDateTime {
     Utc::now().naive_utc().trunc_subsecs(6)
 }
@@ -186,12 +189,15 @@ macro_rules! paginate {
 
 /// Runs the same diesel expression against the concrete connection, for the
 /// statements the multi-backend query builder does not offer (ON CONFLICT,
-/// locking clauses): the SQL is generated per backend.
+/// locking clauses): the SQL is generated per backend. MariaDB/MySQL get
+/// their own expression (`mysql c => …`): their upserts have no conflict
+/// target (`ON DUPLICATE KEY UPDATE`).
 macro_rules! with_backend {
-    ($conn:expr, $c:ident => $body:expr) => {
+    ($conn:expr, $c:ident => $body:expr, mysql $m:ident => $mysql:expr) => {
         match $conn {
             $crate::db::DbConnection::Pg($c) => $body,
             $crate::db::DbConnection::Sqlite($c) => $body,
+            $crate::db::DbConnection::Mysql($m) => $mysql,
         }
     };
 }
@@ -204,6 +210,22 @@ pub(crate) fn expect_one(affected: usize) -> diesel::QueryResult<()> {
         Err(diesel::result::Error::NotFound)
     } else {
         Ok(())
+    }
+}
+
+/// An insert that may hit a unique key: `Ok(0)` then, as PostgreSQL's and
+/// SQLite's `ON CONFLICT DO NOTHING` report it. For MariaDB/MySQL, whose
+/// `ON DUPLICATE KEY UPDATE` counts a no-op update as a row (diesel sets
+/// `CLIENT_FOUND_ROWS`), and whose `INSERT IGNORE` would also swallow
+/// foreign-key errors. A failed statement there leaves the transaction
+/// usable.
+pub(crate) fn unless_duplicate(inserted: QueryResult<usize>) -> QueryResult<usize> {
+    match inserted {
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Ok(0),
+        other => other,
     }
 }
 

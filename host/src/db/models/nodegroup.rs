@@ -10,7 +10,7 @@ use crate::db::{
 /// A row of `nodegroup` (upstream §1.10); `(cluster_id, name)` is unique.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, AsChangeset)]
 #[diesel(table_name = nodegroup)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 #[diesel(treat_none_as_null = true)]
 pub struct NodeGroup {
     pub id: i32,
@@ -44,7 +44,7 @@ pub struct NodeGroup {
 
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = nodegroup)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 pub struct NewNodeGroup {
     pub uuid: String,
     pub name: String,
@@ -93,7 +93,8 @@ impl NodeGroup {
     pub fn insert(conn: &mut DbConnection, new: &NewNodeGroup) -> QueryResult<Self> {
         diesel::insert_into(nodegroup::table)
             .values((new, nodegroup::created_at.eq(now())))
-            .get_result(conn)
+            .execute(conn)?;
+        Self::find_by_uuid(conn, &new.uuid)
     }
 
     pub fn find_by_uuid(conn: &mut DbConnection, uuid: &str) -> QueryResult<Self> {
@@ -193,24 +194,36 @@ impl NodeGroup {
     pub fn update(&self, conn: &mut DbConnection) -> QueryResult<Self> {
         let mut row = self.clone();
         row.updated_at = Some(now());
-        diesel::update(nodegroup::table.find(self.id))
-            .set(&row)
-            .get_result(conn)
+        expect_one(
+            diesel::update(nodegroup::table.find(self.id))
+                .set(&row)
+                .execute(conn)?,
+        )?;
+        nodegroup::table
+            .find(self.id)
+            .select(Self::as_select())
+            .first(conn)
     }
 
     /// Writes only the columns the conductor owns (status, reason,
     /// addresses, node count, stack id): a bounds or labels PATCH the API
     /// commits meanwhile is kept, not overwritten with a stale copy.
     pub fn save_progress(&self, conn: &mut DbConnection) -> QueryResult<Self> {
-        diesel::update(nodegroup::table.find(self.id))
-            .set((
-                nodegroup::status.eq(&self.status),
-                nodegroup::status_reason.eq(&self.status_reason),
-                nodegroup::node_addresses.eq(&self.node_addresses),
-                nodegroup::stack_id.eq(&self.stack_id),
-                nodegroup::updated_at.eq(Some(now())),
-            ))
-            .get_result(conn)
+        expect_one(
+            diesel::update(nodegroup::table.find(self.id))
+                .set((
+                    nodegroup::status.eq(&self.status),
+                    nodegroup::status_reason.eq(&self.status_reason),
+                    nodegroup::node_addresses.eq(&self.node_addresses),
+                    nodegroup::stack_id.eq(&self.stack_id),
+                    nodegroup::updated_at.eq(Some(now())),
+                ))
+                .execute(conn)?,
+        )?;
+        nodegroup::table
+            .find(self.id)
+            .select(Self::as_select())
+            .first(conn)
     }
 
     /// Sets only `labels` (a JSON object text): an upgrade's new labels.

@@ -8,7 +8,7 @@ use crate::db::{schema::quotas, DbConnection};
 /// upstream knows is `Cluster`.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = quotas)]
-#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
 pub struct Quota {
     pub id: i32,
     pub project_id: String,
@@ -34,7 +34,8 @@ impl Quota {
                 quotas::hard_limit.eq(hard_limit),
                 quotas::created_at.eq(now()),
             ))
-            .get_result(conn)
+            .execute(conn)?;
+        Self::find(conn, project_id, resource)
     }
 
     /// Sets the limit, creating the row if there is none.
@@ -45,18 +46,30 @@ impl Quota {
         hard_limit: i32,
     ) -> QueryResult<Self> {
         let at = now();
+        let row = (
+            quotas::project_id.eq(project_id),
+            quotas::resource.eq(resource),
+            quotas::hard_limit.eq(hard_limit),
+            quotas::created_at.eq(at),
+        );
+        let changes = (
+            quotas::hard_limit.eq(hard_limit),
+            quotas::updated_at.eq(Some(at)),
+        );
         with_backend!(conn, c => diesel::insert_into(quotas::table)
-            .values((
-                quotas::project_id.eq(project_id),
-                quotas::resource.eq(resource),
-                quotas::hard_limit.eq(hard_limit),
-                quotas::created_at.eq(at),
-            ))
+            .values(row)
             .on_conflict((quotas::project_id, quotas::resource))
             .do_update()
-            .set((quotas::hard_limit.eq(hard_limit), quotas::updated_at.eq(Some(at))))
-            .returning(Self::as_returning())
-            .get_result(c))
+            .set(changes)
+            .execute(c),
+            // The only unique key besides the id is (project_id, resource).
+            mysql c => diesel::insert_into(quotas::table)
+            .values(row)
+            .on_conflict(diesel::dsl::DuplicatedKeys)
+            .do_update()
+            .set(changes)
+            .execute(c))?;
+        Self::find(conn, project_id, resource)
     }
 
     pub fn find(conn: &mut DbConnection, project_id: &str, resource: &str) -> QueryResult<Self> {

@@ -1,0 +1,30 @@
+CREATE TABLE nodegroup (
+    id INTEGER NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    uuid VARCHAR(255) NOT NULL,
+    name VARCHAR(255) NOT NULL,
+    cluster_id VARCHAR(255) NOT NULL,
+    project_id VARCHAR(255) NOT NULL,
+    docker_volume_size INTEGER,
+    labels LONGTEXT NOT NULL DEFAULT ('{}'),
+    flavor_id LONGTEXT,
+    image_id LONGTEXT,
+    node_addresses LONGTEXT NOT NULL DEFAULT ('[]'),
+    node_count INTEGER NOT NULL DEFAULT 1,
+    role LONGTEXT NOT NULL DEFAULT ('worker'),
+    max_node_count INTEGER,
+    min_node_count INTEGER NOT NULL DEFAULT 0,
+    is_default BOOLEAN NOT NULL DEFAULT FALSE,
+    stack_id LONGTEXT,
+    status LONGTEXT,
+    status_reason LONGTEXT,
+    version LONGTEXT,
+    node_labels LONGTEXT NOT NULL DEFAULT ('{}'),
+    node_taints LONGTEXT NOT NULL DEFAULT ('[]'),
+    created_at DATETIME(6) NOT NULL,
+    updated_at DATETIME(6),
+    CONSTRAINT uniq_nodegroup_uuid UNIQUE (uuid),
+    CONSTRAINT uniq_nodegroup_cluster_id_name UNIQUE (cluster_id, name),
+    CONSTRAINT nodegroup_cluster_id_fkey FOREIGN KEY (cluster_id)
+        REFERENCES cluster (uuid) ON DELETE CASCADE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE INDEX nodegroup_project_id_idx ON nodegroup (project_id);
