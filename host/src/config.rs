@@ -765,8 +765,14 @@ mod tests {
         })
         .unwrap();
         assert_eq!(from_flag.database_url, "sqlite:///tmp/m.sqlite");
+        let mysql = Config::load(&Overrides {
+            database_url: Some("mysql://magnum@db/magnum".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(mysql.database_url, "mysql://magnum@db/magnum");
         let err = Config::load(&Overrides {
-            database_url: Some("mysql://root@db/magnum".into()),
+            database_url: Some("oracle://root@db/magnum".into()),
             ..Default::default()
         })
         .unwrap_err();

@@ -257,8 +257,9 @@ pub fn template_body(name: &str, coe: &str, image: &str) -> Value {
     })
 }
 
-/// Runs the body once per backend (PostgreSQL is skipped with a message
-/// when unreachable, and fails under CI=true, as in the host's DB tests).
+/// Runs the body once per backend (PostgreSQL and MariaDB are skipped with
+/// a message when unreachable, and fail under CI=true, as in the host's DB
+/// tests).
 macro_rules! api_test {
     ($name:ident, $body:expr) => {
         mod $name {
@@ -280,6 +281,13 @@ macro_rules! api_test {
             #[test]
             fn postgres() {
                 if let Some(db) = TestDatabase::new(magnum_host::db::Backend::Postgres) {
+                    body(&TestApp::new(db));
+                }
+            }
+
+            #[test]
+            fn mysql() {
+                if let Some(db) = TestDatabase::new(magnum_host::db::Backend::Mysql) {
                     body(&TestApp::new(db));
                 }
             }
@@ -306,6 +314,13 @@ macro_rules! api_test {
             #[test]
             fn postgres() {
                 if let Some(db) = TestDatabase::new(magnum_host::db::Backend::Postgres) {
+                    body(&TestApp::with(db, $tweak));
+                }
+            }
+
+            #[test]
+            fn mysql() {
+                if let Some(db) = TestDatabase::new(magnum_host::db::Backend::Mysql) {
                     body(&TestApp::with(db, $tweak));
                 }
             }

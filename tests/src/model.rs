@@ -925,6 +925,11 @@ fn operations_match_the_model_on_postgres() {
     in_process(Backend::Postgres, 60);
 }
 
+#[test]
+fn operations_match_the_model_on_mariadb() {
+    in_process(Backend::Mysql, 60);
+}
+
 /// Two `magnumd conductor` processes and the API on PostgreSQL, one
 /// conductor killed with `kill -9` (and restarted) every few operations.
 #[test]
