@@ -287,6 +287,37 @@ fn upstream_database_is_imported() {
         );
     }
 
+    // The same import into a magnum-rs database on MariaDB (the backend of
+    // Kolla and openstack-ansible sites) rather than SQLite.
+    let ours = format!("magnum_rs_{}", std::process::id());
+    mysql(&venv, &format!("DROP DATABASE IF EXISTS {ours}")).unwrap();
+    mysql(&venv, &format!("CREATE DATABASE {ours}")).unwrap();
+    let maria_config = dir.path().join("magnum-mariadb.toml");
+    std::fs::write(
+        &maria_config,
+        format!("log = \"warn\"\ndatabase_url = \"mysql://{user}@{host}:{port}/{ours}\"\n"),
+    )
+    .unwrap();
+    let maria_dir = dir.path().join("var-mariadb");
+    let mut upgrade = Command::new(bin("magnumd"));
+    upgrade
+        .arg("--config")
+        .arg(&maria_config)
+        .arg("--data-dir")
+        .arg(&maria_dir)
+        .env_remove("MAGNUM_DATABASE_URL")
+        .args(["db", "upgrade"]);
+    run_ok("magnumd db upgrade (MariaDB)", &mut upgrade);
+    let into_maria = import(&plugins, &maria_dir, &maria_config, &oslo_url, false);
+    for (table, n) in expected {
+        assert_eq!(
+            counts(&into_maria, table),
+            (n, 0),
+            "into MariaDB, {table}:\n{into_maria}"
+        );
+    }
+    mysql(&venv, &format!("DROP DATABASE IF EXISTS {ours}")).unwrap();
+
     let mut server = Magnumd::start_with(&plugins, &data_dir, Some(&config));
     let cli = Cli {
         openstack: clients.join("bin/openstack"),
