@@ -1,7 +1,8 @@
-//! Cost of a driver call through the ABI (JSON + FFI + catch_unwind) against
-//! calling the same driver's rlib directly, and the time to load the three
-//! bundled drivers. Run with `scripts/bench`, which builds the release `.so`
-//! files first.
+//! Cost of a driver call through the ABI (JSON + FFI + catch_unwind), and
+//! through a runner process (`isolation = "process"`: JSON frames over a
+//! pipe), against calling the same driver's rlib directly; and the time to
+//! load the three bundled drivers. Run with `scripts/bench`, which builds
+//! the release `.so` files and `magnum-driver-runner` first.
 
 mod support;
 
@@ -10,7 +11,7 @@ use std::{hint::black_box, time::Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use magnum_driver_abi::{payload::*, CoeDriver, DriverConfig};
 use magnum_driver_k8s_fedora_atomic::K8sFedoraAtomicDriver;
-use magnum_host::plugins::Registry;
+use magnum_host::plugins::{manifest::Isolation, Registry};
 
 fn request() -> ClusterRequest {
     ClusterRequest {
@@ -75,6 +76,60 @@ fn benches(c: &mut Criterion) {
     c.bench_function("validate_template via rlib", |b| {
         b.iter(|| black_box(direct.validate_template(black_box(&treq)).expect("valid")))
     });
+
+    // Process isolation: the same calls through a runner.
+    let isolated_dir = support::plugins_dir_isolated("scripts/bench", Isolation::Process);
+    let isolated = Registry::load(isolated_dir.path()).expect("load in runners");
+    let runner = isolated
+        .get("k8s_fedora_atomic_v1")
+        .expect("k8s loaded in a runner");
+    c.bench_function("create_cluster via runner", |b| {
+        b.iter(|| black_box(runner.create_cluster(black_box(&req)).expect("plan")))
+    });
+    c.bench_function("validate_template via runner", |b| {
+        b.iter(|| black_box(runner.validate_template(black_box(&treq)).expect("valid")))
+    });
+
+    // The three side by side, as ratios to the direct call.
+    let per_call = |f: &dyn Fn()| {
+        for _ in 0..200 {
+            f();
+        }
+        let n = 2_000u32;
+        let started = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        started.elapsed() / n
+    };
+    let rows: [(&str, [std::time::Duration; 3]); 2] = [
+        (
+            "create_cluster (k8s plan)",
+            [
+                per_call(&|| drop(black_box(direct.create_cluster(&req)))),
+                per_call(&|| drop(black_box(abi.create_cluster(&req)))),
+                per_call(&|| drop(black_box(runner.create_cluster(&req)))),
+            ],
+        ),
+        (
+            "validate_template",
+            [
+                per_call(&|| drop(black_box(direct.validate_template(&treq)))),
+                per_call(&|| drop(black_box(abi.validate_template(&treq)))),
+                per_call(&|| drop(black_box(runner.validate_template(&treq)))),
+            ],
+        ),
+    ];
+    println!("\nper call (mean of 2000): rlib | in-process ABI | process runner");
+    for (what, [rlib, abi, proc]) in rows {
+        let ratio = |d: std::time::Duration| d.as_secs_f64() / rlib.as_secs_f64().max(1e-12);
+        println!(
+            "{what}: {rlib:?} | {abi:?} ({:.2}x rlib) | {proc:?} ({:.2}x rlib, {:.2}x in-process)",
+            ratio(abi),
+            ratio(proc),
+            proc.as_secs_f64() / abi.as_secs_f64().max(1e-12)
+        );
+    }
 }
 
 criterion_group!(driver_calls, benches);

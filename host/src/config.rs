@@ -146,6 +146,10 @@ pub struct DriversFile {
     /// refused, one call every two deadlines going through to check it
     /// again.
     pub call_timeout_seconds: u64,
+    /// The address-space limit, in MiB, of each runner process of a driver
+    /// registered with `--isolation process`: a driver growing past it
+    /// fails its call, not the service.
+    pub runner_memory_mb: u64,
 }
 
 impl DriversFile {
@@ -158,6 +162,7 @@ impl Default for DriversFile {
     fn default() -> Self {
         Self {
             call_timeout_seconds: 30,
+            runner_memory_mb: crate::plugins::runner::DEFAULT_RUNNER_MEMORY_MB,
             verify_ca: true,
             openstack_ca_file: None,
             cloud_credential_roles: vec!["member".to_owned()],

@@ -126,6 +126,7 @@ fn k8s_registry() -> (tempfile::TempDir, magnum_host::plugins::Registry) {
         library,
         enabled: true,
         draining: false,
+        isolation: Default::default(),
         abi: "^1.0".into(),
         config,
         registered: Registered::default(),

@@ -849,6 +849,7 @@ fn k8s_registry() -> (tempfile::TempDir, magnum_host::plugins::Registry) {
         library,
         enabled: true,
         draining: false,
+        isolation: Default::default(),
         abi: "^1.0".into(),
         config: Default::default(),
         registered: Registered::default(),

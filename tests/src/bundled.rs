@@ -115,7 +115,7 @@ fn bundled_drivers_pass_verify() {
 }
 
 /// A minimal HTTP/1.1 GET (no client library needed): status head and body.
-fn http_get(addr: &str, path: &str) -> (String, String) {
+pub(crate) fn http_get(addr: &str, path: &str) -> (String, String) {
     http_get_with(addr, path, "")
 }
 
@@ -138,7 +138,7 @@ fn exchange(addr: &str, request: &str) -> (String, String) {
     (head.to_owned(), body.trim().to_owned())
 }
 
-fn json(body: &str) -> Value {
+pub(crate) fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
@@ -222,7 +222,7 @@ fn magnumd_serves_version_documents_and_logs_loaded_drivers() {
 }
 
 /// A minimal HTTP/1.1 POST of a JSON body: status head and body.
-fn http_post(addr: &str, path: &str, body: &Value) -> (String, String) {
+pub(crate) fn http_post(addr: &str, path: &str, body: &Value) -> (String, String) {
     let body = body.to_string();
     exchange(
         addr,

@@ -35,6 +35,7 @@ fn manifest_for(name: &str, library: &Path, config: &[(&str, &str)]) -> Manifest
         sha256: manifest::sha256_file(library).unwrap_or_else(|_| "0".repeat(64)),
         enabled: true,
         draining: false,
+        isolation: Default::default(),
         abi: "^1.0".into(),
         config: config
             .iter()
@@ -578,4 +579,63 @@ fn a_reload_replaces_only_what_changed_and_old_instances_keep_working() {
     old_fake
         .create_cluster(&req)
         .expect("held instances live on");
+}
+
+// Issue 17, item 1: a driver in process isolation goes through the same
+// loader checks (in its runner) with the same reasons, and its calls give
+// the same answers and errors, a driver's panic included.
+#[test]
+fn process_isolation_loads_with_the_same_checks_and_answers_the_same() {
+    use magnum_host::plugins::manifest::Isolation;
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path();
+    let fake = workspace_lib("magnum_fixture_fake_driver");
+    let isolated = |mut m: Manifest| {
+        m.isolation = Isolation::Process;
+        manifest::write(plugins, &m).unwrap();
+    };
+    isolated(manifest_for(
+        "good",
+        &fake,
+        &[("panic_in", "delete_cluster")],
+    ));
+    isolated(manifest_for("ctorerr", &fake, &[("constructor", "error")]));
+    let copy = plugins.join("copy.so");
+    fs::copy(&fake, &copy).unwrap();
+    isolated(manifest_for("changed", &copy, &[]));
+    fs::write(&copy, b"tampered").unwrap();
+    let notelf = plugins.join("text.so");
+    fs::write(&notelf, "not an ELF file").unwrap();
+    isolated(manifest_for("notelf", &notelf, &[]));
+
+    let registry = Registry::load(plugins).unwrap();
+    for (name, text) in [
+        (
+            "ctorerr",
+            "driver constructor failed: invalid config.constructor: scripted constructor error",
+        ),
+        ("changed", "changed after registration"),
+        ("notelf", "text.so is not a loadable shared library"),
+    ] {
+        let why = reason(&registry, name);
+        assert!(why.contains(text), "{name}: expected '{text}' in '{why}'");
+        // The runner's descriptor of the library is named by its path.
+        assert!(!why.contains("/proc/self/fd/3"), "{why}");
+    }
+    let driver = registry.get("good").expect("good loads in a runner");
+    assert_eq!(driver.isolation, Isolation::Process);
+    assert_eq!(driver.info.name, "fake");
+    let req = fake_request(3);
+    let plan = driver.create_cluster(&req).expect("a plan from the runner");
+    assert_eq!(plan.operations[0].parameters["node_count"], 3);
+    let err = driver
+        .call::<_, StackPlan>(op::DELETE_CLUSTER, &req)
+        .expect_err("scripted panic");
+    assert_eq!(err.kind, ErrorKind::PANICKED);
+    assert!(
+        err.message.contains("scripted panic in delete_cluster"),
+        "{err}"
+    );
+    // A panic is an answer: the same runner goes on serving.
+    driver.create_cluster(&req).expect("still answers");
 }

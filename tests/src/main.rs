@@ -13,6 +13,7 @@ mod bundled;
 mod certificates;
 mod conductor;
 mod files;
+mod isolation;
 mod loader;
 mod local_cloud;
 mod model;

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use magnum_host::plugins::manifest::{self, Manifest, Registered};
+use magnum_host::plugins::manifest::{self, Isolation, Manifest, Registered};
 
 /// Driver name and library stem of each bundled driver.
 pub const BUNDLED: [(&str, &str); 3] = [
@@ -32,6 +32,11 @@ pub fn release_dir() -> PathBuf {
 /// bundled driver's release `.so`. `script` names the script that builds
 /// them, for the panic message when one is missing.
 pub fn plugins_dir(script: &str) -> tempfile::TempDir {
+    plugins_dir_isolated(script, Isolation::InProcess)
+}
+
+/// As [`plugins_dir`], every driver in `isolation`.
+pub fn plugins_dir_isolated(script: &str, isolation: Isolation) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     for (name, lib) in BUNDLED {
         let library = release_dir().join(format!("lib{lib}.so"));
@@ -43,6 +48,7 @@ pub fn plugins_dir(script: &str) -> tempfile::TempDir {
             sha256,
             enabled: true,
             draining: false,
+            isolation,
             abi: "^1.0".into(),
             config: Default::default(),
             registered: Registered::default(),

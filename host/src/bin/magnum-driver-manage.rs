@@ -8,7 +8,7 @@ use magnum_host::{
     plugins::{
         conformance, loader,
         manage::{self, OwnerCheck, RegisterOptions},
-        manifest::{self, Manifest},
+        manifest::{self, Isolation, Manifest},
     },
 };
 
@@ -67,7 +67,8 @@ enum Command {
         /// Add the template path column.
         #[arg(short = 'p', long)]
         paths: bool,
-        /// Include disabled and broken drivers, with an Enabled column.
+        /// Include disabled and broken drivers, with Enabled and Isolation
+        /// columns.
         #[arg(long)]
         all: bool,
         /// Output format.
@@ -91,6 +92,12 @@ enum Command {
         /// Driver configuration KEY=VALUE passed to its constructor; repeatable.
         #[arg(long = "driver-config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
         driver_config: Vec<(String, String)>,
+        /// Where the driver runs: `in-process` (in magnumd: fastest) or
+        /// `process` (in a magnum-driver-runner process with resource limits:
+        /// a crash, hang or runaway memory costs one failed call) [default:
+        /// the replaced registration's, else in-process].
+        #[arg(long, value_name = "MODE", value_parser = parse_isolation)]
+        isolation: Option<Isolation>,
     },
     /// Enable a registered driver.
     Enable { name: String },
@@ -120,6 +127,10 @@ enum Command {
     Verify { names: Vec<String> },
     /// Print the full driver info (labels, network and volume drivers) as JSON.
     Show { name: String },
+}
+
+fn parse_isolation(s: &str) -> Result<Isolation, String> {
+    s.parse()
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -198,6 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             enable,
             replace,
             driver_config,
+            isolation,
         } => {
             let config: BTreeMap<String, toml::Value> = driver_config
                 .into_iter()
@@ -211,14 +223,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     enable,
                     replace,
                     config,
+                    isolation,
                 },
             )?;
             println!(
-                "registered {} {} (abi {}, sha256 {}){}",
+                "registered {} {} (abi {}, sha256 {}{}){}",
                 m.name,
                 m.registered.version,
                 m.registered.abi_version,
                 &m.sha256[..12],
+                if m.isolation.is_default() {
+                    String::new()
+                } else {
+                    format!(", isolation {}", m.isolation)
+                },
                 if m.enabled { ", enabled" } else { ", disabled" }
             );
         }
@@ -339,7 +357,7 @@ fn list(
         columns.push("Template Path");
     }
     if all {
-        columns.push("Enabled");
+        columns.extend(["Enabled", "Isolation"]);
     }
     let mut rows: Vec<Vec<String>> = Vec::new();
     for file in manifest::read_dir(dir)? {
@@ -348,8 +366,8 @@ fn list(
             Ok(_) => continue,
             Err(reason) if all => {
                 let mut row = vec![file.stem.clone()];
-                row.resize(columns.len() - 1, String::new());
-                row.push(format!("broken: {reason}"));
+                row.resize(columns.len() - 2, String::new());
+                row.extend([format!("broken: {reason}"), String::new()]);
                 rows.push(row);
                 continue;
             }
@@ -374,7 +392,7 @@ fn list(
                 row.push(path.clone());
             }
             if all {
-                row.push(m.enabled.to_string());
+                row.extend([m.enabled.to_string(), m.isolation.to_string()]);
             }
             rows.push(row);
         }

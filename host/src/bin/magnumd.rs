@@ -554,6 +554,8 @@ fn serve(
         applied = applied.len(),
         "database ready"
     );
+    // Before the first load: drivers in process mode start a runner there.
+    magnum_host::plugins::runner::set_runner_memory_mb(config.drivers.runner_memory_mb);
     let registry = Registry::load(&config.plugins_dir)?;
     // Call deadlines, and where each driver's health is written for
     // `magnum-driver-manage list-drivers`.

@@ -13,6 +13,11 @@ use abi_stable::std_types::{RResult, RStr, RString};
 use magnum_driver_abi::{capability as op, payload::*, DriverBox, DriverError, DriverMod_Ref};
 use serde::{de::DeserializeOwned, Serialize};
 
+use super::{
+    manifest::Isolation,
+    runner::{Failure, RunnerPool},
+};
+
 /// A driver whose library is mapped and whose instance is built. Libraries
 /// are never unloaded; dropping this only drops the instance.
 pub struct LoadedDriver {
@@ -22,14 +27,9 @@ pub struct LoadedDriver {
     pub path: PathBuf,
     /// The `magnum-driver-abi` version the library was built against.
     pub abi_version: String,
-    #[expect(
-        dead_code,
-        reason = "kept for root-module functions added in later minors"
-    )]
-    module: DriverMod_Ref,
-    /// Shared with the thread of each call, which may outlive the call
-    /// when it misses its deadline.
-    driver: Arc<DriverBox>,
+    /// Where the driver's code runs (the manifest's `isolation`).
+    pub isolation: Isolation,
+    backend: Backend,
     /// Milliseconds a call may take ([`Self::set_deadline`]).
     deadline_ms: AtomicU64,
     health: Mutex<Health>,
@@ -38,6 +38,22 @@ pub struct LoadedDriver {
     /// Where this driver's health is written for `magnum-driver-manage
     /// list-drivers` ([`Self::report_health_in`]).
     health_dir: Mutex<Option<PathBuf>>,
+}
+
+enum Backend {
+    /// The library is mapped into this process.
+    InProcess {
+        #[expect(
+            dead_code,
+            reason = "kept for root-module functions added in later minors"
+        )]
+        module: DriverMod_Ref,
+        /// Shared with the thread of each call, which may outlive the call
+        /// when it misses its deadline.
+        driver: Arc<DriverBox>,
+    },
+    /// The library is loaded by runner processes.
+    Process(RunnerPool),
 }
 
 /// Calls that time out in a row before a driver is unhealthy.
@@ -71,6 +87,7 @@ impl std::fmt::Debug for LoadedDriver {
             .field("name", &self.name)
             .field("path", &self.path)
             .field("abi_version", &self.abi_version)
+            .field("isolation", &self.isolation)
             .finish()
     }
 }
@@ -84,13 +101,46 @@ impl LoadedDriver {
         path: PathBuf,
         abi_version: String,
     ) -> Self {
+        Self::with_backend(
+            name,
+            info,
+            path,
+            abi_version,
+            Backend::InProcess {
+                module,
+                driver: Arc::new(driver),
+            },
+        )
+    }
+
+    /// A driver whose library runner processes load ([`RunnerPool`]).
+    pub(super) fn in_runners(
+        name: String,
+        info: DriverInfo,
+        pool: RunnerPool,
+        path: PathBuf,
+        abi_version: String,
+    ) -> Self {
+        Self::with_backend(name, info, path, abi_version, Backend::Process(pool))
+    }
+
+    fn with_backend(
+        name: String,
+        info: DriverInfo,
+        path: PathBuf,
+        abi_version: String,
+        backend: Backend,
+    ) -> Self {
         Self {
             name,
             info,
             path,
             abi_version,
-            module,
-            driver: Arc::new(driver),
+            isolation: match backend {
+                Backend::InProcess { .. } => Isolation::InProcess,
+                Backend::Process(_) => Isolation::Process,
+            },
+            backend,
             deadline_ms: AtomicU64::new(DEFAULT_DEADLINE.as_millis() as u64),
             health: Mutex::default(),
             abandoned: Arc::default(),
@@ -199,7 +249,7 @@ impl LoadedDriver {
         }
     }
 
-    fn timed_out(&self, operation: &str) {
+    fn timed_out(&self, operation: &str, what: &str) {
         let became_unhealthy = {
             let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
             health.timeouts_in_a_row = health.timeouts_in_a_row.saturating_add(1);
@@ -215,7 +265,7 @@ impl LoadedDriver {
             operation,
             deadline_s = self.deadline().as_secs_f64(),
             abandoned = self.abandoned.load(Ordering::Relaxed),
-            "driver call did not answer within its deadline; abandoned on its thread"
+            "driver call did not answer within its deadline; {what}"
         );
         if became_unhealthy {
             tracing::error!(
@@ -249,15 +299,49 @@ impl LoadedDriver {
         }
         let started = Instant::now();
         let deadline = self.deadline();
-        // The call runs on a thread of its own, so that a driver that never
-        // answers costs that thread, not the caller (an API request or a
-        // conductor slot): at the deadline the call is abandoned there.
+        let reply = match &self.backend {
+            Backend::InProcess { driver, .. } => {
+                self.call_on_thread(driver, operation, request, deadline)
+            }
+            Backend::Process(pool) => match pool.call(operation, request, deadline) {
+                Ok(reply) => {
+                    self.answered();
+                    Ok(reply)
+                }
+                Err(Failure { error, timed_out }) => {
+                    if timed_out {
+                        self.timed_out(operation, "its runner was killed");
+                    }
+                    Err(error)
+                }
+            },
+        };
+        crate::metrics::METRICS.driver_call(
+            &self.name,
+            operation,
+            reply.is_ok(),
+            started.elapsed(),
+        );
+        reply
+    }
+
+    /// In-process: the call runs on a thread of its own, so that a driver
+    /// that never answers costs that thread, not the caller (an API request
+    /// or a conductor slot): at the deadline the call is abandoned there.
+    fn call_on_thread(
+        &self,
+        driver: &Arc<DriverBox>,
+        operation: &str,
+        request: &str,
+        deadline: Duration,
+    ) -> Result<String, DriverError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let driver = self.driver.clone();
+        let driver = driver.clone();
         let abandoned = self.abandoned.clone();
         let (op_name, req) = (operation.to_owned(), request.to_owned());
         let spawned = std::thread::Builder::new()
             .name(format!("driver-{}", self.name))
+            .stack_size(super::runner::CALL_STACK)
             .spawn(move || {
                 let reply = invoke(&driver, &op_name, &req);
                 // Nobody waits any more: the call was abandoned.
@@ -271,7 +355,7 @@ impl LoadedDriver {
                 self.name
             )));
         }
-        let reply = match rx.recv_timeout(deadline) {
+        match rx.recv_timeout(deadline) {
             Ok(reply) => {
                 self.answered();
                 reply
@@ -287,7 +371,7 @@ impl LoadedDriver {
                     }
                     Err(_) => {
                         drop(rx);
-                        self.timed_out(operation);
+                        self.timed_out(operation, "abandoned on its thread");
                         Err(DriverError::internal(format!(
                             "driver {} did not answer {operation} within {} s",
                             self.name,
@@ -299,14 +383,16 @@ impl LoadedDriver {
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(DriverError::internal(
                 format!("driver {} ended {operation} without an answer", self.name),
             )),
-        };
-        crate::metrics::METRICS.driver_call(
-            &self.name,
-            operation,
-            reply.is_ok(),
-            started.elapsed(),
-        );
-        reply
+        }
+    }
+
+    /// The call itself, on the calling thread, without a deadline: what a
+    /// runner process does with the calls it receives.
+    pub fn invoke_direct(&self, operation: &str, request: &str) -> Result<String, DriverError> {
+        match &self.backend {
+            Backend::InProcess { driver, .. } => invoke(driver, operation, request),
+            Backend::Process(_) => self.call_json(operation, request),
+        }
     }
 
     /// Typed call: serialises `request`, deserialises the reply.

@@ -17,7 +17,8 @@ use magnum_driver_abi::{
 
 use super::{
     call::LoadedDriver,
-    manifest::{self, parse_requirement, Manifest},
+    manifest::{self, parse_requirement, Isolation, Manifest},
+    runner::RunnerPool,
 };
 
 /// Why a driver did not load. The `Display` text is the one-line reason
@@ -54,6 +55,10 @@ pub enum LoadError {
     Info(String),
     #[error("driver constructor failed: {0}")]
     Constructor(DriverError),
+    /// `isolation = "process"`: what the runner said (the reasons above,
+    /// as its own loader gave them), or why it could not say.
+    #[error("{0}")]
+    Runner(String),
 }
 
 /// Header checks shared by `register` and the loader: open the library,
@@ -206,6 +211,19 @@ pub fn load(manifest: &Manifest, plugins_dir: &Path) -> Result<Arc<LoadedDriver>
             pinned: manifest.sha256.clone(),
             actual,
         });
+    }
+    if manifest.isolation == Isolation::Process {
+        // Nothing of the library runs in this process: runners load these
+        // bytes, with the checks below, in theirs.
+        let (pool, info, abi_version) =
+            RunnerPool::start(manifest, plugins_dir, &bytes).map_err(LoadError::Runner)?;
+        return Ok(Arc::new(LoadedDriver::in_runners(
+            manifest.name.clone(),
+            info,
+            pool,
+            path,
+            abi_version,
+        )));
     }
     let (module, abi_version) = open_copy(&path, &bytes)?;
     let (req_major, req_minor) =

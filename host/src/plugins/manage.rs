@@ -23,6 +23,8 @@ pub struct RegisterOptions {
     pub enable: bool,
     pub replace: bool,
     pub config: BTreeMap<String, toml::Value>,
+    /// `None`: keep the replaced registration's (in-process if new).
+    pub isolation: Option<manifest::Isolation>,
 }
 
 /// Loads the library, checks its ABI, builds it once with `config`, and writes
@@ -60,6 +62,10 @@ pub fn register(
         enabled: opts.enable || existing.as_ref().is_some_and(|m| m.enabled),
         // A replaced library keeps the operator's choice, as `enabled`.
         draining: existing.as_ref().is_some_and(|m| m.draining),
+        isolation: opts
+            .isolation
+            .or(existing.as_ref().map(|m| m.isolation))
+            .unwrap_or_default(),
         abi: requirement_for(&abi_version),
         config: if opts.config.is_empty() {
             existing.map(|m| m.config).unwrap_or_default()

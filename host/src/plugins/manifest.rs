@@ -32,6 +32,51 @@ pub struct Registered {
     pub registered_at: String,
 }
 
+/// Where a driver's code runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Inside the calling process: fastest; a crash of the driver is a
+    /// crash of the service.
+    #[default]
+    InProcess,
+    /// In a `magnum-driver-runner` process: a crash, a hang or runaway
+    /// memory costs one failed call.
+    Process,
+}
+
+impl Isolation {
+    pub fn is_default(&self) -> bool {
+        *self == Self::InProcess
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProcess => "in-process",
+            Self::Process => "process",
+        }
+    }
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Isolation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "in-process" => Ok(Self::InProcess),
+            "process" => Ok(Self::Process),
+            other => Err(format!(
+                "isolation '{other}' is neither \"in-process\" nor \"process\""
+            )),
+        }
+    }
+}
+
 /// One manifest file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +95,10 @@ pub struct Manifest {
     /// drain`): how an operator retires a driver.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub draining: bool,
+    /// Where the driver's code runs: in `magnumd` itself, or in a runner
+    /// process of its own (`magnum-driver-manage register --isolation`).
+    #[serde(default, skip_serializing_if = "Isolation::is_default")]
+    pub isolation: Isolation,
     /// Semver requirement on the driver ABI, e.g. `^1.0`.
     pub abi: String,
     /// Passed to the driver's constructor as a JSON object.

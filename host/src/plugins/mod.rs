@@ -7,6 +7,7 @@ pub mod loader;
 pub mod manage;
 pub mod manifest;
 pub mod registry;
+pub mod runner;
 
 pub use call::LoadedDriver;
 pub use registry::{DriverState, Drivers, Registry};

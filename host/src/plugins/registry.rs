@@ -133,7 +133,8 @@ impl Registry {
                         && m.library == manifest.library
                         && m.sha256 == manifest.sha256
                         && m.abi == manifest.abi
-                        && m.config == manifest.config =>
+                        && m.config == manifest.config
+                        && m.isolation == manifest.isolation =>
                 {
                     Some(d.clone())
                 }
@@ -199,6 +200,9 @@ impl Registry {
                     }
                     if now.config != was.config {
                         what.push("config changed".to_owned());
+                    }
+                    if now.isolation != was.isolation {
+                        what.push(format!("isolation {}", now.isolation));
                     }
                     if now.draining != was.draining {
                         what.push(
