@@ -62,15 +62,15 @@ pub struct Hello {
 }
 
 /// Where a runner finds the library: an in-memory copy of the bytes the
-/// host checked at load, so that a file overwritten in place (`cat new.so
-/// > driver.so`) changes no runner started later, as it changes nothing
+/// host checked at load, so that a file overwritten in place (`cat new.so >
+/// driver.so`) changes no runner started later, as it changes nothing
 /// in-process. The change is picked up only through registration.
 pub const LIBRARY_FD: i32 = 3;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Ready {
     Loaded {
-        info: DriverInfo,
+        info: Box<DriverInfo>,
         abi_version: String,
     },
     /// The loader's reason, as in-process loading would give it.
@@ -446,7 +446,7 @@ impl RunnerPool {
             Ok(Ok(Some(body))) => match serde_json::from_slice::<Ready>(&body) {
                 Ok(Ready::Loaded { info, abi_version }) => {
                     tracing::info!(driver = %self.name, pid, memory_mb, took = ?started.elapsed(), "driver runner started");
-                    Ok((runner, info, abi_version))
+                    Ok((runner, *info, abi_version))
                 }
                 Ok(Ready::Failed(reason)) => Err(reason.replace(
                     &format!("/proc/self/fd/{LIBRARY_FD}"),
@@ -740,7 +740,7 @@ fn serve(mut input: impl Read, mut output: impl Write) -> i32 {
     let (driver, ready) = match ready {
         Ok(driver) => {
             let ready = Ready::Loaded {
-                info: driver.info.clone(),
+                info: Box::new(driver.info.clone()),
                 abi_version: driver.abi_version.clone(),
             };
             (Some(driver), ready)
