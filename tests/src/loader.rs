@@ -594,10 +594,14 @@ fn process_isolation_loads_with_the_same_checks_and_answers_the_same() {
         m.isolation = Isolation::Process;
         manifest::write(plugins, &m).unwrap();
     };
+    // Chatter on stdout goes to the log, not into the runner's replies.
     isolated(manifest_for(
         "good",
         &fake,
-        &[("panic_in", "delete_cluster")],
+        &[
+            ("panic_in", "delete_cluster"),
+            ("stdout_in", "create_cluster"),
+        ],
     ));
     isolated(manifest_for("ctorerr", &fake, &[("constructor", "error")]));
     let copy = plugins.join("copy.so");

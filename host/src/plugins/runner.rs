@@ -391,7 +391,7 @@ impl RunnerPool {
                 .spawn(move || {
                     // The driver's and the runner's stderr, in magnumd's log.
                     for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                        tracing::warn!(driver = %name, pid, "runner: {line}");
+                        tracing::info!(driver = %name, pid, "runner: {line}");
                         if backtrace_line(&line) {
                             continue;
                         }
