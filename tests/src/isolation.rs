@@ -236,6 +236,7 @@ fn an_upgrade_and_an_enable_while_creates_run_fail_nothing() {
     );
     let addr = server.addr.clone();
     fake_template(&addr);
+    let posted = Instant::now();
     let old: Vec<String> = ["old-1", "old-2"]
         .iter()
         .map(|n| create(&addr, n))
@@ -291,11 +292,17 @@ fn an_upgrade_and_an_enable_while_creates_run_fail_nothing() {
         &crate::api::template_body("m", "mesos", "ubuntu-mesos"),
     );
     assert_eq!(status(&head), "201", "{body}");
-    // ... and the calls in flight finish on the old runners.
+    // ... and the calls in flight finish on the old runners (the old
+    // registration's 6 s in create_cluster shows which one they ran on).
     for uuid in &old {
         let done = wait_for(&addr, uuid, &["CREATE_FAILED", "CREATE_COMPLETE"]);
         assert_eq!(done["status"], "CREATE_COMPLETE", "{done}");
     }
+    assert!(
+        posted.elapsed() >= Duration::from_secs(6),
+        "the old creates ran on the old registration: {:?}",
+        posted.elapsed()
+    );
     let (exit, log) = server.stop();
     assert!(exit.success(), "{log}");
     assert!(
