@@ -220,7 +220,15 @@ impl RunnerPool {
         plugins_dir: &Path,
         bytes: &[u8],
     ) -> Result<(Self, DriverInfo, String), String> {
-        let program = runner_program()?;
+        Self::start_program(runner_program()?, manifest, plugins_dir, bytes)
+    }
+
+    fn start_program(
+        program: PathBuf,
+        manifest: &Manifest,
+        plugins_dir: &Path,
+        bytes: &[u8],
+    ) -> Result<(Self, DriverInfo, String), String> {
         let path = manifest.library_path(plugins_dir);
         let library = memfd(&manifest.name, bytes)
             .map_err(|e| format!("cannot make the private copy of {}: {e}", path.display()))?;
@@ -855,6 +863,94 @@ mod tests {
             "thread 'driver-call' has overflowed its stack"
         ));
         assert_eq!(last_words(&[]), "");
+    }
+
+    /// A stand-in runner (python3) that says it is ready, then answers
+    /// every call the way `mode` says.
+    fn scripted_pool(dir: &Path, mode: &str) -> RunnerPool {
+        let ready = serde_json::to_string(&Ready::Loaded {
+            info: Box::new(DriverInfo {
+                name: "scripted".into(),
+                ..Default::default()
+            }),
+            abi_version: "1.2.0".into(),
+        })
+        .unwrap();
+        let script = dir.join(format!("runner-{mode}"));
+        std::fs::write(
+            &script,
+            format!(
+                r#"#!/usr/bin/env python3
+import os, struct, sys
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+def frame():
+    n = inp.read(4)
+    return inp.read(struct.unpack(">I", n)[0]) if len(n) == 4 else None
+def say(b):
+    out.write(struct.pack(">I", len(b)) + b); out.flush()
+frame()
+say({ready:?}.encode())
+while frame() is not None:
+    mode = {mode:?}
+    if mode == "oversized": out.write(b"\xff\xff\xff\xff"); out.flush()
+    elif mode == "garbage": say(b"this is not json")
+    elif mode == "exit": sys.stderr.write("giving up\n"); sys.exit(3)
+    else: say(b'{{"Ok":"{{}}"}}')
+"#
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let manifest = Manifest::parse(&format!(
+            "name = \"scripted\"\nlibrary = \"x.so\"\nsha256 = \"{}\"\nenabled = true\n\
+             abi = \"^1.0\"\n[registered]\nversion = \"1\"\nabi_version = \"1.2.0\"\n\
+             description = \"\"\nprovides = []\ncapabilities = []\nregistered_at = \"now\"\n",
+            "0".repeat(64)
+        ))
+        .unwrap();
+        let (pool, info, _) = RunnerPool::start_program(script, &manifest, dir, b"").unwrap();
+        assert_eq!(info.name, "scripted");
+        pool
+    }
+
+    #[test]
+    fn a_malformed_oversized_or_missing_reply_is_one_failed_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let deadline = Duration::from_secs(10);
+        for (mode, expected) in [
+            (
+                "oversized",
+                "driver scripted: runner sent a malformed reply to create_cluster (a reply of \
+                 4294967295 bytes, more than the 67108864 allowed); runner killed",
+            ),
+            (
+                "garbage",
+                "driver scripted: runner sent a malformed reply to create_cluster (not a reply",
+            ),
+            (
+                "exit",
+                "driver scripted: runner exited with status 3 during create_cluster (its last \
+                 words: giving up)",
+            ),
+        ] {
+            let pool = scripted_pool(dir.path(), mode);
+            for _ in 0..2 {
+                let failure = pool.call("create_cluster", "{}", deadline).expect_err(mode);
+                assert!(!failure.timed_out);
+                assert!(
+                    failure.error.message.starts_with(expected),
+                    "{mode}: {}",
+                    failure.error.message
+                );
+            }
+        }
+        // A well-behaved one answers, twice on the same runner.
+        let pool = scripted_pool(dir.path(), "ok");
+        for _ in 0..2 {
+            assert_eq!(pool.call("create_cluster", "{}", deadline).unwrap(), "{}");
+        }
+        assert_eq!(pool.idle.lock().unwrap().len(), 1);
     }
 
     #[test]
