@@ -7,6 +7,8 @@
     reason = "each test binary that includes this module uses part of it"
 )]
 
+pub mod sandbox;
+
 use std::{
     collections::HashMap,
     path::PathBuf,
