@@ -1255,6 +1255,9 @@ fn bundled_registry() -> (tempfile::TempDir, magnum_host::plugins::Registry) {
     (plugins, registry)
 }
 
+/// The keypair of the clusters magnumd makes.
+const NODES_KEYPAIR: &str = "magnum-realnodes";
+
 /// magnumd in keystone mode with the heat orchestrator, in this process:
 /// its API served on a 127.0.0.1 port that its `[api] public_url` names
 /// (the nodes' `MAGNUM_URL`), a conductor creating each cluster's stack in
@@ -1403,10 +1406,15 @@ struct NovaServer {
     node: sandbox::Node,
 }
 
-/// The stack named `name` in the demo project, as its owner sees it
-/// (`Ok(None)` before Heat has it).
-async fn demo_stack(cloud: &Cloud, token: &str, name: &str) -> Result<Option<Value>, String> {
-    let url = format!("{}/{}/stacks/{name}", cloud.heat, cloud.demo_project);
+/// The stack named `name` in `project`, as `token` (of that project) sees
+/// it (`Ok(None)` when Heat has no such stack there).
+async fn find_stack(
+    cloud: &Cloud,
+    project: &str,
+    token: &str,
+    name: &str,
+) -> Result<Option<Value>, String> {
+    let url = format!("{}/{project}/stacks/{name}", cloud.heat);
     let r = cloud
         .http
         .get(&url)
@@ -1504,10 +1512,15 @@ async fn nova_servers(
     Ok(servers)
 }
 
-/// The ACTIVE servers of the demo project's stack `name` (none before
-/// Heat has the stack).
-async fn stack_servers(cloud: &Cloud, token: &str, name: &str) -> Result<Vec<NovaServer>, String> {
-    match demo_stack(cloud, token, name).await? {
+/// The ACTIVE servers of the stack `name` of `project` (none before Heat
+/// has the stack).
+async fn stack_servers(
+    cloud: &Cloud,
+    project: &str,
+    token: &str,
+    name: &str,
+) -> Result<Vec<NovaServer>, String> {
+    match find_stack(cloud, project, token, name).await? {
         Some(stack) => nova_servers(cloud, token, &stack).await,
         None => Ok(Vec::new()),
     }
@@ -1550,6 +1563,8 @@ async fn wait_condition_data(
 /// One cluster made through magnumd's API whose nodes ran in the sandbox.
 struct Booted {
     uuid: String,
+    /// A token of the stack's project.
+    token: String,
     /// The cluster once it left CREATE_IN_PROGRESS.
     cluster: Value,
     /// The stack as Heat shows it then.
@@ -1584,7 +1599,7 @@ impl Nodes {
         let mut template = json!({
             "name": name, "image_id": "fedora-atomic-latest",
             "external_network_id": "public", "flavor_id": "m1.small",
-            "master_flavor_id": "m1.medium", "keypair_id": "default",
+            "master_flavor_id": "m1.medium", "keypair_id": NODES_KEYPAIR,
         });
         if let (Some(t), Some(f)) = (template.as_object_mut(), fields.as_object()) {
             t.extend(f.clone());
@@ -1608,7 +1623,44 @@ impl Nodes {
         let uuid = body["uuid"].as_str().expect("uuid").to_owned();
         let stack_name = magnum_driver_abi::convention::stack_name(name, &uuid);
         let path = format!("/v1/clusters/{uuid}");
-        let token = self.magnum.demo.clone();
+        // Where the conductor made the stack: in the demo project through
+        // the cluster's trust, or in the service project as the service
+        // user when the plan carries no trust_id (the swarm and Mesos
+        // drivers' plans: driver-sdk's HeatDriver drops it from the
+        // parameters, so that no node gets it).
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let (project, token) = loop {
+            let places = [
+                (run.cloud.demo_project.clone(), self.magnum.demo.clone()),
+                (run.cloud.project.clone(), run.cloud.service.clone()),
+            ];
+            let mut found = None;
+            for (project, token) in places {
+                let stack = run
+                    .rt
+                    .block_on(find_stack(&run.cloud, &project, &token, &stack_name))
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                if stack.is_some() {
+                    found = Some((project, token));
+                    break;
+                }
+            }
+            if let Some(found) = found {
+                break found;
+            }
+            let (_, cluster) = self.magnum.call(run.rt, reqwest::Method::GET, &path, None);
+            assert!(
+                cluster["status"] == "CREATE_IN_PROGRESS" && Instant::now() < deadline,
+                "{name}: Heat has no stack {stack_name}: {cluster}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let scope = if project == run.cloud.demo_project {
+            "the demo project, through the cluster's trust"
+        } else {
+            "the service project, as the service user"
+        };
+        eprintln!("  {name}: stack {stack_name} in {scope}");
 
         // Each server as soon as Nova has it ACTIVE: a worker's server is
         // made only once the masters' wait conditions completed (the k8s
@@ -1620,7 +1672,7 @@ impl Nodes {
         while servers.len() < masters + workers {
             let active = run
                 .rt
-                .block_on(stack_servers(&run.cloud, &token, &stack_name))
+                .block_on(stack_servers(&run.cloud, &project, &token, &stack_name))
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             let new: Vec<NovaServer> = active
                 .into_iter()
@@ -1691,16 +1743,20 @@ impl Nodes {
             std::thread::sleep(Duration::from_millis(500));
         };
         run.times.record(
-            &format!("{name}: API create -> {}", cluster["status"]),
+            &format!(
+                "{name}: API create -> {}",
+                cluster["status"].as_str().unwrap_or_default()
+            ),
             t.elapsed(),
         );
         let stack = run
             .rt
-            .block_on(demo_stack(&run.cloud, &token, &stack_name))
+            .block_on(find_stack(&run.cloud, &project, &token, &stack_name))
             .expect("the stack")
             .expect("Heat has the stack");
         Booted {
             uuid,
+            token,
             cluster,
             stack,
             servers,
@@ -1756,7 +1812,7 @@ impl Nodes {
         );
         let data = run
             .rt
-            .block_on(wait_condition_data(&run.cloud, &self.magnum.demo, &b.stack))
+            .block_on(wait_condition_data(&run.cloud, &b.token, &b.stack))
             .expect("wait conditions");
         assert_eq!(
             data.len(),
@@ -1834,6 +1890,19 @@ fn nodes_in_the_sandbox(run: &mut Run) {
     std::fs::create_dir_all(&dir).expect("runs dir");
     let mirror = sandbox::Mirror::start(&root, &dir);
     let magnum = Magnum::start(run.h, run.rt);
+    // A keypair of that name for the demo user (magnumd checks it as the
+    // user) and for the service user (the swarm and Mesos stacks are its).
+    for token in [&magnum.demo, &run.cloud.service] {
+        run.rt
+            .block_on(run.cloud.call(
+                reqwest::Method::POST,
+                &format!("{}/os-keypairs", run.cloud.nova),
+                token,
+                Some(json!({"keypair": {"name": NODES_KEYPAIR, "type": "ssh",
+                                        "public_key": PUBLIC_KEY}})),
+            ))
+            .expect("the nodes' keypair");
+    }
     run.times
         .record("sandbox root, mirror and magnumd", t.elapsed());
     let proxy = format!("http://127.0.0.1:{}", mirror.proxy_port);
