@@ -670,11 +670,21 @@ impl Run<'_> {
                 "  {what}: CREATE_FAILED on a service's 500, deleting and creating again: {}",
                 brief(&snapshot)
             );
-            self.heat.delete(&mut self.conn, &id).expect("delete");
-            if wait(&self.heat, &mut self.conn, &id).is_some() {
-                self.heat.delete(&mut self.conn, &id).expect("delete again");
-                wait(&self.heat, &mut self.conn, &id);
+            // Its delete may meet the same 500: up to three, until the
+            // stack (and so its name) is gone.
+            let mut left = None;
+            for _ in 0..3 {
+                self.heat.delete(&mut self.conn, &id).expect("delete");
+                left = wait(&self.heat, &mut self.conn, &id);
+                if left.is_none() {
+                    break;
+                }
             }
+            assert!(
+                left.is_none(),
+                "{what}: the failed stack cannot be deleted: {:?}",
+                left.as_ref().map(brief)
+            );
             return self.create_once(what, op);
         }
         Ok((id, snapshot))
