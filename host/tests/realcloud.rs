@@ -1982,22 +1982,24 @@ fn nodes_in_the_sandbox(run: &mut Run) {
     nodes.assert_booted(run, "rn-mesos", &b);
     nodes.delete(run, "rn-mesos", &b.uuid);
 
-    // A failing step: the worker's kubelet label pins another file, so
-    // 40-configure-node.sh fails on the checksum and the worker signals
+    // A failing step: the kubelet label pins another file, so the first
+    // node's 40-configure-node.sh fails on the checksum and it signals
     // FAILURE naming it; real Heat fails the stack with that reason, and
     // magnumd the cluster.
     let mut broken = k8s_fields;
     broken["labels"]["kubelet_sha256"] = nodes.mirror.sha256["kube_proxy"].clone();
     let b = nodes.boot(run, "rn-bad-step", broken, 1, 1, &[]);
-    let worker = b
-        .servers
+    // The master runs 40-configure-node.sh (a kubelet) too, and first: it
+    // is the node that fails, and the workers' servers are never made.
+    let failed = b
+        .runs
         .iter()
-        .position(|s| s.role == "worker")
-        .expect("a worker");
-    assert_ne!(b.runs[worker].status, Some(0), "{}", b.runs[worker].report);
+        .position(|r| r.status != Some(0))
+        .unwrap_or_else(|| panic!("no node failed: {:?}", b.runs));
+    assert_eq!(b.servers[failed].role, "master");
     let step = format!(
         "{}: bootstrap step 40-configure-node.sh failed",
-        b.servers[worker].node.name
+        b.servers[failed].node.name
     );
     let stack_reason = b.stack["stack_status_reason"].as_str().unwrap_or_default();
     let shown: String = stack_reason.chars().take(400).collect();
