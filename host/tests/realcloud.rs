@@ -1254,6 +1254,7 @@ fn bundled_registry() -> (tempfile::TempDir, magnum_host::plugins::Registry) {
             library,
             enabled: true,
             draining: false,
+            isolation: Default::default(),
             abi: "^1.0".into(),
             config: Default::default(),
             registered: Registered::default(),
