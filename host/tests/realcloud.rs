@@ -1,21 +1,32 @@
-//! The bundled drivers' real plans on real Heat whose Nova and Neutron
-//! resources are real: Heat (tests/heat) and the cloud harness (tests/cloud)
-//! with `CLOUD_COMPUTE=1` (placement, nova-conductor, nova-scheduler,
-//! nova-compute with Nova's fake virt driver, Neutron binding ports) share
-//! one Keystone. Only Cinder and Octavia, which do not run here, are mapped
-//! to `OS::Heat::None`, except Octavia's VIP port, which a stand-in makes in
-//! Neutron (see [`STAND_IN_LB`]). Servers, server groups, networks, subnets, routers,
-//! ports, security groups and floating IPs are made by Nova and Neutron,
-//! which judge every property; the outcome is then read back from them
-//! (servers per role and their user data, ports and address pairs, rules,
-//! floating IPs, the router's gateway) and, after delete, found gone.
+//! Everything on real Heat, in one run of the services: Heat (tests/heat)
+//! and the cloud harness (tests/cloud) with `CLOUD_COMPUTE=1` (placement,
+//! nova-conductor, nova-scheduler, nova-compute with Nova's fake virt
+//! driver, Neutron binding ports) share one Keystone. Three parts, in
+//! order (`REALCLOUD_ONLY=heat|stacks|nodes` runs one):
 //!
-//! In those seven stacks no node boots an OS: the node player of heat.rs
-//! signals each stack's wait condition handles. Then the nodes run for real
-//! ([`nodes_in_the_sandbox`]): magnumd in this process (keystone mode, heat
-//! orchestrator, its API on a 127.0.0.1 port its `public_url` names)
-//! creates a cluster of each driver in the demo project; each server's user
-//! data, read back from Nova, runs in tests/sandbox's sandbox against that
+//! `heat` ([`heat`], was tests/heat.rs): the heat orchestrator's own paths
+//! on cheap stacks whose Nova, Neutron, Cinder and Octavia types are mapped
+//! to `OS::Heat::None` (a stack in the user's project through a trust,
+//! found, re-created after a crash, scaled and upgraded; bootstrap failures;
+//! Heat's 404s and refusals; the API's catalog checks on real Glance, Nova
+//! and Neutron).
+//!
+//! `stacks`: the bundled drivers' real plans whose Nova and Neutron
+//! resources are real. Only Cinder and Octavia, which do not run here, are
+//! mapped to `OS::Heat::None`, except Octavia's VIP port, which a stand-in
+//! makes in Neutron (see [`STAND_IN_LB`]). Servers, server groups,
+//! networks, subnets, routers, ports, security groups and floating IPs are
+//! made by Nova and Neutron, which judge every property; the outcome is
+//! then read back from them (servers per role and their user data, ports
+//! and address pairs, rules, floating IPs, the router's gateway) and, after
+//! delete, found gone. In those seven stacks no node boots an OS: a node
+//! player signals each stack's wait condition handles.
+//!
+//! `nodes` ([`nodes_in_the_sandbox`]): the nodes run for real. magnumd in
+//! this process (keystone mode, heat orchestrator, its API on a 127.0.0.1
+//! port its `public_url` names) creates a cluster of each driver in the
+//! demo project, through the cluster's trust; each server's user data,
+//! read back from Nova, runs in tests/sandbox's sandbox against that
 //! magnumd (CA, CSRs), the test's mirror and proxy, and real heat-api, whose
 //! wait conditions complete the stacks only because the nodes signalled;
 //! a failing step makes the stack and the cluster CREATE_FAILED naming it.
@@ -26,6 +37,8 @@
 //! Wall times are printed at the end.
 
 mod common;
+#[path = "realcloud/heat.rs"]
+mod heat;
 
 use std::{
     path::PathBuf,
@@ -699,7 +712,7 @@ impl Run<'_> {
         let t = Instant::now();
         let id = self
             .heat
-            .create(&mut self.conn, "ignored", op)
+            .create(&mut self.conn, "ignored", None, op)
             .map_err(|e| e.to_string())?;
         let player = play_nodes(
             self.h,
@@ -841,16 +854,26 @@ fn driver_stacks_on_real_nova_and_neutron() {
         totals: Totals::default(),
     };
 
-    // REALCLOUD_ONLY=nodes: only the nodes in the sandbox (a quicker run
-    // while working on the node scripts; CI runs everything).
-    if std::env::var("REALCLOUD_ONLY").as_deref() != Ok("nodes") {
+    // REALCLOUD_ONLY=heat|stacks|nodes: only that part (a quicker run
+    // while working on one; CI runs everything).
+    let only = std::env::var("REALCLOUD_ONLY").ok();
+    let part = |p: &str| only.as_deref().is_none_or(|o| o == p);
+    if part("heat") {
+        let t = Instant::now();
+        heat::mapped_heat_checks(&harness, &rt, &mut run.conn, &mut run.times);
+        run.times
+            .record("heat: the orchestrator's own paths (mapped)", t.elapsed());
+    }
+    if part("stacks") {
         k8s_single_master_and_nodegroup(&mut run);
         k8s_three_masters_behind_a_load_balancer(&mut run);
         k8s_fixed_network(&mut run);
         swarm_and_mesos(&mut run);
         broken_on_purpose(&mut run);
     }
-    nodes_in_the_sandbox(&mut run);
+    if part("nodes") {
+        nodes_in_the_sandbox(&mut run);
+    }
 
     // Nothing of any stack is left.
     let servers = rt
@@ -900,8 +923,21 @@ fn k8s_single_master_and_nodegroup(run: &mut Run) {
         1,
     );
     let op = mapped(driver.create_cluster(&req).expect("create plan"));
+    assert_eq!(
+        run.heat
+            .find(&mut run.conn, &op.stack_name, None)
+            .expect("find"),
+        None
+    );
     let (id, created) = run.create("k8s 1 master", &op).expect("create");
     assert_eq!(created.status, "CREATE_COMPLETE", "{}", brief(&created));
+    // Without a trust the stack is the service project's, found there.
+    assert_eq!(
+        run.heat
+            .find(&mut run.conn, &op.stack_name, None)
+            .expect("find"),
+        Some(id.clone())
+    );
     let mut expect = k8s_expect(&op, 1, 1);
     expect.router_gateway = Some(run.h.get("NET_PUBLIC_ID").to_owned());
     assert!(expect.pod_cidr.is_some(), "{:?}", op.parameters);
@@ -1278,6 +1314,8 @@ struct Magnum {
     port: u16,
     /// The demo user's token: the clusters are demo's.
     demo: String,
+    /// magnumd's database (the rows' trusts).
+    pool: magnum_host::db::DbPool,
     http: reqwest::Client,
     stop: tokio::sync::watch::Sender<bool>,
     conductor: Option<tokio::task::JoinHandle<()>>,
@@ -1317,7 +1355,7 @@ impl Magnum {
 
         let service = KeystoneClient::new(h.auth("magnum", "KEYSTONE_MAGNUM_PASSWORD", "service"))
             .expect("service client");
-        let mut state = AppState::new(registry, pool);
+        let mut state = AppState::new(registry, pool.clone());
         state.identity = Identity::Keystone(service.clone());
         state.settings.cluster_trusts = true;
         state.settings.public_url = Some(format!("http://127.0.0.1:{port}/v1"));
@@ -1366,6 +1404,7 @@ impl Magnum {
         Self {
             port,
             demo,
+            pool,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
@@ -1445,6 +1484,28 @@ async fn find_stack(
         .call(reqwest::Method::GET, &location, token, None)
         .await?
         .map(|s| s["stack"].clone()))
+}
+
+/// The stacks named `name` that `project` lists (as `token`, of that
+/// project) and Heat has not deleted (it keeps deleted ones).
+async fn live_stacks(
+    cloud: &Cloud,
+    project: &str,
+    token: &str,
+    name: &str,
+) -> Result<Vec<Value>, String> {
+    let url = format!("{}/{project}/stacks?name={name}", cloud.heat);
+    let listing = cloud
+        .call(reqwest::Method::GET, &url, token, None)
+        .await?
+        .ok_or_else(|| format!("GET {url}: 404"))?;
+    Ok(listing["stacks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["stack_status"] != "DELETE_COMPLETE")
+        .cloned()
+        .collect())
 }
 
 /// Every resource of the demo project's stack `stack` (its `links.self`)
@@ -1574,6 +1635,7 @@ async fn wait_condition_data(
 /// One cluster made through magnumd's API whose nodes ran in the sandbox.
 struct Booted {
     uuid: String,
+    stack_name: String,
     /// A token of the stack's project.
     token: String,
     /// The cluster once it left CREATE_IN_PROGRESS.
@@ -1635,44 +1697,40 @@ impl Nodes {
         let stack_name = magnum_driver_abi::convention::stack_name(name, &uuid);
         let path = format!("/v1/clusters/{uuid}");
         let tls = fields["coe"] != "mesos";
-        // Where the conductor made the stack: in the demo project through
-        // the cluster's trust, or in the service project as the service
-        // user when the plan carries no trust_id (the swarm and Mesos
-        // drivers' plans: driver-sdk's HeatDriver drops it from the
-        // parameters, so that no node gets it).
+        // The conductor makes every driver's stack in the demo project
+        // through the cluster's trust, which it gives the orchestrator (the
+        // plans carry none): the demo user, who is no admin and so sees
+        // only its project's stacks, finds it by name, and its canonical
+        // link is in the demo project. (The service user is an admin: Heat
+        // would find the stack by name from any project.)
+        let project = run.cloud.demo_project.clone();
+        let token = self.magnum.demo.clone();
         let deadline = Instant::now() + Duration::from_secs(120);
-        let (project, token) = loop {
-            let places = [
-                (run.cloud.demo_project.clone(), self.magnum.demo.clone()),
-                (run.cloud.project.clone(), run.cloud.service.clone()),
-            ];
-            let mut found = None;
-            for (project, token) in places {
-                let stack = run
-                    .rt
-                    .block_on(find_stack(&run.cloud, &project, &token, &stack_name))
-                    .unwrap_or_else(|e| panic!("{name}: {e}"));
-                if stack.is_some() {
-                    found = Some((project, token));
-                    break;
-                }
-            }
-            if let Some(found) = found {
-                break found;
+        let found = loop {
+            let stack = run
+                .rt
+                .block_on(find_stack(&run.cloud, &project, &token, &stack_name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            if let Some(stack) = stack {
+                break stack;
             }
             let (_, cluster) = self.magnum.call(run.rt, reqwest::Method::GET, &path, None);
             assert!(
                 cluster["status"] == "CREATE_IN_PROGRESS" && Instant::now() < deadline,
-                "{name}: Heat has no stack {stack_name}: {cluster}"
+                "{name}: the demo project has no stack {stack_name}: {cluster}"
             );
             std::thread::sleep(Duration::from_millis(500));
         };
-        let scope = if project == run.cloud.demo_project {
-            "the demo project, through the cluster's trust"
-        } else {
-            "the service project, as the service user"
-        };
-        eprintln!("  {name}: stack {stack_name} in {scope}");
+        let link = found["links"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["rel"] == "self"))
+            .and_then(|l| l["href"].as_str())
+            .unwrap_or_default();
+        assert!(
+            link.contains(&format!("/{project}/stacks/{stack_name}/")),
+            "{name}: the stack is not the demo project's: {link}"
+        );
+        eprintln!("  {name}: stack {stack_name} in the demo project, through the cluster's trust");
 
         // Each server as soon as Nova has it ACTIVE: a worker's server is
         // made only once the masters' wait conditions completed (the k8s
@@ -1772,6 +1830,7 @@ impl Nodes {
             .expect("Heat has the stack");
         Booted {
             uuid,
+            stack_name,
             token,
             cluster,
             stack,
@@ -1853,8 +1912,11 @@ impl Nodes {
         );
     }
 
-    /// Deletes the cluster through the API and waits until it is gone.
-    fn delete(&self, run: &mut Run, name: &str, uuid: &str) {
+    /// Deletes the cluster through the API and waits until it is gone,
+    /// and its stack with it: the demo project lists no live stack of
+    /// that name.
+    fn delete(&self, run: &mut Run, name: &str, b: &Booted) {
+        let uuid = &b.uuid;
         // Heat may hold the stack's lock a moment after it completes (see
         // heat.rs): a delete then is retried after the job queue's backoff.
         std::thread::sleep(Duration::from_secs(3));
@@ -1878,6 +1940,132 @@ impl Nodes {
         }
         run.times
             .record(&format!("{name}: API delete -> gone"), t.elapsed());
+        let left = run
+            .rt
+            .block_on(live_stacks(
+                &run.cloud,
+                &run.cloud.demo_project,
+                &self.magnum.demo,
+                &b.stack_name,
+            ))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            left,
+            Vec::<Value>::new(),
+            "{name}: the stack outlived its cluster"
+        );
+    }
+}
+
+/// Keystone's URL of the trust `id`.
+fn trust_url(run: &Run, id: &str) -> String {
+    format!("{}/OS-TRUST/trusts/{id}", run.h.get("KEYSTONE_URL"))
+}
+
+/// A GET as the demo user: the status and the JSON body.
+async fn as_demo(run: &Run<'_>, magnum: &Magnum, url: &str) -> (u16, Value) {
+    let r = run
+        .cloud
+        .http
+        .get(url)
+        .header("X-Auth-Token", &magnum.demo)
+        .send()
+        .await
+        .expect("GET as demo");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+/// The trusts from demo to magnum, as the service user (an admin) lists
+/// them: a user may not list their own (Keystone's policy), and Heat's
+/// trusts from demo go to Heat's user.
+fn demo_trusts(run: &Run) -> Vec<String> {
+    let url = format!(
+        "{}/OS-TRUST/trusts?trustor_user_id={}",
+        run.h.get("KEYSTONE_URL"),
+        run.h.get("KEYSTONE_DEMO_USER_ID")
+    );
+    let body = run
+        .rt
+        .block_on(
+            run.cloud
+                .call(reqwest::Method::GET, &url, &run.cloud.service, None),
+        )
+        .expect("list trusts")
+        .expect("trusts");
+    let mut ids: Vec<String> = body["trusts"]
+        .as_array()
+        .expect("trusts")
+        .iter()
+        .filter(|t| t["trustee_user_id"] == json!(run.h.get("KEYSTONE_MAGNUM_USER_ID")))
+        .filter_map(|t| t["id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids
+}
+
+impl Nodes {
+    /// The cluster's trust as magnumd's API made and stored it: demo ->
+    /// magnum on the demo project, impersonating, redelegatable (Heat
+    /// makes its own from it), with demo's roles, implied ones included; a
+    /// create that cannot be stored (its UUID is taken) deletes the trust
+    /// it made again. Returns the trust's id.
+    fn cluster_trust(&self, run: &Run, b: &Booted, before: &[String]) -> String {
+        use magnum_host::db::models::Cluster;
+        let row = Cluster::find_by_uuid(&mut self.magnum.pool.get().expect("conn"), &b.uuid)
+            .expect("row");
+        let trust_id = row.trust_id.clone().expect("the cluster has a trust");
+        assert_eq!(
+            row.trustee_user_id.as_deref(),
+            Some(run.h.get("KEYSTONE_MAGNUM_USER_ID"))
+        );
+        assert_eq!(row.trustee_username.as_deref(), Some("magnum"));
+        let (status, trust) =
+            run.rt
+                .block_on(as_demo(run, &self.magnum, &trust_url(run, &trust_id)));
+        assert_eq!(status, 200, "{trust}");
+        let trust = &trust["trust"];
+        assert_eq!(
+            trust["trustor_user_id"],
+            json!(run.h.get("KEYSTONE_DEMO_USER_ID"))
+        );
+        assert_eq!(
+            trust["trustee_user_id"],
+            json!(run.h.get("KEYSTONE_MAGNUM_USER_ID"))
+        );
+        assert_eq!(trust["project_id"], json!(run.cloud.demo_project));
+        assert_eq!(trust["impersonation"], json!(true));
+        // Keystone shows a redelegatable trust by its remaining depth.
+        let redelegatable = trust["allow_redelegation"] == json!(true)
+            || trust["redelegation_count"].as_u64().is_some_and(|n| n > 0);
+        assert!(redelegatable, "{trust}");
+        let roles: Vec<&str> = trust["roles"]
+            .as_array()
+            .expect("roles")
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        assert!(
+            roles.contains(&"member") && roles.contains(&"reader"),
+            "{roles:?}"
+        );
+
+        let (status, body) = self.magnum.call(
+            run.rt,
+            reqwest::Method::POST,
+            "/v1/clusters",
+            Some(json!({"name": "rn-dup", "uuid": b.uuid, "cluster_template_id": "rn-k8s"})),
+        );
+        assert_eq!(status, 409, "{body}");
+        let mut expected = before.to_vec();
+        expected.push(trust_id.clone());
+        expected.sort();
+        assert_eq!(
+            demo_trusts(run),
+            expected,
+            "the failed create's trust is deleted"
+        );
+        trust_id
     }
 }
 
@@ -1906,19 +2094,18 @@ fn nodes_in_the_sandbox(run: &mut Run) {
     std::fs::create_dir_all(&dir).expect("runs dir");
     let mirror = sandbox::Mirror::start(&root, &dir);
     let magnum = Magnum::start(run.h, run.rt);
-    // A keypair of that name for the demo user (magnumd checks it as the
-    // user) and for the service user (the swarm and Mesos stacks are its).
-    for token in [&magnum.demo, &run.cloud.service] {
-        run.rt
-            .block_on(run.cloud.call(
-                reqwest::Method::POST,
-                &format!("{}/os-keypairs", run.cloud.nova),
-                token,
-                Some(json!({"keypair": {"name": NODES_KEYPAIR, "type": "ssh",
-                                        "public_key": PUBLIC_KEY}})),
-            ))
-            .expect("the nodes' keypair");
-    }
+    // A keypair of that name for the demo user only: magnumd checks it as
+    // the user, and Nova finds it for the servers of every driver's stack
+    // because they are demo's (made through the cluster's trust).
+    run.rt
+        .block_on(run.cloud.call(
+            reqwest::Method::POST,
+            &format!("{}/os-keypairs", run.cloud.nova),
+            &magnum.demo,
+            Some(json!({"keypair": {"name": NODES_KEYPAIR, "type": "ssh",
+                                    "public_key": PUBLIC_KEY}})),
+        ))
+        .expect("the nodes' keypair");
     run.times
         .record("sandbox root, mirror and magnumd", t.elapsed());
     let proxy = format!("http://127.0.0.1:{}", mirror.proxy_port);
@@ -1937,6 +2124,7 @@ fn nodes_in_the_sandbox(run: &mut Run) {
         "coe": "kubernetes", "network_driver": "flannel", "labels": labels,
         "http_proxy": proxy, "https_proxy": proxy,
     });
+    let trusts_before = demo_trusts(run);
     let b = nodes.boot(run, "rn-k8s", k8s_fields.clone(), 1, 1, &[]);
     nodes.assert_booted(run, "rn-k8s", &b);
     let master = &b.runs[0];
@@ -1945,7 +2133,12 @@ fn nodes_in_the_sandbox(run: &mut Run) {
         "{}",
         master.report
     );
-    nodes.delete(run, "rn-k8s", &b.uuid);
+    let trust = nodes.cluster_trust(run, &b, &trusts_before);
+    nodes.delete(run, "rn-k8s", &b);
+    let (status, body) = run
+        .rt
+        .block_on(as_demo(run, &nodes.magnum, &trust_url(run, &trust)));
+    assert_eq!(status, 404, "the trust is deleted with the cluster: {body}");
 
     // Swarm mode: the first manager alone (the others and the workers join
     // through its Docker API, a stand-in no sandbox reaches).
@@ -1968,7 +2161,7 @@ fn nodes_in_the_sandbox(run: &mut Run) {
         )),
         "{calls}"
     );
-    nodes.delete(run, "rn-swarm", &b.uuid);
+    nodes.delete(run, "rn-swarm", &b);
 
     // Mesos: a master and an agent on the upstart image.
     let b = nodes.boot(
@@ -1981,13 +2174,13 @@ fn nodes_in_the_sandbox(run: &mut Run) {
         &sandbox::upstart(),
     );
     nodes.assert_booted(run, "rn-mesos", &b);
-    nodes.delete(run, "rn-mesos", &b.uuid);
+    nodes.delete(run, "rn-mesos", &b);
 
     // A failing step: the kubelet label pins another file, so the first
     // node's 40-configure-node.sh fails on the checksum and it signals
     // FAILURE naming it; real Heat fails the stack with that reason, and
     // magnumd the cluster.
-    let mut broken = k8s_fields;
+    let mut broken = k8s_fields.clone();
     broken["labels"]["kubelet_sha256"] = nodes.mirror.sha256["kube_proxy"].clone();
     let b = nodes.boot(run, "rn-bad-step", broken, 1, 1, &[]);
     // The master runs 40-configure-node.sh (a kubelet) too, and first: it
@@ -2017,7 +2210,7 @@ fn nodes_in_the_sandbox(run: &mut Run) {
         reason.contains(&step) && reason.contains("kubelet: sha256 mismatch"),
         "{reason}"
     );
-    nodes.delete(run, "rn-bad-step", &b.uuid);
+    nodes.delete(run, "rn-bad-step", &b);
 
     let Nodes { mut magnum, .. } = nodes;
     magnum.stop(run.rt);

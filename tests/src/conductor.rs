@@ -809,13 +809,14 @@ impl magnum_host::conductor::Orchestrator for Outage {
         &self,
         conn: &mut magnum_host::db::DbConnection,
         project_id: &str,
+        trust_id: Option<&str>,
         op: &magnum_driver_abi::payload::StackOperation,
     ) -> Result<String, magnum_host::conductor::OrchestratorError> {
         self.check()?;
         self.creates
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         std::thread::sleep(self.create_delay);
-        magnum_host::conductor::Orchestrator::create(&self.cloud, conn, project_id, op)
+        magnum_host::conductor::Orchestrator::create(&self.cloud, conn, project_id, trust_id, op)
     }
     fn find(
         &self,
@@ -841,10 +842,11 @@ impl magnum_host::conductor::Orchestrator for Outage {
         &self,
         conn: &mut magnum_host::db::DbConnection,
         id: &str,
+        trust_id: Option<&str>,
         op: &magnum_driver_abi::payload::StackOperation,
     ) -> Result<(), magnum_host::conductor::OrchestratorError> {
         self.check()?;
-        magnum_host::conductor::Orchestrator::update(&self.cloud, conn, id, op)
+        magnum_host::conductor::Orchestrator::update(&self.cloud, conn, id, trust_id, op)
     }
     fn delete(
         &self,
@@ -959,4 +961,160 @@ fn long_runs_keep_their_lease_on_postgres() {
     if let Some(db) = TestDatabase::new(magnum_host::db::Backend::Postgres) {
         long_runs_keep_their_lease(db);
     }
+}
+
+/// The local cloud, recording what the conductor passed it: each create,
+/// update and lookup with the trust given, and whether the plan's
+/// parameters held a `trust_id` (which would reach the nodes).
+struct Recorder {
+    cloud: LocalCloud,
+    calls: std::sync::Mutex<Vec<(&'static str, Option<String>, bool)>>,
+}
+
+impl Recorder {
+    fn record(&self, call: &'static str, trust_id: Option<&str>, plan_trust: bool) {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((
+            call,
+            trust_id.map(str::to_owned),
+            plan_trust,
+        ));
+    }
+}
+
+impl magnum_host::conductor::Orchestrator for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+    fn create(
+        &self,
+        conn: &mut magnum_host::db::DbConnection,
+        project_id: &str,
+        trust_id: Option<&str>,
+        op: &magnum_driver_abi::payload::StackOperation,
+    ) -> Result<String, magnum_host::conductor::OrchestratorError> {
+        self.record("create", trust_id, op.parameters.contains_key("trust_id"));
+        magnum_host::conductor::Orchestrator::create(&self.cloud, conn, project_id, trust_id, op)
+    }
+    fn find(
+        &self,
+        conn: &mut magnum_host::db::DbConnection,
+        name: &str,
+        trust_id: Option<&str>,
+    ) -> Result<Option<String>, magnum_host::conductor::OrchestratorError> {
+        self.record("find", trust_id, false);
+        magnum_host::conductor::Orchestrator::find(&self.cloud, conn, name, trust_id)
+    }
+    fn get(
+        &self,
+        conn: &mut magnum_host::db::DbConnection,
+        id: &str,
+    ) -> Result<
+        Option<magnum_driver_abi::payload::StackSnapshot>,
+        magnum_host::conductor::OrchestratorError,
+    > {
+        magnum_host::conductor::Orchestrator::get(&self.cloud, conn, id)
+    }
+    fn update(
+        &self,
+        conn: &mut magnum_host::db::DbConnection,
+        id: &str,
+        trust_id: Option<&str>,
+        op: &magnum_driver_abi::payload::StackOperation,
+    ) -> Result<(), magnum_host::conductor::OrchestratorError> {
+        self.record("update", trust_id, op.parameters.contains_key("trust_id"));
+        magnum_host::conductor::Orchestrator::update(&self.cloud, conn, id, trust_id, op)
+    }
+    fn delete(
+        &self,
+        conn: &mut magnum_host::db::DbConnection,
+        id: &str,
+    ) -> Result<(), magnum_host::conductor::OrchestratorError> {
+        magnum_host::conductor::Orchestrator::delete(&self.cloud, conn, id)
+    }
+}
+
+/// The conductor gives each cluster's trust to the orchestrator on every
+/// create, lookup and update of its stacks, for every driver (swarm's and
+/// Mesos's plans once lost it: their stacks went to the service project),
+/// and never puts it in a plan; a cluster without a trust passes none.
+#[test]
+fn the_conductor_passes_the_clusters_trust_not_the_plan() {
+    let Some(db) = TestDatabase::new(magnum_host::db::Backend::Sqlite) else {
+        return;
+    };
+    let app = TestApp::new(db);
+    let recorder = Arc::new(Recorder {
+        cloud: LocalCloud::new(fast_cloud()),
+        calls: std::sync::Mutex::new(Vec::new()),
+    });
+    // The rows get their trusts before any conductor runs (the API makes
+    // trusts only in keystone mode).
+    let mut clusters = Vec::new();
+    for (coe, image, trust) in [
+        ("kubernetes", "fedora-atomic-latest", Some("trust-k8s")),
+        ("swarm-mode", "fedora-atomic-latest", Some("trust-swarm")),
+        ("mesos", "ubuntu-mesos", Some("trust-mesos")),
+        ("kubernetes", "fedora-atomic-latest", None),
+    ] {
+        let name = format!("t-{}-{}", coe, trust.is_some());
+        let r = app.post("/v1/clustertemplates", template_body(&name, coe, image));
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let c = app.cluster(&name, &name, json!({"node_count": 1}));
+        let uuid = c["uuid"].as_str().expect("uuid").to_owned();
+        if let Some(t) = trust {
+            app.sql(&format!(
+                "UPDATE cluster SET trust_id = '{t}' WHERE uuid = '{uuid}'"
+            ));
+        }
+        clusters.push((uuid, trust));
+    }
+    let conductor = Arc::new(Conductor::new(
+        app.state.clone(),
+        recorder.clone(),
+        Settings {
+            host: "trust-conductor".to_owned(),
+            idle_poll: Duration::from_millis(50),
+            poll_cap: Duration::from_millis(500),
+            concurrency: 2,
+            ..Default::default()
+        },
+    ));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    std::mem::forget(tx);
+    app.spawn(conductor.run(rx));
+    for (uuid, _) in &clusters {
+        let path = format!("/v1/clusters/{uuid}");
+        let done = wait_for(&app, &path, |b| b["status"] != "CREATE_IN_PROGRESS");
+        assert_eq!(done["status"], "CREATE_COMPLETE", "{done}");
+        let r = app.patch(
+            &path,
+            json!([{"op": "replace", "path": "/node_count", "value": 2}]),
+        );
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+        let done = wait_for(&app, &path, |b| b["status"] != "UPDATE_IN_PROGRESS");
+        assert_eq!(done["status"], "UPDATE_COMPLETE", "{done}");
+    }
+
+    let calls = recorder
+        .calls
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for kind in ["find", "create", "update"] {
+        let mut trusts: Vec<Option<String>> = calls
+            .iter()
+            .filter(|(k, _, _)| *k == kind)
+            .map(|(_, t, _)| t.clone())
+            .collect();
+        trusts.sort();
+        trusts.dedup();
+        let mut want: Vec<Option<String>> =
+            clusters.iter().map(|(_, t)| t.map(str::to_owned)).collect();
+        want.sort();
+        assert_eq!(trusts, want, "{kind}: {calls:?}");
+    }
+    assert!(
+        calls.iter().all(|(_, _, in_plan)| !in_plan),
+        "a plan carried the trust: {calls:?}"
+    );
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use diesel::OptionalExtension;
 use magnum_driver_abi::{capability as op, payload::*, DriverError};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{elapsed, Conductor, OrchestratorError, Outcome};
 use crate::{
@@ -161,13 +161,16 @@ fn node_request(c: &Conductor, conn: &mut Conn, l: &Loaded) -> Result<ClusterReq
         .host_extra(conn, &l.cluster.uuid)
         .map_err(|e| e.to_string())?;
     req.context.extra.extend(extra);
-    // The cluster's Keystone trust (keystone identity with the heat
-    // orchestrator): the drivers pass it to the stacks as `trust_id`, and
-    // the heat orchestrator creates them in the user's project through it.
-    if let Some(trust) = l.cluster.trust_id.as_deref().filter(|t| !t.is_empty()) {
-        req.context.extra.insert("trust_id".into(), json!(trust));
-    }
+    // No `trust_id` here: the trust goes to the orchestrator alone (see
+    // `trust_of`), never into a plan, whose parameters reach the nodes.
     Ok(req)
+}
+
+/// The cluster's Keystone trust (keystone identity mode), which every
+/// create, update and lookup of its stacks is given: with the heat
+/// orchestrator its stacks live in the user's project, reached through it.
+fn trust_of(cluster: &Cluster) -> Option<&str> {
+    cluster.trust_id.as_deref().filter(|t| !t.is_empty())
 }
 
 /// Deletes the cluster's trust once its stacks are gone (Heat may still need
@@ -176,7 +179,7 @@ fn node_request(c: &Conductor, conn: &mut Conn, l: &Loaded) -> Result<ClusterReq
 /// gone counts as deleted; any failure is logged and never blocks the
 /// delete. Runs on the conductor's blocking pool, as the orchestrators do.
 fn release_trust(c: &Conductor, cluster: &Cluster) {
-    let Some(trust) = cluster.trust_id.as_deref().filter(|t| !t.is_empty()) else {
+    let Some(trust) = trust_of(cluster) else {
         return;
     };
     let crate::app::Identity::Keystone(client) = &c.state.identity else {
@@ -317,31 +320,31 @@ fn create_stacks(
         if operation.action != StackAction::Create {
             continue;
         }
-        let found =
-            match c
-                .orchestrator
-                .find(conn, &operation.stack_name, l.cluster.trust_id.as_deref())
-            {
-                Ok(f) => f,
-                Err(e) => return Ok(Err(orchestrator_error(e)?)),
-            };
+        let found = match c
+            .orchestrator
+            .find(conn, &operation.stack_name, trust_of(&l.cluster))
+        {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(orchestrator_error(e)?)),
+        };
         let id = match found {
             Some(id) => id,
-            None => match c
-                .orchestrator
-                .create(conn, &l.cluster.project_id, operation)
-            {
+            None => match c.orchestrator.create(
+                conn,
+                &l.cluster.project_id,
+                trust_of(&l.cluster),
+                operation,
+            ) {
                 Ok(id) => id,
                 Err(e) => {
                     let reason = orchestrator_error(e)?;
                     // Refused because a stack of this name appeared since the
                     // lookup: another run of this step made it (stack names
                     // carry the cluster's uuid). It is this cluster's.
-                    match c.orchestrator.find(
-                        conn,
-                        &operation.stack_name,
-                        l.cluster.trust_id.as_deref(),
-                    ) {
+                    match c
+                        .orchestrator
+                        .find(conn, &operation.stack_name, trust_of(&l.cluster))
+                    {
                         Ok(Some(id)) => {
                             tracing::info!(cluster = %l.cluster.uuid, stack = %id, "stack made by another run of this create; adopted");
                             id
@@ -999,7 +1002,10 @@ fn cluster_update(
             let Some(id) = &operation.stack_id else {
                 continue;
             };
-            if let Err(e) = c.orchestrator.update(conn, id, operation) {
+            if let Err(e) = c
+                .orchestrator
+                .update(conn, id, trust_of(&l.cluster), operation)
+            {
                 let reason = orchestrator_error(e)?;
                 // Busy since the check above (another run of this job whose
                 // lease lapsed, on a loaded machine): wait, then issue again.
@@ -1094,10 +1100,7 @@ fn cluster_delete(
         // A create interrupted before it recorded its stack: find it by name.
         if l.cluster.stack_id.is_none() {
             let name = magnum_driver_abi::convention::stack_name(&l.cluster.name, &l.cluster.uuid);
-            match c
-                .orchestrator
-                .find(conn, &name, l.cluster.trust_id.as_deref())
-            {
+            match c.orchestrator.find(conn, &name, trust_of(&l.cluster)) {
                 Ok(found) => l.cluster.stack_id = found,
                 Err(e) => {
                     let reason = orchestrator_error(e)?;

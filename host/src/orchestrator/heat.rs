@@ -3,23 +3,30 @@
 //! Keystone v3.
 //!
 //! **Whose stacks.** A stack is created in the cluster's project when the
-//! plan carries a Keystone trust (the `trust_id` stack parameter, which the
-//! drivers copy from the host context): the call goes out with a
-//! trust-scoped token of the service user, which impersonates the trustor on
-//! the trust's project. Without a trust the stack is created as the service
-//! user in the service project. Heat then creates its own trust from the
-//! caller's token, so with a trust the Keystone deployment must allow
-//! redelegation (`[trust] allow_redelegation = true`) and the trust must be
-//! redelegatable and carry every role of the user (implied roles too).
+//! conductor passes the cluster's Keystone trust (`trust_id` of
+//! [`Orchestrator::create`] and [`Orchestrator::update`], never a stack
+//! parameter: no driver gives the trust to its stacks, whose nodes must not
+//! have it): the call goes out with a trust-scoped token of the service
+//! user, which impersonates the trustor on the trust's project. Without a
+//! trust the stack is created as the service user in the service project.
+//! Heat then creates its own trust from the caller's token, so with a trust
+//! the Keystone deployment must allow redelegation (`[trust]
+//! allow_redelegation = true`) and the trust must be redelegatable and
+//! carry every role of the user (implied roles too). An update goes out
+//! with the same scope as the create, so the resources a scale-up adds are
+//! the user's too.
 //!
-//! Everything else (find, get, update, delete) runs as the service user,
-//! which Heat lets reach any project's stacks because it holds the admin
-//! role (upstream Magnum polls with an admin context too): a stack is
-//! addressed by its id, and Heat answers `/stacks/{id}` with a 302 to
-//! `/v1/{its project}/stacks/{name}/{id}`, which is followed by hand (same
-//! origin only, so the token never leaves Heat). A stack Heat shows as
-//! `DELETE_COMPLETE` (it keeps deleted stacks) is gone, as a 404 is. `find`
-//! lists the live stacks of that name in the service project only; a
+//! Get and delete run as the service user, which Heat lets reach any
+//! project's stacks because it holds the admin role (upstream Magnum polls
+//! with an admin context too), so a cluster whose trust is already gone can
+//! still be polled and deleted: a stack is addressed by its id, and Heat
+//! answers `/stacks/{id}` with a 302 to `/v1/{its project}/stacks/{name}/{id}`,
+//! which is followed by hand (same origin only, so the token never leaves
+//! Heat). A stack Heat shows as `DELETE_COMPLETE` (it keeps deleted stacks)
+//! is gone, as a 404 is. `find` lists the live stacks of that name in the
+//! project of its scope (the trust's, or the service project, where Heat
+//! shows an admin like the service user other projects' stacks too: stack
+//! names carry the cluster's uuid, so only the cluster's own match); a
 //! trust-scoped create whose name is taken (a retry after a crash) gets
 //! Heat's 409 and answers the existing stack's id instead.
 //!
@@ -179,11 +186,14 @@ impl HeatOrchestrator {
 
     // ------------------------------------------------------------ the calls
 
-    async fn create_stack(&self, op: &StackOperation) -> Result<String, OrchestratorError> {
-        let scope = trust_of(op).map_or(Scope::Service, Scope::Trust);
+    async fn create_stack(
+        &self,
+        scope: &Scope,
+        op: &StackOperation,
+    ) -> Result<String, OrchestratorError> {
         let body = self.create_body(op)?;
         let answer = self
-            .call(&scope, Method::POST, &["stacks"], Some(&body))
+            .call(scope, Method::POST, &["stacks"], Some(&body))
             .await?;
         match answer.status {
             StatusCode::CREATED | StatusCode::OK | StatusCode::ACCEPTED => {
@@ -192,7 +202,7 @@ impl HeatOrchestrator {
                 Ok(created.stack.id)
             }
             // A retry after a crash: the stack of this name is already there.
-            StatusCode::CONFLICT => match self.lookup(&scope, &op.stack_name).await? {
+            StatusCode::CONFLICT => match self.lookup(scope, &op.stack_name).await? {
                 Some(id) => Ok(id),
                 None => Err(rejected("create", &answer)),
             },
@@ -254,8 +264,12 @@ impl HeatOrchestrator {
         }))
     }
 
-    async fn update_stack(&self, id: &str, op: &StackOperation) -> Result<(), OrchestratorError> {
-        let scope = trust_of(op).map_or(Scope::Service, Scope::Trust);
+    async fn update_stack(
+        &self,
+        scope: &Scope,
+        id: &str,
+        op: &StackOperation,
+    ) -> Result<(), OrchestratorError> {
         let (method, body) = if op.existing {
             // PATCH is Heat's `existing=True`: the stored template and
             // environment stay, the parameters given are merged in.
@@ -270,7 +284,7 @@ impl HeatOrchestrator {
             (Method::PUT, self.create_body(op)?)
         };
         let answer = self
-            .call(&scope, method, &["stacks", id], Some(&body))
+            .call(scope, method, &["stacks", id], Some(&body))
             .await?;
         match answer.status {
             s if s.is_success() => {
@@ -526,15 +540,13 @@ fn keystone_error(e: KeystoneError) -> OrchestratorError {
     }
 }
 
-/// The trust a plan carries, if any (the drivers pass the host context's
-/// `trust_id` as a stack parameter).
-fn trust_of(op: &StackOperation) -> Option<String> {
-    op.parameters
-        .get("trust_id")
-        .and_then(Value::as_str)
+/// The scope of a call for the cluster's trust, if it has one (an empty
+/// trust id is none).
+fn scope_of(trust_id: Option<&str>) -> Scope {
+    trust_id
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .map(str::to_owned)
+        .map_or(Scope::Service, |t| Scope::Trust(t.to_owned()))
 }
 
 /// Heat's error body: `{"explanation", "error": {"type", "message"}}`.
@@ -625,9 +637,10 @@ impl Orchestrator for HeatOrchestrator {
         &self,
         _conn: &mut DbConnection,
         _project_id: &str,
+        trust_id: Option<&str>,
         op: &StackOperation,
     ) -> Result<String, OrchestratorError> {
-        self.block_on(self.create_stack(op))
+        self.block_on(self.create_stack(&scope_of(trust_id), op))
     }
 
     fn find(
@@ -636,8 +649,7 @@ impl Orchestrator for HeatOrchestrator {
         name: &str,
         trust_id: Option<&str>,
     ) -> Result<Option<String>, OrchestratorError> {
-        let scope = trust_id.map_or(Scope::Service, |t| Scope::Trust(t.to_owned()));
-        self.block_on(self.lookup(&scope, name))
+        self.block_on(self.lookup(&scope_of(trust_id), name))
     }
 
     fn get(
@@ -652,9 +664,10 @@ impl Orchestrator for HeatOrchestrator {
         &self,
         _conn: &mut DbConnection,
         id: &str,
+        trust_id: Option<&str>,
         op: &StackOperation,
     ) -> Result<(), OrchestratorError> {
-        self.block_on(self.update_stack(id, op))
+        self.block_on(self.update_stack(&scope_of(trust_id), id, op))
     }
 
     fn delete(&self, _conn: &mut DbConnection, id: &str) -> Result<(), OrchestratorError> {
@@ -717,7 +730,7 @@ mod tests {
     }
 
     #[test]
-    fn the_plan_trust_and_registry_override() {
+    fn the_callers_trust_and_registry_override() {
         let mut op = StackOperation {
             stack_name: "k8s-abc".into(),
             template: "cluster.yaml".into(),
@@ -731,9 +744,10 @@ mod tests {
             "resource_registry".into(),
             json!({"OS::Nova::Server": "x.yaml", "My::Type": "y.yaml"}),
         );
-        assert_eq!(trust_of(&op), None);
-        op.parameters.insert("trust_id".into(), json!(" t-1 "));
-        assert_eq!(trust_of(&op).as_deref(), Some("t-1"));
+        // The scope is the conductor's trust, whatever the plan says.
+        assert_eq!(scope_of(None), Scope::Service);
+        assert_eq!(scope_of(Some(" ")), Scope::Service);
+        assert_eq!(scope_of(Some(" t-1 ")), Scope::Trust("t-1".into()));
 
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

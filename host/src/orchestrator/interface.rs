@@ -25,10 +25,15 @@ pub trait Orchestrator: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Starts creating the stack `op` describes; returns its id.
+    /// `trust_id` is the cluster's Keystone trust, passed by the conductor
+    /// (never read from the plan: no driver gives it to its stacks, whose
+    /// nodes must not have it): with it, the stack is made in the trust's
+    /// project, the user's.
     fn create(
         &self,
         conn: &mut DbConnection,
         project_id: &str,
+        trust_id: Option<&str>,
         op: &StackOperation,
     ) -> Result<String, OrchestratorError>;
 
@@ -50,11 +55,13 @@ pub trait Orchestrator: Send + Sync {
         id: &str,
     ) -> Result<Option<StackSnapshot>, OrchestratorError>;
 
-    /// Starts an update (`existing` semantics: parameters merged).
+    /// Starts an update (`existing` semantics: parameters merged), as the
+    /// cluster's trust when it has one (as [`Self::create`]).
     fn update(
         &self,
         conn: &mut DbConnection,
         id: &str,
+        trust_id: Option<&str>,
         op: &StackOperation,
     ) -> Result<(), OrchestratorError>;
 
@@ -126,9 +133,10 @@ impl Orchestrator for Metered {
         &self,
         conn: &mut DbConnection,
         project_id: &str,
+        trust_id: Option<&str>,
         op: &StackOperation,
     ) -> Result<String, OrchestratorError> {
-        self.timed("create", || self.0.create(conn, project_id, op))
+        self.timed("create", || self.0.create(conn, project_id, trust_id, op))
     }
 
     fn find(
@@ -152,9 +160,10 @@ impl Orchestrator for Metered {
         &self,
         conn: &mut DbConnection,
         id: &str,
+        trust_id: Option<&str>,
         op: &StackOperation,
     ) -> Result<(), OrchestratorError> {
-        self.timed("update", || self.0.update(conn, id, op))
+        self.timed("update", || self.0.update(conn, id, trust_id, op))
     }
 
     fn node_health(

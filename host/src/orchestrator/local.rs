@@ -1075,6 +1075,7 @@ mod adapter {
             &self,
             conn: &mut DbConnection,
             project_id: &str,
+            _trust_id: Option<&str>,
             op: &StackOperation,
         ) -> Result<String, OrchestratorError> {
             self.create(conn, project_id, op, now())
@@ -1109,6 +1110,7 @@ mod adapter {
             &self,
             conn: &mut DbConnection,
             id: &str,
+            _trust_id: Option<&str>,
             op: &StackOperation,
         ) -> Result<(), OrchestratorError> {
             LocalCloud::update(self, conn, id, op, now())

@@ -1,5 +1,5 @@
-//! What the real-service tests share (`mod common;` in heat.rs and
-//! realcloud.rs): the harness of tests/heat + tests/cloud on one Keystone,
+//! What the real-service tests share (`mod common;` in realcloud.rs, whose
+//! `heat` module uses it too): the harness of tests/heat + tests/cloud on one Keystone,
 //! step wall times, stack polling and the node player that signals the
 //! stacks' wait condition handles in place of booting nodes.
 #![allow(
