@@ -698,7 +698,19 @@ impl Run<'_> {
                 "{what}: the failed stack cannot be deleted: {:?}",
                 left.as_ref().map(brief)
             );
-            return self.create_once(what, op);
+            // Heat marks a stack DELETE_COMPLETE a moment before it frees
+            // the name (soft delete), so a create at once can meet 409
+            // StackExists (seen in CI); a few more tries, 2 s apart.
+            let mut tries = 0;
+            loop {
+                match self.create_once(what, op) {
+                    Err(e) if e.contains("(409)") && tries < 5 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_secs(2));
+                    }
+                    other => return other,
+                }
+            }
         }
         Ok((id, snapshot))
     }
