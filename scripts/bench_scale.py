@@ -61,6 +61,7 @@ def main():
     ap.add_argument("--key-algorithm", choices=["rsa-2048", "ecdsa-p256"],
                     help="the clusters' CA keys ([certificates] key_algorithm; default: magnumd's)")
     ap.add_argument("--clients", type=int, default=16, help="concurrent API clients")
+    ap.add_argument("--keep-db", action="store_true", help="keep the database (its path is printed)")
     ap.add_argument("--concurrency", type=int,
                     help="[conductor] concurrency (default: magnumd's)")
     a = ap.parse_args()
@@ -150,7 +151,10 @@ def main():
                 except subprocess.TimeoutExpired:
                     p.kill()
         # The database of 10,000 clusters is hundreds of MiB; the log stays.
-        shutil.rmtree(os.path.join(work, "var"), ignore_errors=True)
+        if a.keep_db:
+            print(f"database kept in              {os.path.join(work, 'var')}")
+        else:
+            shutil.rmtree(os.path.join(work, "var"), ignore_errors=True)
 
 
 if __name__ == "__main__":

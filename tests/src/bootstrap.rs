@@ -39,12 +39,15 @@ fn wait_condition_data(value: &Value, found: &mut Vec<String>) {
 /// What every wait condition of every local stack received.
 fn signals(app: &TestApp) -> Vec<String> {
     let conn: &mut DbConnection = &mut app.db.conn();
-    let states: Vec<String> = local_stack::table
-        .select(local_stack::state)
+    let ids: Vec<String> = local_stack::table
+        .select(local_stack::id)
         .load(conn)
         .expect("local stacks");
     let mut found = Vec::new();
-    for state in states {
+    for id in ids {
+        let state = LocalCloud::default()
+            .stored_state(conn, &id)
+            .expect("a stored state");
         let value: Value = serde_json::from_str(&state).expect("JSON state");
         wait_condition_data(&value, &mut found);
     }

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use diesel::{QueryDsl, RunQueryDsl};
 use magnum_host::{
     db::{schema::local_stack, DbConnection},
-    orchestrator::local::LocalCloudConfig,
+    orchestrator::local::{LocalCloud, LocalCloudConfig},
 };
 use serde_json::{json, Value};
 
@@ -70,11 +70,14 @@ fn addresses_in(value: &Value, found: &mut Vec<String>) {
 fn stack_addresses(app: &TestApp) -> Vec<String> {
     let conn: &mut DbConnection = &mut app.db.conn();
     let rows: Vec<(String, String)> = local_stack::table
-        .select((local_stack::state, local_stack::outputs))
+        .select((local_stack::id, local_stack::outputs))
         .load(conn)
         .expect("local stacks");
     let mut found = Vec::new();
-    for (state, outputs) in rows {
+    for (id, outputs) in rows {
+        let state = LocalCloud::default()
+            .stored_state(conn, &id)
+            .expect("a stored state");
         for text in [state, outputs] {
             let value: Value = serde_json::from_str(&text).expect("JSON");
             addresses_in(&value, &mut found);

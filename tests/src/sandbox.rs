@@ -34,7 +34,7 @@ use base64::Engine as _;
 use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 use magnum_host::{
     db::{schema::local_stack, DbConnection, DbPool},
-    orchestrator::sim::USER_DATA_ATTRIBUTE,
+    orchestrator::{local::LocalCloud, sim::USER_DATA_ATTRIBUTE},
 };
 use serde_json::{json, Map, Value};
 
@@ -474,9 +474,16 @@ impl Service {
         let conn: &mut DbConnection = &mut pooled;
         let states: Vec<String> = local_stack::table
             .filter(local_stack::id.eq(stack))
-            .select(local_stack::state)
-            .load(conn)
-            .expect("the local stack");
+            .select(local_stack::id)
+            .load::<String>(conn)
+            .expect("the local stack")
+            .into_iter()
+            .map(|id| {
+                LocalCloud::default()
+                    .stored_state(conn, &id)
+                    .expect("a stored state")
+            })
+            .collect();
         let mut servers = Vec::new();
         for state in states {
             let value: Value = serde_json::from_str(&state).expect("JSON state");

@@ -213,6 +213,22 @@ diesel::table! {
         updated_at -> Nullable<Timestamp>,
         /// The local orchestrator's working state (JSON).
         state -> Text,
+        /// The `local_file` holding the stack's files; NULL: they are
+        /// inline in `files` (rows written before that table).
+        files_sha256 -> Nullable<Text>,
+        /// `state` packed against the files (`orchestrator::packed`); when
+        /// set, `state` is empty.
+        state_z -> Nullable<Binary>,
+    }
+}
+
+diesel::table! {
+    /// Documents of the local orchestrator stored once per content (the
+    /// files of stacks), keyed by the hex SHA-256 of `content`.
+    local_file (sha256) {
+        sha256 -> Text,
+        content -> Text,
+        created_at -> Timestamp,
     }
 }
 
@@ -250,6 +266,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     certificate,
     jobs,
     local_stack,
+    local_file,
     local_ipam,
     local_ip,
 );

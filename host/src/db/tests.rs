@@ -18,12 +18,13 @@ use super::{
     *,
 };
 
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
     "certificate",
     "cluster",
     "cluster_template",
     "federation",
     "jobs",
+    "local_file",
     "local_ip",
     "local_ipam",
     "local_stack",

@@ -27,8 +27,9 @@ use magnum_hot::{self as hot, Action, Evaluation, Failure, HotError, StackReques
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::packed;
 use super::sim::{self, Ipam, Pool, SimConfig, SimProvider};
-use crate::db::models::{LocalIpam, LocalStack, NewLocalStack};
+use crate::db::models::{LocalFile, LocalIpam, LocalStack, NewLocalStack};
 use crate::db::DbConnection;
 
 /// How the simulated cloud behaves. Fault injection is read when an
@@ -512,15 +513,12 @@ impl LocalCloud {
             );
             let mut row = NewLocalStack::new(project_id, name, "", "{}");
             row.id = id.clone();
-            row.template = operation
-                .files
-                .get(&operation.template)
-                .cloned()
-                .unwrap_or_default();
-            row.files = to_json(&operation.files);
+            let files_key = LocalFile::store(conn, &to_json(&operation.files))?;
             let secrets = hidden_values(&operation.parameters, &state.shown_parameters);
             row.parameters = redact(to_json(&operation.parameters), &secrets);
-            row.state = redact(to_json(&state), &secrets);
+            let state = redact(to_json(&state), &secrets);
+            row.state_z = Some(pack_state(conn, &id, &state, &files_key)?);
+            row.files_sha256 = Some(files_key);
             let inserted = LocalStack::insert_at(conn, &row, now).map_err(|e| match e {
                 diesel::result::Error::DatabaseError(
                     diesel::result::DatabaseErrorKind::UniqueViolation,
@@ -528,6 +526,7 @@ impl LocalCloud {
                 ) => LocalError::Conflict(format!("The Stack ({name}) already exists.")),
                 other => LocalError::Db(other),
             })?;
+            let inserted = open(conn, inserted)?;
             let row = self
                 .refresh(conn, inserted, now)?
                 .ok_or_else(|| not_found(&id))?;
@@ -545,6 +544,16 @@ impl LocalCloud {
         self.refreshed_by_name(conn, name, now)?
             .map(|row| snapshot(&row))
             .transpose()
+    }
+
+    /// The stack's working state as JSON, as stored (not brought to any
+    /// time): what tests of what the cloud keeps read.
+    pub fn stored_state(&self, conn: &mut DbConnection, id: &str) -> Result<String, LocalError> {
+        match LocalStack::find(conn, id) {
+            Ok(row) => Ok(open(conn, row)?.state),
+            Err(diesel::result::Error::NotFound) => Err(not_found(id)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The stack as Heat's stack show gives it at `now`.
@@ -671,7 +680,7 @@ impl LocalCloud {
                     state.operation.action.as_str()
                 )));
             }
-            let stored_files: hot::Files = parse_column(&row, "files", &row.files)?;
+            let stored_files = read_files(conn, &row)?;
             let stored_parameters: Map<String, Value> =
                 parse_column(&row, "parameters", &row.parameters)?;
             let (files, template, environment, parameters) = if operation.existing {
@@ -711,9 +720,15 @@ impl LocalCloud {
                 Some(&previous),
                 state.servers_created,
             )?;
+            let mut unused_files = None;
             if outcome.is_ok() {
-                row.template = files.get(&template).cloned().unwrap_or_default();
-                row.files = to_json(&files);
+                let key = LocalFile::store(conn, &to_json(&files))?;
+                if row.files_sha256.as_ref() != Some(&key) {
+                    unused_files = row.files_sha256.replace(key);
+                }
+                // A row from before `local_file` leaves its copies behind.
+                row.template = String::new();
+                row.files = "{}".into();
                 row.parameters = to_json(&parameters);
                 state.template = template;
                 state.environment = environment;
@@ -725,7 +740,10 @@ impl LocalCloud {
             let secrets = hidden_values(&parameters, &state.shown_parameters);
             row.parameters = redact(std::mem::take(&mut row.parameters), &secrets);
             row.state = redact(to_json(&state), &secrets);
-            let row = row.update(conn)?;
+            let row = save(conn, row)?;
+            if let Some(key) = unused_files {
+                LocalFile::delete_unused(conn, &key)?;
+            }
             let row = self.refresh(conn, row, now)?.ok_or_else(|| not_found(id))?;
             snapshot(&row)
         })
@@ -775,14 +793,14 @@ impl LocalCloud {
             };
             state.pending_outputs = None;
             row.state = to_json(&state);
-            let row = row.update(conn)?;
+            let row = save(conn, row)?;
             // A zero delete time completes at once: report it, then forget.
             let (status, reason) = status_at(&state.operation, now_ms);
             if status == "DELETE_COMPLETE" {
                 let mut gone = snapshot(&row)?;
                 gone.status = status;
                 gone.status_reason = reason;
-                self.forget(conn, &row.id)?;
+                self.forget(conn, &row)?;
                 return Ok(gone);
             }
             let row = self.refresh(conn, row, now)?.ok_or_else(|| not_found(id))?;
@@ -913,7 +931,7 @@ impl LocalCloud {
             LocalStack::find(conn, id)
         };
         let row = match found {
-            Ok(row) => row,
+            Ok(row) => open(conn, row)?,
             Err(diesel::result::Error::NotFound) => return Err(not_found(id)),
             Err(e) => return Err(e.into()),
         };
@@ -927,7 +945,10 @@ impl LocalCloud {
         now: NaiveDateTime,
     ) -> Result<Option<LocalStack>, LocalError> {
         match LocalStack::find_by_name(conn, name) {
-            Ok(row) => self.refresh(conn, row, now),
+            Ok(row) => {
+                let row = open(conn, row)?;
+                self.refresh(conn, row, now)
+            }
             Err(diesel::result::Error::NotFound) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -944,7 +965,7 @@ impl LocalCloud {
         let head: Head = parse_column(&row, "state", &row.state)?;
         let (status, reason) = status_at(&head.operation, millis(now));
         if status == "DELETE_COMPLETE" {
-            self.forget(conn, &row.id)?;
+            self.forget(conn, &row)?;
             return Ok(None);
         }
         let publish = status.ends_with("_COMPLETE") && head.pending_outputs.is_some();
@@ -961,16 +982,21 @@ impl LocalCloud {
         }
         row.status = status;
         row.status_reason = Some(reason);
-        Ok(Some(row.update(conn)?))
+        Ok(Some(save(conn, row)?))
     }
 
-    fn forget(&self, conn: &mut DbConnection, id: &str) -> Result<(), LocalError> {
-        LocalIpam::delete_for_stack(conn, id)?;
-        match LocalStack::delete(conn, id) {
+    fn forget(&self, conn: &mut DbConnection, row: &LocalStack) -> Result<(), LocalError> {
+        LocalIpam::delete_for_stack(conn, &row.id)?;
+        match LocalStack::delete(conn, &row.id) {
             // Another process finished the same delete first.
-            Ok(()) | Err(diesel::result::Error::NotFound) => Ok(()),
-            Err(e) => Err(e.into()),
+            Ok(()) | Err(diesel::result::Error::NotFound) => {}
+            Err(e) => return Err(e.into()),
         }
+        // The last stack of a driver version takes its files along.
+        if let Some(key) = &row.files_sha256 {
+            LocalFile::delete_unused(conn, key)?;
+        }
+        Ok(())
     }
 }
 
@@ -1018,6 +1044,89 @@ fn parse_column<T: serde::de::DeserializeOwned>(
         what,
         reason: e.to_string(),
     })
+}
+
+fn missing_files(id: &str, key: &str) -> LocalError {
+    LocalError::Corrupt {
+        id: id.to_owned(),
+        what: "files",
+        reason: format!("no stored files {key}"),
+    }
+}
+
+fn packing_error(id: &str, e: packed::PackError<diesel::result::Error>) -> LocalError {
+    match e {
+        packed::PackError::Dictionary(diesel::result::Error::NotFound) => LocalError::Corrupt {
+            id: id.to_owned(),
+            what: "files",
+            reason: "the files its state is packed against are gone".into(),
+        },
+        packed::PackError::Dictionary(e) => LocalError::Db(e),
+        packed::PackError::Invalid(reason) => LocalError::Corrupt {
+            id: id.to_owned(),
+            what: "state",
+            reason,
+        },
+    }
+}
+
+fn pack_state(
+    conn: &mut DbConnection,
+    id: &str,
+    state: &str,
+    files_key: &str,
+) -> Result<Vec<u8>, LocalError> {
+    packed::pack(state, files_key, || LocalFile::content(conn, files_key))
+        .map_err(|e| packing_error(id, e))
+}
+
+/// The row with its state as JSON in `state`, unpacked if it was packed.
+fn open(conn: &mut DbConnection, mut row: LocalStack) -> Result<LocalStack, LocalError> {
+    if let Some(packed) = row.state_z.take() {
+        let Some(key) = row.files_sha256.as_deref() else {
+            return Err(LocalError::Corrupt {
+                id: row.id,
+                what: "state",
+                reason: "packed without files".into(),
+            });
+        };
+        row.state = packed::unpack(&packed, key, || LocalFile::content(conn, key))
+            .map_err(|e| packing_error(&row.id, e))?;
+    }
+    Ok(row)
+}
+
+/// Saves an opened row, its state packed when it has shared files (rows
+/// from before them keep JSON until an update moves them over).
+fn save(conn: &mut DbConnection, mut row: LocalStack) -> Result<LocalStack, LocalError> {
+    let state = match &row.files_sha256 {
+        Some(key) => {
+            row.state_z = Some(pack_state(conn, &row.id, &row.state, key)?);
+            Some(std::mem::take(&mut row.state))
+        }
+        None => None,
+    };
+    let mut saved = row.update(conn)?;
+    if let Some(state) = state {
+        saved.state_z = None;
+        saved.state = state;
+    }
+    Ok(saved)
+}
+
+/// The stack's files: the shared `local_file`, or the row's own copy.
+fn read_files(conn: &mut DbConnection, row: &LocalStack) -> Result<hot::Files, LocalError> {
+    match &row.files_sha256 {
+        Some(key) => {
+            let text = match LocalFile::content(conn, key) {
+                Ok(text) => text,
+                Err(diesel::result::Error::NotFound) => return Err(missing_files(&row.id, key)),
+                Err(e) => return Err(e.into()),
+            };
+            parse_column(row, "files", &text)
+        }
+        None => parse_column(row, "files", &row.files),
+    }
 }
 
 fn read_state(row: &LocalStack) -> Result<State, LocalError> {

@@ -12,6 +12,7 @@
 pub mod heat;
 mod interface;
 pub mod local;
+mod packed;
 pub mod sim;
 
 #[cfg(test)]

@@ -5,8 +5,11 @@ use super::{expect_one, new_uuid, now};
 use crate::db::{schema::local_stack, DbConnection};
 
 /// A stack of the embedded `local` orchestrator (what Heat keeps upstream).
-/// `files`, `parameters`, `outputs` and `state` are JSON documents;
-/// `template` is the top-level template's text.
+/// `files`, `parameters`, `outputs` and `state` are JSON documents. The
+/// files are the `local_file` of `files_sha256` when it is set (`files` is
+/// then `{}`) and `state` is packed against them in `state_z`; rows written
+/// before that table hold them inline, the top-level template's text in
+/// `template` (no longer written) and their state as JSON.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, AsChangeset)]
 #[diesel(table_name = local_stack)]
 #[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite, diesel::mysql::Mysql))]
@@ -27,6 +30,8 @@ pub struct LocalStack {
     pub updated_at: Option<NaiveDateTime>,
     /// The orchestrator's working state (`crate::orchestrator::local`).
     pub state: String,
+    pub files_sha256: Option<String>,
+    pub state_z: Option<Vec<u8>>,
 }
 
 /// What tells whether a stack changed, without its JSON documents.
@@ -54,6 +59,8 @@ pub struct NewLocalStack {
     pub parameters: String,
     pub outputs: String,
     pub state: String,
+    pub files_sha256: Option<String>,
+    pub state_z: Option<Vec<u8>>,
 }
 
 impl NewLocalStack {
@@ -70,6 +77,8 @@ impl NewLocalStack {
             parameters: parameters.to_owned(),
             outputs: "{}".to_owned(),
             state: "{}".to_owned(),
+            files_sha256: None,
+            state_z: None,
         }
     }
 }

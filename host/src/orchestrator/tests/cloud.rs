@@ -8,7 +8,11 @@ use serde_json::{json, Value};
 
 use super::{files, hot, map, NODE};
 use crate::db::testing::{db_test, TestDatabase};
-use crate::db::{schema::local_ipam, DbConnection};
+use crate::db::{
+    models::LocalFile,
+    schema::{local_file, local_ipam, local_stack},
+    DbConnection,
+};
 use crate::orchestrator::{LocalCloud, LocalCloudConfig, LocalError};
 
 const CLUSTER: &str = r#"
@@ -583,3 +587,118 @@ fn concurrent_creates_on_postgres_never_share_an_address() {
     let unique: std::collections::BTreeSet<&String> = all.iter().collect();
     assert_eq!((all.len(), unique.len()), (480, 480));
 }
+
+fn stored_files(conn: &mut DbConnection) -> Vec<String> {
+    local_file::table
+        .select(local_file::sha256)
+        .order(local_file::sha256)
+        .load(conn)
+        .expect("stored files")
+}
+
+/// `(files_sha256, files, template)` of the stack.
+fn files_columns(conn: &mut DbConnection, id: &str) -> (Option<String>, String, String) {
+    local_stack::table
+        .find(id)
+        .select((
+            local_stack::files_sha256,
+            local_stack::files,
+            local_stack::template,
+        ))
+        .first(conn)
+        .expect("the stack's row")
+}
+
+db_test!(
+    stacks_share_their_files_and_the_last_one_takes_them_along,
+    |db: &TestDatabase| {
+        let conn: &mut DbConnection = &mut db.conn();
+        let cloud = cloud();
+        let op = |name: &str| create_op(name, json!({"image": "f"}));
+        let a = cloud.create(conn, "p1", &op("a"), t0()).unwrap().stack_id;
+        let b = cloud.create(conn, "p1", &op("b"), t0()).unwrap().stack_id;
+        let shared = stored_files(conn);
+        assert_eq!(shared.len(), 1, "one copy for both stacks");
+        let (key, inline, template) = files_columns(conn, &a);
+        assert_eq!(key.as_deref(), Some(shared[0].as_str()));
+        assert_eq!((inline.as_str(), template.as_str()), ("{}", ""));
+        assert_eq!(files_columns(conn, &b).0, key);
+
+        // An `existing` update that adds a file gives `a` files of its own;
+        // `b` keeps the first ones.
+        let mut extra = update_op(&a, json!({"workers": 1}));
+        extra.files = files(&[("extra.yaml", "# unused\n")]);
+        let updated = cloud.update(conn, &a, &extra, at(10)).unwrap();
+        assert_eq!(updated.status, "UPDATE_COMPLETE");
+        assert_eq!(stored_files(conn).len(), 2);
+        let (a_key, ..) = files_columns(conn, &a);
+        assert_ne!(a_key, key);
+        // The merged files still hold the templates: a scale evaluates them.
+        let scaled = cloud
+            .update(conn, &a, &update_op(&a, json!({"workers": 2})), at(20))
+            .unwrap();
+        assert_eq!(scaled.status, "UPDATE_IN_PROGRESS");
+        assert_eq!(files_columns(conn, &a).0, a_key, "same files, same row");
+
+        // Deleting `b` frees the first files; deleting `a` the rest.
+        cloud.delete(conn, &b, at(30)).unwrap();
+        assert!(cloud.get(conn, &b, at(40)).is_err());
+        assert_eq!(stored_files(conn), a_key.into_iter().collect::<Vec<_>>());
+        cloud.delete(conn, &a, at(40)).unwrap();
+        assert!(cloud.get(conn, &a, at(50)).is_err());
+        assert_eq!(stored_files(conn), Vec::<String>::new());
+    }
+);
+
+db_test!(
+    stacks_written_before_shared_files_keep_working,
+    |db: &TestDatabase| {
+        let conn: &mut DbConnection = &mut db.conn();
+        let cloud = cloud();
+        let op = create_op("old", json!({"image": "f"}));
+        let id = cloud.create(conn, "p1", &op, t0()).unwrap().stack_id;
+        // The row as the previous release wrote it: its files inline, its
+        // state as JSON.
+        let inline = serde_json::to_string(&op.files).unwrap();
+        let state = cloud.stored_state(conn, &id).unwrap();
+        assert!(state.contains("\"servers_created\":3"), "{state}");
+        diesel::update(local_stack::table.find(&id))
+            .set((
+                local_stack::files_sha256.eq(None::<String>),
+                local_stack::files.eq(&inline),
+                local_stack::template.eq(&op.files["cluster.yaml"]),
+                local_stack::state.eq(&state),
+                local_stack::state_z.eq(None::<Vec<u8>>),
+            ))
+            .execute(conn)
+            .unwrap();
+        diesel::delete(local_file::table).execute(conn).unwrap();
+
+        let up = cloud
+            .update(conn, &id, &update_op(&id, json!({"workers": 3})), at(10))
+            .unwrap();
+        assert_eq!(up.status, "UPDATE_IN_PROGRESS");
+        let up = cloud.get(conn, &id, at(13)).unwrap();
+        assert_eq!(up.status, "UPDATE_COMPLETE");
+        assert_eq!(
+            up.outputs["workers"],
+            json!(["127.24.0.3", "127.24.0.4", "127.24.0.5"])
+        );
+        // The update moved it over to the shared files and packed its state.
+        let (key, files, template) = files_columns(conn, &id);
+        let (state, packed): (String, Option<Vec<u8>>) = local_stack::table
+            .find(&id)
+            .select((local_stack::state, local_stack::state_z))
+            .first(conn)
+            .unwrap();
+        assert_eq!(state, "");
+        assert!(packed.is_some_and(|p| !p.is_empty()));
+        assert!(cloud
+            .stored_state(conn, &id)
+            .unwrap()
+            .contains("\"servers_created\":4"));
+        assert_eq!(key, Some(LocalFile::key(&inline)));
+        assert_eq!((files.as_str(), template.as_str()), ("{}", ""));
+        assert_eq!(stored_files(conn).len(), 1);
+    }
+);
