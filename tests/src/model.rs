@@ -110,8 +110,8 @@ impl Api for Http {
 /// Templates of increasing `kube_tag`: upgrades go forward only.
 const TEMPLATES: [(&str, &str); 3] = [
     ("k8s-a", "v1.27.3"),
-    ("k8s-b", "v1.28.0"),
-    ("k8s-c", "v1.29.1"),
+    ("k8s-b", "v1.27.5"),
+    ("k8s-c", "v1.27.9"),
 ];
 
 #[derive(Debug, Clone)]

@@ -302,7 +302,7 @@ conductor_test!(
     |app: &TestApp| {
         let path = cluster_with_extra_group(app, 1, 1);
         let mut body = crate::api::template_body("k8s-next", "kubernetes", "fedora-atomic-latest");
-        body["labels"]["kube_tag"] = json!("v1.28.0");
+        body["labels"]["kube_tag"] = json!("v1.27.6");
         body["labels"]["coredns_tag"] = json!("1.11.1");
         let r = app.post("/v1/clustertemplates", body);
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
@@ -315,7 +315,7 @@ conductor_test!(
         let c = settled(app, &path);
         assert_eq!(c["status"], "UPDATE_COMPLETE", "{c}");
         assert_eq!(c["cluster_template_id"], next.as_str(), "{c}");
-        assert_eq!(c["labels"]["kube_tag"], "v1.28.0", "{c}");
+        assert_eq!(c["labels"]["kube_tag"], "v1.27.6", "{c}");
         // The workers were replaced; the masters were not (issue 15
         // defect 6), and the cluster's version is what its masters report.
         assert_eq!(c["coe_version"], "v1.27.3", "{c}");

@@ -99,7 +99,7 @@ fn reported(app: &TestApp, stack: &str) -> BTreeMap<String, String> {
 
 fn new_template(app: &TestApp) {
     let mut body = template_body("k8s-new", "kubernetes", "fedora-atomic-latest");
-    body["labels"]["kube_tag"] = json!("v1.28.1");
+    body["labels"]["kube_tag"] = json!("v1.27.8");
     let r = app.post("/v1/clustertemplates", body);
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
@@ -209,7 +209,7 @@ conductor_test!(
         for name in new.keys() {
             assert_eq!(
                 versions.get(*name).map(String::as_str),
-                Some("v1.28.1"),
+                Some("v1.27.8"),
                 "{versions:?}"
             );
         }
@@ -222,7 +222,7 @@ conductor_test!(
         }
         assert_eq!(done["coe_version"], "v1.27.3", "{done}");
         let workers = app.get(&format!("{path}/nodegroups/default-worker")).body;
-        assert_eq!(workers["labels"]["kube_tag"], "v1.28.1", "{workers}");
+        assert_eq!(workers["labels"]["kube_tag"], "v1.27.8", "{workers}");
         let masters = app.get(&format!("{path}/nodegroups/default-master")).body;
         assert_eq!(masters["labels"]["kube_tag"], "v1.27.3", "{masters}");
 
@@ -262,7 +262,7 @@ conductor_test!(
         assert_eq!(added.len(), 1, "{resized:?}");
         assert_eq!(
             reported(app, &stack).get(*added[0]).map(String::as_str),
-            Some("v1.28.1"),
+            Some("v1.27.8"),
             "the added worker boots the upgraded release"
         );
     }

@@ -536,6 +536,27 @@ impl CoeDriver for K8sFedoraAtomicDriver {
                 format!("Received invalid tag for kube_tag: {message}"),
             ));
         }
+        // Kubernetes' version skew policy: a kubelet must not be newer than
+        // its API server (it may be older). The masters are never replaced
+        // here, so workers may move up only within the masters' minor
+        // release: a patch release, or back to the masters' own.
+        let masters = self.masters_kube_tag(base);
+        let minor = |tag: &str| helpers::parse_version(tag).map(|(major, minor, _)| (major, minor));
+        if let (Some((major, masters_minor)), Some(to)) = (minor(masters), minor(new_tag)) {
+            if to > (major, masters_minor) {
+                return Err(DriverError::invalid(
+                    field,
+                    format!(
+                        "Received invalid tag for kube_tag: cannot upgrade workers to {new_tag}: \
+                         the masters run {masters}, and Kubernetes does not support a kubelet \
+                         newer than its API server (version skew policy). {DRIVER_NAME} does \
+                         not upgrade masters, so workers may move only within \
+                         v{major}.{masters_minor}.x; create a cluster from the new cluster \
+                         template to move to {new_tag}."
+                    ),
+                ));
+            }
+        }
         if req.max_batch_size < 1 {
             return Err(DriverError::invalid(
                 "max_batch_size",
@@ -663,6 +684,29 @@ impl CoeDriver for K8sFedoraAtomicDriver {
 }
 
 impl K8sFedoraAtomicDriver {
+    /// The release the masters run: the master group's `kube_tag` label
+    /// (set from the cluster's labels at create and never moved, as masters
+    /// are not upgraded), else the `master_kube_tag` of the stack being
+    /// upgraded, else this driver's default. Not the cluster template's: an
+    /// upgrade of the workers moves the cluster to the new template.
+    fn masters_kube_tag<'a>(&'a self, req: &'a ClusterRequest) -> &'a str {
+        default_nodegroup(req, MASTER)
+            .and_then(|g| g.labels.get("kube_tag"))
+            .map(String::as_str)
+            .or_else(|| {
+                helpers::nodegroup_stack_parameter(&req.context, "master_kube_tag")
+                    .and_then(Value::as_str)
+            })
+            .or_else(|| {
+                self.info
+                    .labels
+                    .iter()
+                    .find(|s| s.name == "kube_tag")
+                    .and_then(|s| s.default.as_deref())
+            })
+            .unwrap_or_default()
+    }
+
     /// Template-level rules; cluster requests pass their effective template.
     fn check_template(&self, template: &ClusterTemplate) -> DriverResult<Validation> {
         helpers::check_provides(&self.info, template)?;

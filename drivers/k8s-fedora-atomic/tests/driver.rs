@@ -468,17 +468,17 @@ fn upgrades_only_move_kube_tag_forward() {
         d.upgrade_cluster(&upgrade(None)).unwrap_err(),
         "labels.kube_tag",
     );
-    let plan = d.upgrade_cluster(&upgrade(Some("v1.28.1"))).unwrap();
+    let plan = d.upgrade_cluster(&upgrade(Some("v1.27.8"))).unwrap();
     let operation = &plan.operations[0];
     assert!(operation.existing);
     // A new worker generation: every worker is replaced (and signals anew).
     assert_eq!(
         Value::Object(operation.parameters.clone()),
-        json!({"kube_tag": "v1.28.1", "update_max_batch_size": 2,
+        json!({"kube_tag": "v1.27.8", "update_max_batch_size": 2,
                "worker_generation": 1, "worker_generation_odd": true})
     );
     // The generation moves on from the stack's (Heat shows strings).
-    let mut later = upgrade(Some("v1.28.1"));
+    let mut later = upgrade(Some("v1.27.8"));
     later.base.context.extra.insert(
         "nodegroup_stack_parameters".into(),
         json!({"worker_generation": "1", "kube_tag": "v1.27.3"}),
@@ -488,19 +488,70 @@ fn upgrades_only_move_kube_tag_forward() {
     assert_eq!(p["worker_generation_odd"], false);
     assert!(!p.contains_key("master_kube_tag"), "{p:?}");
     // Masters are never replaced: their upgrade is refused, saying what to do.
-    let mut masters = upgrade(Some("v1.28.1"));
+    let mut masters = upgrade(Some("v1.27.8"));
     masters.nodegroup = MASTERS.into();
     let message = invalid(d.upgrade_cluster(&masters).unwrap_err(), "nodegroup");
     assert!(
         message.contains("master nodegroup") && message.contains("worker nodegroups"),
         "{message}"
     );
-    let mut zero_batch = upgrade(Some("v1.28.1"));
+    let mut zero_batch = upgrade(Some("v1.27.8"));
     zero_batch.max_batch_size = 0;
     invalid(
         d.upgrade_cluster(&zero_batch).unwrap_err(),
         "max_batch_size",
     );
+}
+
+/// Kubernetes' version skew policy: a kubelet must not be newer than its API
+/// server. Masters are not upgraded, so workers move only within the
+/// masters' minor release; the refusal says why and what to do.
+#[test]
+fn worker_upgrades_stay_within_the_masters_minor_release() {
+    let d = driver();
+    let upgrade = |masters: Option<&str>, stack_masters: Option<&str>, tag: &str| {
+        let mut base = request();
+        for g in base.nodegroups.iter_mut().filter(|g| g.role == "master") {
+            match masters {
+                Some(t) => g.labels.insert("kube_tag".into(), t.into()),
+                None => g.labels.remove("kube_tag"),
+            };
+        }
+        if let Some(t) = stack_masters {
+            base.context.extra.insert(
+                "nodegroup_stack_parameters".into(),
+                json!({"kube_tag": "v1.27.3", "master_kube_tag": t}),
+            );
+        }
+        let mut new_template = template();
+        new_template.labels.insert("kube_tag".into(), tag.into());
+        d.upgrade_cluster(&UpgradeRequest {
+            base,
+            new_template,
+            nodegroup: WORKERS.into(),
+            max_batch_size: 1,
+        })
+    };
+    // A patch release past the masters' is fine (the skew is in minors).
+    let plan = upgrade(Some("v1.27.3"), None, "v1.27.9").expect("a patch upgrade");
+    assert_eq!(plan.operations[0].parameters["kube_tag"], "v1.27.9");
+    for (masters, stack, tag) in [
+        (Some("v1.27.3"), None, "v1.28.1"),
+        (Some("v1.27.3"), None, "v2.0.0"),
+        // No label on the masters: the cluster stack's master_kube_tag.
+        (None, Some("v1.27.3"), "v1.28.0"),
+    ] {
+        let message = invalid(upgrade(masters, stack, tag).unwrap_err(), "labels.kube_tag");
+        assert!(
+            message.contains("the masters run v1.27.3")
+                && message.contains("version skew policy")
+                && message.contains("within v1.27.x")
+                && message.contains(&format!("to move to {tag}")),
+            "{message}"
+        );
+    }
+    // The masters' label wins over the template the cluster moved to.
+    upgrade(Some("v1.28.0"), Some("v1.27.3"), "v1.28.4").expect("masters on v1.28");
 }
 
 #[test]

@@ -449,10 +449,10 @@ fn kube_tag_without_its_v_is_refused() {
             max_batch_size: 1,
         })
     };
-    let err = upgrade("1.28.0").unwrap_err();
-    assert!(invalid(err, "labels.kube_tag").contains("'v1.28.0'"));
-    let plan = upgrade("v1.28.0").expect("upgrade plan");
-    assert_eq!(plan.operations[0].parameters["kube_tag"], "v1.28.0");
+    let err = upgrade("1.27.8").unwrap_err();
+    assert!(invalid(err, "labels.kube_tag").contains("'v1.27.8'"));
+    let plan = upgrade("v1.27.8").expect("upgrade plan");
+    assert_eq!(plan.operations[0].parameters["kube_tag"], "v1.27.8");
 }
 
 /// A driver whose nodes may hold a credential (`cluster_user_trust`), as

@@ -518,7 +518,7 @@ fn upgrade_replays_workers(
         )
     };
 
-    let op = upgrade("v1.28.1", current);
+    let op = upgrade("v1.27.8", current);
     assert_eq!(op.parameters["worker_generation"], json!(1));
     let t = Instant::now();
     heat.update(conn, &id, owner.trust, &op)
@@ -534,7 +534,7 @@ fn upgrade_replays_workers(
     let playing = player(
         Play::UpgradedWorkers {
             slot: "worker_wait_handle_b",
-            coe_version: "v1.28.1-played".into(),
+            coe_version: "v1.27.8-played".into(),
         },
         &stop,
     );
@@ -544,10 +544,10 @@ fn upgrade_replays_workers(
     // Two fresh handles (the other slot's), one per replaced worker.
     assert_eq!(stop_playing(rt, &stop, playing), 2);
     let workers = upgraded.outputs["worker_bootstrap_data"].to_string();
-    assert_eq!(workers.matches("v1.28.1-played").count(), 2, "{workers}");
+    assert_eq!(workers.matches("v1.27.8-played").count(), 2, "{workers}");
     let masters = upgraded.outputs["master_bootstrap_data"].to_string();
     assert!(masters.contains("v1.27.3-played"), "{masters}");
-    assert_eq!(upgraded.parameters["kube_tag"], json!("v1.28.1"));
+    assert_eq!(upgraded.parameters["kube_tag"], json!("v1.27.8"));
     assert_eq!(upgraded.parameters["master_kube_tag"], json!("v1.27.3"));
     // The cluster's version is its masters' (the control plane's).
     let mapped = driver
@@ -563,7 +563,7 @@ fn upgrade_replays_workers(
 
     // The next generation goes back to the first slot; failing workers
     // fail the update with their reason.
-    let op = upgrade("v1.29.0", &upgraded);
+    let op = upgrade("v1.27.9", &upgraded);
     assert_eq!(op.parameters["worker_generation"], json!(2));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let t = Instant::now();

@@ -293,8 +293,13 @@ api_test!(update_resize_and_their_preconditions, |app: &TestApp| {
 api_test!(upgrade_follows_the_driver, |app: &TestApp| {
     app.k8s_template("k8s");
     let mut newer = template_body("k8s-new", "kubernetes", "fedora-atomic-latest");
-    newer["labels"]["kube_tag"] = json!("v1.28.2");
+    newer["labels"]["kube_tag"] = json!("v1.27.9");
     app.post("/v1/clustertemplates", newer);
+    // A minor release past the masters' (which are not upgraded): workers
+    // would run a kubelet newer than their API server.
+    let mut skewed = template_body("k8s-skew", "kubernetes", "fedora-atomic-latest");
+    skewed["labels"]["kube_tag"] = json!("v1.28.2");
+    app.post("/v1/clustertemplates", skewed);
     let mut older = template_body("k8s-old", "kubernetes", "fedora-atomic-latest");
     older["labels"]["kube_tag"] = json!("v1.26.0");
     app.post("/v1/clustertemplates", older);
@@ -322,6 +327,19 @@ api_test!(upgrade_follows_the_driver, |app: &TestApp| {
     assert_eq!(
         app.get(&format!("/v1/clusters/{uuid}")).body["status"],
         "CREATE_COMPLETE",
+        "the refused upgrade changed nothing"
+    );
+    let before = app.get(&format!("/v1/clusters/{uuid}")).body;
+    let r = app.post(&up, json!({"cluster_template": "k8s-skew"}));
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let detail = r.detail();
+    assert!(
+        detail.contains("the masters run v1.27.3") && detail.contains("version skew policy"),
+        "{detail}"
+    );
+    assert_eq!(
+        app.get(&format!("/v1/clusters/{uuid}")).body,
+        before,
         "the refused upgrade changed nothing"
     );
     let r = app.post(
