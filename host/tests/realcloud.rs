@@ -2188,6 +2188,58 @@ fn nodes_in_the_sandbox(run: &mut Run) {
     nodes.assert_booted(run, "rn-mesos", &b);
     nodes.delete(run, "rn-mesos", &b);
 
+    // A download that bypasses the mirror: the mirror label names another
+    // host. The node's only way out is the proxy, which serves the mirror
+    // alone and refuses it; the master's etcd step fails naming the URL,
+    // it signals FAILURE, and real Heat fails the stack (and magnumd the
+    // cluster) with that reason.
+    let elsewhere = "http://downloads.example.com/";
+    let mut bypass = k8s_fields.clone();
+    bypass["labels"]["download_mirror_url"] = json!(elsewhere);
+    let b = nodes.boot(run, "rn-bypass", bypass, 1, 1, &[]);
+    let failed = b
+        .runs
+        .iter()
+        .position(|r| r.status != Some(0))
+        .unwrap_or_else(|| panic!("no node failed: {:?}", b.runs));
+    assert_eq!(b.servers[failed].role, "master");
+    let url = format!("{elsewhere}etcd/");
+    assert!(
+        b.runs[failed]
+            .report
+            .contains(&format!("cannot download {url}")),
+        "the node names the download: {}",
+        b.runs[failed].report
+    );
+    let requests = nodes.mirror.requests();
+    let refusal = requests
+        .iter()
+        .find(|r| r["url"].as_str().is_some_and(|u| u.starts_with(&url)))
+        .unwrap_or_else(|| panic!("the proxy saw {url}: {requests:?}"));
+    assert_eq!(refusal["status"], 403, "{refusal}");
+    assert_eq!(refusal["refused"], "not the mirror", "{refusal}");
+    let step = format!(
+        "{}: bootstrap step 20-configure-etcd.sh failed",
+        b.servers[failed].node.name
+    );
+    // Heat keeps the start of a long reason; the step and the host come
+    // first, the rest of the URL may be cut.
+    let stack_reason = b.stack["stack_status_reason"].as_str().unwrap_or_default();
+    let shown: String = stack_reason.chars().take(400).collect();
+    eprintln!("  a download bypassing the mirror fails the stack as: {shown}");
+    assert_eq!(b.stack["stack_status"], "CREATE_FAILED", "{shown}");
+    assert!(
+        stack_reason.contains(&step) && stack_reason.contains("downloads.example.com"),
+        "{shown}"
+    );
+    let reason = b.cluster["status_reason"].as_str().unwrap_or_default();
+    assert_eq!(b.cluster["status"], "CREATE_FAILED", "{}", b.cluster);
+    assert!(
+        reason.contains(&step) && reason.contains("downloads.example.com"),
+        "{reason}"
+    );
+    nodes.delete(run, "rn-bypass", &b);
+
     // A failing step: the kubelet label pins another file, so the first
     // node's 40-configure-node.sh fails on the checksum and it signals
     // FAILURE naming it; real Heat fails the stack with that reason, and
