@@ -74,9 +74,10 @@ fn missing_prerequisite() -> Option<String> {
             return Some(format!("{tool} is not installed"));
         }
     }
-    let cached = workspace()
-        .join("target/sandbox-root/.sandbox-stamp")
-        .exists();
+    // build-root.sh's default, or where scripts/test keeps it.
+    let root = std::env::var_os("SANDBOX_ROOT")
+        .map_or_else(|| workspace().join("target/sandbox-root"), PathBuf::from);
+    let cached = root.join(".sandbox-stamp").exists();
     let can_build = ["debootstrap", "apt-get"].iter().any(|tool| {
         Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])

@@ -44,7 +44,10 @@ pub fn missing_prerequisite() -> Option<String> {
             return Some(format!("{tool} is not installed"));
         }
     }
-    let cached = repo().join("target/sandbox-root/.sandbox-stamp").exists();
+    // build-root.sh's default, or where scripts/test keeps it.
+    let root = std::env::var_os("SANDBOX_ROOT")
+        .map_or_else(|| repo().join("target/sandbox-root"), PathBuf::from);
+    let cached = root.join(".sandbox-stamp").exists();
     if !cached && !have("debootstrap") && !have("apt-get") {
         return Some("no cached sandbox root and neither debootstrap nor apt-get".into());
     }
