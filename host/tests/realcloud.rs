@@ -1658,6 +1658,42 @@ struct Booted {
     runs: Vec<sandbox::NodeRun>,
 }
 
+impl Booted {
+    /// Asserts that the cluster's first master, and no node before it,
+    /// failed `step` and that real Heat failed the stack, and magnumd the
+    /// cluster, with a reason naming that node's step and `detail`; returns
+    /// the failed node's index.
+    fn failed_master_naming(&self, what: &str, step: &str, detail: &str) -> usize {
+        let failed = self
+            .runs
+            .iter()
+            .position(|r| r.status != Some(0))
+            .unwrap_or_else(|| panic!("no node failed: {:?}", self.runs));
+        assert_eq!(self.servers[failed].role, "master");
+        let step = format!(
+            "{}: bootstrap step {step} failed",
+            self.servers[failed].node.name
+        );
+        let stack_reason = self.stack["stack_status_reason"]
+            .as_str()
+            .unwrap_or_default();
+        let shown: String = stack_reason.chars().take(400).collect();
+        eprintln!("  {what} fails the stack as: {shown}");
+        assert_eq!(self.stack["stack_status"], "CREATE_FAILED", "{shown}");
+        assert!(
+            stack_reason.contains(&step) && stack_reason.contains(detail),
+            "{shown}"
+        );
+        let reason = self.cluster["status_reason"].as_str().unwrap_or_default();
+        assert_eq!(self.cluster["status"], "CREATE_FAILED", "{}", self.cluster);
+        assert!(
+            reason.contains(&step) && reason.contains(detail),
+            "{reason}"
+        );
+        failed
+    }
+}
+
 /// The sandbox's side of the test: the mirror and the ports a node reaches.
 struct Nodes {
     dir: PathBuf,
@@ -2197,12 +2233,13 @@ fn nodes_in_the_sandbox(run: &mut Run) {
     let mut bypass = k8s_fields.clone();
     bypass["labels"]["download_mirror_url"] = json!(elsewhere);
     let b = nodes.boot(run, "rn-bypass", bypass, 1, 1, &[]);
-    let failed = b
-        .runs
-        .iter()
-        .position(|r| r.status != Some(0))
-        .unwrap_or_else(|| panic!("no node failed: {:?}", b.runs));
-    assert_eq!(b.servers[failed].role, "master");
+    // Heat keeps the start of a long reason; the step and the host come
+    // first, the rest of the URL may be cut.
+    let failed = b.failed_master_naming(
+        "a download bypassing the mirror",
+        "20-configure-etcd.sh",
+        "downloads.example.com",
+    );
     let url = format!("{elsewhere}etcd/");
     assert!(
         b.runs[failed]
@@ -2218,26 +2255,6 @@ fn nodes_in_the_sandbox(run: &mut Run) {
         .unwrap_or_else(|| panic!("the proxy saw {url}: {requests:?}"));
     assert_eq!(refusal["status"], 403, "{refusal}");
     assert_eq!(refusal["refused"], "not the mirror", "{refusal}");
-    let step = format!(
-        "{}: bootstrap step 20-configure-etcd.sh failed",
-        b.servers[failed].node.name
-    );
-    // Heat keeps the start of a long reason; the step and the host come
-    // first, the rest of the URL may be cut.
-    let stack_reason = b.stack["stack_status_reason"].as_str().unwrap_or_default();
-    let shown: String = stack_reason.chars().take(400).collect();
-    eprintln!("  a download bypassing the mirror fails the stack as: {shown}");
-    assert_eq!(b.stack["stack_status"], "CREATE_FAILED", "{shown}");
-    assert!(
-        stack_reason.contains(&step) && stack_reason.contains("downloads.example.com"),
-        "{shown}"
-    );
-    let reason = b.cluster["status_reason"].as_str().unwrap_or_default();
-    assert_eq!(b.cluster["status"], "CREATE_FAILED", "{}", b.cluster);
-    assert!(
-        reason.contains(&step) && reason.contains("downloads.example.com"),
-        "{reason}"
-    );
     nodes.delete(run, "rn-bypass", &b);
 
     // A failing step: the kubelet label pins another file, so the first
@@ -2249,30 +2266,10 @@ fn nodes_in_the_sandbox(run: &mut Run) {
     let b = nodes.boot(run, "rn-bad-step", broken, 1, 1, &[]);
     // The master runs 40-configure-node.sh (a kubelet) too, and first: it
     // is the node that fails, and the workers' servers are never made.
-    let failed = b
-        .runs
-        .iter()
-        .position(|r| r.status != Some(0))
-        .unwrap_or_else(|| panic!("no node failed: {:?}", b.runs));
-    assert_eq!(b.servers[failed].role, "master");
-    let step = format!(
-        "{}: bootstrap step 40-configure-node.sh failed",
-        b.servers[failed].node.name
-    );
-    let stack_reason = b.stack["stack_status_reason"].as_str().unwrap_or_default();
-    let shown: String = stack_reason.chars().take(400).collect();
-    eprintln!("  a failing step fails the stack as: {shown}");
-    assert_eq!(b.stack["stack_status"], "CREATE_FAILED", "{shown}");
-    assert!(
-        stack_reason.contains(&step) && stack_reason.contains("kubelet: sha256 mismatch"),
-        "{shown}"
-    );
-    let reason = b.cluster["status_reason"].as_str().unwrap_or_default();
-    eprintln!("  and the cluster as: {reason}");
-    assert_eq!(b.cluster["status"], "CREATE_FAILED", "{}", b.cluster);
-    assert!(
-        reason.contains(&step) && reason.contains("kubelet: sha256 mismatch"),
-        "{reason}"
+    b.failed_master_naming(
+        "a failing step",
+        "40-configure-node.sh",
+        "kubelet: sha256 mismatch",
     );
     nodes.delete(run, "rn-bad-step", &b);
 
