@@ -1085,7 +1085,7 @@ fn swarm_mode_manager_bootstraps_for_real_in_the_sandbox() {
             .unwrap_or_default()
     };
 
-    // Debian's real dockerd ran (no stand-in), as the packaged unit starts
+    // Debian's real dockerd ran (no stand-in), as the image's unit starts
     // it, with the settings the fragments wrote to daemon.json: its TLS API
     // on the certificates magnumd signed, the template's storage driver.
     let daemon =
