@@ -87,7 +87,7 @@ fn missing_prerequisite() -> Option<String> {
         return Some("no cached sandbox root and neither debootstrap nor apt-get".into());
     }
     let probe = Command::new("unshare")
-        .args(["--net", "--mount", "--pid", "--fork", "true"])
+        .args(["--net", "--mount", "--pid", "--cgroup", "--fork", "true"])
         .output();
     match probe {
         Ok(o) if o.status.success() => None,
