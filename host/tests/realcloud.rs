@@ -2189,25 +2189,59 @@ fn nodes_in_the_sandbox(run: &mut Run) {
     assert_eq!(status, 404, "the trust is deleted with the cluster: {body}");
 
     // Swarm mode: the first manager alone (the others and the workers join
-    // through its Docker API, a stand-in no sandbox reaches).
+    // through its Docker API, which no sandbox reaches). Debian's real
+    // dockerd, on overlay2 (devicemapper, the default, needs the image's
+    // docker-storage-setup), asked by tests/sandbox/probes/swarm-manager.sh
+    // once the user data has ended.
+    let probe = vec![
+        "--probe".to_owned(),
+        sandbox::sandbox_dir()
+            .join("probes/swarm-manager.sh")
+            .display()
+            .to_string(),
+    ];
     let b = nodes.boot(
         run,
         "rn-swarm",
         json!({"coe": "swarm-mode", "labels": nodes.mirror.labels(false),
+               "docker_storage_driver": "overlay2",
                "http_proxy": proxy, "https_proxy": proxy}),
         1,
         0,
-        &[],
+        &probe,
     );
     nodes.assert_booted(run, "rn-swarm", &b);
-    let calls = std::fs::read_to_string(b.runs[0].upper.join("var/log/sandbox/stand-ins.log"))
+    let manager = &b.runs[0];
+    let probed = manager.upper.join("var/log/sandbox/probe");
+    let probe_log = manager
+        .upper
+        .parent()
+        .map(|d| std::fs::read_to_string(d.join("probe.log")).unwrap_or_default())
         .unwrap_or_default();
+    for asked in [
+        "docker info: 0",
+        "docker node ls: 0",
+        "GET /swarm over TLS: 0",
+    ] {
+        assert!(probe_log.contains(asked), "{probe_log}");
+    }
+    let info: Value = serde_json::from_str(
+        &std::fs::read_to_string(probed.join("info.json")).unwrap_or_default(),
+    )
+    .unwrap_or(Value::Null);
+    let swarm = &info["Swarm"];
+    assert_eq!(swarm["LocalNodeState"], "active", "{swarm}");
+    assert_eq!(swarm["ControlAvailable"], true, "a manager: {swarm}");
+    assert_eq!(
+        swarm["NodeAddr"],
+        b.servers[0].node.address.as_str(),
+        "{swarm}"
+    );
+    assert_eq!(info["Driver"], "overlay2", "{info}");
     assert!(
-        calls.contains(&format!(
-            "docker swarm init --advertise-addr {}",
-            b.servers[0].node.address
-        )),
-        "{calls}"
+        !manager.console.contains("SWMTKN-"),
+        "a join token in the console:\n{}",
+        manager.console
     );
     nodes.delete(run, "rn-swarm", &b);
 

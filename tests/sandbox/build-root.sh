@@ -27,15 +27,19 @@ mirror=${SANDBOX_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # - containerd, runc: the real runtime the mirror serves as containerd's
 #   release tarball and runc's binary; moved out of PATH to MIRROR_BIN so the
 #   node downloads them as a Fedora Atomic node without them does;
+# - docker.io: the real Docker engine (dockerd, the docker CLI) a swarm node
+#   runs; its containerd and runc are the ones above, linked from
+#   /usr/libexec/docker, where the image's docker.service finds them
+#   (stand-ins/image), as Fedora's docker package brings its own;
 # - iproute2 (ip), procps (ps, pkill), kmod (modprobe), iptables, e2fsprogs
 #   (blkid, mkfs), file, gawk: commands the fragments or their helpers run.
 packages=(
     ca-certificates curl openssl python3 iproute2 procps kmod
-    iptables e2fsprogs util-linux etcd-server etcd-client gawk file containerd runc
+    iptables e2fsprogs util-linux etcd-server etcd-client gawk file containerd runc docker.io
 )
 
 # Bumped whenever what this script does after debootstrap changes.
-layout=3
+layout=4
 stamp_of() {
     printf '%s\n' "$layout" "$suite" "$mirror" "${packages[@]}" | sha256sum | awk '{print $1}'
 }
@@ -78,6 +82,11 @@ for bin in containerd containerd-shim-runc-v2 ctr runc; do
     real=$(readlink -f "$work/usr/bin/$bin")
     mv "$real" "$work/opt/sandbox-mirror-bin/$bin"
     rm -f "$work/usr/bin/$bin"
+done
+# Docker's own (the PATH of stand-ins/image's docker.service).
+mkdir -p "$work/usr/libexec/docker"
+for bin in containerd containerd-shim-runc-v2 runc; do
+    ln -s "/opt/sandbox-mirror-bin/$bin" "$work/usr/libexec/docker/$bin"
 done
 # Nor their configuration: install-cri.sh writes containerd's own default.
 rm -rf "$work"/usr/lib/systemd/system/containerd.service "$work"/etc/containerd

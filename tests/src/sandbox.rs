@@ -88,7 +88,7 @@ fn missing_prerequisite() -> Option<String> {
         return Some("no cached sandbox root and neither debootstrap nor apt-get".into());
     }
     let probe = Command::new("unshare")
-        .args(["--net", "--mount", "--pid", "--fork", "true"])
+        .args(["--net", "--mount", "--pid", "--cgroup", "--fork", "true"])
         .output();
     match probe {
         Ok(o) if o.status.success() => None,
@@ -1004,6 +1004,22 @@ fn a_download_bypassing_the_mirror_and_a_failing_step_fail_the_node() {
     );
 }
 
+/// The upstream version of Debian's docker.io in `root` ("20.10.24+dfsg1"
+/// of "20.10.24+dfsg1-1+deb12u1+b6"): what the real engine reports.
+fn debian_docker_version(root: &Path) -> String {
+    let status = std::fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap_or_default();
+    let version = status
+        .split("\n\n")
+        .find(|p| p.lines().any(|l| l == "Package: docker.io"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("Version: ")))
+        .unwrap_or_default();
+    let version = version.split_once(':').map_or(version, |(_, v)| v);
+    version
+        .rsplit_once('-')
+        .map_or(version, |(upstream, _)| upstream)
+        .to_owned()
+}
+
 #[test]
 fn swarm_mode_manager_bootstraps_for_real_in_the_sandbox() {
     if !can_run("swarm_mode_manager_bootstraps_for_real_in_the_sandbox") {
@@ -1022,10 +1038,14 @@ fn swarm_mode_manager_bootstraps_for_real_in_the_sandbox() {
         .into_iter()
         .filter(|(k, _)| k == "download_mirror_url" || k == "container_infra_prefix")
         .collect();
+    // overlay2: the default, devicemapper, needs a thin pool that
+    // docker-storage-setup makes on a Fedora Atomic image (and Debian's
+    // dockerd answers it "driver not supported").
     let cluster = service.cluster(
         "swarm",
         labels,
-        json!({"coe": "swarm-mode", "network_driver": null, "http_proxy": proxy, "https_proxy": proxy}),
+        json!({"coe": "swarm-mode", "network_driver": null, "docker_storage_driver": "overlay2",
+               "http_proxy": proxy, "https_proxy": proxy}),
     );
     let servers = service.servers(cluster["cluster_id"].as_str().unwrap_or_default());
     let manager = servers
@@ -1039,7 +1059,15 @@ fn swarm_mode_manager_bootstraps_for_real_in_the_sandbox() {
         Some("0")
     );
     let forward = [service.port, mirror.proxy_port, signals.port];
-    let run = run_node(manager, dir, &forward, &signals);
+    // Once the user data has ended, the engine is asked what it is.
+    let probe = sandbox_dir().join("probes/swarm-manager.sh");
+    let run = run_node_with(
+        manager,
+        dir,
+        &forward,
+        &signals,
+        &["--probe".to_owned(), probe.display().to_string()],
+    );
     assert_bootstrapped(
         &service,
         &cluster,
@@ -1050,21 +1078,103 @@ fn swarm_mode_manager_bootstraps_for_real_in_the_sandbox() {
         "etc/docker/certs",
         &[("ca.pem", "cert.pem")],
     );
-    // Docker (a stand-in) was restarted with the TLS API the fragments
-    // configured, on the certificates magnumd signed, and the swarm made.
-    let daemon = std::fs::read_to_string(run.upper.join("var/log/sandbox/dockerd-daemon.json"))
-        .unwrap_or_default();
+    let name = &manager.name;
+    let log_dir = dir.join(name);
+    let probe_log = std::fs::read_to_string(log_dir.join("probe.log")).unwrap_or_default();
+    let read = |file: &str| {
+        std::fs::read_to_string(run.upper.join("var/log/sandbox/probe").join(file))
+            .unwrap_or_default()
+    };
+
+    // Debian's real dockerd ran (no stand-in), as the image's unit starts
+    // it, with the settings the fragments wrote to daemon.json: its TLS API
+    // on the certificates magnumd signed, the template's storage driver.
+    let daemon =
+        std::fs::read_to_string(run.upper.join("etc/docker/daemon.json")).unwrap_or_default();
     let daemon: Value = serde_json::from_str(&daemon).unwrap_or(Value::Null);
     assert_eq!(daemon["tlsverify"], true, "{daemon}");
     assert_eq!(daemon["tlscert"], "/etc/docker/certs/cert.pem", "{daemon}");
-    let calls = std::fs::read_to_string(run.upper.join("var/log/sandbox/stand-ins.log"))
+    assert_eq!(daemon["storage-driver"], "overlay2", "{daemon}");
+    let systemctl = std::fs::read_to_string(run.upper.join("var/log/sandbox/systemctl.log"))
         .unwrap_or_default();
     assert!(
-        calls.contains(&format!(
-            "docker swarm init --advertise-addr {}",
-            manager.address
-        )),
-        "{calls}"
+        systemctl.contains("systemctl restart docker.service"),
+        "{systemctl}"
+    );
+    let dockerd =
+        std::fs::read_to_string(run.upper.join("var/log/sandbox/units/docker.service.log"))
+            .unwrap_or_default();
+    for line in [
+        "Daemon has completed initialization",
+        "API listen on /var/run/docker.sock",
+        "API listen on [::]:2375",
+    ] {
+        assert!(
+            dockerd.contains(line),
+            "dockerd never logged {line:?}:\n{dockerd}"
+        );
+    }
+    assert!(
+        run.processes
+            .lines()
+            .any(|p| p.starts_with("/usr/sbin/dockerd")),
+        "dockerd ran to the end:\n{}",
+        run.processes
+    );
+
+    // `docker info` inside: the real engine, in an active swarm whose only
+    // node is this manager, at its address.
+    assert!(
+        probe_log.contains("docker info: 0"),
+        "{probe_log}\n{}",
+        read("info.err")
+    );
+    let info: Value = serde_json::from_str(&read("info.json")).unwrap_or(Value::Null);
+    let version = debian_docker_version(&root);
+    assert!(!version.is_empty(), "docker.io in the root");
+    assert_eq!(info["ServerVersion"], version.as_str(), "{info}");
+    assert_eq!(info["Driver"], "overlay2", "{info}");
+    assert_eq!(info["Name"], name.as_str(), "{info}");
+    let swarm = &info["Swarm"];
+    assert_eq!(swarm["LocalNodeState"], "active", "{swarm}");
+    assert_eq!(swarm["ControlAvailable"], true, "a manager: {swarm}");
+    assert_eq!(swarm["NodeAddr"], manager.address.as_str(), "{swarm}");
+    assert_eq!(swarm["Managers"], 1, "{swarm}");
+    assert_eq!(swarm["Nodes"], 1, "{swarm}");
+    let nodes = read("nodes.txt");
+    assert_eq!(nodes.trim(), format!("{name} Leader Ready"), "{probe_log}");
+    // The engine's TLS API hands a node holding a certificate magnumd signed
+    // the join tokens, as the other managers and the workers ask for them.
+    assert!(
+        probe_log.contains("GET /swarm over TLS: 0"),
+        "{probe_log}\n{}",
+        read("swarm.err")
+    );
+    let api: Value = serde_json::from_str(&read("swarm.json")).unwrap_or(Value::Null);
+    for kind in ["Worker", "Manager"] {
+        let token = api["JoinTokens"][kind].as_str().unwrap_or_default();
+        assert!(token.starts_with("SWMTKN-1-"), "{kind} join token: {api}");
+    }
+    // `docker swarm init` answers with the worker join token: a secret,
+    // kept out of the node's console (found by the real engine).
+    assert!(
+        !run.console.contains("SWMTKN-"),
+        "a join token in the console:\n{}",
+        run.console
+    );
+    assert!(
+        run.console
+            .contains(&format!("swarm initialised on {}", manager.address)),
+        "{}",
+        run.console
+    );
+    // The node's signal reports the engine it runs.
+    let signal = signal_of(manager, &signals).expect("the manager signalled");
+    assert_eq!(
+        signal.body["data"]["coe_version"],
+        version.as_str(),
+        "{:?}",
+        signal.body
     );
     eprintln!("sandbox swarm-mode manager: {:.1}s", run.seconds);
 }

@@ -52,7 +52,7 @@ pub fn missing_prerequisite() -> Option<String> {
         return Some("no cached sandbox root and neither debootstrap nor apt-get".into());
     }
     match Command::new("unshare")
-        .args(["--net", "--mount", "--pid", "--fork", "true"])
+        .args(["--net", "--mount", "--pid", "--cgroup", "--fork", "true"])
         .output()
     {
         Ok(o) if o.status.success() => None,

@@ -71,7 +71,9 @@ swarm_mode() {
         return 0
     fi
     if [ "$ROLE" = manager ] && [ "$NODE_INDEX" = 0 ]; then
-        docker swarm init --advertise-addr "$ip"
+        # Its answer names the worker join token, a secret: not for the
+        # node's console (which Nova's console log shows).
+        docker swarm init --advertise-addr "$ip" >/dev/null
         log "swarm initialised on $ip"
         return 0
     fi
