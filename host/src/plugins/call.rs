@@ -16,6 +16,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::{
     manifest::Isolation,
     runner::{Failure, RunnerPool},
+    threads::CallThreads,
 };
 
 /// A driver whose library is mapped and whose instance is built. Libraries
@@ -35,6 +36,8 @@ pub struct LoadedDriver {
     health: Mutex<Health>,
     /// Calls abandoned at their deadline whose thread still runs.
     abandoned: Arc<AtomicU32>,
+    /// The threads in-process calls run on.
+    threads: Arc<CallThreads>,
     /// Where this driver's health is written for `magnum-driver-manage
     /// list-drivers` ([`Self::report_health_in`]).
     health_dir: Mutex<Option<PathBuf>>,
@@ -132,6 +135,7 @@ impl LoadedDriver {
         backend: Backend,
     ) -> Self {
         Self {
+            threads: CallThreads::new(&name),
             name,
             info,
             path,
@@ -325,9 +329,10 @@ impl LoadedDriver {
         reply
     }
 
-    /// In-process: the call runs on a thread of its own, so that a driver
-    /// that never answers costs that thread, not the caller (an API request
-    /// or a conductor slot): at the deadline the call is abandoned there.
+    /// In-process: the call runs on a thread of its own (an idle one of
+    /// [`CallThreads`] when there is one), so that a driver that never
+    /// answers costs that thread, not the caller (an API request or a
+    /// conductor slot): at the deadline the call is abandoned there.
     fn call_on_thread(
         &self,
         driver: &Arc<DriverBox>,
@@ -339,16 +344,16 @@ impl LoadedDriver {
         let driver = driver.clone();
         let abandoned = self.abandoned.clone();
         let (op_name, req) = (operation.to_owned(), request.to_owned());
-        let spawned = std::thread::Builder::new()
-            .name(format!("driver-{}", self.name))
-            .stack_size(super::runner::CALL_STACK)
-            .spawn(move || {
-                let reply = invoke(&driver, &op_name, &req);
-                // Nobody waits any more: the call was abandoned.
-                if tx.send(reply).is_err() {
-                    abandoned.fetch_sub(1, Ordering::Relaxed);
-                }
-            });
+        let spawned = self.threads.run(Box::new(move || {
+            let reply = invoke(&driver, &op_name, &req);
+            // Nobody waits any more: the call was abandoned, and its
+            // thread is not reused.
+            let waited = tx.send(reply).is_ok();
+            if !waited {
+                abandoned.fetch_sub(1, Ordering::Relaxed);
+            }
+            waited
+        }));
         if let Err(e) = spawned {
             return Err(DriverError::internal(format!(
                 "cannot start a thread for a call to driver {}: {e}",

@@ -8,6 +8,7 @@ pub mod manage;
 pub mod manifest;
 pub mod registry;
 pub mod runner;
+pub mod threads;
 
 pub use call::LoadedDriver;
 pub use registry::{DriverState, Drivers, Registry};
