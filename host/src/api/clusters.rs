@@ -547,7 +547,7 @@ pub async fn create(
         None => None,
     };
     let limit_default = state.settings.max_clusters_per_project;
-    let result = db::run_blocking(&st.pool, move |conn| -> ApiResult<String> {
+    let result = db::run_write(&st.pool, move |conn| -> ApiResult<String> {
         db::write_transaction(conn, |conn| {
             db::lock_project(conn, &new.project_id)?;
             let mut cluster = Cluster::insert(conn, &new).map_err(|e| {
@@ -950,7 +950,7 @@ pub async fn patch(
     };
     let ops = patch_ops(body, INTERNAL)?;
     let st = state.clone();
-    let uuid = db::run_blocking(&state.pool, move |conn| -> ApiResult<String> {
+    let uuid = db::run_write(&state.pool, move |conn| -> ApiResult<String> {
         db::write_transaction(conn, |conn| {
             let Loaded {
                 mut cluster,
@@ -1074,7 +1074,7 @@ pub async fn delete(
     Path(ident): Path<String>,
 ) -> ApiResult<StatusCode> {
     ctx.authorize("cluster:delete")?;
-    db::run_blocking(&state.pool, move |conn| -> ApiResult<()> {
+    db::run_write(&state.pool, move |conn| -> ApiResult<()> {
         db::write_transaction(conn, |conn| {
             let mut cluster = lookup_for_update(conn, &ctx, &ident)?;
             if cluster.status == Status::DeleteInProgress {
@@ -1137,7 +1137,7 @@ pub async fn resize(
     };
     let ng_ident = f.string("nodegroup", 255)?;
     let st = state.clone();
-    let uuid = db::run_blocking(&state.pool, move |conn| -> ApiResult<String> {
+    let uuid = db::run_write(&state.pool, move |conn| -> ApiResult<String> {
         db::write_transaction(conn, |conn| {
             let Loaded {
                 mut cluster,
@@ -1241,7 +1241,7 @@ pub async fn upgrade(
     let max_batch_size = f.int("max_batch_size", 1, 1000)?.unwrap_or(1);
     let ng_ident = f.string("nodegroup", 255)?;
     let st = state.clone();
-    let uuid = db::run_blocking(&state.pool, move |conn| -> ApiResult<String> {
+    let uuid = db::run_write(&state.pool, move |conn| -> ApiResult<String> {
         db::write_transaction(conn, |conn| {
             let Loaded {
                 mut cluster,

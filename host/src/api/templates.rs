@@ -505,7 +505,7 @@ pub async fn create(
         .accepts_new(driver.name())
         .map_err(ApiError::bad_request)?;
     let new = to_new(&t);
-    let saved = db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
+    let saved = db::run_write(&state.pool, move |conn| -> ApiResult<_> {
         ClusterTemplate::insert(conn, &new).map_err(|e| {
             if common::is_unique_violation(&e) {
                 ApiError::conflict(format!(
@@ -575,7 +575,7 @@ pub async fn patch(
     };
     let default_subnet = check_cloud(&state, &ctx, &mut t).await?;
     let st = state.clone();
-    let saved = db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
+    let saved = db::run_write(&state.pool, move |conn| -> ApiResult<_> {
         db::write_transaction(conn, |conn| {
             db::lock_row(conn, "cluster_template", &current.uuid)?;
             let fresh = lookup(conn, &ctx, &current.uuid)?;
@@ -600,7 +600,7 @@ pub async fn delete(
     Path(ident): Path<String>,
 ) -> ApiResult<StatusCode> {
     ctx.authorize("clustertemplate:delete")?;
-    db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
+    db::run_write(&state.pool, move |conn| -> ApiResult<_> {
         let t = lookup(conn, &ctx, &ident)?;
         if !ctx.can_see(&t.project_id) {
             return Err(ApiError::policy("clustertemplate:delete"));
