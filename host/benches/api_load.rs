@@ -4,12 +4,22 @@
 //! on PostgreSQL (a fresh schema on 127.0.0.1:5432, dropped at the end).
 //!
 //! Scenarios, run one after the other in the same process against the same
-//! server, so that each can be read as a ratio to the baseline:
+//! server:
 //!
-//! * `GET /v1` — the version document, no database work (the baseline);
+//! * `GET /v1` — the version document, no database work;
 //! * `GET /v1/clustertemplates` with 100 templates in the database;
-//! * `GET /v1/clusters/{uuid}` of one cluster created by `POST /v1/clusters`;
+//! * `GET /v1/clustertemplates/{uuid}`, one of them;
+//! * `GET /v1/clusters` with 100 clusters created by `POST /v1/clusters`;
+//! * `GET /v1/clusters/{uuid}`, one of them;
 //! * `POST /v1/clustertemplates` (creates a template per request).
+//!
+//! The twin of each GET: its exact response bytes and `Content-Type`,
+//! captured once from the real route, served prebuilt by a bare axum route
+//! on another 127.0.0.1 port and driven by the same 16 clients right after
+//! the real route. Its req/s is what sending those bytes over HTTP costs on
+//! this machine at this moment, so `× twin` (real req/s over the twin's)
+//! says how close the real route comes to that limit, and stays
+//! comparable between runs on a busy machine, where absolute figures do not.
 //!
 //! Every loop is bounded in count and in time: a warm-up of at most
 //! `API_LOAD_WARMUP_SECS` (default 1) or 100 requests per connection, then at
@@ -19,9 +29,9 @@
 //! exit with status 1.
 //!
 //! Columns: requests measured, req/s over the scenario's wall time, p50 and
-//! p99 latency (nearest rank, send to last body byte), req/s as a ratio to
-//! the `GET /v1` baseline of the same backend, mean body bytes per 2xx
-//! response, non-2xx responses and transport errors (warm-up included).
+//! p99 latency (nearest rank, send to last body byte), the twin's req/s
+//! and p99, real req/s over the twin's, mean body bytes per 2xx response,
+//! non-2xx responses and transport errors (warm-up included, twin's too).
 //!
 //! Run with `scripts/bench-api`, which builds the release driver `.so`
 //! files first. `BENCH_DATABASE_URL` overrides the PostgreSQL server
@@ -36,6 +46,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use axum::body::Bytes;
 use diesel::{connection::SimpleConnection, pg::PgConnection, Connection};
 use magnum_host::{
     api::{router, AppState},
@@ -50,6 +61,7 @@ use serde_json::{json, Value};
 
 const CONCURRENCY: usize = 16;
 const TEMPLATES: usize = 100;
+const CLUSTERS: usize = 100;
 /// Per connection, on top of the warm-up's time bound.
 const WARMUP_MAX_PER_CONNECTION: usize = 100;
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -112,6 +124,8 @@ impl Tally {
 
 struct Row {
     name: String,
+    /// The same bytes served prebuilt (GET scenarios only).
+    twin: Option<Box<Row>>,
     requests: usize,
     per_sec: f64,
     p50_ms: f64,
@@ -228,6 +242,7 @@ async fn run_scenario(clients: &[Client], s: Scenario, limits: &Limits) -> Row {
     tally.latencies_ns.sort_unstable();
     Row {
         name: s.name.clone(),
+        twin: None,
         requests,
         per_sec: requests as f64 / wall.as_secs_f64(),
         p50_ms: percentile_ms(&tally.latencies_ns, 50.0),
@@ -259,7 +274,66 @@ async fn call(c: &Client, method: Method, url: &str, body: Option<String>, expec
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {url}: {e}: {text}"))
 }
 
-/// Serves the router on 127.0.0.1:0, seeds it and runs the four scenarios.
+/// The exact body and `Content-Type` of one GET, with the bench's headers.
+async fn capture(c: &Client, url: &str) -> (HeaderValue, Bytes) {
+    let resp = c
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .cloned()
+        .unwrap_or_else(|| panic!("GET {url}: no Content-Type"));
+    let body = resp.bytes().await.expect("response body");
+    assert!(status.is_success(), "GET {url} answered {status}");
+    (content_type, body)
+}
+
+/// A bare axum server on 127.0.0.1 answering one GET route with prebuilt
+/// bytes: no middleware, no state, no database.
+struct Twin {
+    base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Twin {
+    async fn serve(path: &str, content_type: HeaderValue, body: Bytes) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let base = format!("http://{}", listener.local_addr().expect("local addr"));
+        let app = axum::Router::new().route(
+            path,
+            axum::routing::get(move || {
+                let (content_type, body) = (content_type.clone(), body.clone());
+                async move { ([(CONTENT_TYPE, content_type)], body) }
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Self { base, stop, server }
+    }
+
+    /// Stops accepting. The graceful shutdown then waits for the clients'
+    /// idle keep-alive connections, which end when the clients are dropped:
+    /// not waited for here.
+    fn stop(self) {
+        let _ = self.stop.send(());
+        drop(self.server);
+    }
+}
+
+/// Serves the router on 127.0.0.1:0, seeds it and runs the scenarios.
 async fn bench_backend(state: AppState, limits: &Limits) -> Vec<Row> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -293,38 +367,59 @@ async fn bench_backend(state: AppState, limits: &Limits) -> Vec<Row> {
     let listed = call(&setup, Method::GET, &templates_url, None, 200).await;
     let listed = listed["clustertemplates"].as_array().map_or(0, Vec::len);
     assert_eq!(listed, TEMPLATES, "GET /v1/clustertemplates lists them all");
-    let cluster = call(
+    let first_template = first_template.expect("a template");
+    let mut first_cluster = None;
+    for i in 0..CLUSTERS {
+        let cluster = call(
+            &setup,
+            Method::POST,
+            &format!("{base}/v1/clusters"),
+            Some(
+                json!({
+                    "name": format!("bench-cluster-{i:03}"),
+                    "cluster_template_id": first_template,
+                    "keypair": "default",
+                    "master_count": 1,
+                    "node_count": 1,
+                })
+                .to_string(),
+            ),
+            202,
+        )
+        .await;
+        first_cluster.get_or_insert(cluster["uuid"].as_str().expect("cluster uuid").to_owned());
+    }
+    let cluster = first_cluster.expect("a cluster");
+    let listed = call(
         &setup,
-        Method::POST,
+        Method::GET,
         &format!("{base}/v1/clusters"),
-        Some(
-            json!({
-                "name": "bench-cluster",
-                "cluster_template_id": first_template.expect("a template"),
-                "keypair": "default",
-                "master_count": 1,
-                "node_count": 1,
-            })
-            .to_string(),
-        ),
-        202,
+        None,
+        200,
     )
     .await;
-    let cluster = cluster["uuid"].as_str().expect("cluster uuid").to_owned();
-    drop(setup);
+    let listed = listed["clusters"].as_array().map_or(0, Vec::len);
+    assert_eq!(listed, CLUSTERS, "GET /v1/clusters lists them all");
 
     let clients: Vec<Client> = (0..CONCURRENCY).map(|_| client()).collect();
     let scenarios = [
-        (
-            "GET /v1 (baseline)".to_owned(),
-            Method::GET,
-            "/v1".to_owned(),
-            None,
-        ),
+        ("GET /v1".to_owned(), Method::GET, "/v1".to_owned(), None),
         (
             format!("GET /v1/clustertemplates ({TEMPLATES} rows)"),
             Method::GET,
             "/v1/clustertemplates".to_owned(),
+            None,
+        ),
+        (
+            "GET /v1/clustertemplates/{uuid}".to_owned(),
+            Method::GET,
+            format!("/v1/clustertemplates/{first_template}"),
+            None,
+        ),
+        (
+            format!("GET /v1/clusters ({CLUSTERS} rows)"),
+            Method::GET,
+            "/v1/clusters".to_owned(),
             None,
         ),
         (
@@ -343,14 +438,33 @@ async fn bench_backend(state: AppState, limits: &Limits) -> Vec<Row> {
     ];
     let mut rows = Vec::new();
     for (name, method, path, body) in scenarios {
+        // Captured before the real route runs; the twin runs right after it.
+        let prebuilt = if method == Method::GET {
+            Some(capture(&setup, &format!("{base}{path}")).await)
+        } else {
+            None
+        };
         let s = Scenario {
-            name,
+            name: name.clone(),
             method,
             url: format!("{base}{path}"),
             body,
         };
-        rows.push(run_scenario(&clients, s, limits).await);
+        let mut row = run_scenario(&clients, s, limits).await;
+        if let Some((content_type, bytes)) = prebuilt {
+            let twin = Twin::serve(&path, content_type, bytes).await;
+            let s = Scenario {
+                name: format!("{name} (twin)"),
+                method: Method::GET,
+                url: format!("{}{path}", twin.base),
+                body: None,
+            };
+            row.twin = Some(Box::new(run_scenario(&clients, s, limits).await));
+            twin.stop();
+        }
+        rows.push(row);
     }
+    drop(setup);
 
     // Closing the client connections lets the graceful shutdown finish.
     drop(clients);
@@ -366,38 +480,54 @@ fn print_table(title: &str, rows: &[Row]) {
     println!("\n{title}");
     let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(8);
     println!(
-        "{:<width$}  {:>9}  {:>10}  {:>8}  {:>8}  {:>10}  {:>8}  {:>7}  {:>6}",
+        "{:<width$}  {:>9}  {:>10}  {:>8}  {:>8}  {:>10}  {:>8}  {:>7}  {:>8}  {:>7}  {:>6}",
         "scenario",
         "requests",
         "req/s",
         "p50 ms",
         "p99 ms",
-        "vs GET /v1",
+        "twin req/s",
+        "twin p99",
+        "× twin",
         "B/resp",
         "non-2xx",
         "errors"
     );
-    let baseline = rows.first().map_or(f64::NAN, |r| r.per_sec);
     for r in rows {
+        let (twin_rate, twin_p99, ratio) = match &r.twin {
+            Some(t) => (
+                format!("{:.1}", t.per_sec),
+                format!("{:.3}", t.p99_ms),
+                format!("{:.3}", r.per_sec / t.per_sec),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
         println!(
-            "{:<width$}  {:>9}  {:>10.1}  {:>8.3}  {:>8.3}  {:>10.3}  {:>8}  {:>7}  {:>6}",
+            "{:<width$}  {:>9}  {:>10.1}  {:>8.3}  {:>8.3}  {:>10}  {:>8}  {:>7}  {:>8}  {:>7}  {:>6}",
             r.name,
             r.requests,
             r.per_sec,
             r.p50_ms,
             r.p99_ms,
-            r.per_sec / baseline,
+            twin_rate,
+            twin_p99,
+            ratio,
             r.bytes_per_response,
-            r.non_2xx,
-            r.errors
+            r.non_2xx + r.twin.as_ref().map_or(0, |t| t.non_2xx),
+            r.errors + r.twin.as_ref().map_or(0, |t| t.errors),
         );
     }
-    for r in rows.iter().filter(|r| r.non_2xx + r.errors > 0) {
-        println!(
-            "  {}: first failure: {}",
-            r.name,
-            r.sample.as_deref().unwrap_or("?")
-        );
+    for r in rows
+        .iter()
+        .chain(rows.iter().filter_map(|r| r.twin.as_deref()))
+    {
+        if r.non_2xx + r.errors > 0 {
+            println!(
+                "  {}: first failure: {}",
+                r.name,
+                r.sample.as_deref().unwrap_or("?")
+            );
+        }
     }
 }
 
@@ -415,10 +545,11 @@ fn run(
         3,
         "all three bundled drivers load"
     );
-    // The state magnumd builds from its default configuration.
+    // The state magnumd builds from its default configuration, but for the
+    // cluster quota (upstream's 20 per project) the cluster list needs.
     let data = tempfile::tempdir().expect("tempdir");
     let config = magnum_host::config::Config::from_toml(
-        "",
+        &format!("[api]\nmax_clusters_per_project = {CLUSTERS}\n"),
         &magnum_host::config::Overrides {
             data_dir: Some(data.path().to_owned()),
             plugins_dir: Some(plugins.to_owned()),
@@ -462,6 +593,10 @@ impl Drop for Schema {
 
 fn main() {
     // `cargo bench` passes `--bench`; this bench takes no arguments.
+    // reqwest is built without a TLS provider and panics building a client
+    // when the process has none, even for plain HTTP; magnumd's TLS set-up
+    // installs ring, and this state (noauth) never makes it.
+    drop(magnum_host::openstack::tls::Tls::default());
     let limits = Limits::from_env();
     let plugins = support::plugins_dir("scripts/bench-api");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -521,7 +656,11 @@ fn main() {
     }
     drop(rt);
 
-    let failures: usize = all.iter().map(|r| r.non_2xx + r.errors).sum();
+    let failures: usize = all
+        .iter()
+        .chain(all.iter().filter_map(|r| r.twin.as_deref()))
+        .map(|r| r.non_2xx + r.errors)
+        .sum();
     if failures > 0 {
         eprintln!("\n{failures} non-2xx responses or transport errors; see the tables above");
         std::process::exit(1);

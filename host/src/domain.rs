@@ -46,7 +46,7 @@ pub struct Counts {
     pub master_addresses: Vec<String>,
 }
 
-pub fn counts(groups: &[NodeGroup]) -> Counts {
+pub fn counts<'a>(groups: impl IntoIterator<Item = &'a NodeGroup>) -> Counts {
     let mut c = Counts {
         node_count: 0,
         master_count: 0,

@@ -221,7 +221,7 @@ pub async fn certificate_rotate(
     })
     .await?;
     let authority = state.certs.clone();
-    let uuid = db::run_blocking(&state.pool, move |conn| -> ApiResult<String> {
+    let uuid = db::run_write(&state.pool, move |conn| -> ApiResult<String> {
         let name = if cluster.name.is_empty() {
             cluster.uuid.clone()
         } else {

@@ -5,7 +5,10 @@
 //! logged by the conductor, and the quota check shares the insert's
 //! transaction.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use axum::{
     extract::{Path, RawQuery, State},
@@ -22,6 +25,7 @@ use super::{
     context::Ctx,
     error::{ApiError, ApiResult},
     input::{apply_patch, patch_ops, Fields, JsonBody},
+    render::{ClusterDoc, ClusterSummary, JsonBytes},
     templates,
 };
 use crate::app::AppState;
@@ -33,7 +37,7 @@ use crate::{
     },
     jobs::{self, Operation},
     microversion::Version,
-    plugins::LoadedDriver,
+    plugins::{LoadedDriver, Registry},
     status::Status,
 };
 
@@ -108,7 +112,9 @@ fn stack_field(v: Version) -> &'static str {
     }
 }
 
-/// The summary fields of `GET /v1/clusters`.
+/// The summary fields of `GET /v1/clusters`, as a `Value`: what
+/// [`ClusterSummary`] renders straight to bytes (the tests compare them).
+#[cfg(test)]
 pub fn summary(c: &Cluster, groups: &[NodeGroup], base: &str, v: Version) -> Value {
     let n = counts(groups);
     let mut doc = json!({
@@ -188,14 +194,15 @@ pub fn full(
 }
 
 /// The cluster's labels its driver does not declare, which change nothing
-/// (`null` when that driver is not enabled here).
-fn labels_ignored(state: &AppState, c: &Cluster) -> Value {
-    state.registry.get(&c.driver).map_or(Value::Null, |driver| {
-        json!(crate::domain::ignored_labels(
-            &driver.info,
-            &common::labels_of(&c.labels)
-        ))
-    })
+/// (`None` when that driver is not enabled in `registry`).
+fn labels_ignored(
+    registry: &Registry,
+    c: &Cluster,
+    labels: &BTreeMap<String, String>,
+) -> Option<Vec<String>> {
+    registry
+        .get(&c.driver)
+        .map(|driver| crate::domain::ignored_labels(&driver.info, labels))
 }
 
 /// A cluster the caller may see, by uuid or name.
@@ -238,7 +245,7 @@ pub async fn list(
     ctx: Ctx,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<JsonBytes> {
     list_inner(state, ctx, headers, raw, false).await
 }
 
@@ -247,7 +254,7 @@ pub async fn detail(
     ctx: Ctx,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<JsonBytes> {
     list_inner(state, ctx, headers, raw, true).await
 }
 
@@ -257,7 +264,7 @@ async fn list_inner(
     headers: HeaderMap,
     raw: Option<String>,
     detail: bool,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<JsonBytes> {
     ctx.authorize(if detail {
         "cluster:detail"
     } else {
@@ -283,41 +290,43 @@ async fn list_inner(
         Ok((rows, groups, tmpls))
     })
     .await?;
-    let items = rows
+    let mut by_cluster: HashMap<&str, Vec<&NodeGroup>> = HashMap::new();
+    for g in &groups {
+        by_cluster.entry(g.cluster_id.as_str()).or_default().push(g);
+    }
+    let own = |c: &Cluster| -> Vec<&NodeGroup> {
+        by_cluster.get(c.uuid.as_str()).cloned().unwrap_or_default()
+    };
+    let last = rows.last().map(|c| c.uuid.as_str());
+    if !detail {
+        let docs: Vec<_> = rows
+            .iter()
+            .map(|c| ClusterSummary::new(c, &own(c), &base, version))
+            .collect();
+        return JsonBytes::collection("clusters", &docs, last, &page, &base, "clusters");
+    }
+    // One registry snapshot for the whole page.
+    let registry = state.registry.current();
+    let template_labels: BTreeMap<&str, BTreeMap<String, String>> = tmpls
         .iter()
-        .map(|c| {
-            let own: Vec<NodeGroup> = groups
-                .iter()
-                .filter(|g| g.cluster_id == c.uuid)
-                .cloned()
-                .collect();
-            if detail {
-                let tl = tmpls
-                    .iter()
-                    .find(|t| t.uuid == c.cluster_template_id)
-                    .map(templates::labels);
-                let mut doc = full(c, &own, tl.as_ref(), &base, version);
-                doc["labels_ignored"] = labels_ignored(&state, c);
-                doc
-            } else {
-                summary(c, &own, &base, version)
-            }
+        .map(|t| (t.uuid.as_str(), templates::labels(t)))
+        .collect();
+    let owned: Vec<Vec<&NodeGroup>> = rows.iter().map(own).collect();
+    let docs: Vec<_> = rows
+        .iter()
+        .zip(&owned)
+        .map(|(c, groups)| {
+            ClusterDoc::new(
+                c,
+                groups,
+                template_labels.get(c.cluster_template_id.as_str()),
+                |labels| labels_ignored(&registry, c, labels),
+                &base,
+                version,
+            )
         })
         .collect();
-    let last = rows.last().map(|c| c.uuid.clone());
-    let path = if detail {
-        "clusters/detail"
-    } else {
-        "clusters"
-    };
-    Ok(Json(common::collection(
-        "clusters",
-        items,
-        last.as_deref(),
-        &page,
-        &base,
-        path,
-    )))
+    JsonBytes::collection("clusters", &docs, last, &page, &base, "clusters/detail")
 }
 
 pub async fn get_one(
@@ -325,7 +334,7 @@ pub async fn get_one(
     ctx: Ctx,
     headers: HeaderMap,
     Path(ident): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<JsonBytes> {
     ctx.authorize("cluster:get")?;
     let version = ctx.version;
     let (c, groups, tmpl) = db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
@@ -337,17 +346,18 @@ pub async fn get_one(
     .await?;
     let base = common::base_url(&headers);
     let tl = tmpl.as_ref().map(templates::labels);
-    let mut doc = full(&c, &groups, tl.as_ref(), &base, version);
-    doc["labels_ignored"] = labels_ignored(&state, &c);
-    if c.status.is_failed() {
-        let faults: Map<String, Value> = groups
-            .iter()
-            .filter(|g| g.status.is_some_and(Status::is_failed))
-            .map(|g| (g.name.clone(), json!(g.status_reason)))
-            .collect();
-        doc["faults"] = Value::Object(faults);
-    }
-    Ok(Json(doc))
+    let groups: Vec<&NodeGroup> = groups.iter().collect();
+    let registry = state.registry.current();
+    let doc = ClusterDoc::new(
+        &c,
+        &groups,
+        tl.as_ref(),
+        |labels| labels_ignored(&registry, &c, labels),
+        &base,
+        version,
+    )
+    .with_faults(&c, &groups);
+    JsonBytes::of(&doc, 2048)
 }
 
 fn accepted(uuid: &str) -> Response {
@@ -547,7 +557,7 @@ pub async fn create(
         None => None,
     };
     let limit_default = state.settings.max_clusters_per_project;
-    let result = db::run_blocking(&st.pool, move |conn| -> ApiResult<String> {
+    let result = db::run_write(&st.pool, move |conn| -> ApiResult<String> {
         db::write_transaction(conn, |conn| {
             db::lock_project(conn, &new.project_id)?;
             let mut cluster = Cluster::insert(conn, &new).map_err(|e| {
@@ -950,7 +960,7 @@ pub async fn patch(
     };
     let ops = patch_ops(body, INTERNAL)?;
     let st = state.clone();
-    let uuid = db::run_blocking(&state.pool, move |conn| -> ApiResult<String> {
+    let uuid = db::run_write(&state.pool, move |conn| -> ApiResult<String> {
         db::write_transaction(conn, |conn| {
             let Loaded {
                 mut cluster,
@@ -1074,7 +1084,7 @@ pub async fn delete(
     Path(ident): Path<String>,
 ) -> ApiResult<StatusCode> {
     ctx.authorize("cluster:delete")?;
-    db::run_blocking(&state.pool, move |conn| -> ApiResult<()> {
+    db::run_write(&state.pool, move |conn| -> ApiResult<()> {
         db::write_transaction(conn, |conn| {
             let mut cluster = lookup_for_update(conn, &ctx, &ident)?;
             if cluster.status == Status::DeleteInProgress {
@@ -1137,7 +1147,7 @@ pub async fn resize(
     };
     let ng_ident = f.string("nodegroup", 255)?;
     let st = state.clone();
-    let uuid = db::run_blocking(&state.pool, move |conn| -> ApiResult<String> {
+    let uuid = db::run_write(&state.pool, move |conn| -> ApiResult<String> {
         db::write_transaction(conn, |conn| {
             let Loaded {
                 mut cluster,
@@ -1241,7 +1251,7 @@ pub async fn upgrade(
     let max_batch_size = f.int("max_batch_size", 1, 1000)?.unwrap_or(1);
     let ng_ident = f.string("nodegroup", 255)?;
     let st = state.clone();
-    let uuid = db::run_blocking(&state.pool, move |conn| -> ApiResult<String> {
+    let uuid = db::run_write(&state.pool, move |conn| -> ApiResult<String> {
         db::write_transaction(conn, |conn| {
             let Loaded {
                 mut cluster,

@@ -119,26 +119,34 @@ pub fn collection(
     base: &str,
     path: &str,
 ) -> Value {
+    let next = next_link(items.len(), last_uuid, page, base, path);
     let mut body = json!({ key: items });
-    let full = page.limit.is_some() && items_len(&body, key) as i64 == page.limit();
-    if full {
-        if let Some(last) = last_uuid {
-            let dir = match page.sort_dir {
-                SortDir::Asc => "asc",
-                SortDir::Desc => "desc",
-            };
-            body["next"] = Value::String(format!(
-                "{base}/v1/{path}?sort_key={}&sort_dir={dir}&limit={}&marker={last}",
-                sort_key_name(page.sort_key),
-                page.limit()
-            ));
-        }
+    if let Some(next) = next {
+        body["next"] = Value::String(next);
     }
     body
 }
 
-fn items_len(body: &Value, key: &str) -> usize {
-    body[key].as_array().map_or(0, Vec::len)
+/// The `next` link of a page of `count` items ending with `last_uuid`:
+/// only when the caller asked for a limit and the page is full.
+pub fn next_link(
+    count: usize,
+    last_uuid: Option<&str>,
+    page: &Page,
+    base: &str,
+    path: &str,
+) -> Option<String> {
+    let full = page.limit.is_some() && count as i64 == page.limit();
+    let last = last_uuid.filter(|_| full)?;
+    let dir = match page.sort_dir {
+        SortDir::Asc => "asc",
+        SortDir::Desc => "desc",
+    };
+    Some(format!(
+        "{base}/v1/{path}?sort_key={}&sort_dir={dir}&limit={}&marker={last}",
+        sort_key_name(page.sort_key),
+        page.limit()
+    ))
 }
 
 /// Upstream's timestamp format (`2016-08-29T06:51:31+00:00`).

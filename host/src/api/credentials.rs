@@ -73,7 +73,7 @@ pub async fn credential_rotate(
         None => None,
     };
     let st = state.clone();
-    let result = db::run_blocking(&state.pool, move |conn| -> ApiResult<String> {
+    let result = db::run_write(&state.pool, move |conn| -> ApiResult<String> {
         db::write_transaction(conn, |conn| {
             let mut cluster = clusters::lookup_for_update(conn, &ctx, &cluster_ident)?;
             if cluster.project_id != ctx.project_id {

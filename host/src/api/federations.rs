@@ -201,7 +201,7 @@ pub async fn federation_create(
         }
         None => uuid::Uuid::new_v4().to_string(),
     };
-    let created = db::run_blocking(&state.pool, move |conn| -> ApiResult<String> {
+    let created = db::run_write(&state.pool, move |conn| -> ApiResult<String> {
         let host = clusters::lookup(conn, &ctx, &host).map_err(|_| {
             ApiError::bad_request(format!("Host cluster {host} could not be found."))
         })?;
@@ -242,7 +242,7 @@ pub async fn federation_patch(
             "/project_id",
         ],
     )?;
-    let uuid = db::run_blocking(&state.pool, move |conn| -> ApiResult<String> {
+    let uuid = db::run_write(&state.pool, move |conn| -> ApiResult<String> {
         db::write_transaction(conn, |conn| {
             let mut fed = federation_lookup(conn, &ctx, &ident)?;
             let current: Vec<String> = serde_json::from_str(&fed.member_ids).unwrap_or_default();
@@ -285,7 +285,7 @@ pub async fn federation_delete(
     Path(ident): Path<String>,
 ) -> ApiResult<StatusCode> {
     ctx.authorize("federation:delete")?;
-    db::run_blocking(&state.pool, move |conn| -> ApiResult<()> {
+    db::run_write(&state.pool, move |conn| -> ApiResult<()> {
         let fed = federation_lookup(conn, &ctx, &ident)?;
         Ok(Federation::delete(conn, &fed.uuid)?)
     })

@@ -13,6 +13,7 @@ pub mod input;
 mod mservices;
 mod nodegroups;
 mod quotas;
+pub mod render;
 mod stats;
 pub mod templates;
 

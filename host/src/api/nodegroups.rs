@@ -331,7 +331,7 @@ pub async fn create(
         state.catalog.image(&ctx, im).await?;
     }
     let st = state.clone();
-    let group = db::run_blocking(&state.pool, move |conn| -> ApiResult<NodeGroup> {
+    let group = db::run_write(&state.pool, move |conn| -> ApiResult<NodeGroup> {
         db::write_transaction(conn, |conn| {
             let mut cluster = clusters::lookup_for_update(conn, &ctx, &cluster_ident)?;
             let driver = clusters::driver_of(&st, &cluster)?;
@@ -416,7 +416,7 @@ pub async fn patch(
     ctx.authorize("nodegroup:update")?;
     let ops = patch_ops(body, &[])?;
     let st = state.clone();
-    let group = db::run_blocking(&state.pool, move |conn| -> ApiResult<NodeGroup> {
+    let group = db::run_write(&state.pool, move |conn| -> ApiResult<NodeGroup> {
         db::write_transaction(conn, |conn| {
             // The cluster row is locked: nodegroup writes of a cluster
             // serialize on it.
@@ -496,7 +496,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     ctx.require_version(NG_VERSION, "DELETE")?;
     ctx.authorize("nodegroup:delete")?;
-    db::run_blocking(&state.pool, move |conn| -> ApiResult<()> {
+    db::run_write(&state.pool, move |conn| -> ApiResult<()> {
         db::write_transaction(conn, |conn| {
             // The cluster row is locked: nodegroup writes of a cluster
             // serialize on it.

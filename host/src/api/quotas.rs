@@ -108,7 +108,7 @@ pub async fn quota_create(
         .unwrap_or_else(|| "Cluster".to_owned());
     check_resource(&resource)?;
     let hard_limit = f.int("hard_limit", 0, i32::MAX.into())?.unwrap_or(1) as i32;
-    let q = db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
+    let q = db::run_write(&state.pool, move |conn| -> ApiResult<_> {
         Quota::insert(conn, &project_id, &resource, hard_limit).map_err(|e| {
             if common::is_unique_violation(&e) {
                 ApiError::conflict(format!(
@@ -137,7 +137,7 @@ pub async fn quota_update(
         .int("hard_limit", 0, i32::MAX.into())?
         .ok_or_else(|| ApiError::bad_request("Mandatory field missing: hard_limit"))?
         as i32;
-    let q = db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
+    let q = db::run_write(&state.pool, move |conn| -> ApiResult<_> {
         Quota::find(conn, &project_id, &resource).map_err(|e| match e {
             diesel::result::Error::NotFound => ApiError::not_found(format!(
                 "Quota could not be found for project {project_id} and resource {resource}."
@@ -157,7 +157,7 @@ pub async fn quota_delete(
 ) -> ApiResult<StatusCode> {
     ctx.authorize("quota:delete")?;
     check_resource(&resource)?;
-    db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
+    db::run_write(&state.pool, move |conn| -> ApiResult<_> {
         Quota::delete(conn, &project_id, &resource).map_err(|e| match e {
             diesel::result::Error::NotFound => ApiError::not_found(format!(
                 "Quota could not be found for project {project_id} and resource {resource}."

@@ -16,6 +16,7 @@ use super::{
     context::Ctx,
     error::{ApiError, ApiResult},
     input::{apply_patch, patch_ops, Fields, JsonBody},
+    render::{JsonBytes, TemplateDoc},
 };
 use crate::app::AppState;
 pub use crate::domain::{template_labels as labels, template_payload as payload};
@@ -25,7 +26,7 @@ use crate::{
         models::{ClusterTemplate, NewClusterTemplate, TemplateScope},
         DbConnection,
     },
-    plugins::LoadedDriver,
+    plugins::{LoadedDriver, Registry},
 };
 
 /// Every attribute a client may send on create.
@@ -105,10 +106,20 @@ pub fn view(t: &ClusterTemplate, base: &str) -> Value {
 /// driver provides the template). Not writable: a patch never sees it.
 pub fn shown(state: &AppState, t: &ClusterTemplate, base: &str) -> Value {
     let mut doc = view(t, base);
-    doc["labels_ignored"] = select_driver(state, t).map_or(Value::Null, |driver| {
-        json!(crate::domain::ignored_labels(&driver.info, &labels(t)))
-    });
+    doc["labels_ignored"] = json!(ignored_labels(&state.registry.current(), t, &labels(t)));
     doc
+}
+
+/// `labels_ignored` of a template whose parsed labels are `labels`, with
+/// the drivers of `registry`.
+pub fn ignored_labels(
+    registry: &Registry,
+    t: &ClusterTemplate,
+    labels: &BTreeMap<String, String>,
+) -> Option<Vec<String>> {
+    select_driver_in(registry, t)
+        .ok()
+        .map(|driver| crate::domain::ignored_labels(&driver.info, labels))
 }
 
 /// The writable attributes, `null` when unset: what JSON-patch applies to.
@@ -217,12 +228,16 @@ fn check_dns(dns: &str) -> ApiResult<()> {
 /// The enabled driver for a template: its explicit `driver`, else the one
 /// providing (server_type, cluster_distro, coe).
 pub fn select_driver(state: &AppState, t: &ClusterTemplate) -> ApiResult<Arc<LoadedDriver>> {
+    select_driver_in(&state.registry.current(), t)
+}
+
+/// [`select_driver`] among the drivers of one registry snapshot.
+fn select_driver_in(registry: &Registry, t: &ClusterTemplate) -> ApiResult<Arc<LoadedDriver>> {
     let distro = t.cluster_distro.as_deref().unwrap_or_default();
-    let registry = state.registry.current();
     if let Some(name) = &t.driver {
         // Upstream's name of a driver bundled under another name resolves
         // to it, for the COE the upstream driver had.
-        let upstream = crate::plugins::registry::upstream_name(&registry, name);
+        let upstream = crate::plugins::registry::upstream_name(registry, name);
         let lookup = upstream.map_or(name.as_str(), |u| u.driver);
         let driver = registry.get(lookup).ok_or_else(|| {
             let known = registry.entries.iter().any(|e| e.name == lookup);
@@ -404,7 +419,7 @@ pub async fn list(
     ctx: Ctx,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<JsonBytes> {
     list_inner(state, ctx, headers, raw, "clustertemplates").await
 }
 
@@ -413,7 +428,7 @@ pub async fn detail(
     ctx: Ctx,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<JsonBytes> {
     list_inner(state, ctx, headers, raw, "clustertemplates/detail").await
 }
 
@@ -423,7 +438,7 @@ async fn list_inner(
     headers: HeaderMap,
     raw: Option<String>,
     path: &str,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<JsonBytes> {
     ctx.authorize("clustertemplate:get_all")?;
     let page = Query::parse(raw.as_deref()).page()?;
     let base = common::base_url(&headers);
@@ -443,16 +458,16 @@ async fn list_inner(
         Ok(ClusterTemplate::list(conn, scope, &p)?)
     })
     .await?;
-    let last = rows.last().map(|t| t.uuid.clone());
-    let items = rows.iter().map(|t| shown(&state, t, &base)).collect();
-    Ok(Json(common::collection(
-        "clustertemplates",
-        items,
-        last.as_deref(),
-        &page,
-        &base,
-        path,
-    )))
+    // One registry snapshot for the whole page.
+    let registry = state.registry.current();
+    let labels: Vec<_> = rows.iter().map(labels).collect();
+    let docs: Vec<_> = rows
+        .iter()
+        .zip(&labels)
+        .map(|(t, l)| TemplateDoc::new(t, l, ignored_labels(&registry, t, l), &base))
+        .collect();
+    let last = rows.last().map(|t| t.uuid.as_str());
+    JsonBytes::collection("clustertemplates", &docs, last, &page, &base, path)
 }
 
 pub async fn get_one(
@@ -460,10 +475,13 @@ pub async fn get_one(
     ctx: Ctx,
     headers: HeaderMap,
     Path(ident): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<JsonBytes> {
     ctx.authorize("clustertemplate:get")?;
     let t = db::run_blocking(&state.pool, move |conn| lookup(conn, &ctx, &ident)).await?;
-    Ok(Json(shown(&state, &t, &common::base_url(&headers))))
+    let base = common::base_url(&headers);
+    let labels = labels(&t);
+    let ignored = ignored_labels(&state.registry.current(), &t, &labels);
+    JsonBytes::of(&TemplateDoc::new(&t, &labels, ignored, &base), 2048)
 }
 
 pub async fn create(
@@ -505,7 +523,7 @@ pub async fn create(
         .accepts_new(driver.name())
         .map_err(ApiError::bad_request)?;
     let new = to_new(&t);
-    let saved = db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
+    let saved = db::run_write(&state.pool, move |conn| -> ApiResult<_> {
         ClusterTemplate::insert(conn, &new).map_err(|e| {
             if common::is_unique_violation(&e) {
                 ApiError::conflict(format!(
@@ -575,7 +593,7 @@ pub async fn patch(
     };
     let default_subnet = check_cloud(&state, &ctx, &mut t).await?;
     let st = state.clone();
-    let saved = db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
+    let saved = db::run_write(&state.pool, move |conn| -> ApiResult<_> {
         db::write_transaction(conn, |conn| {
             db::lock_row(conn, "cluster_template", &current.uuid)?;
             let fresh = lookup(conn, &ctx, &current.uuid)?;
@@ -600,7 +618,7 @@ pub async fn delete(
     Path(ident): Path<String>,
 ) -> ApiResult<StatusCode> {
     ctx.authorize("clustertemplate:delete")?;
-    db::run_blocking(&state.pool, move |conn| -> ApiResult<_> {
+    db::run_write(&state.pool, move |conn| -> ApiResult<_> {
         let t = lookup(conn, &ctx, &ident)?;
         if !ctx.can_see(&t.project_id) {
             return Err(ApiError::policy("clustertemplate:delete"));

@@ -1084,6 +1084,71 @@ async fn run_blocking_re_raises_panics() {
         run_blocking(&db.pool, |_conn| panic!("boom inside the database task")).await;
 }
 
+/// On SQLite the writers of one process take turns: with busy_timeout 0,
+/// any two write transactions that overlapped would fail with "database
+/// is locked", so sixteen concurrent ones all committing, never two at
+/// once, shows they queued instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_write_queues_sqlite_writers() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("m.sqlite").display());
+    let timeouts = DbTimeouts {
+        sqlite_busy_timeout_ms: 0,
+        acquire_timeout_seconds: 30,
+        ..DbTimeouts::default()
+    };
+    let pool = DbPool::open(&url, 16, timeouts).unwrap();
+    migrate(&mut pool.get().unwrap()).unwrap();
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (0..16)
+        .map(|i| {
+            let (pool, inside, most) = (pool.clone(), inside.clone(), most.clone());
+            tokio::spawn(async move {
+                run_write(&pool, move |conn| -> Result<(), DbError> {
+                    write_transaction(conn, |conn| {
+                        let now_inside = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now_inside, Ordering::SeqCst);
+                        template(conn, "p1", &format!("queued-{i}"));
+                        // Widens the window another writer would hit.
+                        std::thread::sleep(Duration::from_millis(5));
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        Ok(())
+                    })
+                })
+                .await
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap().unwrap();
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 1, "one writer at a time");
+    let mut conn = pool.get().unwrap();
+    assert_eq!(
+        ClusterTemplate::list(&mut conn, TemplateScope::All, &Page::default())
+            .unwrap()
+            .len(),
+        16
+    );
+}
+
+/// Other backends lock rows, so `run_write` adds no turn there.
+#[test]
+fn run_write_takes_turns_only_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("m.sqlite").display());
+    assert!(DbPool::connect(&url).unwrap().writer.is_some());
+    let pg = DbPool::open_lazy(
+        "postgres://nobody@127.0.0.1:1/none",
+        1,
+        DbTimeouts::default(),
+    )
+    .unwrap();
+    assert!(pg.writer.is_none());
+}
+
 /// The first connection switches a new SQLite file to WAL before the pool
 /// opens its own; racing it failed with "database is locked".
 #[test]
