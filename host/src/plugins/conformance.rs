@@ -448,20 +448,21 @@ fn check_sizes(
     Ok(())
 }
 
-/// The template with every semver label one minor above its default, which
-/// is what a legitimate upgrade looks like to any driver.
+/// The template with every semver label one patch release above its
+/// default, which is what a legitimate upgrade looks like to any driver (a
+/// new minor need not be: k8s keeps workers within the masters' minor).
 fn newer_template(info: &DriverInfo, template: &ClusterTemplate) -> ClusterTemplate {
     let mut newer = template.clone();
     newer.uuid = "6a4a0bb5-8a40-4d3c-8b5e-0c2f2b0f1a02".into();
     for spec in info.labels.iter().filter(|l| l.kind == LabelType::Semver) {
-        if let Some((major, minor, _)) = spec
+        if let Some((major, minor, patch)) = spec
             .default
             .as_deref()
             .and_then(magnum_driver_abi::convention::parse_version)
         {
             newer
                 .labels
-                .insert(spec.name.clone(), format!("v{major}.{}.0", minor + 1));
+                .insert(spec.name.clone(), format!("v{major}.{minor}.{}", patch + 1));
         }
     }
     newer

@@ -313,7 +313,7 @@ db_test!(
         let mut new_template = req.template.clone();
         new_template
             .labels
-            .insert("kube_tag".into(), "v1.28.1".into());
+            .insert("kube_tag".into(), "v1.27.8".into());
         let plan = driver
             .upgrade_cluster(&UpgradeRequest {
                 base: req.clone(),
@@ -334,7 +334,7 @@ db_test!(
         // The cluster's version is what its master reports: unchanged.
         assert_eq!(update.cluster.coe_version.as_deref(), Some("v1.27.3"));
         let workers = upgraded.outputs["worker_bootstrap_data"].to_string();
-        assert_eq!(workers.matches("v1.28.1").count(), 2, "{workers}");
+        assert_eq!(workers.matches("v1.27.8").count(), 2, "{workers}");
         // Replaced servers on the same ports: the same addresses.
         assert_eq!(addresses(&update, WORKERS), ["127.24.0.4", "127.24.0.5"]);
 
