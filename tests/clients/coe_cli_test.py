@@ -660,12 +660,20 @@ def settle(h, cluster):
 def upgrade(h, cluster, tag):
     """cluster upgrade to a template with a newer kube_tag, then a refused
     downgrade. Returns the new template's name (in use by the cluster)."""
-    newer, older = "ct-up-%s" % tag, "ct-down-%s" % tag
-    for name, kube_tag in ((newer, "v1.28.4"), (older, "v1.20.0")):
+    newer, older, skew = "ct-up-%s" % tag, "ct-down-%s" % tag, "ct-skew-%s" % tag
+    for name, kube_tag in ((newer, "v1.27.9"), (older, "v1.20.0"), (skew, "v1.28.4")):
         res = h.run("cluster", "template", "create", name, "--coe", "kubernetes",
                     "--image", "fedora-atomic-latest", "--external-network", "public",
                     "--flavor", "m1.small", "--labels", "kube_tag=%s" % kube_tag)
         h.succeeded(res, "template create %s (kube_tag %s)" % (name, kube_tag))
+    # Workers on a later minor than the masters' (v1.27.3, not upgraded):
+    # Kubernetes' version skew policy forbids a kubelet newer than its API
+    # server, so the driver refuses it before anything changes.
+    res = h.run("cluster", "upgrade", cluster, skew)
+    h.fails_with(res, "cluster upgrade to a later minor than the masters'",
+                 "version skew policy", status=400)
+    res = h.run("cluster", "template", "delete", skew)
+    h.check(res.rc == 0, "template delete %s (never used)" % skew, res.describe())
     res = h.run("cluster", "upgrade", cluster, newer, "--max-batch-size", "1")
     h.succeeded(res, "cluster upgrade to %s" % newer)
     h.check("has been accepted" in res.out, "cluster upgrade reports acceptance",
@@ -677,7 +685,7 @@ def upgrade(h, cluster, tag):
     _, cl = h.run_json("cluster", "show", cluster)
     h.check((cl or {}).get("cluster_template_id") == (new_ct or {}).get("uuid"),
             "the upgraded cluster uses the new template", json.dumps(cl))
-    h.check(((cl or {}).get("labels") or {}).get("kube_tag") == "v1.28.4",
+    h.check(((cl or {}).get("labels") or {}).get("kube_tag") == "v1.27.9",
             "the upgraded cluster has the new kube_tag", json.dumps((cl or {}).get("labels")))
     res = h.run("cluster", "upgrade", cluster, older)
     h.fails_with(res, "cluster upgrade to an older kube_tag", "kube_tag", status=400)
