@@ -1717,6 +1717,24 @@ impl Nodes {
         workers: usize,
         extra: &[String],
     ) -> Booted {
+        self.boot_on(run, name, fields, masters, workers, extra, None)
+    }
+
+    /// [`Self::boot`], each node plugged into `network` (its Neutron fixed
+    /// address on the cluster's /24) when given, so that the nodes reach
+    /// each other. Each node runs as soon as Nova has its server, while
+    /// the others still run.
+    #[expect(clippy::too_many_arguments, reason = "boot's, and the network")]
+    fn boot_on(
+        &self,
+        run: &mut Run,
+        name: &str,
+        fields: Value,
+        masters: usize,
+        workers: usize,
+        extra: &[String],
+        network: Option<&sandbox::ClusterNetwork>,
+    ) -> Booted {
         let mut template = json!({
             "name": name, "image_id": "fedora-atomic-latest",
             "external_network_id": "public", "flavor_id": "m1.small",
@@ -1785,7 +1803,7 @@ impl Nodes {
         // workers depend on the masters), that is once the masters ran.
         let forward = [self.magnum.port, self.mirror.proxy_port, self.heat_port];
         let mut servers: Vec<NovaServer> = Vec::new();
-        let mut runs = Vec::new();
+        let mut running = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(600);
         while servers.len() < masters + workers {
             let active = run
@@ -1834,20 +1852,31 @@ impl Nodes {
                     "{}: the handle is real Heat's: {endpoint}",
                     node.name
                 );
-                let node_run = sandbox::run_node(node, &self.dir.join(name), &forward, extra);
-                eprintln!(
-                    "  {name}: {} ({}) ran in the sandbox {:.1?} after the API create: \
-                     {:.1}s, exit {:?}",
-                    node.name,
-                    server.role,
-                    t.elapsed(),
-                    node_run.seconds,
-                    node_run.status
-                );
-                runs.push(node_run);
+                let mut args = extra.to_vec();
+                if let Some(network) = network {
+                    args.extend(network.args(&node.address, 24));
+                }
+                let (node, dir, role) = (node.clone(), self.dir.join(name), server.role.clone());
+                let label = name.to_owned();
+                running.push(std::thread::spawn(move || {
+                    let node_run = sandbox::run_node(&node, &dir, &forward, &args);
+                    eprintln!(
+                        "  {label}: {} ({role}) ran in the sandbox, done {:.1?} after the API \
+                         create: {:.1}s, exit {:?}",
+                        node.name,
+                        t.elapsed(),
+                        node_run.seconds,
+                        node_run.status
+                    );
+                    node_run
+                }));
                 servers.push(server);
             }
         }
+        let runs: Vec<sandbox::NodeRun> = running
+            .into_iter()
+            .map(|r| r.join().expect("a node's thread"))
+            .collect();
         run.times
             .record(&format!("{name}: nodes in the sandbox"), t.elapsed());
 
@@ -2188,62 +2217,113 @@ fn nodes_in_the_sandbox(run: &mut Run) {
         .block_on(as_demo(run, &nodes.magnum, &trust_url(run, &trust)));
     assert_eq!(status, 404, "the trust is deleted with the cluster: {body}");
 
-    // Swarm mode: the first manager alone (the others and the workers join
-    // through its Docker API, which no sandbox reaches). Debian's real
-    // dockerd, on overlay2 (devicemapper, the default, needs the image's
-    // docker-storage-setup), asked by tests/sandbox/probes/swarm-manager.sh
-    // once the user data has ended.
+    // Swarm mode: a manager and a worker on one cluster network (the
+    // sandboxes reach each other at their Neutron addresses, nothing
+    // else). Debian's real dockerd, on overlay2 (devicemapper, the default,
+    // needs the image's docker-storage-setup). The manager initialises the
+    // swarm and signals; real Heat then makes the worker's server, whose
+    // node asks the manager's TLS API for the join token and joins. Each
+    // node's tests/sandbox/probes/swarm-node.sh, run once its user data
+    // has ended, waits until the swarm lists both nodes Ready and records
+    // what its engine answers; the manager's keeps it running meanwhile.
+    let network = sandbox::ClusterNetwork::new("rn-swarm");
     let probe = vec![
         "--probe".to_owned(),
         sandbox::sandbox_dir()
-            .join("probes/swarm-manager.sh")
+            .join("probes/swarm-node.sh")
             .display()
             .to_string(),
+        "--probe-arg".to_owned(),
+        "2".to_owned(),
+        "--probe-timeout".to_owned(),
+        "300".to_owned(),
     ];
-    let b = nodes.boot(
+    let b = nodes.boot_on(
         run,
         "rn-swarm",
         json!({"coe": "swarm-mode", "labels": nodes.mirror.labels(false),
                "docker_storage_driver": "overlay2",
                "http_proxy": proxy, "https_proxy": proxy}),
         1,
-        0,
+        1,
         &probe,
+        Some(&network),
     );
     nodes.assert_booted(run, "rn-swarm", &b);
-    let manager = &b.runs[0];
-    let probed = manager.upper.join("var/log/sandbox/probe");
-    let probe_log = manager
-        .upper
-        .parent()
-        .map(|d| std::fs::read_to_string(d.join("probe.log")).unwrap_or_default())
-        .unwrap_or_default();
-    for asked in [
-        "docker info: 0",
-        "docker node ls: 0",
-        "GET /swarm over TLS: 0",
-    ] {
-        assert!(probe_log.contains(asked), "{probe_log}");
-    }
-    let info: Value = serde_json::from_str(
-        &std::fs::read_to_string(probed.join("info.json")).unwrap_or_default(),
-    )
-    .unwrap_or(Value::Null);
-    let swarm = &info["Swarm"];
-    assert_eq!(swarm["LocalNodeState"], "active", "{swarm}");
-    assert_eq!(swarm["ControlAvailable"], true, "a manager: {swarm}");
+    let manager = &b.servers[0].node;
+    assert_eq!(b.servers[0].role, "master");
+    let worker = &b.servers[1].node;
+    let same_net = |a: &str| a.rsplit_once('.').map(|(n, _)| n.to_owned());
+    assert_eq!(same_net(&manager.address), same_net(&worker.address));
     assert_eq!(
-        swarm["NodeAddr"],
-        b.servers[0].node.address.as_str(),
-        "{swarm}"
+        sandbox::heat_param(&worker.user_data, "SWARM_API_IP").as_deref(),
+        Some(manager.address.as_str()),
+        "the worker is told the manager's address"
     );
-    assert_eq!(info["Driver"], "overlay2", "{info}");
+    let mut expected = vec![
+        format!("{} Leader Ready", manager.name),
+        format!("{} - Ready", worker.name),
+    ];
+    expected.sort();
+    for (server, node_run) in b.servers.iter().zip(&b.runs) {
+        let node = &server.node;
+        let is_manager = server.role == "master";
+        let probed = node_run.upper.join("var/log/sandbox/probe");
+        let probe_log = node_run
+            .upper
+            .parent()
+            .map(|d| std::fs::read_to_string(d.join("probe.log")).unwrap_or_default())
+            .unwrap_or_default();
+        assert!(
+            probe_log.contains("nodes ready: 2 of 2") && probe_log.contains("docker info: 0"),
+            "{}: {probe_log}",
+            node.name
+        );
+        if is_manager {
+            assert!(probe_log.contains("GET /swarm over TLS: 0"), "{probe_log}");
+        }
+        // The swarm as each node sees it (the manager its own engine, the
+        // worker the manager's TLS API): both nodes Ready, the manager its
+        // leader.
+        let listed = std::fs::read_to_string(probed.join("nodes.txt")).unwrap_or_default();
+        let listed: Vec<&str> = listed.lines().collect();
+        assert_eq!(listed, expected, "{}: {probe_log}", node.name);
+        let info: Value = serde_json::from_str(
+            &std::fs::read_to_string(probed.join("info.json")).unwrap_or_default(),
+        )
+        .unwrap_or(Value::Null);
+        let swarm = &info["Swarm"];
+        assert_eq!(swarm["LocalNodeState"], "active", "{swarm}");
+        assert_eq!(
+            swarm["ControlAvailable"], is_manager,
+            "{}: {swarm}",
+            node.name
+        );
+        assert_eq!(swarm["NodeAddr"], node.address.as_str(), "{swarm}");
+        assert!(
+            swarm["RemoteManagers"]
+                .to_string()
+                .contains(&format!("{}:2377", manager.address)),
+            "{swarm}"
+        );
+        assert_eq!(info["Driver"], "overlay2", "{info}");
+        assert!(
+            !node_run.console.contains("SWMTKN-"),
+            "{}: a join token in the console:\n{}",
+            node.name,
+            node_run.console
+        );
+    }
     assert!(
-        !manager.console.contains("SWMTKN-"),
-        "a join token in the console:\n{}",
-        manager.console
+        b.runs[1].console.contains(&format!(
+            "joined the swarm of {} as a worker",
+            manager.address
+        )),
+        "{}",
+        b.runs[1].console
     );
     nodes.delete(run, "rn-swarm", &b);
+    drop(network);
 
     // Mesos: a master and an agent on the upstart image.
     let b = nodes.boot(

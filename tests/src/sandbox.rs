@@ -419,6 +419,18 @@ impl Service {
     /// it with one master and one worker; the cluster once its stack
     /// completed.
     fn cluster(&mut self, name: &str, labels: Map<String, Value>, fields: Value) -> Value {
+        self.cluster_of(name, labels, fields, 1, 1)
+    }
+
+    /// [`Self::cluster`] with `masters` masters and `nodes` workers.
+    fn cluster_of(
+        &mut self,
+        name: &str,
+        labels: Map<String, Value>,
+        fields: Value,
+        masters: u32,
+        nodes: u32,
+    ) -> Value {
         let mut template = json!({
             "name": name, "coe": "kubernetes", "image_id": "fedora-atomic-latest",
             "external_network_id": "public", "flavor_id": "m1.small",
@@ -440,9 +452,8 @@ impl Service {
             &self.addr,
             "POST",
             "/v1/clusters",
-            Some(
-                &json!({"name": name, "cluster_template_id": name, "master_count": 1, "node_count": 1}),
-            ),
+            Some(&json!({"name": name, "cluster_template_id": name,
+                        "master_count": masters, "node_count": nodes})),
         );
         assert_eq!(status, 202, "cluster {name}: {body}");
         let path = format!("/v1/clusters/{}", body["uuid"].as_str().unwrap_or_default());
@@ -1020,9 +1031,74 @@ fn debian_docker_version(root: &Path) -> String {
         .to_owned()
 }
 
+/// A cluster network of run-node (`--network`): the sandboxes plugged
+/// into it reach each other at their addresses, as one Neutron network's
+/// servers do, and nothing else. Deleted on drop.
+struct ClusterNetwork {
+    name: String,
+}
+
+impl ClusterNetwork {
+    fn new(test: &str) -> Self {
+        // Unique per process and test; short (a namespace name).
+        Self {
+            name: format!("{test}-{}", std::process::id()),
+        }
+    }
+
+    /// run-node arguments plugging a node at `address` (on a /`prefix`
+    /// subnet) into this network.
+    fn args(&self, address: &str, prefix: u8) -> Vec<String> {
+        vec![
+            "--network".into(),
+            self.name.clone(),
+            "--address".into(),
+            format!("{address}/{prefix}"),
+        ]
+    }
+}
+
+impl Drop for ClusterNetwork {
+    fn drop(&mut self) {
+        let _ = Command::new(sandbox_dir().join("run-node"))
+            .args(["--remove-network", &self.name])
+            .output();
+    }
+}
+
+/// The first three octets of an IPv4 address: its /24.
+fn slash24(address: &str) -> &str {
+    address.rsplit_once('.').map_or(address, |(net, _)| net)
+}
+
+/// What `probes/swarm-node.sh` recorded on a node: its exit statuses, the
+/// swarm's nodes as it saw them, `docker info`, and (managers) `GET /swarm`.
+struct SwarmProbe {
+    log: String,
+    nodes: Vec<String>,
+    info: Value,
+    swarm: Value,
+}
+
+impl SwarmProbe {
+    fn read(dir: &Path, server: &Server, run: &NodeRun) -> Self {
+        let read = |file: &str| {
+            std::fs::read_to_string(run.upper.join("var/log/sandbox/probe").join(file))
+                .unwrap_or_default()
+        };
+        Self {
+            log: std::fs::read_to_string(dir.join(&server.name).join("probe.log"))
+                .unwrap_or_default(),
+            nodes: read("nodes.txt").lines().map(str::to_owned).collect(),
+            info: serde_json::from_str(&read("info.json")).unwrap_or(Value::Null),
+            swarm: serde_json::from_str(&read("swarm.json")).unwrap_or(Value::Null),
+        }
+    }
+}
+
 #[test]
-fn swarm_mode_manager_bootstraps_for_real_in_the_sandbox() {
-    if !can_run("swarm_mode_manager_bootstraps_for_real_in_the_sandbox") {
+fn swarm_mode_cluster_bootstraps_for_real_in_the_sandbox() {
+    if !can_run("swarm_mode_cluster_bootstraps_for_real_in_the_sandbox") {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -1040,143 +1116,224 @@ fn swarm_mode_manager_bootstraps_for_real_in_the_sandbox() {
         .collect();
     // overlay2: the default, devicemapper, needs a thin pool that
     // docker-storage-setup makes on a Fedora Atomic image (and Debian's
-    // dockerd answers it "driver not supported").
-    let cluster = service.cluster(
+    // dockerd answers it "driver not supported"). Two managers and a
+    // worker: the first manager initialises the swarm, the others join it
+    // with the token its TLS API hands them.
+    let cluster = service.cluster_of(
         "swarm",
         labels,
         json!({"coe": "swarm-mode", "network_driver": null, "docker_storage_driver": "overlay2",
-               "http_proxy": proxy, "https_proxy": proxy}),
+               "master_lb_enabled": true, "http_proxy": proxy, "https_proxy": proxy}),
+        2,
+        1,
     );
     let servers = service.servers(cluster["cluster_id"].as_str().unwrap_or_default());
-    let manager = servers
-        .iter()
-        .find(|s| s.role == "master")
-        .expect("a manager");
-    // The first manager initialises the swarm; the others, and the workers,
-    // join through its Docker API, which no sandbox reaches (README).
-    assert_eq!(
-        heat_param(&manager.user_data, "NODE_INDEX").as_deref(),
-        Some("0")
-    );
-    let forward = [service.port, mirror.proxy_port, signals.port];
-    // Once the user data has ended, the engine is asked what it is.
-    let probe = sandbox_dir().join("probes/swarm-manager.sh");
-    let run = run_node_with(
-        manager,
-        dir,
-        &forward,
-        &signals,
-        &["--probe".to_owned(), probe.display().to_string()],
-    );
-    assert_bootstrapped(
-        &service,
-        &cluster,
-        manager,
-        &run,
-        &mirror,
-        &signals,
-        "etc/docker/certs",
-        &[("ca.pem", "cert.pem")],
-    );
-    let name = &manager.name;
-    let log_dir = dir.join(name);
-    let probe_log = std::fs::read_to_string(log_dir.join("probe.log")).unwrap_or_default();
-    let read = |file: &str| {
-        std::fs::read_to_string(run.upper.join("var/log/sandbox/probe").join(file))
-            .unwrap_or_default()
+    assert_eq!(servers.len(), 3, "{servers:?}");
+    let index = |s: &Server| heat_param(&s.user_data, "NODE_INDEX").unwrap_or_default();
+    let names: Vec<(&str, &str)> = servers.iter().map(|s| (&*s.name, &*s.role)).collect();
+    let manager = |i: &str| {
+        servers
+            .iter()
+            .find(|s| s.role == "master" && index(s) == i)
+            .unwrap_or_else(|| panic!("no manager {i}: {names:?}"))
     };
-
-    // Debian's real dockerd ran (no stand-in), as the image's unit starts
-    // it, with the settings the fragments wrote to daemon.json: its TLS API
-    // on the certificates magnumd signed, the template's storage driver.
-    let daemon =
-        std::fs::read_to_string(run.upper.join("etc/docker/daemon.json")).unwrap_or_default();
-    let daemon: Value = serde_json::from_str(&daemon).unwrap_or(Value::Null);
-    assert_eq!(daemon["tlsverify"], true, "{daemon}");
-    assert_eq!(daemon["tlscert"], "/etc/docker/certs/cert.pem", "{daemon}");
-    assert_eq!(daemon["storage-driver"], "overlay2", "{daemon}");
-    let systemctl = std::fs::read_to_string(run.upper.join("var/log/sandbox/systemctl.log"))
+    let worker = servers
+        .iter()
+        .find(|s| s.role == "worker")
+        .unwrap_or_else(|| panic!("no worker: {names:?}"));
+    let (first, second) = (manager("0"), manager("1"));
+    // Every node is told the first manager's address, and all three are on
+    // one /24 (the cluster's fixed subnet).
+    for node in [first, second, worker] {
+        assert_eq!(
+            heat_param(&node.user_data, "SWARM_API_IP").as_deref(),
+            Some(first.address.as_str()),
+            "{}",
+            node.name
+        );
+        assert_eq!(slash24(&node.address), slash24(&first.address), "{names:?}");
+    }
+    let network = ClusterNetwork::new("swarm");
+    let forward = [service.port, mirror.proxy_port, signals.port];
+    // All three boot at once, as Nova boots them; each probe then waits
+    // until the swarm lists the three nodes Ready.
+    let probe = sandbox_dir().join("probes/swarm-node.sh");
+    let runs: Vec<NodeRun> = std::thread::scope(|scope| {
+        let handles: Vec<_> = [first, second, worker]
+            .into_iter()
+            .map(|node| {
+                let mut extra = network.args(&node.address, 24);
+                extra.extend(
+                    [
+                        "--probe",
+                        &probe.display().to_string(),
+                        "--probe-arg",
+                        "3",
+                        "--probe-timeout",
+                        "180",
+                    ]
+                    .map(str::to_owned),
+                );
+                let (forward, signals) = (&forward, &signals);
+                scope.spawn(move || run_node_with(node, dir, forward, signals, &extra))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a node thread"))
+            .collect()
+    });
+    for (node, run) in [first, second, worker].into_iter().zip(&runs) {
+        assert_bootstrapped(
+            &service,
+            &cluster,
+            node,
+            run,
+            &mirror,
+            &signals,
+            "etc/docker/certs",
+            &[("ca.pem", "cert.pem")],
+        );
+        // `docker swarm init` answers with the worker join token, and the
+        // joiners hold one: secrets, kept out of every console.
+        assert!(
+            !run.console.contains("SWMTKN-"),
+            "{}: a join token in the console:\n{}",
+            node.name,
+            run.console
+        );
+        // Debian's real dockerd ran (no stand-in), as the image's unit
+        // starts it, with the settings the fragments wrote to daemon.json:
+        // its TLS API on the certificates magnumd signed, the template's
+        // storage driver.
+        let daemon =
+            std::fs::read_to_string(run.upper.join("etc/docker/daemon.json")).unwrap_or_default();
+        let daemon: Value = serde_json::from_str(&daemon).unwrap_or(Value::Null);
+        assert_eq!(daemon["tlsverify"], true, "{daemon}");
+        assert_eq!(daemon["tlscert"], "/etc/docker/certs/cert.pem", "{daemon}");
+        assert_eq!(daemon["storage-driver"], "overlay2", "{daemon}");
+        let dockerd =
+            std::fs::read_to_string(run.upper.join("var/log/sandbox/units/docker.service.log"))
+                .unwrap_or_default();
+        for line in [
+            "Daemon has completed initialization",
+            "API listen on /var/run/docker.sock",
+            "API listen on [::]:2375",
+        ] {
+            assert!(
+                dockerd.contains(line),
+                "{}: dockerd never logged {line:?}:\n{dockerd}",
+                node.name
+            );
+        }
+        assert!(
+            run.processes
+                .lines()
+                .any(|p| p.starts_with("/usr/sbin/dockerd")),
+            "{}: dockerd ran to the end:\n{}",
+            node.name,
+            run.processes
+        );
+    }
+    let systemctl = std::fs::read_to_string(runs[0].upper.join("var/log/sandbox/systemctl.log"))
         .unwrap_or_default();
     assert!(
         systemctl.contains("systemctl restart docker.service"),
         "{systemctl}"
     );
-    let dockerd =
-        std::fs::read_to_string(run.upper.join("var/log/sandbox/units/docker.service.log"))
-            .unwrap_or_default();
-    for line in [
-        "Daemon has completed initialization",
-        "API listen on /var/run/docker.sock",
-        "API listen on [::]:2375",
-    ] {
+    assert!(
+        runs[0]
+            .console
+            .contains(&format!("swarm initialised on {}", first.address)),
+        "{}",
+        runs[0].console
+    );
+    for (node, run, kind) in [(second, &runs[1], "manager"), (worker, &runs[2], "worker")] {
         assert!(
-            dockerd.contains(line),
-            "dockerd never logged {line:?}:\n{dockerd}"
+            run.console.contains(&format!(
+                "joined the swarm of {} as a {kind}",
+                first.address
+            )),
+            "{}:\n{}",
+            node.name,
+            run.console
         );
     }
-    assert!(
-        run.processes
-            .lines()
-            .any(|p| p.starts_with("/usr/sbin/dockerd")),
-        "dockerd ran to the end:\n{}",
-        run.processes
-    );
 
-    // `docker info` inside: the real engine, in an active swarm whose only
-    // node is this manager, at its address.
-    assert!(
-        probe_log.contains("docker info: 0"),
-        "{probe_log}\n{}",
-        read("info.err")
-    );
-    let info: Value = serde_json::from_str(&read("info.json")).unwrap_or(Value::Null);
+    // What each engine answers: one swarm of three Ready nodes, the first
+    // manager its leader, the second a reachable manager, the worker a
+    // worker, each at its own (Neutron) address.
     let version = debian_docker_version(&root);
     assert!(!version.is_empty(), "docker.io in the root");
-    assert_eq!(info["ServerVersion"], version.as_str(), "{info}");
-    assert_eq!(info["Driver"], "overlay2", "{info}");
-    assert_eq!(info["Name"], name.as_str(), "{info}");
-    let swarm = &info["Swarm"];
-    assert_eq!(swarm["LocalNodeState"], "active", "{swarm}");
-    assert_eq!(swarm["ControlAvailable"], true, "a manager: {swarm}");
-    assert_eq!(swarm["NodeAddr"], manager.address.as_str(), "{swarm}");
-    assert_eq!(swarm["Managers"], 1, "{swarm}");
-    assert_eq!(swarm["Nodes"], 1, "{swarm}");
-    let nodes = read("nodes.txt");
-    assert_eq!(nodes.trim(), format!("{name} Leader Ready"), "{probe_log}");
-    // The engine's TLS API hands a node holding a certificate magnumd signed
-    // the join tokens, as the other managers and the workers ask for them.
-    assert!(
-        probe_log.contains("GET /swarm over TLS: 0"),
-        "{probe_log}\n{}",
-        read("swarm.err")
-    );
-    let api: Value = serde_json::from_str(&read("swarm.json")).unwrap_or(Value::Null);
-    for kind in ["Worker", "Manager"] {
-        let token = api["JoinTokens"][kind].as_str().unwrap_or_default();
-        assert!(token.starts_with("SWMTKN-1-"), "{kind} join token: {api}");
+    let expected_nodes: Vec<String> = {
+        let mut lines = vec![
+            format!("{} Leader Ready", first.name),
+            format!("{} Reachable Ready", second.name),
+            format!("{} - Ready", worker.name),
+        ];
+        lines.sort();
+        lines
+    };
+    for (node, run, manager) in [
+        (first, &runs[0], true),
+        (second, &runs[1], true),
+        (worker, &runs[2], false),
+    ] {
+        let probe = SwarmProbe::read(dir, node, run);
+        let name = &node.name;
+        assert!(
+            probe.log.contains("nodes ready: 3 of 3"),
+            "{name}: the swarm never listed three nodes Ready:\n{}\n{:?}",
+            probe.log,
+            probe.nodes
+        );
+        assert_eq!(probe.nodes, expected_nodes, "{name}: {}", probe.log);
+        assert!(
+            probe.log.contains("docker info: 0"),
+            "{name}: {}",
+            probe.log
+        );
+        let info = &probe.info;
+        assert_eq!(info["ServerVersion"], version.as_str(), "{info}");
+        assert_eq!(info["Driver"], "overlay2", "{info}");
+        assert_eq!(info["Name"], name.as_str(), "{info}");
+        let swarm = &info["Swarm"];
+        assert_eq!(swarm["LocalNodeState"], "active", "{name}: {swarm}");
+        assert_eq!(swarm["ControlAvailable"], manager, "{name}: {swarm}");
+        assert_eq!(swarm["NodeAddr"], node.address.as_str(), "{name}: {swarm}");
+        let remotes = swarm["RemoteManagers"].to_string();
+        assert!(
+            remotes.contains(&format!("{}:2377", first.address)),
+            "{name}: {swarm}"
+        );
+        if manager {
+            assert_eq!(swarm["Managers"], 2, "{name}: {swarm}");
+            assert_eq!(swarm["Nodes"], 3, "{name}: {swarm}");
+            // The engine's TLS API hands a node holding a certificate
+            // magnumd signed the join tokens, as the joiners asked.
+            assert!(
+                probe.log.contains("GET /swarm over TLS: 0"),
+                "{name}: {}",
+                probe.log
+            );
+            for kind in ["Worker", "Manager"] {
+                let token = probe.swarm["JoinTokens"][kind].as_str().unwrap_or_default();
+                assert!(token.starts_with("SWMTKN-1-"), "{name}: {kind} join token");
+            }
+        }
+        // The node's signal reports the engine it runs.
+        let signal = signal_of(node, &signals).expect("the node signalled");
+        assert_eq!(
+            signal.body["data"]["coe_version"],
+            version.as_str(),
+            "{:?}",
+            signal.body
+        );
     }
-    // `docker swarm init` answers with the worker join token: a secret,
-    // kept out of the node's console (found by the real engine).
-    assert!(
-        !run.console.contains("SWMTKN-"),
-        "a join token in the console:\n{}",
-        run.console
+    eprintln!(
+        "sandbox swarm-mode: first manager {:.1}s, second manager {:.1}s, worker {:.1}s",
+        runs[0].seconds, runs[1].seconds, runs[2].seconds
     );
-    assert!(
-        run.console
-            .contains(&format!("swarm initialised on {}", manager.address)),
-        "{}",
-        run.console
-    );
-    // The node's signal reports the engine it runs.
-    let signal = signal_of(manager, &signals).expect("the manager signalled");
-    assert_eq!(
-        signal.body["data"]["coe_version"],
-        version.as_str(),
-        "{:?}",
-        signal.body
-    );
-    eprintln!("sandbox swarm-mode manager: {:.1}s", run.seconds);
 }
 
 #[test]

@@ -242,8 +242,11 @@ pub fn run_node(node: &Node, dir: &Path, forward: &[u16], extra: &[String]) -> N
         .arg("--log-dir")
         .arg(&log_dir)
         .args(["--timeout", &NODE_TIMEOUT_S.to_string()])
-        .args(["--address", &node.address])
         .args(["--hostname", &node.name]);
+    // A cluster network's arguments give the address with its prefix.
+    if !extra.iter().any(|a| a == "--address") {
+        cmd.args(["--address", &node.address]);
+    }
     for port in forward {
         cmd.args(["--forward", &port.to_string()]);
     }
@@ -259,6 +262,40 @@ pub fn run_node(node: &Node, dir: &Path, forward: &[u16], extra: &[String]) -> N
         console: std::fs::read_to_string(log_dir.join("console.log")).unwrap_or_default(),
         upper: log_dir.join("upper"),
         seconds,
+    }
+}
+
+/// A cluster network of run-node (`--network`): the sandboxes plugged into
+/// it reach each other at their addresses, as the servers of one Neutron
+/// network do, and nothing else. Deleted on drop.
+pub struct ClusterNetwork {
+    name: String,
+}
+
+impl ClusterNetwork {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: format!("{name}-{}", std::process::id()),
+        }
+    }
+
+    /// run-node arguments plugging a node at `address`, on a /`prefix`
+    /// subnet, into this network.
+    pub fn args(&self, address: &str, prefix: u8) -> Vec<String> {
+        vec![
+            "--network".into(),
+            self.name.clone(),
+            "--address".into(),
+            format!("{address}/{prefix}"),
+        ]
+    }
+}
+
+impl Drop for ClusterNetwork {
+    fn drop(&mut self) {
+        let _ = Command::new(sandbox_dir().join("run-node"))
+            .args(["--remove-network", &self.name])
+            .output();
     }
 }
 
