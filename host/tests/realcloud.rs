@@ -2325,6 +2325,98 @@ fn nodes_in_the_sandbox(run: &mut Run) {
     nodes.delete(run, "rn-swarm", &b);
     drop(network);
 
+    // Standalone Swarm (coe=swarm): a manager (real etcd, the Swarm manager
+    // and agent containers) and a node (an agent) on one cluster network.
+    // Docker pulls Swarm's image from the mirror's registry through the
+    // proxy (`insecure_registry`: over HTTP) and runs it; the image is a
+    // stand-in (tests/sandbox/README.md). Docker's own networking: the
+    // flannel driver waits for a subnet that the flanneld stand-in does not
+    // lease. tests/sandbox/probes/swarm-standalone.sh has each node put a
+    // mark in the manager's etcd over TLS with its own certificate (the
+    // agents' discovery backend), wait for both marks, and list what its
+    // engine runs.
+    let network = sandbox::ClusterNetwork::new("rn-standalone");
+    let registry = format!("{}:5000", sandbox::MIRROR_HOST);
+    let mut labels = nodes.mirror.labels(true);
+    labels.retain(|k, _| {
+        [
+            "download_mirror_url",
+            "container_infra_prefix",
+            "etcd_tag",
+            "etcd_sha256",
+        ]
+        .contains(&k.as_str())
+    });
+    let probe = vec![
+        "--probe".to_owned(),
+        sandbox::sandbox_dir()
+            .join("probes/swarm-standalone.sh")
+            .display()
+            .to_string(),
+        "--probe-arg".to_owned(),
+        "2".to_owned(),
+        "--probe-timeout".to_owned(),
+        "300".to_owned(),
+    ];
+    let b = nodes.boot_on(
+        run,
+        "rn-standalone",
+        json!({"coe": "swarm", "network_driver": "docker", "labels": labels,
+               "docker_storage_driver": "overlay2", "insecure_registry": registry,
+               "http_proxy": proxy, "https_proxy": proxy}),
+        1,
+        1,
+        &probe,
+        Some(&network),
+    );
+    nodes.assert_booted(run, "rn-standalone", &b);
+    let manager = &b.servers[0].node;
+    let image = format!("{registry}/magnum/swarm:1.2.5");
+    for (server, node_run) in b.servers.iter().zip(&b.runs) {
+        let node = &server.node;
+        let probed = node_run.upper.join("var/log/sandbox/probe");
+        let read = |f: &str| std::fs::read_to_string(probed.join(f)).unwrap_or_default();
+        let probe_log = node_run
+            .upper
+            .parent()
+            .map(|d| std::fs::read_to_string(d.join("probe.log")).unwrap_or_default())
+            .unwrap_or_default();
+        for line in [
+            "etcd put over TLS: yes",
+            "nodes marked: 2 of 2",
+            "docker ps: 0",
+        ] {
+            assert!(
+                probe_log.contains(line),
+                "{}: {line:?} not in {probe_log}\n{}",
+                node.name,
+                read("etcd.err")
+            );
+        }
+        let mut wanted = vec![format!("swarm-agent {image} running")];
+        if server.role == "master" {
+            wanted.push(format!("swarm-manager {image} running"));
+        }
+        let containers = read("containers.txt");
+        assert_eq!(
+            containers.lines().collect::<Vec<_>>(),
+            wanted,
+            "{}",
+            node.name
+        );
+        let agent: Vec<String> =
+            serde_json::from_str(&read("swarm-agent.args")).unwrap_or_default();
+        assert!(
+            agent.first().is_some_and(|a| a == "join")
+                && agent.contains(&format!("--addr={}:2375", node.address))
+                && agent.contains(&format!("etcd://{}:2379/swarm", manager.address)),
+            "{}: {agent:?}",
+            node.name
+        );
+    }
+    nodes.delete(run, "rn-standalone", &b);
+    drop(network);
+
     // Mesos: a master and an agent on the upstart image.
     let b = nodes.boot(
         run,

@@ -8,19 +8,25 @@
         the labels a cluster template needs to download exactly these files.
         Real Debian binaries where Debian ships them (etcd, etcdctl,
         containerd, runc, taken from the sandbox root); stand-ins
-        (stand-ins/mirror/) for what no registry here ships.
+        (stand-ins/mirror/) for what no registry here ships. Also a Docker
+        registry's files (the v2 API's GET paths) holding the image
+        magnum/swarm:1.2.5 that standalone Swarm's nodes run: a layer of
+        the root's dash, sleep and libc, with stand-ins/mirror/swarm as its
+        entrypoint.
 
     mirror.py serve --dir DIR --port-file FILE --log FILE [--host NAME]...
         Serves DIR on a free 127.0.0.1 port (the mirror) and runs a forward
         proxy on another: the proxy answers only for the mirror's host names
-        (--host, default mirror.sandbox.test) from DIR and refuses every other
-        URL and every CONNECT with 403, naming it. Every request to either is
+        (--host, default mirror.sandbox.test; any port, so the registry at
+        mirror.sandbox.test:5000 too) from DIR and refuses every other URL and
+        every CONNECT with 403, naming it. /v2/ answers as a registry does. Every request to either is
         a JSON line in --log: who asked (mirror or proxy), the URL, the status
         and, for a file served, its sha256. FILE gets {"mirror": port,
         "proxy": port} once both listen. Runs until killed.
 """
 
 import argparse
+import gzip
 import hashlib
 import http.server
 import io
@@ -37,6 +43,9 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 STAND_INS = os.path.join(HERE, "stand-ins", "mirror")
 ARCH = "amd64"
+# The standalone Swarm image's tag: the swarm driver's default swarm_version
+# (drivers/swarm-fedora-atomic/src/driver.rs).
+SWARM_VERSION = "1.2.5"
 
 
 def debian_version(root, package):
@@ -76,6 +85,55 @@ def tar_gz(members):
 def read(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+def registry_image(root, repository, tag, entrypoint):
+    """The files of a Docker registry (v2 API, image manifest schema 2)
+    serving REPOSITORY:TAG: one layer of the root's dash (as /bin/sh),
+    sleep and the C library they need, plus ENTRYPOINT (bytes) as /swarm.
+    Returns {relative path: bytes}."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        def add(name, data, mode=0o755):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), mode, 0
+            tar.addfile(info, io.BytesIO(data))
+        lib = "lib/x86_64-linux-gnu"
+        for name, source in (("bin/sh", "usr/bin/dash"), ("bin/sleep", "usr/bin/sleep"),
+                             (f"{lib}/libc.so.6", f"{lib}/libc.so.6"),
+                             (f"{lib}/ld-linux-x86-64.so.2", f"{lib}/ld-linux-x86-64.so.2")):
+            add(name, read(os.path.join(root, source)))
+        link = tarfile.TarInfo("lib64/ld-linux-x86-64.so.2")
+        link.type, link.linkname = tarfile.SYMTYPE, f"/{lib}/ld-linux-x86-64.so.2"
+        tar.addfile(link)
+        add("swarm", entrypoint)
+    layer_tar = buf.getvalue()
+    layer = gzip.compress(layer_tar, compresslevel=1, mtime=0)
+    config = json.dumps({
+        "architecture": ARCH, "os": "linux",
+        "config": {"Entrypoint": ["/swarm"], "Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers",
+                   "diff_ids": ["sha256:" + hashlib.sha256(layer_tar).hexdigest()]},
+    }).encode()
+
+    def digest(data):
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "size": len(config), "digest": digest(config)},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": len(layer), "digest": digest(layer)}],
+    }).encode()
+    base = f"v2/{repository}"
+    return {
+        f"{base}/manifests/{tag}": manifest,
+        f"{base}/manifests/{digest(manifest)}": manifest,
+        f"{base}/blobs/{digest(config)}": config,
+        f"{base}/blobs/{digest(layer)}": layer,
+    }
 
 
 def populate(args):
@@ -129,8 +187,17 @@ def populate(args):
         tar_gz([("cri-dockerd/cri-dockerd", stand_in("cri-dockerd", t["cri_dockerd_tag"]))]))
     files["calico"] = (f"calico/{t['calico_tag']}/manifests/calico.yaml",
                        stand_in("calico.yaml", t["calico_tag"]))
+    # The registry: what CONTAINER_INFRA_PREFIX mirror.sandbox.test:5000/magnum/
+    # names, as standalone Swarm's nodes pull it.
+    registry = registry_image(root, "magnum/swarm", SWARM_VERSION,
+                              stand_in("swarm", SWARM_VERSION))
     out = os.path.abspath(args.dir)
     shutil.rmtree(out, ignore_errors=True)
+    for path, data in registry.items():
+        target = os.path.join(out, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as f:
+            f.write(data)
     digests, paths = {}, {}
     for artifact, (path, data) in files.items():
         target = os.path.join(out, path)
@@ -156,9 +223,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with open(self.server.log_path, "a") as f:
                 f.write(json.dumps(entry, sort_keys=True) + "\n")
 
-    def answer(self, status, body, content_type="text/plain"):
+    def answer(self, status, body, content_type="text/plain", headers=()):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
@@ -188,14 +257,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
             path = urllib.parse.urlsplit(self.path).path
             url = f"http://{self.headers.get('Host', '127.0.0.1')}{path}"
         relative = os.path.normpath(urllib.parse.unquote(path)).lstrip("/")
+        v2 = [("Docker-Distribution-API-Version", "registry/2.0")]
+        if relative == "v2":
+            # The registry's API check (what `docker pull` asks first).
+            self.record(url=url, status=200, path=relative)
+            return self.answer(200, b"{}", "application/json", v2)
         target = os.path.join(self.server.dir, relative)
         if relative.startswith("..") or not os.path.isfile(target):
             self.record(url=url, status=404)
             return self.answer(404, f"not on the mirror: {path}\n".encode())
         data = read(target)
-        self.record(url=url, status=200, path=relative, bytes=len(data),
-                    sha256=hashlib.sha256(data).hexdigest())
-        self.answer(200, data, "application/octet-stream")
+        digest = hashlib.sha256(data).hexdigest()
+        self.record(url=url, status=200, path=relative, bytes=len(data), sha256=digest)
+        if relative.startswith("v2/") and "/manifests/" in relative:
+            return self.answer(200, data, "application/vnd.docker.distribution.manifest.v2+json",
+                               v2 + [("Docker-Content-Digest", "sha256:" + digest)])
+        self.answer(200, data, "application/octet-stream", v2 if relative.startswith("v2/") else ())
 
 
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):

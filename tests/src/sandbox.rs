@@ -736,7 +736,15 @@ fn assert_bootstrapped(
             "{name}: {artifact} is not the file its label pins"
         );
     }
-    let refused: Vec<&Value> = requests.iter().filter(|r| r["status"] != 200).collect();
+    // Docker tries an insecure registry over TLS first (a CONNECT, which
+    // the proxy refuses) and then over plain HTTP: that one refusal is no
+    // download bypassing the mirror.
+    let registry = format!("{MIRROR_HOST}:5000");
+    let refused: Vec<&Value> = requests
+        .iter()
+        .filter(|r| r["status"] != 200)
+        .filter(|r| !(r["method"] == "CONNECT" && r["url"] == registry.as_str()))
+        .collect();
     assert!(
         refused.is_empty(),
         "{name}: requests the mirror refused: {refused:?}"
@@ -1334,6 +1342,211 @@ fn swarm_mode_cluster_bootstraps_for_real_in_the_sandbox() {
         "sandbox swarm-mode: first manager {:.1}s, second manager {:.1}s, worker {:.1}s",
         runs[0].seconds, runs[1].seconds, runs[2].seconds
     );
+}
+
+#[test]
+fn standalone_swarm_nodes_bootstrap_for_real_in_the_sandbox() {
+    if !can_run("standalone_swarm_nodes_bootstrap_for_real_in_the_sandbox") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = runs_dir("swarm-standalone");
+    let dir = &dir;
+    let (root, _) = sandbox_root();
+    let mirror = Mirror::start(&root, dir);
+    let signals = SignalReceiver::start();
+    let mut service = Service::start(dir);
+    let proxy = format!("http://127.0.0.1:{}", mirror.proxy_port);
+    // etcd (Debian's, real) from the mirror, and Swarm's image from the
+    // mirror's registry: CONTAINER_INFRA_PREFIX names it, and
+    // `insecure_registry` lets Docker pull it over HTTP. Docker's own
+    // networking: flannel's daemon, which the flannel driver waits for, is
+    // a stand-in that leases no subnet.
+    let labels: Map<String, Value> = mirror
+        .labels()
+        .into_iter()
+        .filter(|(k, _)| {
+            [
+                "download_mirror_url",
+                "container_infra_prefix",
+                "etcd_tag",
+                "etcd_sha256",
+            ]
+            .contains(&k.as_str())
+        })
+        .collect();
+    let cluster = service.cluster(
+        "standalone",
+        labels,
+        json!({"coe": "swarm", "network_driver": "docker", "docker_storage_driver": "overlay2",
+               "insecure_registry": format!("{MIRROR_HOST}:5000"),
+               "http_proxy": proxy, "https_proxy": proxy}),
+    );
+    let servers = service.servers(cluster["cluster_id"].as_str().unwrap_or_default());
+    let names: Vec<(&str, &str)> = servers.iter().map(|s| (&*s.name, &*s.role)).collect();
+    let role = |r: &str| {
+        servers
+            .iter()
+            .find(|s| s.role == r)
+            .unwrap_or_else(|| panic!("no {r}: {names:?}"))
+    };
+    let (manager, node) = (role("master"), role("worker"));
+    assert_eq!(
+        heat_param(&node.user_data, "SWARM_API_IP").as_deref(),
+        Some(manager.address.as_str())
+    );
+    assert_eq!(
+        slash24(&node.address),
+        slash24(&manager.address),
+        "{names:?}"
+    );
+    let network = ClusterNetwork::new("standalone");
+    let forward = [service.port, mirror.proxy_port, signals.port];
+    let probe = sandbox_dir().join("probes/swarm-standalone.sh");
+    let runs: Vec<NodeRun> = std::thread::scope(|scope| {
+        let handles: Vec<_> = [manager, node]
+            .into_iter()
+            .map(|server| {
+                let mut extra = network.args(&server.address, 24);
+                extra.extend(
+                    [
+                        "--probe",
+                        &probe.display().to_string(),
+                        "--probe-arg",
+                        "2",
+                        "--probe-timeout",
+                        "180",
+                    ]
+                    .map(str::to_owned),
+                );
+                let (forward, signals) = (&forward, &signals);
+                scope.spawn(move || run_node_with(server, dir, forward, signals, &extra))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a node thread"))
+            .collect()
+    });
+    let image = format!("{MIRROR_HOST}:5000/magnum/swarm:1.2.5");
+    let discovery = format!("etcd://{}:2379/swarm", manager.address);
+    for (server, run) in [manager, node].into_iter().zip(&runs) {
+        let name = &server.name;
+        assert_bootstrapped(
+            &service,
+            &cluster,
+            server,
+            run,
+            &mirror,
+            &signals,
+            "etc/docker/certs",
+            &[("ca.pem", "cert.pem")],
+        );
+        let read = |file: &str| {
+            std::fs::read_to_string(run.upper.join("var/log/sandbox/probe").join(file))
+                .unwrap_or_default()
+        };
+        let probe_log =
+            std::fs::read_to_string(dir.join(name).join("probe.log")).unwrap_or_default();
+        // Each node reached the manager's real etcd over TLS with its own
+        // certificate (the agents' discovery backend), and saw both marks.
+        for line in [
+            "etcd put over TLS: yes",
+            "nodes marked: 2 of 2",
+            "docker ps: 0",
+            "docker info: 0",
+        ] {
+            assert!(
+                probe_log.contains(line),
+                "{name}: {line:?} not in:\n{probe_log}\n{}",
+                read("etcd.err")
+            );
+        }
+        // The real engine pulled Swarm's image from the registry through
+        // the proxy, and runs the agent (and on the manager the manager) as
+        // configure-swarm.sh started them.
+        let containers = read("containers.txt");
+        let expected: &[&str] = if server.role == "master" {
+            &["swarm-agent", "swarm-manager"]
+        } else {
+            &["swarm-agent"]
+        };
+        let listed: Vec<String> = containers.lines().map(str::to_owned).collect();
+        let wanted: Vec<String> = expected
+            .iter()
+            .map(|c| format!("{c} {image} running"))
+            .collect();
+        assert_eq!(listed, wanted, "{name}: {containers}");
+        let agent: Vec<String> =
+            serde_json::from_str(&read("swarm-agent.args")).unwrap_or_default();
+        assert_eq!(
+            agent.first().map(String::as_str),
+            Some("join"),
+            "{name}: {agent:?}"
+        );
+        assert!(
+            agent.contains(&format!("--addr={}:2375", server.address))
+                && agent.contains(&discovery),
+            "{name}: {agent:?}"
+        );
+        assert!(
+            read("swarm-agent.log").starts_with("swarm 1.2.5 join"),
+            "{name}: {}",
+            read("swarm-agent.log")
+        );
+        if server.role == "master" {
+            let manage: Vec<String> =
+                serde_json::from_str(&read("swarm-manager.args")).unwrap_or_default();
+            assert_eq!(
+                manage.first().map(String::as_str),
+                Some("manage"),
+                "{manage:?}"
+            );
+            assert!(
+                manage.contains(&discovery) && manage.iter().any(|a| a == "--tlsverify"),
+                "{manage:?}"
+            );
+        }
+        let info: Value = serde_json::from_str(&read("info.json")).unwrap_or(Value::Null);
+        assert_eq!(info["Driver"], "overlay2", "{info}");
+        assert_eq!(info["Name"], name.as_str(), "{info}");
+        assert_eq!(
+            info["Swarm"]["LocalNodeState"], "inactive",
+            "no swarm mode: {info}"
+        );
+    }
+    // The image came from the registry through the proxy (the manifest
+    // and both blobs), once per node.
+    let requests = mirror.requests();
+    let pulled = requests
+        .iter()
+        .filter(|r| {
+            r["role"] == "proxy"
+                && r["status"] == 200
+                && r["url"]
+                    .as_str()
+                    .is_some_and(|u| u.contains("/v2/magnum/swarm/manifests/1.2.5"))
+        })
+        .count();
+    assert!(
+        pulled >= 2,
+        "the manifest pulled by each node: {requests:?}"
+    );
+    // The manager's etcd is Debian's, and ran to the end.
+    let manager_run = &runs[0];
+    assert!(
+        manager_run
+            .processes
+            .lines()
+            .any(|p| p.contains("/etcd ") || p.ends_with("/etcd")),
+        "{}",
+        manager_run.processes
+    );
+    eprintln!(
+        "sandbox standalone Swarm: manager {:.1}s, node {:.1}s",
+        runs[0].seconds, runs[1].seconds
+    );
+    drop(network);
 }
 
 #[test]
