@@ -2329,9 +2329,10 @@ fn nodes_in_the_sandbox(run: &mut Run) {
     // and agent containers) and a node (an agent) on one cluster network.
     // Docker pulls Swarm's image from the mirror's registry through the
     // proxy (`insecure_registry`: over HTTP) and runs it; the image is a
-    // stand-in (tests/sandbox/README.md). Docker's own networking: the
-    // flannel driver waits for a subnet that the flanneld stand-in does not
-    // lease. tests/sandbox/probes/swarm-standalone.sh has each node put a
+    // stand-in (tests/sandbox/README.md). flannel: the manager stores the
+    // network in its etcd, and each node's flanneld (a stand-in) leases a
+    // subnet there, which its Docker's bridge then uses.
+    // tests/sandbox/probes/swarm-standalone.sh has each node put a
     // mark in the manager's etcd over TLS with its own certificate (the
     // agents' discovery backend), wait for both marks, and list what its
     // engine runs.
@@ -2344,6 +2345,8 @@ fn nodes_in_the_sandbox(run: &mut Run) {
             "container_infra_prefix",
             "etcd_tag",
             "etcd_sha256",
+            "flannel_tag",
+            "flanneld_sha256",
         ]
         .contains(&k.as_str())
     });
@@ -2361,7 +2364,7 @@ fn nodes_in_the_sandbox(run: &mut Run) {
     let b = nodes.boot_on(
         run,
         "rn-standalone",
-        json!({"coe": "swarm", "network_driver": "docker", "labels": labels,
+        json!({"coe": "swarm", "network_driver": "flannel", "labels": labels,
                "docker_storage_driver": "overlay2", "insecure_registry": registry,
                "http_proxy": proxy, "https_proxy": proxy}),
         1,
@@ -2372,6 +2375,7 @@ fn nodes_in_the_sandbox(run: &mut Run) {
     nodes.assert_booted(run, "rn-standalone", &b);
     let manager = &b.servers[0].node;
     let image = format!("{registry}/magnum/swarm:1.2.5");
+    let mut subnets = Vec::new();
     for (server, node_run) in b.servers.iter().zip(&b.runs) {
         let node = &server.node;
         let probed = node_run.upper.join("var/log/sandbox/probe");
@@ -2413,7 +2417,27 @@ fn nodes_in_the_sandbox(run: &mut Run) {
             "{}: {agent:?}",
             node.name
         );
+        // The subnet flanneld leased in the manager's etcd is the bridge's.
+        let env = read("subnet.env");
+        let subnet = env
+            .lines()
+            .find_map(|l| l.strip_prefix("FLANNEL_SUBNET="))
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            subnet.starts_with("10.100.") && subnet.ends_with(".1/24"),
+            "{env:?}"
+        );
+        let network = subnet.replace(".1/24", ".0/24");
+        assert!(
+            read("bridge.json").contains(&format!("\"Subnet\":\"{network}\"")),
+            "{}: {}",
+            node.name,
+            read("bridge.json")
+        );
+        subnets.push(subnet);
     }
+    assert_ne!(subnets.first(), subnets.get(1), "a subnet per node");
     nodes.delete(run, "rn-standalone", &b);
     drop(network);
 

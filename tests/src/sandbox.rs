@@ -1357,11 +1357,10 @@ fn standalone_swarm_nodes_bootstrap_for_real_in_the_sandbox() {
     let signals = SignalReceiver::start();
     let mut service = Service::start(dir);
     let proxy = format!("http://127.0.0.1:{}", mirror.proxy_port);
-    // etcd (Debian's, real) from the mirror, and Swarm's image from the
-    // mirror's registry: CONTAINER_INFRA_PREFIX names it, and
-    // `insecure_registry` lets Docker pull it over HTTP. Docker's own
-    // networking: flannel's daemon, which the flannel driver waits for, is
-    // a stand-in that leases no subnet.
+    // etcd (Debian's, real) and flanneld (a stand-in that leases a subnet
+    // in that etcd) from the mirror, and Swarm's image from the mirror's
+    // registry: CONTAINER_INFRA_PREFIX names it, and `insecure_registry`
+    // lets Docker pull it over HTTP.
     let labels: Map<String, Value> = mirror
         .labels()
         .into_iter()
@@ -1371,6 +1370,8 @@ fn standalone_swarm_nodes_bootstrap_for_real_in_the_sandbox() {
                 "container_infra_prefix",
                 "etcd_tag",
                 "etcd_sha256",
+                "flannel_tag",
+                "flanneld_sha256",
             ]
             .contains(&k.as_str())
         })
@@ -1378,7 +1379,7 @@ fn standalone_swarm_nodes_bootstrap_for_real_in_the_sandbox() {
     let cluster = service.cluster(
         "standalone",
         labels,
-        json!({"coe": "swarm", "network_driver": "docker", "docker_storage_driver": "overlay2",
+        json!({"coe": "swarm", "network_driver": "flannel", "docker_storage_driver": "overlay2",
                "insecure_registry": format!("{MIRROR_HOST}:5000"),
                "http_proxy": proxy, "https_proxy": proxy}),
     );
@@ -1430,6 +1431,7 @@ fn standalone_swarm_nodes_bootstrap_for_real_in_the_sandbox() {
     });
     let image = format!("{MIRROR_HOST}:5000/magnum/swarm:1.2.5");
     let discovery = format!("etcd://{}:2379/swarm", manager.address);
+    let mut subnets = Vec::new();
     for (server, run) in [manager, node].into_iter().zip(&runs) {
         let name = &server.name;
         assert_bootstrapped(
@@ -1514,7 +1516,28 @@ fn standalone_swarm_nodes_bootstrap_for_real_in_the_sandbox() {
             info["Swarm"]["LocalNodeState"], "inactive",
             "no swarm mode: {info}"
         );
+        // flannel: the node leased a subnet of the template's network in
+        // the manager's etcd (the node over the cluster network), and its
+        // real Docker's bridge uses it.
+        let env = read("subnet.env");
+        let subnet = env
+            .lines()
+            .find_map(|l| l.strip_prefix("FLANNEL_SUBNET="))
+            .unwrap_or_else(|| panic!("{name}: no flannel subnet: {env:?}"))
+            .to_owned();
+        assert!(
+            subnet.starts_with("10.100.") && subnet.ends_with(".1/24"),
+            "{subnet}"
+        );
+        let bridge = read("bridge.json");
+        let network = subnet.replace(".1/24", ".0/24");
+        assert!(
+            bridge.contains(&format!("\"Subnet\":\"{network}\"")),
+            "{name}: Docker's bridge is not on {subnet}: {bridge}"
+        );
+        subnets.push(subnet);
     }
+    assert_ne!(subnets[0], subnets[1], "each node its own flannel subnet");
     // The image came from the registry through the proxy (the manifest
     // and both blobs), once per node.
     let requests = mirror.requests();

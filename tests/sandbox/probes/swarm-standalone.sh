@@ -7,7 +7,7 @@
 # waits (within --probe-timeout) until the marks of all N nodes are there,
 # so that the manager's etcd serves while the others are asked. Then it
 # records what the real engine runs: its containers, the Swarm containers'
-# arguments and logs, `docker info`. Output in /var/log/sandbox/probe/ (the
+# arguments and logs, `docker info`, the flannel subnet and Docker's bridge. Output in /var/log/sandbox/probe/ (the
 # node's upper/ layer), each step's outcome in probe.log.
 expected=${1:-1}
 out=/var/log/sandbox/probe
@@ -49,6 +49,9 @@ for name in swarm-agent swarm-manager; do
 done
 docker info --format '{{json .}}' >"$out/info.json" 2>"$out/info.err"
 echo "docker info: $?"
+# With the flannel driver: the subnet flanneld leased, and Docker's bridge.
+cp /run/flannel/subnet.env "$out/subnet.env" 2>/dev/null
+docker network inspect bridge --format '{{json .IPAM.Config}}' >"$out/bridge.json" 2>&1
 # The others may still be asking this node's etcd.
 if [ "$expected" -gt 1 ]; then
     sleep 5
