@@ -2155,6 +2155,23 @@ impl Nodes {
 /// so the clusters, complete only because the nodes said so. Then a node
 /// whose step fails makes the stack and the cluster CREATE_FAILED naming
 /// the step.
+/// run-node's arguments for tests/sandbox/probes/SCRIPT on a cluster of
+/// `nodes` nodes, with time for real Heat to make the later servers.
+fn probe_args(script: &str, nodes: usize) -> Vec<String> {
+    vec![
+        "--probe".to_owned(),
+        sandbox::sandbox_dir()
+            .join("probes")
+            .join(script)
+            .display()
+            .to_string(),
+        "--probe-arg".to_owned(),
+        nodes.to_string(),
+        "--probe-timeout".to_owned(),
+        "300".to_owned(),
+    ]
+}
+
 fn nodes_in_the_sandbox(run: &mut Run) {
     if let Some(reason) = sandbox::missing_prerequisite() {
         assert!(
@@ -2227,17 +2244,7 @@ fn nodes_in_the_sandbox(run: &mut Run) {
     // has ended, waits until the swarm lists both nodes Ready and records
     // what its engine answers; the manager's keeps it running meanwhile.
     let network = sandbox::ClusterNetwork::new("rn-swarm");
-    let probe = vec![
-        "--probe".to_owned(),
-        sandbox::sandbox_dir()
-            .join("probes/swarm-node.sh")
-            .display()
-            .to_string(),
-        "--probe-arg".to_owned(),
-        "2".to_owned(),
-        "--probe-timeout".to_owned(),
-        "300".to_owned(),
-    ];
+    let probe = probe_args("swarm-node.sh", 2);
     let b = nodes.boot_on(
         run,
         "rn-swarm",
@@ -2350,17 +2357,7 @@ fn nodes_in_the_sandbox(run: &mut Run) {
         ]
         .contains(&k.as_str())
     });
-    let probe = vec![
-        "--probe".to_owned(),
-        sandbox::sandbox_dir()
-            .join("probes/swarm-standalone.sh")
-            .display()
-            .to_string(),
-        "--probe-arg".to_owned(),
-        "2".to_owned(),
-        "--probe-timeout".to_owned(),
-        "300".to_owned(),
-    ];
+    let probe = probe_args("swarm-standalone.sh", 2);
     let b = nodes.boot_on(
         run,
         "rn-standalone",

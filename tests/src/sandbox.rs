@@ -1074,6 +1074,41 @@ impl Drop for ClusterNetwork {
     }
 }
 
+/// Runs `servers` at once, each in its own sandbox on `network` (at its
+/// address on the /24), as Nova boots a cluster's servers; each then runs
+/// `probe` with the node count `n` (at most 180 s). The runs in order.
+fn run_nodes_at_once(
+    servers: &[&Server],
+    dir: &Path,
+    forward: &[u16],
+    signals: &SignalReceiver,
+    network: &ClusterNetwork,
+    probe: &Path,
+    n: usize,
+) -> Vec<NodeRun> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = servers
+            .iter()
+            .map(|server| {
+                let mut extra = network.args(&server.address, 24);
+                extra.extend([
+                    "--probe".to_owned(),
+                    probe.display().to_string(),
+                    "--probe-arg".to_owned(),
+                    n.to_string(),
+                    "--probe-timeout".to_owned(),
+                    "180".to_owned(),
+                ]);
+                scope.spawn(move || run_node_with(server, dir, forward, signals, &extra))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a node thread"))
+            .collect()
+    })
+}
+
 /// The first three octets of an IPv4 address: its /24.
 fn slash24(address: &str) -> &str {
     address.rsplit_once('.').map_or(address, |(net, _)| net)
@@ -1166,31 +1201,15 @@ fn swarm_mode_cluster_bootstraps_for_real_in_the_sandbox() {
     // All three boot at once, as Nova boots them; each probe then waits
     // until the swarm lists the three nodes Ready.
     let probe = sandbox_dir().join("probes/swarm-node.sh");
-    let runs: Vec<NodeRun> = std::thread::scope(|scope| {
-        let handles: Vec<_> = [first, second, worker]
-            .into_iter()
-            .map(|node| {
-                let mut extra = network.args(&node.address, 24);
-                extra.extend(
-                    [
-                        "--probe",
-                        &probe.display().to_string(),
-                        "--probe-arg",
-                        "3",
-                        "--probe-timeout",
-                        "180",
-                    ]
-                    .map(str::to_owned),
-                );
-                let (forward, signals) = (&forward, &signals);
-                scope.spawn(move || run_node_with(node, dir, forward, signals, &extra))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a node thread"))
-            .collect()
-    });
+    let runs = run_nodes_at_once(
+        &[first, second, worker],
+        dir,
+        &forward,
+        &signals,
+        &network,
+        &probe,
+        3,
+    );
     for (node, run) in [first, second, worker].into_iter().zip(&runs) {
         assert_bootstrapped(
             &service,
@@ -1404,31 +1423,15 @@ fn standalone_swarm_nodes_bootstrap_for_real_in_the_sandbox() {
     let network = ClusterNetwork::new("standalone");
     let forward = [service.port, mirror.proxy_port, signals.port];
     let probe = sandbox_dir().join("probes/swarm-standalone.sh");
-    let runs: Vec<NodeRun> = std::thread::scope(|scope| {
-        let handles: Vec<_> = [manager, node]
-            .into_iter()
-            .map(|server| {
-                let mut extra = network.args(&server.address, 24);
-                extra.extend(
-                    [
-                        "--probe",
-                        &probe.display().to_string(),
-                        "--probe-arg",
-                        "2",
-                        "--probe-timeout",
-                        "180",
-                    ]
-                    .map(str::to_owned),
-                );
-                let (forward, signals) = (&forward, &signals);
-                scope.spawn(move || run_node_with(server, dir, forward, signals, &extra))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a node thread"))
-            .collect()
-    });
+    let runs = run_nodes_at_once(
+        &[manager, node],
+        dir,
+        &forward,
+        &signals,
+        &network,
+        &probe,
+        2,
+    );
     let image = format!("{MIRROR_HOST}:5000/magnum/swarm:1.2.5");
     let discovery = format!("etcd://{}:2379/swarm", manager.address);
     let mut subnets = Vec::new();
