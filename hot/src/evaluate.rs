@@ -14,7 +14,7 @@ use crate::group::{evaluate_group, GroupWalker, Rolling, RESOURCE_GROUP};
 use crate::parameters::{convert_parameter, shown_parameter};
 use crate::provider::{Action, Provider, ProviderError, ResourceRequest};
 use crate::scope::{Scope, StackContext};
-pub(crate) use crate::state::digest;
+pub(crate) use crate::state::{digest, same_digest};
 use crate::state::{ResourceKind, ResourceState, StackState};
 use crate::template::Template;
 use crate::{as_map, err, Files, HotError, R};
@@ -398,7 +398,7 @@ impl Walker<'_> {
             stack_name: &context.name,
             properties: &properties,
             previous: previous.filter(|p| p.kind == ResourceKind::Primitive),
-            unchanged: previous.is_some_and(|p| p.digest.as_deref() == Some(digest.as_str())),
+            unchanged: previous.is_some_and(|p| same_digest(p.digest.as_deref(), &digest)),
             start_ms,
         };
         match self.provider.apply(&request) {
