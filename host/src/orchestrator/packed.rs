@@ -7,6 +7,12 @@
 //! costs a few bytes per match. User data is kept as text inside the packed
 //! document (Nova shows it base64-encoded, which would hide the matches) and
 //! encoded again on unpacking, byte for byte.
+//!
+//! The row's parameters and outputs go into the same packed document: the
+//! parameters repeat the state's shown parameters and the outputs its
+//! addresses and ids, so inside it they cost a few bytes instead of their
+//! length in their columns (which then hold `{}`). Rows packed before keep
+//! them in their columns: [`Unpacked`] says which.
 
 use std::sync::{Arc, Mutex};
 
@@ -112,17 +118,42 @@ fn decode_user_data(value: &mut Value, path: &mut String, decoded: &mut Vec<Stri
     }
 }
 
-/// `json` (a stack's state) packed against the files document `key`.
+/// What a stack row keeps packed, as JSON texts.
+#[derive(Debug, Clone, Copy)]
+pub struct Documents<'a> {
+    pub state: &'a str,
+    pub parameters: &'a str,
+    pub outputs: &'a str,
+}
+
+/// What [`pack`] was given. `parameters` and `outputs` are `None` for a
+/// document packed before they moved in (their columns hold them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unpacked {
+    pub state: String,
+    pub parameters: Option<String>,
+    pub outputs: Option<String>,
+}
+
+/// `documents` (a stack's state, parameters and outputs) packed against
+/// the files document `key`.
 pub fn pack<E>(
-    json: &str,
+    documents: Documents<'_>,
     key: &str,
     content: impl FnOnce() -> Result<String, E>,
 ) -> Result<Vec<u8>, PackError<E>> {
-    let mut state: Value =
-        serde_json::from_str(json).map_err(|e| PackError::Invalid(e.to_string()))?;
+    let parse = |json: &str| -> Result<Value, PackError<E>> {
+        serde_json::from_str(json).map_err(|e| PackError::Invalid(e.to_string()))
+    };
+    let mut state = parse(documents.state)?;
     let mut decoded = Vec::new();
     decode_user_data(&mut state, &mut String::new(), &mut decoded);
-    let document = serde_json::json!({"state": state, "base64": decoded});
+    let document = serde_json::json!({
+        "state": state,
+        "base64": decoded,
+        "parameters": parse(documents.parameters)?,
+        "outputs": parse(documents.outputs)?,
+    });
     let bytes = serde_json::to_vec(&document).map_err(|e| PackError::Invalid(e.to_string()))?;
     let dictionary = dictionary(key, content).map_err(PackError::Dictionary)?;
     let mut compressor = zstd::bulk::Compressor::with_prepared_dictionary(&dictionary.encoder)
@@ -132,12 +163,12 @@ pub fn pack<E>(
         .map_err(|e| PackError::Invalid(e.to_string()))
 }
 
-/// The JSON text that [`pack`] was given.
+/// The JSON texts that [`pack`] was given.
 pub fn unpack<E>(
     packed: &[u8],
     key: &str,
     content: impl FnOnce() -> Result<String, E>,
-) -> Result<String, PackError<E>> {
+) -> Result<Unpacked, PackError<E>> {
     use std::io::Read as _;
     let dictionary = dictionary(key, content).map_err(PackError::Dictionary)?;
     let invalid = |e: std::io::Error| PackError::Invalid(e.to_string());
@@ -162,7 +193,13 @@ pub fn unpack<E>(
             *s = base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
         }
     }
-    serde_json::to_string(&state).map_err(|e| PackError::Invalid(e.to_string()))
+    let text =
+        |value: &Value| serde_json::to_string(value).map_err(|e| PackError::Invalid(e.to_string()));
+    Ok(Unpacked {
+        state: text(&state)?,
+        parameters: document.get("parameters").map(text).transpose()?,
+        outputs: document.get("outputs").map(text).transpose()?,
+    })
 }
 
 #[cfg(test)]
@@ -187,7 +224,14 @@ mod tests {
             "list": [{USER_DATA_ATTRIBUTE: ""}],
         })
         .to_string();
-        let packed = pack(&state, "test-files-1", files).unwrap();
+        let parameters = json!({"node_count": 2, "name": "node"}).to_string();
+        let outputs = json!({"api_address": "127.128.0.2"}).to_string();
+        let documents = Documents {
+            state: &state,
+            parameters: &parameters,
+            outputs: &outputs,
+        };
+        let packed = pack(documents, "test-files-1", files).unwrap();
         assert!(
             packed.len() * 4 < state.len(),
             "{} bytes packed from {}",
@@ -195,15 +239,40 @@ mod tests {
             state.len()
         );
         let unpacked = unpack(&packed, "test-files-1", files).unwrap();
+        let parsed = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+        assert_eq!(parsed(&unpacked.state), parsed(&state));
         assert_eq!(
-            serde_json::from_str::<Value>(&unpacked).unwrap(),
-            serde_json::from_str::<Value>(&state).unwrap()
+            unpacked.parameters.as_deref().map(parsed),
+            Some(parsed(&parameters))
+        );
+        assert_eq!(
+            unpacked.outputs.as_deref().map(parsed),
+            Some(parsed(&outputs))
         );
     }
 
     #[test]
+    fn a_document_packed_before_parameters_moved_in_has_none() {
+        let state = json!({"operation": {"action": "CREATE"}});
+        let document = json!({"state": state, "base64": []}).to_string();
+        let dictionary = dictionary("test-files-2", files).unwrap();
+        let packed = zstd::bulk::Compressor::with_prepared_dictionary(&dictionary.encoder)
+            .unwrap()
+            .compress(document.as_bytes())
+            .unwrap();
+        let unpacked = unpack(&packed, "test-files-2", files).unwrap();
+        assert_eq!(unpacked.state, state.to_string());
+        assert_eq!((unpacked.parameters, unpacked.outputs), (None, None));
+    }
+
+    #[test]
     fn a_dictionary_that_cannot_be_read_is_reported() {
-        let failed = pack("{}", "test-files-missing", || Err("no such row"));
+        let documents = Documents {
+            state: "{}",
+            parameters: "{}",
+            outputs: "{}",
+        };
+        let failed = pack(documents, "test-files-missing", || Err("no such row"));
         assert!(matches!(failed, Err(PackError::Dictionary("no such row"))));
     }
 }
