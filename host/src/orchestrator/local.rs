@@ -1083,8 +1083,33 @@ fn pack_state(
     documents: packed::Documents<'_>,
     files_key: &str,
 ) -> Result<Vec<u8>, LocalError> {
-    packed::pack(documents, files_key, || LocalFile::content(conn, files_key))
-        .map_err(|e| packing_error(id, e))
+    packed::pack(documents, files_key, &mut FileRows(conn)).map_err(|e| packing_error(id, e))
+}
+
+/// The `local_file` rows, where packed states find their dictionaries.
+struct FileRows<'c>(&'c mut DbConnection);
+
+impl packed::Texts for FileRows<'_> {
+    type Error = diesel::result::Error;
+
+    fn files(&mut self, key: &str) -> Result<String, Self::Error> {
+        LocalFile::content(self.0, key)
+    }
+
+    fn sample_key(&mut self, key: &str) -> Result<Option<String>, Self::Error> {
+        LocalFile::sample_key(self.0, key)
+    }
+
+    fn offer_sample(&mut self, key: &str, sample: &str) -> Result<String, Self::Error> {
+        LocalFile::offer_sample(self.0, key, sample)
+    }
+
+    fn files_and_sample(
+        &mut self,
+        key: &str,
+    ) -> Result<(String, Option<(String, String)>), Self::Error> {
+        LocalFile::content_and_sample(self.0, key)
+    }
 }
 
 /// The row with its state, parameters and outputs as JSON in their
@@ -1098,7 +1123,7 @@ fn open(conn: &mut DbConnection, mut row: LocalStack) -> Result<LocalStack, Loca
                 reason: "packed without files".into(),
             });
         };
-        let unpacked = packed::unpack(&packed, key, || LocalFile::content(conn, key))
+        let unpacked = packed::unpack(&packed, key, &mut FileRows(conn))
             .map_err(|e| packing_error(&row.id, e))?;
         row.state = unpacked.state;
         // A row packed before they moved in keeps them in their columns.
