@@ -20,9 +20,10 @@
 //! ([`masked`]: ids, digests, credentials are its own, and some secret).
 //! Every later state is packed with the files and the sample as its
 //! dictionary, and starts with [`SAMPLED`] and the sample's key (8 bytes),
-//! so that it is always unpacked with the same dictionary. A k8s state:
-//! about 6.3 KB with the files alone, 3.6 KB with the sample. States packed
-//! before (a bare zstd frame) are unpacked with the files alone.
+//! so that it is always unpacked with the same dictionary. A k8s state at
+//! zstd level 3: about 6.3 KB with the files alone, 3.6 KB with the sample.
+//! States packed before (a bare zstd frame) are unpacked with the files
+//! alone.
 
 use std::sync::{Arc, Mutex};
 
@@ -31,8 +32,10 @@ use serde_json::Value;
 
 use super::sim::USER_DATA_ATTRIBUTE;
 
-/// zstd's default level: the dictionary does most of the work.
-const LEVEL: i32 = 3;
+/// The dictionary does most of the work; level 5 packs a k8s state with its
+/// sample to about 2.9 KB against 3.6 KB at zstd's default 3, for about
+/// 0.1 ms more per 80 KB document.
+const LEVEL: i32 = 5;
 
 /// Prepared dictionaries of the last few files documents (with or without
 /// a sample). Each is built from immutable, content-addressed texts (the
