@@ -1104,10 +1104,7 @@ impl packed::Texts for FileRows<'_> {
         LocalFile::offer_sample(self.0, key, sample)
     }
 
-    fn files_and_sample(
-        &mut self,
-        key: &str,
-    ) -> Result<(String, Option<(String, String)>), Self::Error> {
+    fn files_and_sample(&mut self, key: &str) -> Result<packed::FilesAndSample, Self::Error> {
         LocalFile::content_and_sample(self.0, key)
     }
 }

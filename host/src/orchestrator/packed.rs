@@ -84,6 +84,9 @@ const SAMPLED: u8 = 0x01;
 /// How many bytes of the sample's key a packed state names.
 const SAMPLE_KEY_BYTES: usize = 8;
 
+/// A files document and its sample as `(key, text)`, if one is set.
+pub type FilesAndSample = (String, Option<(String, String)>);
+
 /// Where the dictionaries' texts come from (the `local_file` rows).
 pub trait Texts {
     type Error;
@@ -95,10 +98,7 @@ pub trait Texts {
     /// one that is.
     fn offer_sample(&mut self, key: &str, sample: &str) -> Result<String, Self::Error>;
     /// The files `key` and their sample with its key, if set.
-    fn files_and_sample(
-        &mut self,
-        key: &str,
-    ) -> Result<(String, Option<(String, String)>), Self::Error>;
+    fn files_and_sample(&mut self, key: &str) -> Result<FilesAndSample, Self::Error>;
 }
 
 /// `text` with every run of token characters (letters, digits, `+/=_.-`)
@@ -349,10 +349,7 @@ mod tests {
             let kept = self.sample.get_or_insert((key, sample.to_owned()));
             Ok(kept.0.clone())
         }
-        fn files_and_sample(
-            &mut self,
-            _: &str,
-        ) -> Result<(String, Option<(String, String)>), Self::Error> {
+        fn files_and_sample(&mut self, _: &str) -> Result<FilesAndSample, Self::Error> {
             Ok((self.files.clone()?, self.sample.clone()))
         }
     }
