@@ -2,7 +2,7 @@
 //! order, nested templates and groups as nested stacks.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -14,7 +14,7 @@ use crate::group::{evaluate_group, GroupWalker, Rolling, RESOURCE_GROUP};
 use crate::parameters::{convert_parameter, shown_parameter};
 use crate::provider::{Action, Provider, ProviderError, ResourceRequest};
 use crate::scope::{Scope, StackContext};
-pub(crate) use crate::state::digest;
+pub(crate) use crate::state::{digest, same_digest};
 use crate::state::{ResourceKind, ResourceState, StackState};
 use crate::template::Template;
 use crate::{as_map, err, Files, HotError, R};
@@ -80,7 +80,7 @@ pub fn evaluate(
             request.template
         ))
     })?;
-    let template = Template::parse(request.template, text)?;
+    let template = Template::parse_shared(request.template, text)?;
     let environment =
         Environment::parse(request.environment).map_err(|e| e.within("environment"))?;
     let mut walker = Walker {
@@ -127,25 +127,25 @@ pub(crate) struct Walker<'a> {
     pub(crate) provider: &'a mut dyn Provider,
     pub(crate) action: Action,
     pub(crate) project_id: &'a str,
-    pub(crate) templates: BTreeMap<String, Rc<Template>>,
+    pub(crate) templates: BTreeMap<String, Arc<Template>>,
     pub(crate) failure: Option<Failure>,
     pub(crate) depth: usize,
 }
 
 impl Walker<'_> {
-    pub(crate) fn template(&mut self, file: &str) -> R<Rc<Template>> {
+    pub(crate) fn template(&mut self, file: &str) -> R<Arc<Template>> {
         if let Some(t) = self.templates.get(file) {
-            return Ok(Rc::clone(t));
+            return Ok(Arc::clone(t));
         }
         let text = self
             .files
             .get(file)
             .ok_or_else(|| HotError::new(format!("No template {file} among the stack's files")))?;
         // Name the file: the error's path is that of the nesting resource.
-        let template = Rc::new(
-            Template::parse(file, text).map_err(|e| HotError::new(format!("{file}: {e}")))?,
-        );
-        self.templates.insert(file.to_owned(), Rc::clone(&template));
+        let template = Template::parse_shared(file, text)
+            .map_err(|e| HotError::new(format!("{file}: {e}")))?;
+        self.templates
+            .insert(file.to_owned(), Arc::clone(&template));
         Ok(template)
     }
 
@@ -398,7 +398,7 @@ impl Walker<'_> {
             stack_name: &context.name,
             properties: &properties,
             previous: previous.filter(|p| p.kind == ResourceKind::Primitive),
-            unchanged: previous.is_some_and(|p| p.digest.as_deref() == Some(digest.as_str())),
+            unchanged: previous.is_some_and(|p| same_digest(p.digest.as_deref(), &digest)),
             start_ms,
         };
         match self.provider.apply(&request) {

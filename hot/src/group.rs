@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::python::{py_str, select_path};
 use crate::scope::StackContext;
-use crate::state::{digest, ResourceKind, ResourceState, StackState};
+use crate::state::{digest, same_digest, ResourceKind, ResourceState, StackState};
 use crate::{as_map, err, HotError, R};
 
 /// The group resource the evaluator implements itself.
@@ -181,7 +181,10 @@ pub(crate) fn evaluate_group(
         .zip(&member_properties)
         .map(|(member, properties)| {
             old_members.resources.get(member).is_some_and(|old| {
-                old.digest.as_deref() != Some(digest(&Value::Object(properties.clone())).as_str())
+                !same_digest(
+                    old.digest.as_deref(),
+                    &digest(&Value::Object(properties.clone())),
+                )
             })
         })
         .collect();

@@ -85,7 +85,37 @@ pub(crate) fn collect_primitives<'a>(
     }
 }
 
+/// How many bytes of SHA-256 a [`digest`] keeps: it only tells whether an
+/// update changed a resource's properties (64 bits make an accidental match
+/// negligible), and each stack keeps one per resource, so the full 32 bytes
+/// were a fifth of a packed k8s state.
+const DIGEST_BYTES: usize = 8;
+
 /// A stable digest of a JSON value (its keys are ordered).
 pub(crate) fn digest(value: &Value) -> String {
-    hex::encode(Sha256::digest(value.to_string().as_bytes()))
+    hex::encode(&Sha256::digest(value.to_string().as_bytes())[..DIGEST_BYTES])
+}
+
+/// Whether a stored digest is `digest`: the same, or a full-length one
+/// (stored before digests were shortened) that begins with it.
+pub(crate) fn same_digest(stored: Option<&str>, digest: &str) -> bool {
+    stored.is_some_and(|stored| stored.starts_with(digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_stored_full_length_still_matches() {
+        let value = serde_json::json!({"image": "fedora", "flavor": "m1.small"});
+        let short = digest(&value);
+        assert_eq!(short.len(), 2 * DIGEST_BYTES);
+        let full = hex::encode(Sha256::digest(value.to_string().as_bytes()));
+        assert!(same_digest(Some(&full), &short));
+        assert!(same_digest(Some(&short), &short));
+        let other = digest(&serde_json::json!({"image": "ubuntu"}));
+        assert!(!same_digest(Some(&other), &short));
+        assert!(!same_digest(None, &short));
+    }
 }

@@ -4,6 +4,7 @@
 //! `functions`, which need them.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 
@@ -117,7 +118,36 @@ pub(crate) fn is_function(name: &str) -> bool {
         || REMOVED_FUNCTIONS.contains(&name)
 }
 
+/// How many valid templates [`Template::parse_shared`] remembers: a cloud
+/// evaluates the same few driver templates for every stack.
+const REMEMBERED: usize = 32;
+
+/// Templates parsed lately, by their text, the latest first.
+static PARSED: Mutex<Vec<(String, Arc<Template>)>> = Mutex::new(Vec::new());
+
 impl Template {
+    /// [`Self::parse`], remembering valid templates by their text: parsing
+    /// the k8s templates' YAML was about a tenth of a stack create at scale.
+    /// A template's structure does not depend on its name, and an invalid
+    /// one is parsed again (its error names the file).
+    pub fn parse_shared(name: &str, text: &str) -> R<Arc<Self>> {
+        let lock = || PARSED.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut parsed = lock();
+            if let Some(at) = parsed.iter().position(|(t, _)| t == text) {
+                let found = parsed.remove(at);
+                let template = Arc::clone(&found.1);
+                parsed.insert(0, found);
+                return Ok(template);
+            }
+        }
+        let template = Arc::new(Self::parse(name, text)?);
+        let mut parsed = lock();
+        parsed.insert(0, (text.to_owned(), Arc::clone(&template)));
+        parsed.truncate(REMEMBERED);
+        Ok(template)
+    }
+
     /// Parses HOT text (YAML or JSON); `name` is used in error messages.
     pub fn parse(name: &str, text: &str) -> R<Self> {
         let doc: Value = serde_norway::from_str(text)

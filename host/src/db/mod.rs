@@ -257,6 +257,12 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// The WAL file is cut back to this size whenever SQLite restarts it from
+/// the beginning (after a checkpoint); without a limit it keeps its
+/// high-water size, which a burst of writes beside steady readers leaves at
+/// tens of MiB.
+const SQLITE_WAL_LIMIT_BYTES: u64 = 4 << 20;
+
 /// Set on every new SQLite connection. busy_timeout comes first so that the
 /// switch to WAL waits for other connections instead of failing; WAL lets
 /// readers run beside the one writer; SQLite leaves foreign keys off unless
@@ -265,6 +271,7 @@ fn sqlite_pragmas(busy_timeout_ms: u64) -> String {
     format!(
         "PRAGMA busy_timeout = {busy_timeout_ms};
 PRAGMA journal_mode = WAL;
+PRAGMA journal_size_limit = {SQLITE_WAL_LIMIT_BYTES};
 PRAGMA synchronous = NORMAL;
 PRAGMA foreign_keys = ON;"
     )

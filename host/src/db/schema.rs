@@ -229,6 +229,12 @@ diesel::table! {
         sha256 -> Text,
         content -> Text,
         created_at -> Timestamp,
+        /// A packed document of the first stack packed against these files
+        /// (long tokens masked): the rest of every later state's
+        /// dictionary (`orchestrator::packed`). Set once.
+        sample -> Nullable<Text>,
+        /// The hex SHA-256 of `sample`.
+        sample_sha256 -> Nullable<Text>,
     }
 }
 

@@ -517,7 +517,14 @@ impl LocalCloud {
             let secrets = hidden_values(&operation.parameters, &state.shown_parameters);
             row.parameters = redact(to_json(&operation.parameters), &secrets);
             let state = redact(to_json(&state), &secrets);
-            row.state_z = Some(pack_state(conn, &id, &state, &files_key)?);
+            let documents = packed::Documents {
+                state: &state,
+                parameters: &row.parameters,
+                outputs: &row.outputs,
+            };
+            row.state_z = Some(pack_state(conn, &id, documents, &files_key)?);
+            // Packed with the state.
+            row.parameters = "{}".into();
             row.files_sha256 = Some(files_key);
             let inserted = LocalStack::insert_at(conn, &row, now).map_err(|e| match e {
                 diesel::result::Error::DatabaseError(
@@ -1073,14 +1080,37 @@ fn packing_error(id: &str, e: packed::PackError<diesel::result::Error>) -> Local
 fn pack_state(
     conn: &mut DbConnection,
     id: &str,
-    state: &str,
+    documents: packed::Documents<'_>,
     files_key: &str,
 ) -> Result<Vec<u8>, LocalError> {
-    packed::pack(state, files_key, || LocalFile::content(conn, files_key))
-        .map_err(|e| packing_error(id, e))
+    packed::pack(documents, files_key, &mut FileRows(conn)).map_err(|e| packing_error(id, e))
 }
 
-/// The row with its state as JSON in `state`, unpacked if it was packed.
+/// The `local_file` rows, where packed states find their dictionaries.
+struct FileRows<'c>(&'c mut DbConnection);
+
+impl packed::Texts for FileRows<'_> {
+    type Error = diesel::result::Error;
+
+    fn files(&mut self, key: &str) -> Result<String, Self::Error> {
+        LocalFile::content(self.0, key)
+    }
+
+    fn sample_key(&mut self, key: &str) -> Result<Option<String>, Self::Error> {
+        LocalFile::sample_key(self.0, key)
+    }
+
+    fn offer_sample(&mut self, key: &str, sample: &str) -> Result<String, Self::Error> {
+        LocalFile::offer_sample(self.0, key, sample)
+    }
+
+    fn files_and_sample(&mut self, key: &str) -> Result<packed::FilesAndSample, Self::Error> {
+        LocalFile::content_and_sample(self.0, key)
+    }
+}
+
+/// The row with its state, parameters and outputs as JSON in their
+/// fields, unpacked if they were packed.
 fn open(conn: &mut DbConnection, mut row: LocalStack) -> Result<LocalStack, LocalError> {
     if let Some(packed) = row.state_z.take() {
         let Some(key) = row.files_sha256.as_deref() else {
@@ -1090,26 +1120,46 @@ fn open(conn: &mut DbConnection, mut row: LocalStack) -> Result<LocalStack, Loca
                 reason: "packed without files".into(),
             });
         };
-        row.state = packed::unpack(&packed, key, || LocalFile::content(conn, key))
+        let unpacked = packed::unpack(&packed, key, &mut FileRows(conn))
             .map_err(|e| packing_error(&row.id, e))?;
+        row.state = unpacked.state;
+        // A row packed before they moved in keeps them in their columns.
+        if let Some(parameters) = unpacked.parameters {
+            row.parameters = parameters;
+        }
+        if let Some(outputs) = unpacked.outputs {
+            row.outputs = outputs;
+        }
     }
     Ok(row)
 }
 
-/// Saves an opened row, its state packed when it has shared files (rows
-/// from before them keep JSON until an update moves them over).
+/// Saves an opened row, its state, parameters and outputs packed when it
+/// has shared files (rows from before them keep JSON until an update moves
+/// them over).
 fn save(conn: &mut DbConnection, mut row: LocalStack) -> Result<LocalStack, LocalError> {
-    let state = match &row.files_sha256 {
+    let unpacked = match &row.files_sha256 {
         Some(key) => {
-            row.state_z = Some(pack_state(conn, &row.id, &row.state, key)?);
-            Some(std::mem::take(&mut row.state))
+            let documents = packed::Documents {
+                state: &row.state,
+                parameters: &row.parameters,
+                outputs: &row.outputs,
+            };
+            row.state_z = Some(pack_state(conn, &row.id, documents, key)?);
+            Some((
+                std::mem::take(&mut row.state),
+                std::mem::replace(&mut row.parameters, "{}".into()),
+                std::mem::replace(&mut row.outputs, "{}".into()),
+            ))
         }
         None => None,
     };
     let mut saved = row.update(conn)?;
-    if let Some(state) = state {
+    if let Some((state, parameters, outputs)) = unpacked {
         saved.state_z = None;
         saved.state = state;
+        saved.parameters = parameters;
+        saved.outputs = outputs;
     }
     Ok(saved)
 }

@@ -43,6 +43,48 @@ impl LocalFile {
         Ok(key)
     }
 
+    /// The key of the sample of the files `key`, if one is set.
+    pub fn sample_key(conn: &mut DbConnection, key: &str) -> QueryResult<Option<String>> {
+        local_file::table
+            .find(key)
+            .select(local_file::sample_sha256)
+            .first(conn)
+    }
+
+    /// Sets `sample` as the sample of the files `key` unless one is set
+    /// already, and returns the key of the one that is.
+    pub fn offer_sample(conn: &mut DbConnection, key: &str, sample: &str) -> QueryResult<String> {
+        let sample_key = Self::key(sample);
+        diesel::update(
+            local_file::table
+                .filter(local_file::sha256.eq(key))
+                .filter(local_file::sample_sha256.is_null()),
+        )
+        .set((
+            local_file::sample.eq(sample),
+            local_file::sample_sha256.eq(&sample_key),
+        ))
+        .execute(conn)?;
+        Self::sample_key(conn, key)?.ok_or(diesel::result::Error::NotFound)
+    }
+
+    /// The files `key` and their sample (with its key), if one is set.
+    pub fn content_and_sample(
+        conn: &mut DbConnection,
+        key: &str,
+    ) -> QueryResult<(String, Option<(String, String)>)> {
+        let (content, sample, sample_key): (String, Option<String>, Option<String>) =
+            local_file::table
+                .find(key)
+                .select((
+                    local_file::content,
+                    local_file::sample,
+                    local_file::sample_sha256,
+                ))
+                .first(conn)?;
+        Ok((content, sample_key.zip(sample)))
+    }
+
     pub fn content(conn: &mut DbConnection, key: &str) -> QueryResult<String> {
         local_file::table
             .find(key)

@@ -657,9 +657,10 @@ db_test!(
         let cloud = cloud();
         let op = create_op("old", json!({"image": "f"}));
         let id = cloud.create(conn, "p1", &op, t0()).unwrap().stack_id;
-        // The row as the previous release wrote it: its files inline, its
-        // state as JSON.
+        // The row as the release before `local_file` wrote it: its files
+        // inline, its state as JSON, its parameters in their column.
         let inline = serde_json::to_string(&op.files).unwrap();
+        let parameters = serde_json::to_string(&op.parameters).unwrap();
         let state = cloud.stored_state(conn, &id).unwrap();
         assert!(state.contains("\"servers_created\":3"), "{state}");
         diesel::update(local_stack::table.find(&id))
@@ -669,6 +670,7 @@ db_test!(
                 local_stack::template.eq(&op.files["cluster.yaml"]),
                 local_stack::state.eq(&state),
                 local_stack::state_z.eq(None::<Vec<u8>>),
+                local_stack::parameters.eq(&parameters),
             ))
             .execute(conn)
             .unwrap();
@@ -697,6 +699,17 @@ db_test!(
             .stored_state(conn, &id)
             .unwrap()
             .contains("\"servers_created\":4"));
+        // Its parameters and outputs went into the packed state too.
+        let columns: (String, String) = local_stack::table
+            .find(&id)
+            .select((local_stack::parameters, local_stack::outputs))
+            .first(conn)
+            .unwrap();
+        assert_eq!(columns, ("{}".to_owned(), "{}".to_owned()));
+        assert_eq!(
+            cloud.get(conn, &id, at(14)).unwrap().outputs["workers"],
+            json!(["127.24.0.3", "127.24.0.4", "127.24.0.5"])
+        );
         assert_eq!(key, Some(LocalFile::key(&inline)));
         assert_eq!((files.as_str(), template.as_str()), ("{}", ""));
         assert_eq!(stored_files(conn).len(), 1);
