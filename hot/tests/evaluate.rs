@@ -670,3 +670,77 @@ resources:
     assert_eq!(ready(&scaled, "0"), t2 + 100);
     assert_eq!(scaled.ready_ms, t2 + 100);
 }
+
+/// Every stored digest of `state` (nested ones too) passed through `f`.
+fn rewrite_digests(state: &mut magnum_hot::StackState, f: &dyn Fn(&str) -> String) {
+    for resource in state.resources.values_mut() {
+        if let Some(d) = &resource.digest {
+            resource.digest = Some(f(d));
+        }
+        if let Some(nested) = &mut resource.nested {
+            rewrite_digests(nested, f);
+        }
+    }
+}
+
+#[test]
+fn digests_stored_full_length_before_still_mean_unchanged() {
+    let template = hot(r#"
+parameters:
+  tag: {type: string}
+resources:
+  group:
+    type: OS::Heat::ResourceGroup
+    update_policy:
+      rolling_update: {max_batch_size: 1, pause_time: 1}
+    properties:
+      count: 3
+      resource_def:
+        type: OS::Nova::Server
+        properties: {tag: {get_param: tag}}
+"#);
+    let files = files(&[("main.yaml", &template)]);
+    let mut cloud = Slow(Stub::default());
+    let created = run_with(&mut cloud, &files, json!({}), json!({"tag": "a"}), None, T0).unwrap();
+    let ready = |e: &Evaluation| -> Vec<i64> {
+        let members = &e.resources.resources["group"]
+            .nested
+            .as_ref()
+            .unwrap()
+            .resources;
+        members.values().map(|m| m.ready_ms).collect()
+    };
+    // A state written before digests were shortened held all 64 hex digits
+    // of SHA-256, of which today's 16 are the start.
+    let mut before = created.resources.clone();
+    rewrite_digests(&mut before, &|d| {
+        assert_eq!(d.len(), 16, "{d}");
+        format!("{d}{}", "0".repeat(48))
+    });
+    let t1 = T0 + 10_000;
+    let same = run_with(
+        &mut cloud,
+        &files,
+        json!({}),
+        json!({"tag": "a"}),
+        Some(&before),
+        t1,
+    )
+    .unwrap();
+    // Unchanged members: nothing rolls, none waits for another.
+    assert_eq!(ready(&same), vec![t1 + 100; 3]);
+    // The check tells a changed definition: digests that do not match roll
+    // the members one at a time.
+    let mut other = created.resources.clone();
+    rewrite_digests(&mut other, &|_| "f".repeat(64));
+    let rolled = run_with(
+        &mut cloud,
+        &files,
+        json!({}),
+        json!({"tag": "a"}),
+        Some(&other),
+        t1,
+    )
+    .unwrap();
+    assert_ne!(ready(&rolled), vec![t1 + 100; 3], "{:?}", ready(&rolled));
+}
